@@ -1,0 +1,1 @@
+"""Recordings, datasets and windows: everything before features."""

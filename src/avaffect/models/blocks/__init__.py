@@ -1,0 +1,1 @@
+"""Building blocks: temporal encoders, joint cross-attention, heads."""

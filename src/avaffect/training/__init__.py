@@ -1,0 +1,1 @@
+"""Training: losses, the Lightning module and data module, and the run driver."""
