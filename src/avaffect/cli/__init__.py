@@ -1,0 +1,1 @@
+"""The ``avaffect`` command line."""

@@ -1,0 +1,114 @@
+"""Typed run configuration (YAML ↔ pydantic). Every size and path comes from here, nothing is hard-coded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avaffect.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: Literal["affwild2", "synthetic"] = "synthetic"
+    root: Path | None = None
+    length_tolerance: int = Field(0, ge=0, description="annotation rows may differ from video frames by this")
+    train_split: str = "train"
+    val_split: str = "validation"
+
+
+class ExtractorSpec(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeaturesConfig(_Strict):
+    store: Path | None = Field(None, description="feature store folder; default <data root>/features")
+    audio: ExtractorSpec = ExtractorSpec(name="logmel_stats")
+    video: ExtractorSpec = ExtractorSpec(name="face_hog")
+    workers: int = Field(1, ge=1)
+
+
+class ModelSpec(_Strict):
+    name: str = "rjca"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Strict):
+    window: int = Field(300, ge=1, description="L, steps per window")
+    hop: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_epochs: int = Field(30, ge=1)
+    min_epochs: int = Field(1, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    patience: int = Field(8, ge=1, description="early stopping patience (epochs) on validation P_VA")
+    lr_patience: int = Field(3, ge=1, description="ReduceLROnPlateau patience on validation P_VA")
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    loss_reduction: Literal["batch", "window"] = "batch"
+    gradient_clip: float | None = 1.0
+    seed: int = 0
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_workers: int = Field(0, ge=0)
+    monitor: Literal["p_va", "ccc_valence", "ccc_arousal"] = "p_va"
+
+
+class EvaluationConfig(_Strict):
+    protocol: Literal["global", "per_recording"] = "global"
+
+
+class RunConfig(_Strict):
+    data: DataConfig = DataConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelSpec = ModelSpec()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def store_path(self) -> Path:
+        if self.features.store is not None:
+            return Path(self.features.store)
+        if self.data.root is None:
+            raise ConfigError("set data.root or features.store")
+        return Path(self.data.root) / "features"
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run config; ``overrides`` are merged on top (nested dicts)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return make_config(raw, overrides, source=str(path))
+
+
+def make_config(raw: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+                source: str = "config") -> RunConfig:
+    merged = _merge(dict(raw or {}), overrides or {})
+    try:
+        return RunConfig(**merged)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: invalid configuration:\n{e}") from None
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k] = _merge(dict(base[k]), v)
+        else:
+            base[k] = v
+    return base
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,47 @@
+"""Media decoding, audio front-ends, feature extractors, the feature store and batch extraction.
+
+Quick use::
+
+    from avaffect.features import FeatureStore, extract_features, get_extractor
+
+    extractors = [get_extractor("face_hog"), get_extractor("logmel_stats", context="causal")]
+    summary = extract_features(recordings, extractors, FeatureStore("features"), workers=2)
+    print(summary.format())
+    X = FeatureStore("features").load(extractors[0].id, recordings[0].name)  # [T, d] memmap
+"""
+
+from avaffect.features.align import CONTEXTS, align_to_timeline
+from avaffect.features.audio import log_mel_spectrogram, mel_filterbank
+from avaffect.features.extract import ExtractionSummary, extract_features, select_shard
+from avaffect.features.extractors import (
+    Extractor,
+    FaceHOG,
+    LogMelStats,
+    get_extractor,
+    list_extractors,
+    register_extractor,
+)
+from avaffect.features.media import MediaInfo, iter_video_frames, probe, read_audio, read_video
+from avaffect.features.store import FeatureStore
+
+__all__ = [
+    "CONTEXTS",
+    "align_to_timeline",
+    "log_mel_spectrogram",
+    "mel_filterbank",
+    "ExtractionSummary",
+    "extract_features",
+    "select_shard",
+    "Extractor",
+    "FaceHOG",
+    "LogMelStats",
+    "get_extractor",
+    "list_extractors",
+    "register_extractor",
+    "MediaInfo",
+    "iter_video_frames",
+    "probe",
+    "read_audio",
+    "read_video",
+    "FeatureStore",
+]

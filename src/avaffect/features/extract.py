@@ -1,0 +1,288 @@
+"""Run feature extractors over recordings into a :class:`FeatureStore`: resumable, parallel, fault-tolerant.
+
+* Resumable / idempotent: a (extractor, recording) pair already ``done`` in the store is skipped.
+* Parallel: ``workers > 1`` runs tasks in a ``ProcessPoolExecutor`` with the ``spawn`` start method
+  (safe with threads, CUDA and macOS). Extractors and recordings are pickled to the workers, so an
+  extractor must be picklable (see :class:`~avaffect.features.extractors.Extractor`); workers write
+  the ``.npy`` and the per-recording status sidecar themselves, the parent rewrites
+  ``manifest.json`` (every ~30 s and at the end).
+* Fault-tolerant: an exception in one recording is recorded with ``mark_failed`` and the run goes
+  on. If a worker process dies (segfault in a decoder, out of memory), the tasks that were running
+  are retried one at a time in a fresh process; the one that kills its process again is recorded
+  as failed.
+* Sharding: ``shard=(i, n)`` processes the i-th of n disjoint slices of the recordings (sorted by
+  name), for splitting a dataset over machines.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from avaffect.data.recording import Recording
+from avaffect.errors import ConfigError, DataError
+from avaffect.features.extractors import Extractor
+from avaffect.features.store import FeatureStore
+
+__all__ = ["ExtractionSummary", "extract_features", "select_shard"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_EVERY_S = 30.0
+
+
+@dataclass
+class ExtractionSummary:
+    """What a run did. Pairs are ``(extractor_id, recording)``; failures carry a reason."""
+
+    done: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (extractor_id, recording, reason)
+    frames: int = 0  # timeline steps extracted (over all done pairs)
+    seconds: float = 0.0  # wall time of the run
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """``{"<extractor_id>/<recording>": reason}``."""
+        return {f"{e}/{r}": reason for e, r, reason in self.failed}
+
+    def format(self, max_failures: int = 10) -> str:
+        """One summary line, then one line per failure (at most ``max_failures``)."""
+        rate = f", {self.frames / self.seconds:.0f} frames/s" if self.seconds > 0 and self.frames else ""
+        line = (
+            f"extract: {len(self.done)} done, {len(self.skipped)} skipped (already done), "
+            f"{len(self.failed)} failed in {self.seconds:.1f} s{rate}"
+        )
+        lines = [line]
+        for e, r, reason in self.failed[:max_failures]:
+            lines.append(f"  FAILED {e}/{r}: {reason}")
+        if len(self.failed) > max_failures:
+            lines.append(f"  ... and {len(self.failed) - max_failures} more (see the store's manifest.json)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def select_shard(recordings: list[Recording], shard: tuple[int, int] | None) -> list[Recording]:
+    """The ``i``-th of ``n`` disjoint slices (round-robin over recordings sorted by name)."""
+    if shard is None:
+        return list(recordings)
+    i, n = shard
+    if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
+        raise ConfigError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    ordered = sorted(recordings, key=lambda r: r.name)
+    return ordered[i::n]
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _run_one(extractor: Extractor, rec: Recording, root: str) -> tuple[str, str | None, float, int]:
+    """Extract and save one pair; never raises. Returns (status, reason, seconds, frames)."""
+    store = FeatureStore(root)
+    t0 = time.perf_counter()
+    try:
+        arr = extractor.extract(rec)
+        secs = time.perf_counter() - t0
+        store.save(extractor, rec, arr, seconds=secs, update_manifest=False)
+        return "done", None, secs, rec.num_frames
+    except Exception as exc:  # one bad recording must not stop the run
+        reason = _reason(exc)
+        try:
+            store.mark_failed(extractor, rec.name, reason, update_manifest=False)
+        except Exception as exc2:  # the parent records it again
+            log.debug("could not mark %s failed from the worker: %s", rec.name, exc2)
+        return "failed", reason, time.perf_counter() - t0, 0
+
+
+def _init_worker() -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+    )
+
+
+def extract_features(
+    recordings: list[Recording],
+    extractors: list[Extractor],
+    store: FeatureStore,
+    workers: int = 1,
+    progress: bool = True,
+    force: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> ExtractionSummary:
+    """Extract every (extractor, recording) pair not yet done into ``store``.
+
+    ``workers``: processes (1 = in this process; 0 or less = one per CPU core). ``force``:
+    recompute pairs that are already done. ``shard``: ``(i, n)``, see :func:`select_shard`.
+    Returns the summary; ``summary.ok`` is False when any pair failed (the CLI exits non-zero).
+    """
+    t_start = time.perf_counter()
+    recs = select_shard(recordings, shard)
+    dup = sorted(n for n, c in Counter(r.name for r in recs).items() if c > 1)
+    if dup:
+        raise DataError(
+            None, f"duplicate recording names: {', '.join(dup[:5])}", "recording names must be unique"
+        )
+    if workers <= 0:
+        workers = os.cpu_count() or 1
+
+    summary = ExtractionSummary()
+    tasks: list[tuple[Extractor, Recording]] = []
+    for ex in extractors:
+        store.register(ex)
+        for rec in recs:
+            if not force and store.is_done(ex.id, rec.name):
+                summary.skipped.append((ex.id, rec.name))
+            else:
+                tasks.append((ex, rec))
+
+    root = str(Path(store.root).resolve())
+    touched: set[str] = set()
+    last_manifest = time.monotonic()
+    bar = tqdm(
+        total=len(tasks), desc="extract features", unit="rec", disable=not progress, dynamic_ncols=True
+    )
+
+    def record(ex: Extractor, rec: Recording, status: str, reason: str | None, frames: int) -> None:
+        nonlocal last_manifest
+        touched.add(ex.id)
+        if status == "done":
+            summary.done.append((ex.id, rec.name))
+            summary.frames += frames
+        else:
+            reason = reason or "unknown error"
+            summary.failed.append((ex.id, rec.name, reason))
+            log.warning("feature extraction failed: %s/%s: %s", ex.id, rec.name, reason)
+            if not (store.entry(ex.id, rec.name) or {}).get("status") == "failed":
+                store.mark_failed(ex, rec.name, reason, update_manifest=False)
+            bar.set_postfix(failed=len(summary.failed))
+        bar.update(1)
+        if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
+            for eid in touched:
+                store.write_manifest(eid)
+            last_manifest = time.monotonic()
+
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            for ex, rec in tasks:
+                status, reason, _, frames = _run_one(ex, rec, root)
+                record(ex, rec, status, reason, frames)
+        else:
+            _run_pool(tasks, root, min(workers, len(tasks)), record)
+    finally:
+        bar.close()
+        for eid in touched:
+            store.write_manifest(eid)
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+POOL_START_FIX = (
+    "worker processes could not start. When calling extract_features(workers > 1) from a script, "
+    "put the call under `if __name__ == '__main__':` (processes are spawned and re-import the "
+    "script), or use workers=1"
+)
+
+
+def _ping() -> bool:
+    return True
+
+
+class _Pool:
+    """A process pool that can be replaced when a worker dies, and that fails loudly if none can start."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.healthy = False  # some task already came back from a worker
+        self.pool = _new_pool(workers)
+
+    def restart(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = _new_pool(self.workers)
+        if not self.healthy:  # nothing ever worked: check that a worker can start at all
+            try:
+                self.pool.submit(_ping).result()
+                self.healthy = True
+            except BrokenProcessPool as exc:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                raise RuntimeError(POOL_START_FIX) from exc
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pool(tasks, root: str, workers: int, record) -> None:
+    """Run tasks with at most ``workers`` in flight; isolate the ones in flight when a worker dies."""
+    pending = list(reversed(tasks))  # pop() from the end keeps the original order
+    suspects: list[tuple[Extractor, Recording]] = []
+    pool = _Pool(workers)
+    running: dict[Future, tuple[Extractor, Recording]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                task = pending.pop()
+                try:
+                    running[pool.pool.submit(_run_one, task[0], task[1], root)] = task
+                except BrokenProcessPool:
+                    pending.append(task)
+                    break
+            if not running:  # the pool broke before anything could be submitted
+                pool.restart()
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in finished:
+                ex, rec = running.pop(fut)
+                try:
+                    status, reason, _, frames = fut.result()
+                    pool.healthy = True
+                except BrokenProcessPool:
+                    suspects.append((ex, rec))
+                    broken = True
+                    continue
+                except Exception as exc:  # e.g. the task could not be pickled
+                    status, reason, frames = "failed", _reason(exc), 0
+                record(ex, rec, status, reason, frames)
+            if broken:
+                suspects.extend(running.values())  # everything in flight is a suspect
+                running.clear()
+                pool.restart()
+    finally:
+        pool.shutdown()
+
+    for ex, rec in suspects:  # retry each alone: the one that crashes again is the culprit
+        solo = _new_pool(1)
+        try:
+            status, reason, _, frames = solo.submit(_run_one, ex, rec, root).result()
+        except BrokenProcessPool:
+            status, reason, frames = "failed", "the worker process died (crash or out of memory) twice", 0
+        except Exception as exc:
+            status, reason, frames = "failed", _reason(exc), 0
+        finally:
+            solo.shutdown(wait=True)
+        record(ex, rec, status, reason, frames)

@@ -1,0 +1,232 @@
+"""Media decoding with PyAV (bundled FFmpeg): video frames with their stream timestamps, 16 kHz mono audio.
+
+Time origin
+-----------
+All times returned here share one origin per file: the earliest start time of the file's audio and
+video streams (clamped at 0; a negative start is encoder priming that the decoder drops). Video
+frame times are ``pts * time_base - origin`` (taken from the stream, never ``index / fps``) and
+audio sample 0 sits at the origin (padded with zeros or trimmed when the audio stream starts
+later or earlier). So a video frame at time ``t`` and audio sample ``round(t * sample_rate)`` are
+simultaneous, even when the container starts its video a few milliseconds after its audio
+(common in FLV). For a typical mp4 the origin is 0 and the first frame sits at 0.
+
+Every failure raises :class:`~avaffect.errors.MediaError` naming the file and saying what to do;
+a file without audio raises :class:`~avaffect.errors.NoAudioStreamError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avaffect.errors import MediaError, NoAudioStreamError
+
+__all__ = [
+    "MediaInfo",
+    "probe",
+    "read_video",
+    "iter_video_frames",
+    "read_audio",
+    "DECODE_FIX",
+    "NO_AUDIO_FIX",
+    "NO_VIDEO_FIX",
+]
+
+DECODE_FIX = "check the file plays with ffprobe/ffplay or re-encode it with ffmpeg"
+NO_AUDIO_FIX = (
+    "this model needs audio; use a video-only model or provide the audio file "
+    "(the recording's audio path / --audio)"
+)
+NO_VIDEO_FIX = "this step needs a video track; use an audio-only model or provide the video file"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a media file holds.
+
+    ``num_frames`` comes from the container when it stores a frame count, otherwise it is
+    estimated as ``round(video duration * fps)``; ``read_video`` gives the exact count.
+    ``start_time`` is the time origin (seconds, see the module docstring).
+    """
+
+    path: Path
+    has_video: bool
+    has_audio: bool
+    num_frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+    audio_sample_rate: int
+    start_time: float = 0.0
+
+
+def _open(path: str | Path):
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(path, "cannot decode the file: it does not exist", "check the path")
+    if path.is_dir():
+        raise MediaError(path, "cannot decode the file: it is a folder", "pass a media file")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(path, f"cannot decode the file: {exc}", DECODE_FIX) from exc
+
+
+def _stream_start(stream) -> float | None:
+    if stream.start_time is None or stream.time_base is None:
+        return None
+    return float(stream.start_time * stream.time_base)
+
+
+def _origin(container) -> float:
+    """The shared time origin (seconds): earliest audio/video stream start, clamped at 0."""
+    starts = [
+        s
+        for s in (_stream_start(st) for st in (*container.streams.video, *container.streams.audio))
+        if s is not None
+    ]
+    if not starts:
+        return 0.0
+    return max(0.0, min(starts))
+
+
+def _rate(stream) -> float:
+    for attr in ("average_rate", "guessed_rate", "base_rate"):
+        rate = getattr(stream, attr, None)
+        if rate:
+            return float(rate)
+    return 0.0
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read the streams' headers (no full decode)."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if container.duration is not None:
+            duration = float(container.duration) / av.time_base
+        else:
+            duration = 0.0
+        fps = width = height = num_frames = 0
+        if video is not None:
+            fps = _rate(video)
+            width = int(video.codec_context.width or 0)
+            height = int(video.codec_context.height or 0)
+            num_frames = int(video.frames or 0)
+            vdur = duration
+            if video.duration is not None and video.time_base is not None:
+                vdur = float(video.duration * video.time_base)
+            if num_frames <= 0 and fps > 0:
+                num_frames = int(round(vdur * fps))
+        sample_rate = int(audio.codec_context.sample_rate or 0) if audio is not None else 0
+        return MediaInfo(
+            path=path,
+            has_video=video is not None,
+            has_audio=audio is not None,
+            num_frames=num_frames,
+            fps=float(fps),
+            duration=duration,
+            width=width,
+            height=height,
+            audio_sample_rate=sample_rate,
+            start_time=_origin(container),
+        )
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(path, f"cannot decode the file: {exc}", DECODE_FIX) from exc
+    finally:
+        container.close()
+
+
+def iter_video_frames(path: str | Path, threads: bool = True) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(time_seconds, rgb uint8 [H, W, 3])`` per decoded frame, in presentation order.
+
+    Memory stays at one frame, so this is the way to walk long videos. Times come from each
+    frame's ``pts * time_base`` relative to the file's origin (module docstring).
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream", NO_VIDEO_FIX)
+        stream = container.streams.video[0]
+        if threads:
+            stream.thread_type = "AUTO"
+        origin = _origin(container)
+        time_base = stream.time_base or Fraction(1, 1)
+        fps = _rate(stream) or 25.0
+        last: float | None = None
+        try:
+            for frame in container.decode(stream):
+                pts = frame.pts
+                if pts is None:
+                    t = (last + 1.0 / fps) if last is not None else 0.0
+                else:
+                    t = float(pts * time_base) - origin
+                last = t
+                yield t, frame.to_ndarray(format="rgb24")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(path, f"cannot decode the video: {exc}", DECODE_FIX) from exc
+    finally:
+        container.close()
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every frame: ``(frames uint8 [N, H, W, 3] RGB, times float64 [N] seconds)``.
+
+    Loads the whole video in memory; use :func:`iter_video_frames` for long videos.
+    """
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    for t, rgb in iter_video_frames(path):
+        frames.append(rgb)
+        times.append(t)
+    if not frames:
+        raise MediaError(path, "cannot decode the video: no frame could be decoded", DECODE_FIX)
+    return np.stack(frames), np.asarray(times, dtype=np.float64)
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream to float32 mono ``[N]`` at ``sample_rate`` Hz.
+
+    Sample 0 sits at the file's time origin (module docstring): a stream that starts later is
+    padded with zeros at the front, one that starts earlier is trimmed.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.audio:
+            raise NoAudioStreamError(path, "has no audio stream", NO_AUDIO_FIX)
+        stream = container.streams.audio[0]
+        origin = _origin(container)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+        chunks: list[np.ndarray] = []
+        first_time: float | None = None
+        try:
+            for frame in container.decode(stream):
+                if first_time is None and frame.time is not None:
+                    first_time = float(frame.time)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(path, f"cannot decode the audio: {exc}", DECODE_FIX) from exc
+    finally:
+        container.close()
+    if not chunks:
+        raise MediaError(path, "cannot decode the audio: no audio sample could be decoded", DECODE_FIX)
+    wav = np.concatenate(chunks).astype(np.float32, copy=False)
+    offset = int(round(((first_time if first_time is not None else origin) - origin) * sample_rate))
+    if offset > 0:
+        wav = np.concatenate([np.zeros(offset, dtype=np.float32), wav])
+    elif offset < 0:
+        wav = wav[-offset:]
+    return np.ascontiguousarray(wav)

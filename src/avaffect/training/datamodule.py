@@ -1,0 +1,79 @@
+"""Windows of per-recording features as a Lightning data module (SPEC §2, §7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from avaffect.data.windows import cut_window, window_mask, window_starts
+
+
+@dataclass
+class RecordingFeatures:
+    """One recording's aligned features and labels (``[T, d_a]``, ``[T, d_v]``, ``[T, K]``, ``[T]``)."""
+
+    name: str
+    audio: np.ndarray
+    video: np.ndarray
+    labels: np.ndarray
+    face_mask: np.ndarray
+    times: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for field in ("audio", "video", "face_mask", "times"):
+            if len(getattr(self, field)) != n:
+                raise ValueError(f"{self.name}: {field} has {len(getattr(self, field))} steps, labels {n}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class WindowDataset(Dataset):
+    """Every window of every recording: ``audio, video, labels (NaN outside annotations), mask
+    (step inside the recording), face_mask, rec (index), start``."""
+
+    def __init__(self, recordings: list[RecordingFeatures], length: int, hop: int) -> None:
+        self.recordings = recordings
+        self.length = length
+        self.index = [(i, int(s)) for i, r in enumerate(recordings) for s in window_starts(len(r), length, hop)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
+        i, s = self.index[j]
+        r, n = self.recordings[i], self.length
+        return {
+            "audio": torch.as_tensor(cut_window(r.audio, s, n), dtype=torch.float32),
+            "video": torch.as_tensor(cut_window(r.video, s, n), dtype=torch.float32),
+            "labels": torch.as_tensor(cut_window(r.labels, s, n, np.nan), dtype=torch.float32),
+            "mask": torch.as_tensor(window_mask(len(r), s, n)),
+            "face_mask": torch.as_tensor(cut_window(r.face_mask, s, n, False)),
+            "rec": torch.tensor(i),
+            "start": torch.tensor(s),
+        }
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Training windows (shuffled) and validation windows (in order, for stitching)."""
+
+    def __init__(self, train: list[RecordingFeatures], val: list[RecordingFeatures], length: int, hop: int,
+                 batch_size: int = 8, num_workers: int = 0) -> None:
+        super().__init__()
+        self.train_set = WindowDataset(train, length, hop)
+        self.val_set = WindowDataset(val, length, hop)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)

@@ -1,0 +1,196 @@
+"""Media decoding (PyAV), the log-mel front-end and timeline alignment."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avaffect.errors import MediaError, NoAudioStreamError
+from avaffect.features.align import align_to_timeline
+from avaffect.features.audio import frame_signal, log_mel_spectrogram, mel_band_centers, mel_filterbank
+from avaffect.features.media import iter_video_frames, probe, read_audio, read_video
+
+CREMA_D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crema_d"
+
+FPS = 25
+N_FRAMES = 30
+SR = 16000
+
+
+def write_mp4(path: Path, n_frames: int = N_FRAMES, fps: int = FPS, audio: bool = True) -> Path:
+    """A 64x48 mpeg4 video (+ a mono 440 Hz AAC track at 16 kHz)."""
+    w, h = 64, 48
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        astream = c.add_stream("aac", rate=SR, layout="mono") if audio else None
+        for i in range(n_frames):
+            img = np.full((h, w, 3), (i * 8) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        if astream is not None:
+            n = int(round(n_frames / fps * SR))
+            x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32)
+            for s in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(x[None, s : s + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
+                for p in astream.encode(af):
+                    c.mux(p)
+            for p in astream.encode(None):
+                c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    write_mp4(d / "av.mp4")
+    write_mp4(d / "silent.mp4", audio=False)
+    data = (d / "av.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    return d
+
+
+def test_probe(media_dir):
+    info = probe(media_dir / "av.mp4")
+    assert info.has_video and info.has_audio
+    assert info.num_frames == N_FRAMES
+    assert info.fps == pytest.approx(FPS)
+    assert (info.width, info.height) == (64, 48)
+    assert info.audio_sample_rate == SR
+    assert info.duration == pytest.approx(N_FRAMES / FPS, abs=0.1)
+    assert not probe(media_dir / "silent.mp4").has_audio
+
+
+def test_read_video_times_from_stream(media_dir):
+    frames, times = read_video(media_dir / "av.mp4")
+    assert frames.shape == (N_FRAMES, 48, 64, 3) and frames.dtype == np.uint8
+    assert times.dtype == np.float64
+    assert times[0] == pytest.approx(0.0)
+    np.testing.assert_allclose(np.diff(times), 1.0 / FPS, atol=1e-6)
+    # brightness encodes the frame index: frames come in presentation order
+    assert np.all(np.diff(frames.mean(axis=(1, 2, 3))) > 2)
+    it = list(iter_video_frames(media_dir / "av.mp4"))
+    assert len(it) == N_FRAMES and it[3][0] == pytest.approx(times[3])
+
+
+def test_read_audio_length(media_dir):
+    wav = read_audio(media_dir / "av.mp4", sample_rate=SR)
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    assert abs(len(wav) - N_FRAMES / FPS * SR) <= SR / FPS
+    assert 0.3 < np.abs(wav).max() < 0.7
+    # resampling to another rate scales the length
+    wav8 = read_audio(media_dir / "av.mp4", sample_rate=8000)
+    assert abs(len(wav8) - len(wav) / 2) <= 8
+
+
+def test_no_audio_stream(media_dir):
+    with pytest.raises(NoAudioStreamError) as err:
+        read_audio(media_dir / "silent.mp4")
+    assert "silent.mp4" in str(err.value) and "video-only" in str(err.value)
+    frames, _ = read_video(media_dir / "silent.mp4")
+    assert len(frames) == N_FRAMES
+
+
+def test_truncated_and_missing_files(media_dir, tmp_path):
+    for path in (media_dir / "truncated.mp4", tmp_path / "missing.mp4"):
+        for fn in (read_video, read_audio, probe):
+            with pytest.raises(MediaError) as err:
+                fn(path)
+            assert str(path) in str(err.value)
+            assert err.value.fix
+    with pytest.raises(MediaError, match="ffmpeg"):
+        read_video(media_dir / "truncated.mp4")
+
+
+@pytest.mark.skipif(not (CREMA_D / "1001_DFA_ANG_XX.flv").exists(), reason="CREMA-D sample not available")
+def test_crema_d_flv():
+    path = CREMA_D / "1001_DFA_ANG_XX.flv"
+    info = probe(path)
+    assert info.has_video and info.has_audio
+    frames, times = read_video(path)
+    assert frames.ndim == 4 and frames.shape[-1] == 3
+    assert len(frames) > 30
+    step = float(np.median(np.diff(times)))
+    video_end = times[-1] + step
+    assert 1.5 < video_end < 3.0
+    wav = read_audio(path)
+    assert abs(len(wav) / 16000 - video_end) <= step
+
+
+# ------------------------------------------------------------------------------------ log-mel
+
+
+def test_logmel_tone_peak_and_times():
+    sr = 16000
+    t = np.arange(sr) / sr
+    for freq in (300.0, 1000.0, 3000.0):
+        x = np.sin(2 * np.pi * freq * t).astype(np.float32)
+        logmel, times = log_mel_spectrogram(x, sr)
+        assert logmel.shape == (1 + (sr - 400) // 160, 64)
+        peak = int(np.argmax(logmel.mean(axis=0)))
+        nearest = int(np.argmin(np.abs(mel_band_centers() - freq)))
+        assert abs(peak - nearest) <= 1
+        np.testing.assert_allclose(np.diff(times), 0.010, atol=1e-12)
+        assert times[0] == pytest.approx(0.0125)
+    silence_logmel, _ = log_mel_spectrogram(np.zeros(sr, np.float32))
+    np.testing.assert_allclose(silence_logmel, np.log(0.01), rtol=1e-6)
+
+
+def test_mel_filterbank_shape():
+    bank = mel_filterbank(64, 257, 16000, 125.0, 7500.0)
+    assert bank.shape == (257, 64)
+    assert np.all(bank[0] == 0) and np.all(bank >= 0)
+    assert np.all(bank.max(axis=0) > 0.5)  # every band covers at least one bin well
+    assert frame_signal(np.zeros(100), 400, 160).shape == (0, 400)
+
+
+# ------------------------------------------------------------------------------------ alignment
+
+
+def _naive_align(values, vt, timeline, window, context):
+    out = np.zeros((len(timeline), values.shape[1]))
+    for k, t in enumerate(timeline):
+        lo, hi = {
+            "causal": (t - window, t),
+            "forward": (t, t + window),
+            "centered": (t - window / 2, t + window / 2),
+        }[context]
+        sel = (vt >= lo) & (vt <= hi)
+        out[k] = values[sel].mean(axis=0) if sel.any() else values[np.argmin(np.abs(vt - t))]
+    return out
+
+
+@pytest.mark.parametrize("context", ["causal", "forward", "centered"])
+def test_align_matches_naive(context):
+    rng = np.random.default_rng(0)
+    vt = np.sort(rng.uniform(0, 10, 200))
+    vt = np.concatenate([vt[vt < 4], vt[vt > 6]])  # a gap: steps with no rows in the window
+    values = rng.normal(size=(len(vt), 3))
+    timeline = np.concatenate([np.linspace(-1, 11, 150), [5.0, 5.01]])
+    got = align_to_timeline(values, vt, timeline, 0.3, context)
+    np.testing.assert_allclose(got, _naive_align(values, vt, timeline, 0.3, context), atol=1e-10)
+    # unsorted value times give the same result
+    perm = rng.permutation(len(vt))
+    np.testing.assert_allclose(
+        align_to_timeline(values[perm], vt[perm], timeline, 0.3, context), got, atol=1e-10
+    )
+
+
+def test_align_contexts_differ():
+    vt = np.arange(100) * 0.01
+    values = vt[:, None].copy()
+    t = np.array([0.5])
+    assert align_to_timeline(values, vt, t, 0.205, "causal")[0, 0] == pytest.approx(0.4)
+    assert align_to_timeline(values, vt, t, 0.205, "forward")[0, 0] == pytest.approx(0.6)
+    assert align_to_timeline(values, vt, t, 0.205, "centered")[0, 0] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        align_to_timeline(values, vt, t, 0.2, "sideways")
