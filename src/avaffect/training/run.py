@@ -68,8 +68,8 @@ def ensure_features(cfg: RunConfig, recordings: list[Recording], progress: bool 
 
 def load_features(store: FeatureStore, audio_ex: Extractor, video_ex: Extractor, rec: Recording,
                   ) -> RecordingFeatures:
-    audio = np.asarray(store.load(audio_ex.id, rec.name), dtype=np.float32)
-    video = np.asarray(store.load(video_ex.id, rec.name), dtype=np.float32)
+    audio = np.array(store.load(audio_ex.id, rec.name), dtype=np.float32)  # copy out of the mmap
+    video = np.array(store.load(video_ex.id, rec.name), dtype=np.float32)
     for what, arr in (("audio", audio), ("video", video)):
         if len(arr) != rec.num_frames:
             raise DataError(store.path(audio_ex.id if what == "audio" else video_ex.id, rec.name),

@@ -21,7 +21,8 @@ class TimeMajorJCA(nn.Module):
     so they never enter the joint correlation, and zeroed again on output.
     """
 
-    def __init__(self, d_audio: int, d_video: int, length: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_audio: int, d_video: int, length: int, dropout: float = 0.0,
+                 init_residual_scale: float = 0.1) -> None:
         super().__init__()
         self.dims = (d_audio, d_video)
         self.length = length
@@ -33,6 +34,8 @@ class TimeMajorJCA(nn.Module):
         self.dropout = nn.Dropout(dropout)
         for p in self.parameters():
             nn.init.xavier_uniform_(p)
+        for w in self.w_h:  # start close to the identity map X_att = X (the residual path)
+            w.data.mul_(init_residual_scale)
 
     def forward(self, x_a: torch.Tensor, x_v: torch.Tensor, mask: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:

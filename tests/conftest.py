@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny synthetic dataset and the real CREMA-D clips from ../shared when present."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from avaffect.data.synth import SynthConfig, write_synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+CREMA_D = REPO.parent / "shared" / "data" / "crema_d"
+TINY_SYNTH = SynthConfig(n_train=4, n_val=2, n_test=1, duration_s=6.0, weak_rate=0.2, gap_rate=0.05, seed=3)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A tiny synthetic Aff-Wild2-layout dataset, written once per session (read-only for tests)."""
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synth") / "ds", TINY_SYNTH, progress=False)
+
+
+@pytest.fixture
+def synth_copy(synth_root, tmp_path) -> Path:
+    """A private copy of the tiny dataset that a test may damage."""
+    dst = tmp_path / "ds"
+    shutil.copytree(synth_root, dst, ignore=shutil.ignore_patterns("features"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def crema_d() -> Path:
+    if not CREMA_D.is_dir() or not any(CREMA_D.glob("*.flv")):
+        pytest.skip(f"CREMA-D clips not found at {CREMA_D}")
+    return CREMA_D

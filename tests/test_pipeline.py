@@ -1,0 +1,150 @@
+"""Synthetic data through the Aff-Wild2 reader, feature alignment, bad input, and a training smoke run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avaffect.config import make_config
+from avaffect.data.affwild2 import ANNOTATION_DIR, load_affwild2
+from avaffect.errors import AvaffectError, DataError, MediaError
+from avaffect.evaluation.inference import predict_recording
+from avaffect.features.media import probe, read_audio
+from avaffect.models.checkpoint import load_checkpoint
+from avaffect.training.run import ensure_features, load_features, train
+
+
+def test_reader_reads_the_synthetic_writer(synth_root):
+    recs = {r.name: r for r in load_affwild2(synth_root)}
+    assert sorted(r.split for r in recs.values()).count("train") == 4
+    assert [r.split for r in recs.values()].count("validation") == 2
+    assert [r.split for r in recs.values()].count("test") == 1
+    saw_gap = False
+    for r in recs.values():
+        latent = np.load(synth_root / "latent" / f"{r.name}.npz")
+        info = probe(r.video_path)
+        assert r.num_frames == info.num_frames == len(latent["valence"])
+        np.testing.assert_array_equal(r.face_mask, latent["face_present"])
+        if r.split == "test":
+            assert not r.has_labels
+            continue
+        ann_rows = (r.annotation_path.read_text().splitlines()[1:])
+        gaps = np.array([row.startswith("-5") for row in ann_rows])
+        np.testing.assert_array_equal(gaps, ~r.label_mask)  # -5 rows become NaN, nothing else does
+        saw_gap |= gaps.any()
+        np.testing.assert_allclose(r.labels[r.label_mask, 0], latent["valence"][r.label_mask], atol=1e-3)
+        audio = read_audio(r.audio_path)
+        assert abs(len(audio) / 16000 - info.duration) <= 1 / r.fps  # audio within one frame of the video
+    assert saw_gap
+
+
+def test_audio_features_are_aligned_by_time(synth_root, tmp_path):
+    """Silent (missing-voice) segments of the synthetic audio show up at the same timeline steps."""
+    cfg = make_config({"data": {"root": str(synth_root)}, "features": {"store": str(tmp_path / "store")}})
+    recs = [r for r in load_affwild2(synth_root) if r.split != "test"]
+    store, audio_ex, video_ex = ensure_features(cfg, recs, progress=False)
+    checked = 0
+    for r in recs:
+        feats = load_features(store, audio_ex, video_ex, r)
+        latent = np.load(synth_root / "latent" / f"{r.name}.npz")
+        silent = latent["voice_weak"] == 1
+        energy = feats.audio[:, 2 * 64]  # log-energy mean (after the 64 mel means and 64 stds)
+        # steps well inside a silent run (0.5 s margin for the centred 0.5 s window)
+        inner = silent & (np.convolve(silent, np.ones(31), "same") >= 31)
+        if inner.sum() >= 5 and (~silent).sum() >= 5:
+            assert energy[inner].mean() < energy[~silent].mean() - 1.0, r.name
+            checked += 1
+        # visual features are zero exactly where there is no face
+        np.testing.assert_array_equal(np.abs(feats.video).sum(1) == 0, ~r.face_mask)
+    assert checked >= 1, "the tiny dataset should contain a silent segment"
+
+
+def _ann(root, name):
+    for split in ("Train_Set", "Validation_Set"):
+        p = root / ANNOTATION_DIR / split / f"{name}.txt"
+        if p.is_file():
+            return p
+    raise AssertionError(name)
+
+
+def test_annotation_longer_or_shorter_than_video_is_an_error(synth_copy):
+    name = sorted(p.stem for p in (synth_copy / ANNOTATION_DIR / "Train_Set").glob("*.txt"))[0]
+    ann = _ann(synth_copy, name)
+    lines = ann.read_text().splitlines()
+    ann.write_text("\n".join(lines + ["0.1,0.1"]) + "\n")
+    with pytest.raises(DataError, match="annotation rows but the video") as e:
+        load_affwild2(synth_copy)
+    assert name in str(e.value) and "one row per video frame" in str(e.value)
+    # within a tolerance, the extra row is dropped
+    recs = {r.name: r for r in load_affwild2(synth_copy, length_tolerance=1)}
+    assert recs[name].num_frames == len(lines) - 1
+    ann.write_text("\n".join(lines[:-3]) + "\n")
+    with pytest.raises(DataError, match="annotation rows"):
+        load_affwild2(synth_copy)
+
+
+def test_unreadable_video_is_an_error_naming_the_file(synth_copy):
+    video = sorted((synth_copy / "videos").glob("*.mp4"))[0]
+    video.write_bytes(video.read_bytes()[:2000])
+    with pytest.raises(MediaError) as e:
+        load_affwild2(synth_copy)
+    assert video.name in str(e.value)
+
+
+def test_missing_audio_track_fails_extraction_with_a_clear_message(synth_copy, tmp_path):
+    import av
+
+    video = sorted((synth_copy / "videos").glob("*.mp4"))[0]
+    src = tmp_path / "src.mp4"
+    shutil.copy(video, src)
+    with av.open(str(src)) as inp, av.open(str(video), "w") as out:  # remux the video stream only
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        for packet in inp.demux(vin):
+            if packet.dts is None:
+                continue
+            packet.stream = vout
+            out.mux(packet)
+    cfg = make_config({"data": {"root": str(synth_copy)}, "features": {"store": str(tmp_path / "store")}})
+    recs = [r for r in load_affwild2(synth_copy) if r.split != "test"]
+    with pytest.raises(AvaffectError) as e:
+        ensure_features(cfg, recs, progress=False)
+    assert video.stem in str(e.value) and "no audio" in str(e.value).lower()
+
+
+@pytest.mark.slow
+def test_training_smoke_run(synth_root, tmp_path):
+    cfg = make_config({
+        "data": {"root": str(synth_root)},
+        "features": {"store": str(tmp_path / "store")},
+        "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
+        "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 2, "accelerator": "cpu"},
+    })
+    run = tmp_path / "run"
+    res = train(cfg, run, progress=False)
+    for f in ("config.yaml", "environment.json", "metrics_per_epoch.csv", "model.safetensors", "metrics.json",
+              "checkpoints/last.ckpt"):
+        assert (run / f).is_file(), f
+    epochs = pd.read_csv(run / "metrics_per_epoch.csv")
+    assert len(epochs) == 2 and {"val/p_va", "train/loss"} <= set(epochs.columns)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert set(saved["per_recording"]) == {r.name for r in load_affwild2(synth_root) if r.split == "validation"}
+    assert np.isfinite(res.metrics["p_va"])
+    # the exported checkpoint rebuilds the model and reproduces the saved predictions
+    model, meta = load_checkpoint(res.checkpoint)
+    assert meta["preprocessing"]["window"] == 60 and meta["model"]["name"] == "rjca"
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    store, audio_ex, video_ex = ensure_features(cfg, [rec], progress=False)
+    f = load_features(store, audio_ex, video_ex, rec)
+    pred = predict_recording(model, f.audio, f.video, f.face_mask, 60, 30)
+    csv = pd.read_csv(run / "predictions" / "validation" / f"{rec.name}.csv")
+    assert list(csv.columns) == ["frame", "time", "valence", "arousal", "label_valence", "label_arousal"]
+    np.testing.assert_allclose(csv[["valence", "arousal"]].to_numpy(), pred, atol=1e-5)
+    assert np.all(np.abs(pred) <= 1)
+    # a finished run is not trained again
+    again = train(cfg, run, progress=False)
+    assert again.metrics == res.metrics
