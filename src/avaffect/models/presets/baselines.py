@@ -1,57 +1,32 @@
-"""Named presets (SPEC §4.5). Every model maps ``audio [B, L, d_a], video [B, L, d_v], mask [B, L]``
-to ``[B, L, K]``."""
+"""Baseline presets (SPEC §4.5): unimodal, concatenation, RJCA. Every model maps
+``audio [B, L, d_a], video [B, L, d_v], mask [B, L]`` to ``[B, L, K]``."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from avaffect.models.blocks.blstm import BLSTM
+from avaffect.models.blocks.encoders import Encoder
 from avaffect.models.blocks.heads import MLPHead
 from avaffect.models.blocks.jca import RecursiveJCA
+from avaffect.models.presets.common import PresetConfig
 from avaffect.models.registry import register_model
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    num_outputs: int = Field(2, ge=1, description="2 = joint valence+arousal, 1 = one model per target")
-    hidden: int = Field(64, ge=2, description="encoder size (even: BLSTM halves it per direction)")
-    head_hidden: int = Field(64, ge=1)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    encoder: Literal["blstm", "linear"] = "blstm"
-    activation: Literal["tanh", "none"] = "tanh"
-
-
-class UnimodalConfig(_Config):
+class UnimodalConfig(PresetConfig):
     pass
 
 
-class ConcatConfig(_Config):
+class ConcatConfig(PresetConfig):
     pass
 
 
-class RJCAConfig(_Config):
+class RJCAConfig(PresetConfig):
     window_length: int = Field(300, ge=1, description="L: the time-major weights are L x L")
     num_iterations: int = Field(2, ge=1, description="M")
     share_weights: bool = False
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-
-class Encoder(nn.Module):
-    """Per-step projection ``ReLU(W x + b)`` then, for ``kind="blstm"``, a BLSTM over time."""
-
-    def __init__(self, d_in: int, dim: int, kind: str, dropout: float) -> None:
-        super().__init__()
-        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_in, dim), nn.ReLU())
-        self.rnn = BLSTM(dim, dim) if kind == "blstm" else None
-        self.out_dim = dim
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        y = self.proj(x) * mask[..., None].to(x.dtype)
-        return self.rnn(y, mask) if self.rnn is not None else y
 
 
 class UnimodalModel(nn.Module):

@@ -1,0 +1,3 @@
+"""Named presets; importing this package registers them all."""
+
+from avaffect.models.presets import baselines  # noqa: F401
