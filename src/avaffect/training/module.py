@@ -35,6 +35,13 @@ class AffectRegressionModule(L.LightningModule):
     def _loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return ccc_loss(pred.float(), batch["labels"], batch["mask"], reduction=self.cfg.loss_reduction)
 
+    def on_train_epoch_start(self) -> None:
+        # models whose behaviour depends on the epoch (e.g. DLSTM-ATT bypasses its embedding attention
+        # for the first epochs) expose set_epoch(epoch)
+        net = getattr(self.model, "net", self.model)
+        if hasattr(net, "set_epoch"):
+            net.set_epoch(self.current_epoch)
+
     def training_step(self, batch, batch_idx):
         loss = self._loss(self(batch), batch)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch["rec"]))
