@@ -13,7 +13,7 @@ from avaffect.config import make_config
 from avaffect.data.affwild2 import ANNOTATION_DIR, load_affwild2
 from avaffect.errors import AvaffectError, DataError, MediaError
 from avaffect.evaluation.inference import predict_recording
-from avaffect.features.media import probe, read_audio
+from avaffect.features.media import iter_video_frames, probe, read_audio, video_frame_times
 from avaffect.models.checkpoint import load_checkpoint
 from avaffect.training.run import ensure_features, load_features, train
 
@@ -29,6 +29,9 @@ def test_reader_reads_the_synthetic_writer(synth_root):
         info = probe(r.video_path)
         assert r.num_frames == info.num_frames == len(latent["valence"])
         np.testing.assert_array_equal(r.face_mask, latent["face_present"])
+        if r.split == "validation":  # the timeline is the stream's timestamps
+            decoded = np.array([t for t, _ in iter_video_frames(r.video_path)])
+            np.testing.assert_allclose(r.times, decoded, atol=1e-9)
         if r.split == "test":
             assert not r.has_labels
             continue
@@ -40,6 +43,12 @@ def test_reader_reads_the_synthetic_writer(synth_root):
         audio = read_audio(r.audio_path)
         assert abs(len(audio) / 16000 - info.duration) <= 1 / r.fps  # audio within one frame of the video
     assert saw_gap
+
+
+def test_packet_timestamps_match_decoded_frames_on_crema_d(crema_d):
+    for clip in sorted(crema_d.glob("*.flv"))[:2]:
+        decoded = np.array([t for t, _ in iter_video_frames(clip)])
+        np.testing.assert_allclose(video_frame_times(clip), decoded, atol=1e-6)
 
 
 def test_audio_features_are_aligned_by_time(synth_root, tmp_path):

@@ -103,8 +103,8 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
                   length_tolerance: int = 0, check_media: bool = True) -> list[Recording]:
     """All recordings of an Aff-Wild2-layout dataset, sorted by split then name.
 
-    The timeline is the annotation's (one step per video frame). With ``check_media`` the raw video is
-    probed: its frame rate gives the timestamps and its frame count must match the annotation's row
+    The timeline is the annotation's (one step per video frame). With ``check_media`` the raw video's
+    packets are read: their timestamps are the timeline and their count must match the annotation's row
     count within ``length_tolerance`` frames (rows beyond the video are dropped, missing rows are NaN,
     both logged); a larger difference raises :class:`DataError` naming both files.
     """
@@ -161,12 +161,13 @@ def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, d
     labels = read_annotation(ann) if ann is not None else None
     fps = default_fps
     num_video_frames = None
+    video_times = None
     if check_media and video is not None:
-        from avaffect.features.media import probe  # media is the leaf that knows PyAV
+        from avaffect.features.media import probe, video_frame_times  # media is the leaf that knows PyAV
 
-        info = probe(video)
-        fps = info.fps or default_fps
-        num_video_frames = info.num_frames
+        fps = probe(video).fps or default_fps
+        video_times = video_frame_times(video)  # timestamps from the stream, exact frame count
+        num_video_frames = len(video_times)
     faces = crop_indices(crops_dir)
     if labels is not None:
         num_steps = len(labels)
@@ -194,7 +195,11 @@ def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, d
     face_mask[faces[faces < num_steps]] = True
     if labels is None:
         labels = np.full((num_steps, 2), np.nan, dtype=np.float32)
-    return Recording(name=name, times=np.arange(num_steps) / fps, labels=labels, face_mask=face_mask,
+    if video_times is not None and len(video_times) == num_steps:
+        times = video_times
+    else:  # no video to read (crops only) or a shorter annotation: the nominal frame rate
+        times = np.arange(num_steps) / fps
+    return Recording(name=name, times=times, labels=labels, face_mask=face_mask,
                      split=split, video_path=video, audio_path=audio_src,
                      crops_dir=crops_dir if crops_dir.is_dir() else None, annotation_path=ann,
                      subject=base, fps=fps)

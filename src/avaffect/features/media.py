@@ -145,6 +145,36 @@ def probe(path: str | Path) -> MediaInfo:
         container.close()
 
 
+def video_frame_times(path: str | Path) -> np.ndarray:
+    """Presentation times (seconds, float64 ``[N]``) of every video frame, read by demuxing the packets
+    (no decoding, so cheap even for long videos). Times are relative to the file's origin, as in
+    :func:`iter_video_frames`; packets without a timestamp get the nominal ``1/fps`` spacing."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream", NO_VIDEO_FIX)
+        stream = container.streams.video[0]
+        origin = _origin(container)
+        time_base = stream.time_base or Fraction(1, 1)
+        pts = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the flush packet at the end
+                    continue
+                pts.append(packet.pts)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(path, f"cannot read the video packets: {exc}", DECODE_FIX) from exc
+        if not pts:
+            raise MediaError(path, "cannot decode the video: it holds no frame", DECODE_FIX)
+        if any(p is None for p in pts):
+            fps = _rate(stream) or 25.0
+            return np.arange(len(pts), dtype=np.float64) / fps
+        return np.sort(np.asarray([float(p * time_base) for p in pts])) - origin
+    finally:
+        container.close()
+
+
 def iter_video_frames(path: str | Path, threads: bool = True) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time_seconds, rgb uint8 [H, W, 3])`` per decoded frame, in presentation order.
 
