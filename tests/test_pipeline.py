@@ -157,3 +157,21 @@ def test_training_smoke_run(synth_root, tmp_path):
     # a finished run is not trained again
     again = train(cfg, run, progress=False)
     assert again.metrics == res.metrics
+
+
+@pytest.mark.slow
+def test_one_model_per_target(synth_root, tmp_path):
+    """ABAW8 style: a K = 1 model for arousal alone, selected on the arousal CCC."""
+    cfg = make_config({
+        "data": {"root": str(synth_root)},
+        "features": {"store": str(tmp_path / "store")},
+        "model": {"name": "concat", "params": {"hidden": 8, "head_hidden": 8}},
+        "training": {"window": 60, "hop": 30, "max_epochs": 1, "targets": ["arousal"], "accelerator": "cpu"},
+    })
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert "ccc_arousal" in res.metrics and "ccc_valence" not in res.metrics and "p_va" not in res.metrics
+    name = next(iter(res.per_recording))
+    csv = pd.read_csv(tmp_path / "run" / "predictions" / "validation" / f"{name}.csv")
+    assert list(csv.columns) == ["frame", "time", "arousal", "label_arousal"]
+    rec = next(r for r in load_affwild2(synth_root) if r.name == name)
+    np.testing.assert_allclose(csv["label_arousal"], rec.labels[:, 1], atol=1e-6, equal_nan=True)

@@ -58,7 +58,17 @@ class TrainingConfig(_Strict):
     accelerator: str = "auto"
     devices: int | str = 1
     num_workers: int = Field(0, ge=0)
-    monitor: Literal["p_va", "ccc_valence", "ccc_arousal"] = "p_va"
+    targets: list[Literal["valence", "arousal"]] = Field(
+        default_factory=lambda: ["valence", "arousal"],
+        description="targets the model predicts; one target = one model per target (ABAW8)")
+    monitor: Literal["auto", "p_va", "ccc_valence", "ccc_arousal"] = Field(
+        "auto", description="validation score for early stopping and best model; auto = P_VA, or the CCC of "
+        "the single target")
+
+    def monitor_key(self) -> str:
+        if self.monitor != "auto":
+            return self.monitor
+        return "p_va" if len(self.targets) > 1 else f"ccc_{self.targets[0]}"
 
 
 class EvaluationConfig(_Strict):

@@ -43,8 +43,9 @@ def predictions_frame(times: np.ndarray, pred: np.ndarray, labels: np.ndarray | 
     return df
 
 
-def write_predictions_csv(path: str | Path, times, pred, labels=None) -> Path:
-    return atomic_write_text(path, predictions_frame(times, pred, labels).to_csv(index=False, float_format="%.6f"))
+def write_predictions_csv(path: str | Path, times, pred, labels=None, targets=("valence", "arousal")) -> Path:
+    frame = predictions_frame(times, pred, labels, targets)
+    return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
 def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],

@@ -70,11 +70,11 @@ class AffectRegressionModule(L.LightningModule):
         overall, _ = score_recordings(stitched, labels, self.protocol, self.targets)
         self.last_val_predictions = stitched
         for k in [f"ccc_{t}" for t in self.targets] + (["p_va"] if "p_va" in overall else []):
-            value = overall[k] if np.isfinite(overall[k]) else -1.0
+            value = overall[k] if np.isfinite(overall[k]) else -1.0  # nothing scorable: worst value
             self.log(f"val/{k}", float(value), prog_bar=k in ("p_va", "ccc_valence", "ccc_arousal"))
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=self.cfg.lr_factor,
                                                            patience=self.cfg.lr_patience)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": f"val/{self.cfg.monitor}"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": f"val/{self.cfg.monitor_key()}"}}

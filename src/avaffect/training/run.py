@@ -26,7 +26,7 @@ import torch
 from avaffect import __version__
 from avaffect.config import RunConfig, dump_config
 from avaffect.data.datasets import load_dataset
-from avaffect.data.recording import Recording
+from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, DataError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
@@ -67,7 +67,7 @@ def ensure_features(cfg: RunConfig, recordings: list[Recording], progress: bool 
 
 
 def load_features(store: FeatureStore, audio_ex: Extractor, video_ex: Extractor, rec: Recording,
-                  ) -> RecordingFeatures:
+                  targets: list[str] | tuple[str, ...] = TARGETS) -> RecordingFeatures:
     audio = np.array(store.load(audio_ex.id, rec.name), dtype=np.float32)  # copy out of the mmap
     video = np.array(store.load(video_ex.id, rec.name), dtype=np.float32)
     for what, arr in (("audio", audio), ("video", video)):
@@ -75,7 +75,8 @@ def load_features(store: FeatureStore, audio_ex: Extractor, video_ex: Extractor,
             raise DataError(store.path(audio_ex.id if what == "audio" else video_ex.id, rec.name),
                             f"{len(arr)} feature steps but the recording has {rec.num_frames}",
                             "delete the stale feature file and extract again")
-    return RecordingFeatures(rec.name, audio, video, rec.labels, rec.face_mask, rec.times)
+    labels = rec.labels[:, [TARGETS.index(t) for t in targets]]
+    return RecordingFeatures(rec.name, audio, video, labels, rec.face_mask, rec.times)
 
 
 def preprocessing_spec(cfg: RunConfig, audio_ex: Extractor, video_ex: Extractor, fps: float) -> dict:
@@ -87,14 +88,18 @@ def preprocessing_spec(cfg: RunConfig, audio_ex: Extractor, video_ex: Extractor,
         "window": cfg.training.window,
         "hop": cfg.training.hop,
         "fps": fps,
-        "targets": ["valence", "arousal"],
+        "targets": list(cfg.training.targets),
     }
 
 
 def build_model(cfg: RunConfig, d_audio: int, d_video: int) -> AVRegressor:
-    params = dict(cfg.model.params)
+    """The preset of ``cfg.model`` with the sizes the training config fixes (window length, outputs)."""
     from avaffect.models.registry import get_entry
 
+    params = dict(cfg.model.params)
+    given = params.setdefault("num_outputs", len(cfg.training.targets))
+    if given != len(cfg.training.targets):
+        raise AvaffectError(f"model.params.num_outputs={given} but training.targets={cfg.training.targets}")
     if "window_length" in get_entry(cfg.model.name).config_cls.model_fields:
         given = params.setdefault("window_length", cfg.training.window)
         if given != cfg.training.window:
@@ -148,17 +153,18 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
         raise AvaffectError(f"need annotated recordings in both splits; found {len(train_recs)} in "
                             f"{cfg.data.train_split!r} and {len(val_recs)} in {cfg.data.val_split!r}")
     store, audio_ex, video_ex = ensure_features(cfg, train_recs + val_recs, progress)
-    train_feats = [load_features(store, audio_ex, video_ex, r) for r in train_recs]
-    val_feats = [load_features(store, audio_ex, video_ex, r) for r in val_recs]
+    targets = tuple(cfg.training.targets)
+    train_feats = [load_features(store, audio_ex, video_ex, r, targets) for r in train_recs]
+    val_feats = [load_features(store, audio_ex, video_ex, r, targets) for r in val_recs]
 
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     model = build_model(cfg, audio_ex.dim, video_ex.dim)
     model.set_normalization(np.concatenate([f.audio for f in train_feats]),
                             np.concatenate([f.video[f.face_mask] for f in train_feats]))
-    module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol)
+    module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol, targets)
     data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
                             cfg.training.batch_size, cfg.training.num_workers)
-    monitor = f"val/{cfg.training.monitor}"
+    monitor = f"val/{cfg.training.monitor_key()}"
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
@@ -180,10 +186,11 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
 
     preds = {f.name: predict_recording(model, f.audio, f.video, f.face_mask, cfg.training.window,
                                        cfg.training.hop) for f in val_feats}
-    overall, per = score_recordings(preds, {f.name: f.labels for f in val_feats}, cfg.evaluation.protocol)
+    overall, per = score_recordings(preds, {f.name: f.labels for f in val_feats}, cfg.evaluation.protocol,
+                                    targets)
     for f in val_feats:
         write_predictions_csv(run_dir / "predictions" / cfg.data.val_split / f"{f.name}.csv", f.times,
-                              preds[f.name], f.labels)
+                              preds[f.name], f.labels, targets)
     fps = float(np.median([r.fps for r in train_recs]))
     checkpoint = save_checkpoint(run_dir / "model.safetensors", model,
                                  preprocessing_spec(cfg, audio_ex, video_ex, fps),
