@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from avaffect.cli.main import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -41,3 +44,22 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "annotation folder not found" in err and "Traceback" not in err
+
+
+
+def test_convert_official_cli(tmp_path, capsys):
+    import torch
+
+    from avaffect.models.official import load_converted
+
+    golden_path = REPO.parent / "shared" / "parity" / "official_fusion_golden.pt"
+    if not golden_path.is_file():
+        pytest.skip("golden parity file not available")
+    entry = torch.load(golden_path, weights_only=True)["jca_tbiom23"]
+    ckpt = tmp_path / "authors.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in entry["state_dict"].items()}}, ckpt)
+    assert main(["convert-official", str(ckpt), "--variant", "jca_tbiom23", "--out", str(tmp_path / "out")]) == 0
+    model = load_converted(tmp_path / "out" / "model.safetensors")
+    assert not model.training
+    assert main(["convert-official", str(ckpt), "--variant", "dca_icme24", "--out", str(tmp_path / "x")]) == 2
+    assert "dca_icme24" in capsys.readouterr().err

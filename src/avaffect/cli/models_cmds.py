@@ -1,0 +1,48 @@
+"""Model commands: ``models`` and ``convert-official``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cmd_models(args) -> int:
+    import torch
+
+    from avaffect.models import create_model, get_entry, list_models
+
+    print(f"{'model':<14} {'params':>10}  description (d_audio={args.d_audio}, d_video={args.d_video}, "
+          f"L={args.window})")
+    for name in list_models():
+        entry = get_entry(name)
+        params = {"window_length": args.window} if "window_length" in entry.config_cls.model_fields else {}
+        model = create_model(name, args.d_audio, args.d_video, params)
+        n = sum(p.numel() for p in model.parameters() if isinstance(p, torch.nn.Parameter))
+        print(f"{name:<14} {n:>10,}  {entry.summary}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list the model presets with parameter counts")
+    p.add_argument("--d-audio", type=int, default=128)
+    p.add_argument("--d-video", type=int, default=512)
+    p.add_argument("--window", type=int, default=300)
+    p.set_defaults(func=cmd_models)
+    register_convert(sub)
+
+
+def cmd_convert_official(args) -> int:
+    from avaffect.models.official import convert_official
+
+    path = convert_official(args.checkpoint, args.variant, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def register_convert(sub) -> None:
+    from avaffect.models.official import VARIANTS
+
+    p = sub.add_parser("convert-official", help="convert an authors' released checkpoint to our format")
+    p.add_argument("checkpoint", type=Path, help="the authors' .pt/.pth/.tar file")
+    p.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    p.add_argument("--out", type=Path, required=True, help="output folder (model.safetensors is written)")
+    p.set_defaults(func=cmd_convert_official)
