@@ -1,3 +1,7 @@
 """Named presets; importing this package registers them all."""
 
-from avaffect.models.presets import baselines  # noqa: F401
+from avaffect.models.presets import (
+    baselines,  # noqa: F401
+    dlstm,  # noqa: F401
+    fusion_zoo,  # noqa: F401
+)

@@ -1,0 +1,156 @@
+"""Gates over RJCA iterations for weak complementarity (SPEC §4.4): DCA, GRJCA, HGRJCA.
+
+A gate is a linear layer on attended features followed by a softmax with temperature T (0.1 in the
+papers); each output column weights one candidate feature set per time step (broadcast over
+features), and the weighted sum goes through ReLU. Every gate module keeps the gate weights of its
+last forward pass, detached, in ``last_gate_weights: dict[str, Tensor [B, L, n]]`` (for plots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from avaffect.models.blocks.jca import RecursiveJCA
+
+MODALITIES = ("audio", "video")
+
+
+class SoftmaxGate(nn.Module):
+    """``G = softmax((X W_g + b_g) / T)`` over the n candidates: ``x [B, L, d_in] → G [B, L, n]``."""
+
+    def __init__(self, d_in: int, num_candidates: int, temperature: float = 0.1) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"gate temperature must be > 0, got {temperature}")
+        self.fc = nn.Linear(d_in, num_candidates)
+        self.temperature = temperature
+        self.num_candidates = num_candidates
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.fc(x) / self.temperature, dim=-1)
+
+
+def gated_sum(candidates: Sequence[torch.Tensor], weights: torch.Tensor,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``ReLU(sum_i X_i * G[..., i])`` with each weight column broadcast over features; 0 at padded steps."""
+    if len(candidates) != weights.shape[-1]:
+        raise ValueError(f"{len(candidates)} candidates but {weights.shape[-1]} gate columns")
+    y = torch.relu(sum(x * weights[..., i:i + 1] for i, x in enumerate(candidates)))
+    return y * mask[..., None].to(y.dtype) if mask is not None else y
+
+
+class DCAGate(nn.Module):
+    """Dynamic cross-attention gate: one 2-way gate per modality after the last RJCA iteration::
+
+        G_m   = softmax(X_att,m^(M) W_gm / T)                 W_gm: d_m x 2, G_m: L x 2
+        Y_m   = ReLU(X_m^(0) * G_m[:, 0] + X_att,m^(M) * G_m[:, 1])
+
+    Column 0 weights the unattended input, column 1 the attended features.
+    ``last_gate_weights``: ``{"audio": [B, L, 2], "video": [B, L, 2]}``.
+    """
+
+    def __init__(self, d_audio: int, d_video: int, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.gates = nn.ModuleList([SoftmaxGate(dm, 2, temperature) for dm in (d_audio, d_video)])
+        self.last_gate_weights: dict[str, torch.Tensor] = {}
+
+    def forward(self, x0: tuple[torch.Tensor, torch.Tensor], x_att: tuple[torch.Tensor, torch.Tensor],
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        outs, weights = [], {}
+        for i, name in enumerate(MODALITIES):
+            g = self.gates[i](x_att[i])
+            weights[name] = g.detach()
+            outs.append(gated_sum([x0[i], x_att[i]], g, mask))
+        self.last_gate_weights = weights
+        return outs[0], outs[1]
+
+
+class GRJCAGate(nn.Module):
+    """Gated RJCA: one (M+1)-way gate per modality over all iterates, computed from the last one::
+
+        G_m = softmax(X_att,m^(M) W_gm / T)                   W_gm: d_m x (M+1), G_m: L x (M+1)
+        Y_m = ReLU(sum_{t=0..M} X_m^(t) * G_m[:, t])          X_m^(0) = the unattended input
+
+    ``last_gate_weights``: ``{"audio": [B, L, M+1], "video": [B, L, M+1]}``.
+    """
+
+    def __init__(self, d_audio: int, d_video: int, num_iterations: int, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.num_iterations = num_iterations
+        self.gates = nn.ModuleList([SoftmaxGate(dm, num_iterations + 1, temperature) for dm in (d_audio, d_video)])
+        self.last_gate_weights: dict[str, torch.Tensor] = {}
+
+    def forward(self, iterates: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``iterates``: ``[(X_a^(t), X_v^(t)) for t = 0..M]`` as returned by ``RecursiveJCA.iterates``."""
+        if len(iterates) != self.num_iterations + 1:
+            raise ValueError(f"expected {self.num_iterations + 1} iterates, got {len(iterates)}")
+        outs, weights = [], {}
+        for i, name in enumerate(MODALITIES):
+            g = self.gates[i](iterates[-1][i])
+            weights[name] = g.detach()
+            outs.append(gated_sum([it[i] for it in iterates], g, mask))
+        self.last_gate_weights = weights
+        return outs[0], outs[1]
+
+
+class HGRJCAGates(nn.Module):
+    """Hierarchical gated RJCA: a 2-way gate per iteration, then an M-way stage gate, per modality::
+
+        X_att^(t)  = JCA_t(X_in^(t-1))                                    t = 1..M, X_in^(0) = X^(0)
+        G^(t)      = softmax(X_att^(t) W_g^(t) / T)                        W_g^(t): d_m x 2
+        X_g^(t)    = ReLU(X_in^(t-1) * G^(t)[:, 0] + X_att^(t) * G^(t)[:, 1])
+        X_in^(t)   = X_g^(t)  (recursion_input="gated", default)  or  X_att^(t)  ("ungated")
+        G^(f)      = softmax(X_g^(M) W_f / T)                              W_f: d_m x M
+        X^(f)      = ReLU(sum_{t=1..M} X_g^(t) * G^(f)[:, t])
+
+    With M = 1 the stage gate is the constant 1 and has no weights. The JCA blocks belong to the
+    :class:`RecursiveJCA` passed to ``forward``; this module holds only the gates.
+    ``last_gate_weights``: ``{"audio/iter<t>": [B, L, 2] for t = 1..M, "audio/stage": [B, L, M], video alike}``.
+    """
+
+    def __init__(self, d_audio: int, d_video: int, num_iterations: int, temperature: float = 0.1,
+                 recursion_input: Literal["gated", "ungated"] = "gated") -> None:
+        super().__init__()
+        if recursion_input not in ("gated", "ungated"):
+            raise ValueError(f"recursion_input must be 'gated' or 'ungated', got {recursion_input!r}")
+        dims = (d_audio, d_video)
+        self.num_iterations = num_iterations
+        self.recursion_input = recursion_input
+        self.iteration_gates = nn.ModuleList([
+            nn.ModuleList([SoftmaxGate(dm, 2, temperature) for dm in dims]) for _ in range(num_iterations)
+        ])
+        self.stage_gates = (nn.ModuleList([SoftmaxGate(dm, num_iterations, temperature) for dm in dims])
+                            if num_iterations > 1 else None)
+        self.last_gate_weights: dict[str, torch.Tensor] = {}
+
+    def forward(self, rjca: RecursiveJCA, x_a: torch.Tensor, x_v: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if rjca.num_iterations != self.num_iterations:
+            raise ValueError(f"gates built for {self.num_iterations} iterations, RJCA has {rjca.num_iterations}")
+        weights: dict[str, torch.Tensor] = {}
+        x_in = (x_a, x_v)
+        gated: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for t in range(1, self.num_iterations + 1):
+            x_att = rjca.block_for(t)(*x_in, mask)
+            x_g = []
+            for i, name in enumerate(MODALITIES):
+                g = self.iteration_gates[t - 1][i](x_att[i])
+                weights[f"{name}/iter{t}"] = g.detach()
+                x_g.append(gated_sum([x_in[i], x_att[i]], g, mask))
+            gated.append((x_g[0], x_g[1]))
+            x_in = gated[-1] if self.recursion_input == "gated" else x_att
+        outs = []
+        for i, name in enumerate(MODALITIES):
+            if self.stage_gates is None:
+                g = torch.ones(*gated[-1][i].shape[:-1], 1, dtype=x_a.dtype, device=x_a.device)
+            else:
+                g = self.stage_gates[i](gated[-1][i])
+            weights[f"{name}/stage"] = g.detach()
+            outs.append(gated_sum([xg[i] for xg in gated], g, mask))
+        self.last_gate_weights = weights
+        return outs[0], outs[1]
