@@ -10,14 +10,14 @@ def cmd_models(args) -> int:
 
     from avaffect.models import create_model, get_entry, list_models
 
-    print(f"{'model':<14} {'params':>10}  description (d_audio={args.d_audio}, d_video={args.d_video}, "
+    print(f"{'model':<18} {'params':>10}  description (d_audio={args.d_audio}, d_video={args.d_video}, "
           f"L={args.window})")
     for name in list_models():
         entry = get_entry(name)
         params = {"window_length": args.window} if "window_length" in entry.config_cls.model_fields else {}
         model = create_model(name, args.d_audio, args.d_video, params)
         n = sum(p.numel() for p in model.parameters() if isinstance(p, torch.nn.Parameter))
-        print(f"{name:<14} {n:>10,}  {entry.summary}")
+        print(f"{name:<18} {n:>10,}  {entry.summary}")
     return 0
 
 
