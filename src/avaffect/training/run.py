@@ -76,7 +76,10 @@ def load_features(store: FeatureStore, audio_ex: Extractor, video_ex: Extractor,
                             f"{len(arr)} feature steps but the recording has {rec.num_frames}",
                             "delete the stale feature file and extract again")
     labels = rec.labels[:, [TARGETS.index(t) for t in targets]]
-    return RecordingFeatures(rec.name, audio, video, labels, rec.face_mask, rec.times)
+    # visual extractors write an all-zero vector where no face was found: readers that detect faces
+    # only at extraction time (raw videos) learn the face mask from it
+    face_mask = rec.face_mask & np.any(video != 0, axis=1)
+    return RecordingFeatures(rec.name, audio, video, labels, face_mask, rec.times)
 
 
 def preprocessing_spec(cfg: RunConfig, audio_ex: Extractor, video_ex: Extractor, fps: float) -> dict:
