@@ -1,36 +1,73 @@
-"""Feature commands: ``extract``."""
+"""Feature commands: ``extract`` (a dataset, or a folder of videos)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` → ``(i, N)`` with 0 <= i < N."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        from avaffect.errors import ConfigError
+
+        raise ConfigError(f"--shard must look like i/N with 0 <= i < N (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def cmd_extract(args) -> int:
     from avaffect.config import load_config, make_config
+    from avaffect.data.affwild2 import ANNOTATION_DIR
     from avaffect.data.datasets import load_dataset
+    from avaffect.data.folder import load_video_folder
     from avaffect.features.extract import extract_features
     from avaffect.features.store import FeatureStore
     from avaffect.training.run import build_extractors
 
-    overrides = {"data": {"root": str(args.root), "dataset": args.dataset}}
+    root = Path(args.root)
+    dataset = args.dataset or ("affwild2" if (root / ANNOTATION_DIR).is_dir() else "folder")
+    overrides: dict = {"features": {}}
+    if dataset != "folder":
+        overrides["data"] = {"root": str(root), "dataset": dataset}
     if args.out:
-        overrides["features"] = {"store": str(args.out)}
+        overrides["features"]["store"] = str(args.out)
+    elif dataset == "folder":
+        overrides["features"]["store"] = str(root / "features")
     if args.workers:
-        overrides.setdefault("features", {})["workers"] = args.workers
+        overrides["features"]["workers"] = args.workers
     cfg = load_config(args.config, overrides) if args.config else make_config({}, overrides)
-    recs = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
-    summary = extract_features(recs, list(build_extractors(cfg)), FeatureStore(cfg.store_path()),
-                               workers=cfg.features.workers, progress=not args.quiet)
+    broken: dict[str, str] = {}
+    if dataset == "folder":
+        recs, broken = load_video_folder(root)
+    else:
+        recs = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+    store = FeatureStore(cfg.store_path())
+    extractors = list(build_extractors(cfg))
+    summary = extract_features(recs, extractors, store, workers=cfg.features.workers, progress=not args.quiet,
+                               force=args.force, shard=parse_shard(args.shard), backend=args.backend)
+    for name, reason in broken.items():  # files that could not even be opened: recorded like any failure
+        for ex in extractors:
+            store.mark_failed(ex, name, reason)
+            summary.failed.append((ex.id, name, reason))
     print(summary.format())
+    print(f"feature store: {store.root}")
     return 0 if summary.ok else 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("extract", help="extract features of a dataset into a feature store (resumable)")
-    p.add_argument("root", type=Path, help="dataset root")
-    p.add_argument("--dataset", default="affwild2", choices=["affwild2", "synthetic"])
+    p = sub.add_parser("extract", help="extract features of a dataset or a folder of videos (resumable)")
+    p.add_argument("root", type=Path, help="dataset root, or a folder of videos")
+    p.add_argument("--dataset", default=None, help="dataset kind (default: affwild2 if ROOT has annotations, "
+                   "else a folder of videos)")
     p.add_argument("--config", type=Path, help="run config YAML (its features section is used)")
     p.add_argument("--out", type=Path, help="feature store folder (default ROOT/features)")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="worker processes (0 = one per core)")
+    p.add_argument("--shard", default=None, help="i/N: process the i-th of N disjoint slices (job arrays)")
+    p.add_argument("--backend", default="process", choices=["process", "ray"],
+                   help="ray: distribute over a Ray cluster (optional extra avaffect[ray])")
+    p.add_argument("--force", action="store_true", help="recompute what is already done")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_extract)

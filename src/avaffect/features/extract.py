@@ -134,11 +134,14 @@ def extract_features(
     progress: bool = True,
     force: bool = False,
     shard: tuple[int, int] | None = None,
+    backend: str = "process",
 ) -> ExtractionSummary:
     """Extract every (extractor, recording) pair not yet done into ``store``.
 
     ``workers``: processes (1 = in this process; 0 or less = one per CPU core). ``force``:
     recompute pairs that are already done. ``shard``: ``(i, n)``, see :func:`select_shard`.
+    ``backend``: ``"process"`` (this machine) or ``"ray"`` (a Ray cluster — the optional extra
+    ``avaffect[ray]``; ``RAY_ADDRESS`` selects the cluster; the store must be on a shared filesystem).
     Returns the summary; ``summary.ok`` is False when any pair failed (the CLI exits non-zero).
     """
     t_start = time.perf_counter()
@@ -187,8 +190,12 @@ def extract_features(
                 store.write_manifest(eid)
             last_manifest = time.monotonic()
 
+    if backend not in ("process", "ray"):
+        raise ConfigError(f"unknown extraction backend {backend!r}; use 'process' or 'ray'")
     try:
-        if workers == 1 or len(tasks) <= 1:
+        if backend == "ray":
+            _run_ray(tasks, root, record)
+        elif workers == 1 or len(tasks) <= 1:
             for ex, rec in tasks:
                 status, reason, _, frames = _run_one(ex, rec, root)
                 record(ex, rec, status, reason, frames)
@@ -285,4 +292,23 @@ def _run_pool(tasks, root: str, workers: int, record) -> None:
             status, reason, frames = "failed", _reason(exc), 0
         finally:
             solo.shutdown(wait=True)
+        record(ex, rec, status, reason, frames)
+
+
+def _run_ray(tasks, root: str, record) -> None:
+    """Run the tasks as Ray tasks (one per pair); workers write to the shared store themselves."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the Ray backend needs the optional extra: pip install 'avaffect[ray]'") from None
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(_run_one)
+    pending = {remote.remote(ex, rec, root): (ex, rec) for ex, rec in tasks}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        ex, rec = pending.pop(ready[0])
+        try:
+            status, reason, _, frames = ray.get(ready[0])
+        except Exception as exc:  # the Ray worker died
+            status, reason, frames = "failed", f"Ray worker died: {_reason(exc)}", 0
         record(ex, rec, status, reason, frames)
