@@ -1,0 +1,209 @@
+"""Predict per-frame valence and arousal on any video with a trained checkpoint (SPEC §1, application flow).
+
+``predict`` runs exactly the preprocessing stored in the checkpoint — the same extractors with the same
+settings, the same face source, the same window length and hop — and stitches window predictions over
+the whole video.
+
+Rules at the edges (documented, never silent):
+
+- **Frames without a face**: ``face_detected`` is false in the CSV; the model sees a missing visual
+  vector there (the training rule: the normalised visual features are zero), so its prediction on those
+  frames leans on the voice.
+- **A video without audio**: the audio features are set to the training mean (zero after
+  normalisation), the summary says ``"audio": "missing"`` and a warning is logged; predictions then
+  rest on the face alone.
+- **Face source**: a checkpoint trained on Aff-Wild2-style ``cropped_aligned`` crops uses the crops of a
+  video that sits in such a layout (``<root>/<videos>/<name>.mp4`` with ``<root>/cropped_aligned/<name>/``),
+  so predictions there reproduce ``evaluate``; any other video goes through the face detector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from avaffect.data.affwild2 import CROPS_DIR, crop_indices
+from avaffect.data.folder import recording_from_video
+from avaffect.data.recording import Recording
+from avaffect.errors import AvaffectError, NoAudioStreamError
+from avaffect.evaluation.inference import predict_recording
+from avaffect.features.extractors import Extractor, get_extractor
+from avaffect.models.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """One video's result: the per-frame table and the summary written to ``<name>.json``."""
+
+    frame: pd.DataFrame
+    summary: dict
+    boxes: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Predictor:
+    """A checkpoint loaded once, ready for many videos."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self.model, self.meta = load_checkpoint(self.checkpoint, device=device)
+        self.spec = self.meta["preprocessing"]
+        self.targets = list(self.spec.get("targets", ["valence", "arousal"]))
+        self.checkpoint_id = file_sha256(self.checkpoint)[:16]
+        self.audio_ex = self._extractor("audio_extractor")
+        self.video_ex = self._extractor("video_extractor")
+
+    def _extractor(self, key: str) -> Extractor:
+        spec = self.spec[key]
+        try:
+            ex = get_extractor(spec["name"], **spec.get("params", {}))
+        except AvaffectError as e:
+            raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {key.replace('_', ' ')} "
+                                f"{spec['name']!r} this checkpoint was trained with: {e}") from None
+        if spec.get("id") and ex.id != spec["id"]:
+            log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
+                        self.checkpoint, spec["name"], ex.id, spec["id"])
+        return ex
+
+    def recording(self, video: str | Path) -> Recording:
+        """The video as a recording, with the checkpoint's face source."""
+        rec = recording_from_video(video)
+        crops = Path(video).resolve().parent.parent / CROPS_DIR / Path(video).stem
+        if self.spec.get("faces", {}).get("source") == "cropped_aligned" and crops.is_dir():
+            rec.crops_dir = crops
+            idx = crop_indices(crops)
+            rec.face_mask = np.zeros(rec.num_frames, dtype=bool)
+            rec.face_mask[idx[idx < rec.num_frames]] = True
+        return rec
+
+    def __call__(self, video: str | Path) -> Prediction:
+        t0 = time.perf_counter()
+        rec = self.recording(video)
+        audio_missing = False
+        try:
+            audio = self.audio_ex.extract(rec)
+        except NoAudioStreamError:
+            audio_missing = True
+            log.warning("%s has no audio track: predicting from the face alone (audio features set to the "
+                        "training mean)", video)
+            audio = np.tile(self.model.audio_mean.cpu().numpy(), (rec.num_frames, 1))
+        video_feats = self.video_ex.extract(rec)
+        face_mask = rec.face_mask & np.any(video_feats != 0, axis=1)
+        t_features = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        pred = predict_recording(self.model, audio, video_feats, face_mask, int(self.spec["window"]),
+                                 int(self.spec["hop"]), device=self.device)
+        t_model = time.perf_counter() - t1
+        wall = time.perf_counter() - t0
+        duration = float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+        frame = pd.DataFrame({"frame": np.arange(rec.num_frames), "time": np.round(rec.times, 6)})
+        for k, t in enumerate(self.targets):
+            frame[t] = pred[:, k]
+        frame["face_detected"] = face_mask
+        summary = {
+            "video": str(video), "frames": rec.num_frames, "duration_s": round(duration, 3),
+            "fps": rec.fps, "face_fraction": float(face_mask.mean()) if rec.num_frames else 0.0,
+            "audio": "missing" if audio_missing else "present",
+            **{f"{t}_{s}": float(getattr(np, s)(pred[:, k])) for k, t in enumerate(self.targets)
+               for s in ("mean", "std")},
+            "model": self.meta["model"]["name"], "checkpoint": str(self.checkpoint),
+            "checkpoint_sha256_16": self.checkpoint_id, "face_source": "cropped_aligned" if rec.crops_dir else
+            self.video_ex.params.get("detector", "detector"),
+            "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3)},
+            "realtime_factor": round(duration / wall, 2) if wall > 0 else None,
+            "device": self.device,
+        }
+        return Prediction(frame, summary)
+
+
+def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu") -> pd.DataFrame:
+    """Per-frame predictions for one video: ``frame,time,valence,arousal,face_detected``.
+
+    The summary (means, face fraction, timings, real-time factor) is in ``df.attrs["summary"]``.
+    Load a :class:`Predictor` once to run many videos."""
+    result = Predictor(checkpoint, device)(video)
+    result.frame.attrs["summary"] = result.summary
+    return result.frame
+
+
+def plot_prediction(path: str | Path, frame: pd.DataFrame, title: str = "") -> Path:
+    """Valence and arousal over time, and the 2-D valence-arousal trajectory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(11, 3.6))
+    ax = fig.add_subplot(1, 3, (1, 2))
+    for t, color in (("valence", "tab:orange"), ("arousal", "tab:blue")):
+        if t in frame:
+            ax.plot(frame["time"], frame[t], color=color, label=t)
+    if "face_detected" in frame and not frame["face_detected"].all():
+        ax.fill_between(frame["time"], -1, 1, where=~frame["face_detected"].to_numpy(), color="grey", alpha=0.2,
+                        step="mid", label="no face")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("time (s)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=9)
+    ax2 = fig.add_subplot(1, 3, 3)
+    if {"valence", "arousal"} <= set(frame):
+        sc = ax2.scatter(frame["valence"], frame["arousal"], c=frame["time"], s=6, cmap="viridis")
+        fig.colorbar(sc, ax=ax2, label="time (s)")
+    ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="grey", lw=0.8))
+    ax2.axhline(0, color="grey", lw=0.5)
+    ax2.axvline(0, color="grey", lw=0.5)
+    ax2.set_xlim(-1.05, 1.05)
+    ax2.set_ylim(-1.05, 1.05)
+    ax2.set_aspect("equal")
+    ax2.set_xlabel("valence")
+    ax2.set_ylabel("arousal")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: bool = False) -> dict[str, Path]:
+    """``<name>.csv``, ``<name>.json``, ``<name>.png`` and with ``overlay`` ``<name>_overlay.mp4``."""
+    from avaffect.evaluation.reports import atomic_write_text
+
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / f"{name}.csv", "json": out_dir / f"{name}.json", "png": out_dir / f"{name}.png"}
+    atomic_write_text(paths["csv"], result.frame.to_csv(index=False, float_format="%.6f"))
+    plot_prediction(paths["png"], result.frame, title=f"{name} — {result.summary['model']}")
+    if overlay:
+        from avaffect.evaluation.overlay import write_overlay
+
+        t0 = time.perf_counter()
+        targets = [t for t in ("valence", "arousal") if t in result.frame]
+        values = result.frame[targets].to_numpy()
+        if values.shape[1] == 1:
+            values = np.concatenate([values, np.full_like(values, np.nan)], axis=1)
+        paths["overlay"] = write_overlay(result.summary["video"], out_dir / f"{name}_overlay.mp4",
+                                         result.frame["time"].to_numpy(), values, result.boxes)
+        result.summary["timings_s"]["overlay"] = round(time.perf_counter() - t0, 3)
+    atomic_write_text(paths["json"], json.dumps(result.summary, indent=2) + "\n")
+    return paths
