@@ -16,7 +16,7 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    dataset: Literal["affwild2", "synthetic"] = "synthetic"
+    dataset: Literal["affwild2", "synthetic", "recola", "manifest"] = "synthetic"
     root: Path | None = None
     length_tolerance: int = Field(0, ge=0, description="annotation rows may differ from video frames by this")
     train_split: str = "train"
@@ -75,12 +75,47 @@ class EvaluationConfig(_Strict):
     protocol: Literal["global", "per_recording"] = "global"
 
 
+class ProtocolConfig(_Strict):
+    """How runs are organised: k-fold cross-validation, seeds, the per-run training recipe
+    (``avaffect train --folds/--seeds``; see :mod:`avaffect.training.protocols`)."""
+
+    num_folds: int = Field(6, ge=1, description="k: fold 0 = the official split, folds 1..k-1 re-partition "
+                           "train+validation (ABAW8: 6); 1 = the official split only")
+    fold_seed: int = Field(0, description="seed of the fold partition (deterministic)")
+    subject_independent: bool = Field(True, description="keep every subject (Recording.subject) in one "
+                                      "validation part; recordings without a subject are their own group")
+    fold: int | None = Field(None, ge=0, description="set by `train --folds` in each run's config: the fold it "
+                             "trained on (its exact split is RUN/split.json)")
+    recipe: Literal["single", "pretrain_then_fuse"] = Field(
+        "single", description="single = one training run; pretrain_then_fuse = DLSTM-ATT: pre-train the "
+        "unimodal DLSTMs, freeze them, train the fusion (avaffect.training.recipes)")
+
+
+class PostprocessConfig(_Strict):
+    """Post-processing of full-recording predictions, every step fitted on the validation split only
+    (:mod:`avaffect.evaluation.postprocess`). Order: delay shift → smoothing → bias/scale → clip."""
+
+    enabled: bool = Field(False, description="apply in `avaffect evaluate` without --postprocess")
+    clip: bool = Field(True, description="clip the outputs to [-1, 1]")
+    delay: bool = Field(True, description="fit a label-delay shift per target (predictions delayed d frames)")
+    min_delay: int = Field(0, description="smallest shift tried (frames; negative = advance predictions)")
+    max_delay: int = Field(50, ge=0, description="largest shift tried (frames)")
+    smoothing: bool = Field(True, description="fit a centred moving-average window per target")
+    windows: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 30, 50, 75, 100],
+                               description="smoothing windows tried (frames; 1 = none). RJA code: 20 V / 50 A")
+    scale: Literal["auto", "always", "never"] = Field(
+        "auto", description="AVEC bias/scale correction (match the validation label mean/std): auto = keep it "
+        "only where it raises the validation CCC")
+
+
 class RunConfig(_Strict):
     data: DataConfig = DataConfig()
     features: FeaturesConfig = FeaturesConfig()
     model: ModelSpec = ModelSpec()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
 
     def store_path(self) -> Path:
         if self.features.store is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +101,18 @@ def crop_indices(crops_dir: Path) -> np.ndarray:
 
 def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validation", "test"),
                   video_dirs: tuple[str, ...] = VIDEO_DIRS, default_fps: float = 30.0,
-                  length_tolerance: int = 0, check_media: bool = True) -> list[Recording]:
+                  length_tolerance: int = 0, check_media: bool = True,
+                  on_error: Callable[[DataError], None] | None = None) -> list[Recording]:
     """All recordings of an Aff-Wild2-layout dataset, sorted by split then name.
 
     The timeline is the annotation's (one step per video frame). With ``check_media`` the raw video's
     packets are read: their timestamps are the timeline and their count must match the annotation's row
     count within ``length_tolerance`` frames (rows beyond the video are dropped, missing rows are NaN,
-    both logged); a larger difference raises :class:`DataError` naming both files.
+    both logged); a larger difference raises :class:`DataError` naming both files. A ``_left`` /
+    ``_right`` recording without a video of its own is timed by its base video.
+
+    With ``on_error``, a problem of one recording (or an annotation listed in two splits) is passed to it
+    and that recording is skipped, so that every problem is seen at once (``avaffect prepare``).
     """
     root = Path(root)
     ann_root = root / ANNOTATION_DIR
@@ -124,15 +130,28 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
             raise DataError(d, "split folder not found", f"expected {ANNOTATION_DIR}/{folder} under {root}")
         for f in sorted(d.glob("*.txt")):
             if f.stem in annotated:
-                raise DataError(f, f"recording also annotated in {annotated[f.stem][1]}",
+                err = DataError(f, f"recording also annotated in {annotated[f.stem][1]}",
                                 "a recording belongs to one split only")
+                if on_error is None:
+                    raise err
+                on_error(err)
+                continue
             annotated[f.stem] = (split, f)
 
     recordings: list[Recording] = []
-    for name, (split, ann) in annotated.items():
-        if split in splits:
+
+    def load(name: str, split: str, ann: Path | None) -> None:
+        try:
             recordings.append(_load_one(root, name, split, ann, video_dirs, default_fps, length_tolerance,
                                         check_media))
+        except DataError as err:
+            if on_error is None:
+                raise
+            on_error(err)
+
+    for name, (split, ann) in annotated.items():
+        if split in splits:
+            load(name, split, ann)
     if "test" in splits:
         crops_root = root / CROPS_DIR
         candidates = {p.name for p in crops_root.iterdir() if p.is_dir()} if crops_root.is_dir() else set()
@@ -140,9 +159,11 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
             vd = root / d
             if vd.is_dir() and d != ".":
                 candidates |= {p.stem for p in vd.iterdir() if p.suffix.lower() in VIDEO_EXTS}
-        for name in sorted(candidates - set(annotated)):
-            recordings.append(_load_one(root, name, "test", None, video_dirs, default_fps, length_tolerance,
-                                        check_media))
+        known = candidates | set(annotated)
+        shared = {n for n in known if base_video_name(n) != n and base_video_name(n) in known}
+        bases = {base_video_name(n) for n in shared}  # the video of a _left/_right pair is no recording
+        for name in sorted(candidates - set(annotated) - bases):
+            load(name, "test", None)
     order = {"train": 0, "validation": 1, "test": 2}
     recordings.sort(key=lambda r: (order[r.split], r.name))
     return recordings
@@ -162,11 +183,12 @@ def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, d
     fps = default_fps
     num_video_frames = None
     video_times = None
-    if check_media and video is not None:
+    timing_video = video or audio_src  # _left/_right: the base video has the frames the crops come from
+    if check_media and timing_video is not None:
         from avaffect.features.media import probe, video_frame_times  # media is the leaf that knows PyAV
 
-        fps = probe(video).fps or default_fps
-        video_times = video_frame_times(video)  # timestamps from the stream, exact frame count
+        fps = probe(timing_video).fps or default_fps
+        video_times = video_frame_times(timing_video)  # timestamps from the stream, exact frame count
         num_video_frames = len(video_times)
     faces = crop_indices(crops_dir)
     if labels is not None:
@@ -174,7 +196,7 @@ def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, d
         if num_video_frames is not None and num_video_frames != num_steps:
             diff = num_steps - num_video_frames
             if abs(diff) > length_tolerance:
-                raise DataError(ann, f"{num_steps} annotation rows but the video {video} has "
+                raise DataError(ann, f"{num_steps} annotation rows but the video {timing_video} has "
                                 f"{num_video_frames} frames",
                                 "the annotation must have one row per video frame; fix the file or pass "
                                 "a length tolerance to pad/trim small differences")

@@ -1,0 +1,302 @@
+"""Reader of a generic dataset described by a manifest CSV (SPEC §6).
+
+The manifest has one row per recording::
+
+    recording,video,audio,labels,split,subject
+    clip01,videos/clip01.mp4,,labels/clip01.csv,train,spk1
+    clip02,videos/clip02.mp4,audio/clip02.wav,labels/clip02.csv,validation,spk2
+    clip03,videos/clip03.mp4,,,test,
+
+Required columns: ``recording``, ``video``, ``split`` (``train``, ``validation`` — also ``val``/``dev`` —
+or ``test``). Optional columns: ``audio`` (empty = the video's own audio), ``labels`` (empty = not
+annotated), ``subject`` (empty = the recording), ``crops`` (a folder of ``00001.jpg``-style face crops,
+one per timeline step, 1-based). Paths are relative to the manifest's folder (absolute paths work too).
+A recording without a video needs ``audio`` and a ``time,...`` label file.
+
+A label file is one of:
+
+- ``time,valence,arousal``: the timeline is those times (seconds, increasing);
+- ``frame,valence,arousal`` or ``valence,arousal``: one row per video frame; the timeline is the
+  video's frame times (``frame`` is 0-based, or 1-based when it starts at 1; missing frames are
+  unannotated).
+
+Empty cells and ``nan`` are unannotated steps; other non-numbers and values outside [-1, 1] are errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from avaffect.data.affwild2 import crop_indices
+from avaffect.data.recording import Recording
+from avaffect.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.csv"
+REQUIRED_COLUMNS = ("recording", "video", "split")
+OPTIONAL_COLUMNS = ("audio", "labels", "subject", "crops")
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+                 "valid": "validation", "dev": "validation", "devel": "validation", "development": "validation",
+                 "test": "test", "testing": "test"}
+DEFAULT_FPS = 25.0
+MEDIA_SLACK_S = 1.0  # time labels may run this far past the end of the media
+
+
+def manifest_path(root: str | Path) -> Path:
+    """The manifest CSV: ``root`` itself, or ``root/manifest.csv`` when ``root`` is a folder."""
+    root = Path(root)
+    return root / MANIFEST_NAME if root.is_dir() else root
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header (lower-cased, stripped) and ``(line number, cells)`` rows of a CSV; blank lines skipped."""
+    if not path.is_file():
+        raise DataError(path, "file not found", "check the path (manifest paths are relative to its folder)")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header: list[str] | None = None
+        rows: list[tuple[int, list[str]]] = []
+        for cells in reader:
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            if header is None:
+                header = [c.strip().lower() for c in cells]
+                continue
+            rows.append((reader.line_num, [c.strip() for c in cells]))
+    if header is None:
+        raise DataError(path, "the file is empty", "it needs a header line")
+    return header, rows
+
+
+def read_label_csv(path: str | Path) -> tuple[str, np.ndarray | None, np.ndarray]:
+    """Read a per-recording label file.
+
+    Returns ``(kind, index, labels [N, 2])``: kind ``"time"`` (index = times in seconds), ``"frame"``
+    (index = 0-based frame numbers) or ``"rows"`` (index None, row i = frame i). Raises
+    :class:`DataError` naming the file and line for a missing column, a non-number, a value outside
+    [-1, 1], or times/frames that do not increase."""
+    path = Path(path)
+    header, rows = _read_csv(path)
+    for target in ("valence", "arousal"):
+        if target not in header:
+            raise DataError(path, f"no {target!r} column (header: {','.join(header)})",
+                            "label files have the header time,valence,arousal or frame,valence,arousal "
+                            "or valence,arousal")
+    kind = "time" if "time" in header else "frame" if "frame" in header else "rows"
+    cols = [header.index(c) for c in ("valence", "arousal")]
+    key_col = header.index(kind) if kind != "rows" else None
+    labels = np.empty((len(rows), 2), dtype=np.float32)
+    index = np.empty(len(rows), dtype=np.float64)
+    for i, (line, cells) in enumerate(rows):
+        if len(cells) != len(header):
+            raise DataError(path, f"line {line}: {len(cells)} fields but the header has {len(header)}",
+                            "fix the row")
+        for k, c in enumerate(cols):
+            cell = cells[c]
+            try:
+                value = math.nan if cell == "" else float(cell)
+            except ValueError:
+                raise DataError(path, f"line {line}: {header[c]} = {cell[:30]!r} is not a number",
+                                "write a number in [-1, 1], or leave the cell empty / write NaN for an "
+                                "unannotated step") from None
+            if math.isinf(value) or (not math.isnan(value) and abs(value) > 1.0):
+                raise DataError(path, f"line {line}: {header[c]} = {cell} outside [-1, 1]",
+                                "valence and arousal must lie in [-1, 1] (empty or NaN = not annotated)")
+            labels[i, k] = value
+        if key_col is not None:
+            cell = cells[key_col]
+            try:
+                index[i] = float(cell)
+                if not math.isfinite(index[i]) or (kind == "frame" and index[i] != int(index[i])):
+                    raise ValueError
+            except ValueError:
+                what = "a time in seconds" if kind == "time" else "an integer frame number"
+                raise DataError(path, f"line {line}: {kind} = {cell[:30]!r} is not {what}",
+                                "fix the row") from None
+            if i and index[i] <= index[i - 1]:
+                raise DataError(path, f"line {line}: {kind} {cell} does not increase",
+                                f"rows must be sorted by {kind}, each {kind} once")
+    if not len(rows):
+        raise DataError(path, "the file has a header but no rows", "write one row per step")
+    if kind == "time":
+        if index[0] < 0:
+            raise DataError(path, f"line {rows[0][0]}: negative time {index[0]}", "times are seconds from 0")
+        return kind, index, labels
+    if kind == "frame":
+        start = int(index[0]) if index[0] in (0, 1) else 0
+        if index[0] < 0:
+            raise DataError(path, f"line {rows[0][0]}: negative frame {int(index[0])}", "frames count from 0")
+        return kind, (index - start).astype(np.int64), labels
+    return kind, None, labels
+
+
+def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validation", "test"),
+                  check_media: bool = True, length_tolerance: int = 0, default_fps: float = DEFAULT_FPS,
+                  on_error: Callable[[DataError], None] | None = None) -> list[Recording]:
+    """The recordings listed in a manifest CSV (``root`` = the CSV or a folder holding ``manifest.csv``),
+    in manifest order within each split (train, validation, test).
+
+    With ``check_media`` the video's packets are read: frame-style labels must match its frame count
+    within ``length_tolerance`` (small differences are padded with NaN / trimmed, and logged), time-style
+    labels must not run past its end. Without it, frame-style timelines use ``default_fps``. With
+    ``on_error``, a row's problem is passed to it and the row skipped (all problems are seen at once);
+    a manifest-level problem (missing file or column) always raises.
+    """
+    unknown = set(splits) - {"train", "validation", "test"}
+    if unknown:
+        raise ValueError(f"unknown splits {sorted(unknown)}")
+    path = manifest_path(root)
+    header, rows = _read_csv(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise DataError(path, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                        f"(header: {','.join(header)})",
+                        "the header is recording,video,audio,labels,split,subject (audio, labels, subject "
+                        "optional)")
+    extra = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if extra:
+        log.warning("%s: ignoring unknown columns %s", path, ", ".join(extra))
+
+    def report(err: DataError) -> None:
+        if on_error is None:
+            raise err
+        on_error(err)
+
+    base = path.parent
+    seen: dict[str, int] = {}
+    recordings: list[Recording] = []
+    for line, cells in rows:
+        if len(cells) != len(header):
+            report(DataError(path, f"line {line}: {len(cells)} fields but the header has {len(header)}",
+                             "fix the row"))
+            continue
+        row = dict(zip(header, cells))
+        name = row["recording"]
+        if not name:
+            report(DataError(path, f"line {line}: empty recording name", "every row names its recording"))
+            continue
+        if name in seen:
+            report(DataError(path, f"line {line}: recording {name!r} already listed on line {seen[name]}",
+                             "recording names are unique and a recording belongs to one split only"))
+            continue
+        seen[name] = line
+        split = SPLIT_ALIASES.get(row["split"].lower())
+        if split is None:
+            report(DataError(path, f"line {line}: unknown split {row['split']!r} of {name!r}",
+                             "use train, validation or test"))
+            continue
+        if split not in splits:
+            continue
+        try:
+            recordings.append(_load_row(base, path, line, row, name, split, check_media, length_tolerance,
+                                        default_fps))
+        except DataError as err:
+            report(err)
+    order = {"train": 0, "validation": 1, "test": 2}
+    return sorted(recordings, key=lambda r: order[r.split])  # stable: manifest order within a split
+
+
+def _resolve(base: Path, manifest: Path, line: int, cell: str, what: str, name: str) -> Path | None:
+    if not cell:
+        return None
+    p = Path(cell).expanduser()
+    p = p if p.is_absolute() else base / p
+    if not p.exists():
+        raise DataError(p, f"{what} of {name!r} not found (manifest line {line})",
+                        f"paths are relative to the manifest's folder {base}; fix {manifest.name}")
+    return p
+
+
+def _load_row(base: Path, manifest: Path, line: int, row: dict[str, str], name: str, split: str,
+              check_media: bool, length_tolerance: int, default_fps: float) -> Recording:
+    video = _resolve(base, manifest, line, row["video"], "video", name)
+    audio = _resolve(base, manifest, line, row.get("audio", ""), "audio", name)
+    labels_path = _resolve(base, manifest, line, row.get("labels", ""), "label file", name)
+    crops_dir = _resolve(base, manifest, line, row.get("crops", ""), "crops folder", name)
+    if video is None and audio is None:
+        raise DataError(manifest, f"line {line}: recording {name!r} has neither video nor audio",
+                        "fill the video (or audio) column")
+    kind, index, values = read_label_csv(labels_path) if labels_path is not None else ("none", None, None)
+    if video is None and kind != "time":
+        raise DataError(labels_path or manifest, f"audio-only recording {name!r} needs a time,valence,arousal "
+                        "label file to define its timeline", "add a video or write the labels with times")
+
+    fps = default_fps
+    video_times = None
+    duration = None
+    if check_media:
+        from avaffect.features.media import probe, video_frame_times  # media is the leaf that knows PyAV
+
+        if video is not None:
+            info = probe(video)
+            if not info.has_video:
+                raise DataError(video, "has no video stream", "fill the audio column instead of video")
+            if audio is None and not info.has_audio:
+                raise DataError(video, "has no audio stream and the manifest gives no audio file",
+                                "fill the audio column of this recording")
+            fps = info.fps or default_fps
+            video_times = video_frame_times(video)
+            duration = max(info.duration, float(video_times[-1]) + 1.0 / fps)
+        if audio is not None:
+            ainfo = probe(audio)
+            if not ainfo.has_audio:
+                raise DataError(audio, "has no audio stream", "give an audio file or leave the cell empty")
+            duration = duration or ainfo.duration
+
+    if kind == "time":
+        times = index
+        labels = values
+        if duration and times[-1] > duration + MEDIA_SLACK_S:
+            raise DataError(labels_path, f"labels run to {times[-1]:.2f} s but {video or audio} lasts "
+                            f"{duration:.2f} s", "the label file and the media do not belong together")
+        diffs = np.diff(times)
+        fps = float(1.0 / np.median(diffs)) if len(diffs) else fps
+    else:
+        num_rows = (int(index[-1]) + 1) if kind == "frame" else len(values) if kind == "rows" else None
+        if video_times is not None:
+            num_steps = len(video_times)
+        elif num_rows is not None:
+            num_steps = num_rows
+        elif crops_dir is not None and len(crop_indices(crops_dir)):
+            num_steps = int(crop_indices(crops_dir)[-1]) + 1
+        else:
+            raise DataError(video, f"cannot tell the frames of the unlabelled recording {name!r} without "
+                            "reading its video", "check the media (prepare reads it)")
+        labels = np.full((num_steps, 2), np.nan, dtype=np.float32)
+        if values is not None:
+            diff = num_rows - num_steps
+            if diff > length_tolerance or (kind == "rows" and -diff > length_tolerance):
+                raise DataError(labels_path, f"{num_rows} label frames but the video {video} has {num_steps} "
+                                "frames", "write one row per video frame, or pass a length tolerance to "
+                                "pad/trim small differences")
+            if diff > 0:
+                log.warning("%s: %d label frames vs %d video frames; dropping the extra ones", labels_path,
+                            num_rows, num_steps)
+            elif diff < 0 and kind == "rows":
+                log.warning("%s: %d label rows vs %d video frames; the missing ones are unannotated",
+                            labels_path, num_rows, num_steps)
+            idx = index if kind == "frame" else np.arange(len(values))
+            keep = idx < num_steps
+            labels[idx[keep]] = values[keep]
+        times = video_times if video_times is not None else np.arange(num_steps) / fps
+    if not np.isfinite(labels).all(axis=1).any() and values is not None:
+        log.warning("%s: no step of %r is annotated", labels_path, name)
+    faces = crop_indices(crops_dir) if crops_dir is not None else np.zeros(0, dtype=np.int64)
+    if len(faces) and faces[-1] >= len(times) + length_tolerance:
+        raise DataError(crops_dir, f"crop {faces[-1] + 1:05d}.jpg lies beyond the {len(times)} steps of "
+                        f"{name!r}", "the crops folder belongs to another recording")
+    if crops_dir is not None:
+        face_mask = np.zeros(len(times), dtype=bool)
+        face_mask[faces[faces < len(times)]] = True
+    else:  # faces are found at extraction time: zero visual vectors mark the steps without one
+        face_mask = np.ones(len(times), dtype=bool)
+    return Recording(name=name, times=times, labels=labels, face_mask=face_mask, split=split,
+                     video_path=video, audio_path=audio or video, crops_dir=crops_dir,
+                     annotation_path=labels_path, subject=row.get("subject") or name, fps=fps)
