@@ -14,7 +14,7 @@ from avaffect.models.blocks.spatial_attention import AudioGuidedSpatialAttention
 from avaffect.models.blocks.tcn import TCN
 
 SIZES = [(2, 8, 5, 7, 2), (1, 12, 16, 4, 1), (3, 5, 3, 3, 2)]  # B, L, d_a, d_v, K
-ZOO = ["ca", "jca", "dca", "grjca", "hgrjca", "hgrjca_abaw6", "grjca_abaw8", "hgrjca_abaw8", "rja_blstm"]
+ZOO = ["ca", "jca", "dca", "grjca", "hgrjca", "hgrjca_abaw6", "rjca_abaw8", "grjca_abaw8", "hgrjca_abaw8", "rja_blstm"]
 GATED = {"dca": 2, "grjca": 3, "hgrjca": 2, "hgrjca_abaw6": 2, "grjca_abaw8": 4, "hgrjca_abaw8": 3}
 
 

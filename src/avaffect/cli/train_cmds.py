@@ -1,4 +1,4 @@
-"""Training commands: ``train`` and the ``demo``."""
+"""Training commands: ``train`` (one run, or folds × seeds) and the ``demo``."""
 
 from __future__ import annotations
 
@@ -10,19 +10,61 @@ from avaffect.cli.common import add_synth_args, synth_config
 
 def cmd_train(args) -> int:
     from avaffect.config import load_config, make_config
-    from avaffect.training.run import train
+    from avaffect.training.protocols import train_one
 
     overrides: dict = {"data": {"root": str(args.root)}}
     if args.model:
         overrides["model"] = {"name": args.model}
     if args.max_epochs:
         overrides["training"] = {"max_epochs": args.max_epochs}
+    if args.num_folds:
+        overrides["protocol"] = {"num_folds": args.num_folds}
     cfg = load_config(args.config, overrides) if args.config else make_config({}, overrides)
+    if args.set:
+        cfg = make_config(apply_sets(cfg.model_dump(mode="json"), args.set), source="--set")
+    if args.folds is not None or args.seeds is not None:
+        return _train_protocol(cfg, args)
     out = Path(args.out or Path("runs") / cfg.model.name)
-    res = train(cfg, out, progress=not args.quiet)
+    res = train_one(cfg, out, progress=not args.quiet)
     print(json.dumps({k: round(v, 4) for k, v in res.metrics.items() if k.startswith(("ccc", "p_va"))}))
     print(f"run directory: {res.run_dir}")
     return 0
+
+
+def apply_sets(raw: dict, items: list[str]) -> dict:
+    """``--set a.b.c=VALUE``: replace (not merge) the value at a dotted path; VALUE is parsed as YAML."""
+    import yaml
+
+    from avaffect.errors import ConfigError
+
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_epochs=5")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: VALUE is not valid YAML: {e}") from None
+        *parents, last = key.strip().split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        node[last] = value
+    return raw
+
+
+def _train_protocol(cfg, args) -> int:
+    """``--folds`` / ``--seeds``: every (fold, seed) into OUT/fold{k}/seed{s}/, then the summary table."""
+    from avaffect.training.protocols import run_protocol
+
+    out = Path(args.out or Path("runs") / f"{cfg.model.name}-cv")
+    res = run_protocol(cfg, out, args.folds, args.seeds or 1, progress=not args.quiet)
+    print((out / "summary.md").read_text())
+    print(f"protocol directory: {out} (summary.csv, summary.md; evaluate the fold ensemble with "
+          f"`avaffect evaluate {out} --split test`)")
+    return 0 if len(res.runs) else 1
 
 
 def cmd_demo(args) -> int:
@@ -47,11 +89,21 @@ def register(sub) -> None:
     add_synth_args(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train one model from a config")
+    p = sub.add_parser("train", help="train one model from a config (or k folds x seeds: --folds/--seeds)")
     p.add_argument("root", type=Path, help="dataset root")
     p.add_argument("--config", type=Path, help="run config YAML")
     p.add_argument("--model", help="override model.name")
     p.add_argument("--max-epochs", type=int)
-    p.add_argument("--out", type=Path, help="run directory (default runs/<model>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace one config value (dotted path, YAML value), e.g. --set training.max_epochs=5 or "
+                   "--set 'features.video={name: face_hog}'; repeatable")
+    p.add_argument("--out", type=Path, help="run directory (default runs/<model>, with --folds/--seeds "
+                   "runs/<model>-cv)")
+    p.add_argument("--folds", default=None, metavar="all|0,2",
+                   help="k-fold cross-validation: train these folds (fold 0 = the official split, folds 1..k-1 "
+                   "re-partition train+validation, subject-independent) into OUT/fold<k>/seed<s>/")
+    p.add_argument("--num-folds", type=int, default=None, help="k (default protocol.num_folds, 6)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="train each fold with this many seeds (training.seed, +1, ...); reported as mean ± std")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

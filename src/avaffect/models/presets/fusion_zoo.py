@@ -6,7 +6,7 @@ Every model maps ``audio [B, L, d_a], video [B, L, d_v], mask [B, L]`` to ``[B, 
 weights ``{name: [B, L, n]}`` of its last forward pass (empty for ungated models).
 
 Presets: ``ca``, ``jca``, ``dca``, ``grjca``, ``hgrjca`` (generic: encoder per modality → fusion → MLP),
-``rja_blstm``, ``hgrjca_abaw6``, ``grjca_abaw8``, ``hgrjca_abaw8``.
+``rja_blstm``, ``hgrjca_abaw6``, ``rjca_abaw8``, ``grjca_abaw8``, ``hgrjca_abaw8``.
 """
 
 from __future__ import annotations
@@ -84,6 +84,17 @@ class HGRJCAABAW6Config(HGRJCAConfig):
     """``hgrjca_abaw6``: TCN per modality → HGRJCA (time-major) → MLP (ABAW6, 2024)."""
 
     encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
+
+
+class RJCAABAW8Config(RecursiveFusionConfig):
+    """``rjca_abaw8``: TCN per modality → RJCA without gates (feature-major, J = FC([X_a;X_v])) → MLP with
+    tanh — the ungated row of ABAW8 Table 2."""
+
+    num_outputs: int = Field(1, ge=1, description="1: one model per target, as in ABAW8")
+    encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
+    orientation: Literal["time_major", "feature_major"] = Field("feature_major", description="JCA orientation")
+    joint_fc: bool = Field(True, description="joint features J = FC([X_a ; X_v])")
+    num_iterations: int = Field(3, ge=1, le=4, description="M (ABAW8 Table 2 ablates 1..4)")
 
 
 class GRJCAABAW8Config(GRJCAConfig):
@@ -296,6 +307,9 @@ register_model("hgrjca", HGRJCAConfig, "encoders → RJCA with per-iteration and
     _gated("hgrjca"))
 register_model("hgrjca_abaw6", HGRJCAABAW6Config, "TCN per modality → HGRJCA (time-major) → MLP (ABAW6)")(
     _gated("hgrjca"))
+register_model("rjca_abaw8", RJCAABAW8Config,
+               "TCN per modality → RJCA (feature-major, J=FC, no gate) → MLP with tanh, one model per target (ABAW8)")(
+    _gated("none"))
 register_model("grjca_abaw8", GRJCAABAW8Config,
                "TCN per modality → GRJCA (feature-major, J=FC) → MLP with tanh, one model per target (ABAW8)")(
     _gated("grjca"))
