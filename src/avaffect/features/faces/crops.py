@@ -1,0 +1,416 @@
+"""From video to face crops: detect, track, align and crop, on a recording's timeline.
+
+Entry points:
+
+* :func:`load_face_crops` — a recording's face crops on ``rec.times``: the Aff-Wild2
+  ``cropped_aligned`` jpgs when the recording has a crops folder, else detection on its video;
+* :func:`track_faces` — any video file, on its own frame times (or on given times);
+* :func:`track_frames` — the same on an iterable of ``(time, rgb)`` frames.
+
+Frames without a face get a zero (black) crop, ``face_mask`` False and a NaN box; they are never
+dropped (the ABAW convention).
+
+Matching frames to a timeline: each time in ``times`` takes the decoded frame nearest to it (by
+the frames' stream timestamps), unless that frame is more than ``max_gap_frames`` frame intervals
+away (past the end of the video, or a hole in it): that step has no face. Only frames nearest to
+some step are processed, so a 25 Hz timeline over a 30 fps video runs the detector 25 times a
+second. ``detect_every=k`` runs the detector on every k-th processed frame only and keeps the
+tracked box in between (the crop is still cut from each frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time as _time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import ConfigError, DataError, MediaError
+from avaffect.features.faces.align import align_crop
+from avaffect.features.faces.detectors import FaceDetector, get_detector
+from avaffect.features.faces.tracking import FaceTracker, TrackerConfig
+from avaffect.features.media import DECODE_FIX, iter_video_frames
+
+__all__ = [
+    "FaceTrack",
+    "CROP_PARAMS",
+    "split_params",
+    "track_frames",
+    "track_faces",
+    "load_face_crops",
+    "load_precomputed_crops",
+    "draw_face_box",
+]
+
+log = logging.getLogger(__name__)
+
+#: keyword parameters of the cropping pipeline (the others go to the detector)
+CROP_PARAMS = {"margin", "align", "detect_every", "roi_search", "max_gap_frames"} | TrackerConfig.keys()
+
+
+@dataclass
+class FaceTrack:
+    """The tracked face of a video on a timeline of ``T`` steps.
+
+    ``times`` float64 ``[T]`` (the timeline); ``boxes`` float32 ``[T, 4]`` (x1, y1, x2, y2) frame
+    pixels, NaN without a face; ``face_mask`` bool ``[T]``; ``crops`` uint8 ``[T, size, size, 3]`` RGB,
+    zeros without a face; ``detected`` bool ``[T]``: the detector found the face on that very frame
+    (False where the box was held over a short miss or carried by ``detect_every``); ``angles``
+    float32 ``[T]`` rotation applied by the alignment (degrees); ``frame_times`` float64 ``[T]``: the
+    time of the decoded frame used (NaN where none). ``stats``: frames decoded and processed,
+    detector calls on whole frames and around the track (``roi_calls``), seconds spent detecting and
+    in total, ``detect_fps`` (frames detected per second of detection) and ``fps`` (frames
+    processed per second, decoding, tracking and cropping included).
+    """
+
+    times: np.ndarray
+    boxes: np.ndarray
+    face_mask: np.ndarray
+    crops: np.ndarray
+    detected: np.ndarray
+    angles: np.ndarray
+    frame_times: np.ndarray
+    detector: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.times))
+
+    @property
+    def size(self) -> int:
+        return int(self.crops.shape[1])
+
+    @property
+    def face_rate(self) -> float:
+        """Fraction of steps with a face."""
+        return float(self.face_mask.mean()) if len(self.face_mask) else 0.0
+
+
+def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(crop/tracking params, detector params)`` of a mixed keyword dict."""
+    crop = {k: v for k, v in params.items() if k in CROP_PARAMS}
+    det = {k: v for k, v in params.items() if k not in CROP_PARAMS}
+    return crop, det
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ConfigError(f"face crop size must be an integer >= 8 (usually 48, 112 or 224), got {size!r}")
+    return int(size)
+
+
+def _assign(
+    frames: Iterable[tuple[float, np.ndarray]], times: np.ndarray | None, max_gap_frames: float
+) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """Yield ``(frame_time, rgb, step indices)`` for each frame nearest to at least one step.
+
+    With ``times=None`` every frame is its own step (indices 0, 1, ...). Steps farther than
+    ``max_gap_frames`` frame intervals from their nearest frame are never yielded.
+    """
+    if times is None:
+        for i, (t, rgb) in enumerate(frames):
+            yield float(t), rgb, np.array([i])
+        return
+    order = np.argsort(times, kind="stable")
+    sorted_times = times[order]
+    n = len(order)
+    j = 0
+    prev: tuple[float, np.ndarray] | None = None
+    dt = math.inf
+
+    def take(frame_t: float, bound: float, interval: float) -> np.ndarray:
+        nonlocal j
+        k = int(np.searchsorted(sorted_times, bound, side="right"))
+        idx = np.arange(j, max(j, k))
+        j = max(j, k)
+        near = np.abs(sorted_times[idx] - frame_t) <= max_gap_frames * interval
+        return order[idx[near]]
+
+    for t, rgb in frames:
+        t = float(t)
+        if prev is not None:
+            step = t - prev[0]
+            if step > 0:
+                dt = min(dt, step)  # the frame interval: the shortest seen, so a hole does not widen it
+            steps = take(prev[0], (prev[0] + t) / 2.0, dt)
+            if len(steps):
+                yield prev[0], prev[1], steps
+            if j >= n:
+                return
+        prev = (t, rgb)
+    if prev is not None and j < n:
+        steps = take(prev[0], math.inf, dt)
+        if len(steps):
+            yield prev[0], prev[1], steps
+
+
+def track_frames(
+    frames: Iterable[tuple[float, np.ndarray]],
+    detector: str | FaceDetector = "haar",
+    size: int = 112,
+    times: np.ndarray | None = None,
+    *,
+    margin: float = 0.15,
+    align: bool = True,
+    detect_every: int = 1,
+    roi_search: bool = True,
+    max_gap_frames: float = 1.5,
+    **params: Any,
+) -> FaceTrack:
+    """Detect, track, align and crop the face in ``(time, rgb uint8 [H, W, 3])`` frames.
+
+    ``times``: the timeline (seconds); default: the frames' own times. ``margin``: extra border
+    around the face box on each side, as a fraction of its side; ``align``: level the eyes when
+    the detector gives them; ``detect_every``: run the detector every k-th processed frame;
+    ``roi_search``: while the track holds, search first only around its box
+    (:meth:`~avaffect.features.faces.detectors.FaceDetector.detect_near`, much faster), and the whole
+    frame when nothing is found there; ``max_gap_frames``: see the module docstring. Other keywords:
+    :class:`TrackerConfig` fields, then the detector's parameters (when ``detector`` is a name).
+    """
+    size = _check_size(size)
+    if isinstance(detect_every, bool) or int(detect_every) < 1:
+        raise ConfigError(f"detect_every must be an integer >= 1, got {detect_every!r}")
+    detect_every = int(detect_every)
+    if margin < 0:
+        raise ConfigError(f"margin must be >= 0, got {margin!r}")
+    tracker_params = {k: v for k, v in params.items() if k in TrackerConfig.keys()}
+    det_params = {k: v for k, v in params.items() if k not in tracker_params}
+    det = get_detector(detector, **det_params)
+    tracker = FaceTracker(TrackerConfig(**tracker_params))
+
+    fixed = times is not None
+    if fixed:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        T = len(times)
+        crops = np.zeros((T, size, size, 3), dtype=np.uint8)
+        boxes = np.full((T, 4), np.nan, dtype=np.float32)
+        mask = np.zeros(T, dtype=bool)
+        detected = np.zeros(T, dtype=bool)
+        angles = np.zeros(T, dtype=np.float32)
+        frame_times = np.full(T, np.nan, dtype=np.float64)
+    else:
+        rows: list[tuple[float, np.ndarray, np.ndarray | None, bool, float]] = []
+
+    n_decoded = 0
+
+    def counted(it):
+        nonlocal n_decoded
+        for item in it:
+            n_decoded += 1
+            yield item
+
+    start = _time.perf_counter()
+    detect_seconds = 0.0
+    calls = roi_calls = 0
+    processed = 0
+    zero = np.zeros((size, size, 3), dtype=np.uint8)
+    for frame_t, rgb, steps in _assign(counted(frames), times, max_gap_frames):
+        if processed % detect_every == 0:
+            t0 = _time.perf_counter()
+            found = []
+            if roi_search and tracker.active and tracker.lost == 0:
+                found = det.detect_near(rgb, tracker.box, search=1.0)
+                roi_calls += 1
+            if not found:
+                found = det.detect(rgb)
+                calls += 1
+            detect_seconds += _time.perf_counter() - t0
+            state = tracker.update(found)
+        else:
+            state = tracker.carry()
+        processed += 1
+        if state.box is not None:
+            angle = state.angle if align else 0.0
+            crop = align_crop(rgb, state.box, size, margin, angle)
+        else:
+            angle, crop = 0.0, zero
+        if fixed:
+            frame_times[steps] = frame_t
+            if state.box is not None:
+                crops[steps] = crop
+                boxes[steps] = state.box
+                mask[steps] = True
+                detected[steps] = state.detected
+                angles[steps] = angle
+        else:
+            rows.append((frame_t, crop, state.box, state.detected, angle))
+    total = _time.perf_counter() - start
+
+    if not fixed:
+        T = len(rows)
+        times = np.array([r[0] for r in rows], dtype=np.float64)
+        frame_times = times.copy()
+        crops = np.stack([r[1] for r in rows]) if rows else np.zeros((0, size, size, 3), dtype=np.uint8)
+        boxes = np.full((T, 4), np.nan, dtype=np.float32)
+        mask = np.array([r[2] is not None for r in rows], dtype=bool)
+        for i, r in enumerate(rows):
+            if r[2] is not None:
+                boxes[i] = r[2]
+        detected = np.array([r[3] for r in rows], dtype=bool)
+        angles = np.array([r[4] for r in rows], dtype=np.float32)
+    stats = {
+        "frames_decoded": n_decoded,
+        "frames_processed": processed,
+        "detector_calls": calls,
+        "roi_calls": roi_calls,
+        "detect_seconds": detect_seconds,
+        "total_seconds": total,
+        "detect_fps": max(1, processed // detect_every) / detect_seconds if detect_seconds > 0 else float("nan"),
+        "fps": processed / total if total > 0 else float("nan"),
+        "tracks_started": tracker.tracks_started,
+    }
+    return FaceTrack(
+        times=times,
+        boxes=boxes,
+        face_mask=mask,
+        crops=crops,
+        detected=detected,
+        angles=angles,
+        frame_times=frame_times,
+        detector=det.name,
+        stats=stats,
+    )
+
+
+def track_faces(
+    video_path: str | Path,
+    detector: str | FaceDetector = "haar",
+    size: int = 112,
+    times: np.ndarray | None = None,
+    **params: Any,
+) -> FaceTrack:
+    """:func:`track_frames` on a video file decoded with PyAV (timestamps from the stream)."""
+    path = Path(video_path)
+    track = track_frames(iter_video_frames(path), detector, size, times, **params)
+    if track.stats["frames_decoded"] == 0:
+        raise MediaError(path, "cannot decode the video: no frame could be decoded", DECODE_FIX)
+    return track
+
+
+def load_precomputed_crops(
+    crops_dir: str | Path, num_frames: int, size: int = 112, blank_level: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read Aff-Wild2 ``cropped_aligned`` crops ``00001.jpg`` ... (1-based, one per frame).
+
+    Returns ``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T], boxes float32 [T, 4])``. A
+    missing, unreadable or blank (max pixel <= ``blank_level``) jpg means no face: zero crop, mask
+    False, NaN box. The box of a crop is its own extent ``(0, 0, width, height)`` (where it sat in
+    the video is not known).
+    """
+    size = _check_size(size)
+    crops_dir = Path(crops_dir)
+    if not crops_dir.is_dir():
+        raise DataError(
+            crops_dir,
+            "face crops folder not found",
+            "check the dataset's cropped_aligned/<video>/ folder or use a detector on the video",
+        )
+    crops = np.zeros((num_frames, size, size, 3), dtype=np.uint8)
+    mask = np.zeros(num_frames, dtype=bool)
+    boxes = np.full((num_frames, 4), np.nan, dtype=np.float32)
+    unreadable = 0
+    for i in range(num_frames):
+        path = crops_dir / f"{i + 1:05d}.jpg"
+        if not path.is_file():
+            continue
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            unreadable += 1
+            continue
+        if int(bgr.max()) <= blank_level:
+            continue
+        h, w = bgr.shape[:2]
+        if (h, w) != (size, size):
+            interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+            bgr = cv2.resize(bgr, (size, size), interpolation=interp)
+        crops[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        mask[i] = True
+        boxes[i] = (0.0, 0.0, float(w), float(h))
+    if unreadable:
+        log.warning("%s: %d face crops unreadable; treated as no face", crops_dir, unreadable)
+    if num_frames and not mask.any():
+        log.warning("%s: no usable face crop for any of the %d frames (expected 00001.jpg ...)", crops_dir, num_frames)
+    return crops, mask, boxes
+
+
+def load_face_crops(
+    rec: Recording, size: int = 112, detector: str = "haar", **params: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face crops of a recording on its timeline ``rec.times``.
+
+    Returns ``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T], boxes float32 [T, 4])``, boxes
+    ``(x1, y1, x2, y2)`` in video pixels, NaN without a face (zero crop, mask False).
+
+    Source: with ``detector="precomputed"``, or with the default detector when the recording has
+    a crops folder (``rec.crops_dir``, Aff-Wild2 ``cropped_aligned``) and ``use_crops`` is not False,
+    the crops folder is read (:func:`load_precomputed_crops`, boxes are the crops' own extent).
+    Otherwise ``rec.video_path`` is decoded and ``detector`` + tracking + alignment run on it
+    (:func:`track_frames`; ``params``: its keywords and the detector's), each step taking the
+    decoded frame nearest in time.
+    """
+    size = _check_size(size)
+    params = dict(params)
+    use_crops = params.pop("use_crops", None)
+    precomputed = detector == "precomputed" or (
+        detector == "haar" and rec.crops_dir is not None and use_crops is not False
+    )
+    if use_crops is True and rec.crops_dir is None:
+        raise DataError(
+            None,
+            f"recording {rec.name} has no face crops folder (use_crops=True)",
+            "point the recording at its cropped_aligned/<video>/ folder or run a detector on the video",
+        )
+    if precomputed:
+        if rec.crops_dir is None:
+            raise DataError(
+                None,
+                f"recording {rec.name} has no face crops folder for the precomputed detector",
+                "point the recording at its cropped_aligned/<video>/ folder or run a detector "
+                "(e.g. detector='haar') on the video",
+            )
+        crop_params, det_params = split_params(params)
+        blank = int(det_params.pop("blank_level", 0))
+        if crop_params or det_params:
+            log.debug("%s: precomputed crops ignore %s", rec.name, sorted({**crop_params, **det_params}))
+        return load_precomputed_crops(rec.crops_dir, rec.num_frames, size, blank)
+    if rec.video_path is None:
+        raise DataError(
+            None,
+            f"recording {rec.name} has neither a video nor a face crops folder",
+            "give the recording's video path (or its cropped_aligned folder)",
+        )
+    track = track_faces(rec.video_path, detector, size, rec.times, **params)
+    log.info(
+        "%s: face in %d/%d steps, detector %.1f frames/s",
+        rec.name,
+        int(track.face_mask.sum()),
+        len(track),
+        track.stats["detect_fps"],
+    )
+    return track.crops, track.face_mask, track.boxes
+
+
+def draw_face_box(
+    rgb: np.ndarray,
+    box: np.ndarray,
+    color: tuple[int, int, int] = (0, 255, 0),
+    thickness: int = 2,
+    label: str | None = None,
+) -> np.ndarray:
+    """A copy of ``rgb`` with ``box`` drawn (nothing drawn for a NaN box); for overlay videos."""
+    out = np.ascontiguousarray(rgb).copy()
+    box = np.asarray(box, dtype=np.float64).reshape(4)
+    if not np.all(np.isfinite(box)):
+        return out
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+    if label:
+        cv2.putText(out, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+    return out
