@@ -108,6 +108,12 @@ class Predictor:
             log.warning("%s has no audio track: predicting from the face alone (audio features set to the "
                         "training mean)", video)
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (rec.num_frames, 1))
+        boxes = None
+        params = self.video_ex.params
+        if rec.crops_dir is None and "detector" in params:  # detect once: the extractor reuses it (cached)
+            from avaffect.features.faces import load_face_crops
+
+            _, _, boxes = load_face_crops(rec, size=params.get("crop_size", 112), detector=params["detector"])
         video_feats = self.video_ex.extract(rec)
         face_mask = rec.face_mask & np.any(video_feats != 0, axis=1)
         t_features = time.perf_counter() - t0
@@ -134,7 +140,7 @@ class Predictor:
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None,
             "device": self.device,
         }
-        return Prediction(frame, summary)
+        return Prediction(frame, summary, boxes)
 
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu") -> pd.DataFrame:

@@ -22,10 +22,10 @@ def cmd_predict(args) -> int:
     from avaffect.errors import AvaffectError
     from avaffect.prediction import Predictor, write_outputs
 
+    predictor = Predictor(args.checkpoint, device=args.device)
     videos = expand_inputs(args.inputs)
     if not videos:
         raise AvaffectError(f"no video found in {', '.join(map(str, args.inputs))}")
-    predictor = Predictor(args.checkpoint, device=args.device)
     failed = 0
     for video in videos:
         try:

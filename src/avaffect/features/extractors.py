@@ -12,6 +12,10 @@ Two offline defaults need no downloaded weights:
 * ``logmel_stats`` (audio): per step, mean and std of the VGGish-style log-mel frames over a window
   around the step, plus log-energy and an autocorrelation periodicity / pitch proxy.
 
+The neural extractors (``vggish``, ``spec_resnet18``, ``resnet18_face``, ``resnet50_face``,
+``r2plus1d18_clip``) and openSMILE's ``egemaps`` live in :mod:`avaffect.features.backbones`, imported
+(and so registered) by the first :func:`get_extractor` / :func:`list_extractors` call that needs them.
+
 Write a new one by subclassing :class:`Extractor`, setting ``name``, ``modality``, ``version`` and
 ``defaults`` and implementing ``dim`` and ``extract``, then decorating it with
 :func:`register_extractor`. Instances are pickled to worker processes: keep heavy or unpicklable
@@ -155,8 +159,22 @@ def register_extractor(cls: type[Extractor]) -> type[Extractor]:
     return cls
 
 
+# Modules whose import registers more extractors (the neural backbones, openSMILE). They are
+# imported on first need by get_extractor / list_extractors, not at import time (they are heavier).
+_LAZY_EXTRACTOR_MODULES = ("avaffect.features.backbones",)
+
+
+def _load_lazy_extractors() -> None:
+    import importlib
+
+    for module in _LAZY_EXTRACTOR_MODULES:
+        importlib.import_module(module)
+
+
 def get_extractor(name: str, config: Any = None, **params: Any) -> Extractor:
     """Build the registered extractor ``name`` with the given parameters."""
+    if name not in _REGISTRY:
+        _load_lazy_extractors()
     try:
         cls = _REGISTRY[name]
     except KeyError:
@@ -168,6 +186,7 @@ def get_extractor(name: str, config: Any = None, **params: Any) -> Extractor:
 
 def list_extractors(modality: str | None = None) -> list[str]:
     """Sorted names of the registered extractors (optionally of one modality)."""
+    _load_lazy_extractors()
     return sorted(n for n, c in _REGISTRY.items() if modality is None or c.modality == modality)
 
 
@@ -184,17 +203,22 @@ class FaceHOG(Extractor):
     followed by the crop downsampled to ``grid x grid`` in [0, 1]. Steps without a face, and
     steps whose crop file is missing or unreadable, are zeros. Missing files are logged; if every
     crop the mask promises is missing the recording fails (the crops folder is probably wrong).
+
+    A recording without a crops folder (a raw video) gets its crops from the face pipeline
+    (:func:`avaffect.features.faces.load_face_crops` with ``detector``, ``crop_size``): detection,
+    tracking, eye-levelling alignment; steps where no face is found are zeros.
     """
 
     name = "face_hog"
     modality = "video"
     version = "1"
-    defaults = {"size": 64, "cell": 8, "block": 16, "block_stride": 16, "nbins": 9, "grid": 8}
+    defaults = {"size": 64, "cell": 8, "block": 16, "block_stride": 16, "nbins": 9, "grid": 8,
+                "detector": "haar", "crop_size": 112}
     _transient = ("_hog",)
 
     def validate(self) -> None:
         p = self.params
-        for key in self.defaults:
+        for key in ("size", "cell", "block", "block_stride", "nbins", "grid", "crop_size"):
             if not isinstance(p[key], int) or p[key] <= 0:
                 raise ConfigError(f"face_hog: {key} must be a positive integer, got {p[key]!r}")
         if p["block"] % p["cell"] or p["block"] > p["size"] or (p["size"] - p["block"]) % p["block_stride"]:
@@ -240,17 +264,22 @@ class FaceHOG(Extractor):
         out[self.hog_dim :] = cv2.resize(gray, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
         return out
 
+    def _extract_detected(self, rec: Recording) -> np.ndarray:
+        from avaffect.features.faces import load_face_crops
+
+        crops, face_mask, _ = load_face_crops(rec, size=self.params["crop_size"], detector=self.params["detector"])
+        out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
+        for i in np.flatnonzero(face_mask & rec.face_mask):
+            out[i] = self.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
+        return out
+
     def extract(self, rec: Recording) -> np.ndarray:
         out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
         steps = np.flatnonzero(rec.face_mask)
         if len(steps) == 0:
             return out
         if rec.crops_dir is None:
-            raise DataError(
-                None,
-                f"recording {rec.name} has faces in its face_mask but no crops folder",
-                "run face detection/cropping first or set the recording's crops folder",
-            )
+            return self._extract_detected(rec)
         missing = 0
         for i in steps:
             path = rec.crop_path(int(i))

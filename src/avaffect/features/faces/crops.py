@@ -353,9 +353,21 @@ def load_face_crops(
     the crops folder is read (:func:`load_precomputed_crops`, boxes are the crops' own extent).
     Otherwise ``rec.video_path`` is decoded and ``detector`` + tracking + alignment run on it
     (:func:`track_frames`; ``params``: its keywords and the detector's), each step taking the
-    decoded frame nearest in time.
+    decoded frame nearest in time. The result is kept in ``rec.extra`` so that later calls with the
+    same arguments on the same recording object reuse it.
     """
     size = _check_size(size)
+    cache_key = ("face_crops", size, detector, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    if cache_key in rec.extra:  # several extractors (and predict's overlay) share one detection pass
+        return rec.extra[cache_key]
+    result = _load_face_crops(rec, size, detector, **params)
+    rec.extra[cache_key] = result
+    return result
+
+
+def _load_face_crops(
+    rec: Recording, size: int, detector: str, **params: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     params = dict(params)
     use_crops = params.pop("use_crops", None)
     precomputed = detector == "precomputed" or (

@@ -1,0 +1,39 @@
+"""Neural and third-party feature extractors (registered on import).
+
+=================  =======  ==========================================================  ===========
+name               modality  what                                                        dim
+=================  =======  ==========================================================  ===========
+vggish             audio    VGGish log-mel patches (0.96 s) → VGGish network            128
+spec_resnet18      audio    64-mel spectrogram at 44.1 kHz (~1.07 s per step) →         512
+                            ResNet-18 with a 1-channel first conv (RJA)
+resnet18_face      video    torchvision ResNet-18 per face crop (ImageNet norm)         512 (or 49·512 with spatial=7)
+resnet50_face      video    torchvision ResNet-50 per face crop (ABAW 48 → 40 crops)    2048 (or 49·2048)
+r2plus1d18_clip    video    torchvision R(2+1)D-18 on 8-frame face clips (RJA)           512
+egemaps            audio    openSMILE eGeMAPS LLDs, 100 Hz → timeline (optional extra)  25 (eGeMAPSv02)
+=================  =======  ==========================================================  ===========
+
+Weights are never downloaded: see :mod:`avaffect.features.weights` for the registry of public
+files, the cache folder (``$AVAFFECT_HOME/weights``) and ``weights=PATH``. Importing this package
+does not import torch; the networks are built on the first ``extract``.
+"""
+
+from avaffect.features.backbones.base import TorchExtractor, face_crops, resolve_device
+from avaffect.features.backbones.egemaps import EGeMAPS
+from avaffect.features.backbones.resnet import FaceResNet, ResNet18Face, ResNet50Face, SpecResNet18
+from avaffect.features.backbones.vggish import VGGISH_PARAMETER_NAMES, VGGish, VGGishExtractor
+from avaffect.features.backbones.video import R2Plus1D18Clip
+
+__all__ = [
+    "TorchExtractor",
+    "face_crops",
+    "resolve_device",
+    "VGGish",
+    "VGGishExtractor",
+    "VGGISH_PARAMETER_NAMES",
+    "SpecResNet18",
+    "FaceResNet",
+    "ResNet18Face",
+    "ResNet50Face",
+    "R2Plus1D18Clip",
+    "EGeMAPS",
+]

@@ -1,0 +1,297 @@
+"""Shared machinery of the neural (torch) extractors: devices, weights, batching, windows, face crops.
+
+Parameters every :class:`TorchExtractor` has:
+
+* ``weights``: ``None`` (the extractor's registered default, e.g. ``"resnet18_imagenet"``), a
+  registered weight name (:mod:`avaffect.features.weights`) or the path of a local state dict.
+* ``allow_random``: ``True`` builds a randomly initialised network when ``weights`` is ``None``
+  (tests, speed measurements; the features are then meaningless). Default ``False``: weights are
+  required and a missing file raises an error saying what to download and where to put it.
+* ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+* ``batch_size``: inputs per forward pass.
+
+``device`` and ``batch_size`` do not change the features, so they are left out of the feature-store
+id; ``weights`` enters it by file name only (moving the cache keeps the id, another file changes it).
+The network is built lazily on the first ``extract`` and dropped when the extractor is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import AvaffectError, ConfigError, DataError
+from avaffect.features.align import CONTEXTS
+from avaffect.features.extractors import Extractor
+from avaffect.features.weights import load_state_dict_file, resolve_weights
+
+__all__ = [
+    "TorchExtractor",
+    "resolve_device",
+    "batches",
+    "window_starts",
+    "gather_windows",
+    "face_crops",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+RUNTIME_PARAMS = ("device", "batch_size")
+COMMON_DEFAULTS: dict[str, Any] = {"weights": None, "allow_random": False, "device": "auto", "batch_size": 32}
+
+
+def resolve_device(device: str = "auto"):
+    """``torch.device`` for ``"auto"`` (CUDA when available) or an explicit name."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def window_starts(times: np.ndarray, length: float, context: str) -> np.ndarray:
+    """Start time of a ``length``-second window per time: ending at it (``causal``), starting at it
+    (``forward``) or centred on it (``centered``)."""
+    t = np.asarray(times, dtype=np.float64)
+    if context == "causal":
+        return t - length
+    if context == "forward":
+        return t.copy()
+    if context == "centered":
+        return t - length / 2.0
+    raise ConfigError(f"unknown context {context!r}; use one of {', '.join(CONTEXTS)}")
+
+
+def gather_windows(frames: np.ndarray, first: np.ndarray, length: int, pad_value: float) -> np.ndarray:
+    """``[N, length, d]`` windows of ``frames [F, d]`` starting at frame ``first[i]`` (any integer,
+    negative or past the end: the missing frames are ``pad_value``)."""
+    first = np.asarray(first, dtype=np.int64)
+    f, d = frames.shape
+    lo = int(min(0, first.min(initial=0)))
+    hi = int(max(f, first.max(initial=0) + length))
+    padded = np.full((hi - lo, d), pad_value, dtype=frames.dtype)
+    padded[-lo : -lo + f] = frames
+    idx = (first - lo)[:, None] + np.arange(length)[None, :]
+    return padded[idx]
+
+
+def face_crops(rec: Recording, size: int, detector: str = "haar") -> tuple[np.ndarray, np.ndarray]:
+    """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording.
+
+    Uses :func:`avaffect.features.faces.load_face_crops` (detection/cropping, or pre-cropped
+    faces); the mask is its face mask AND ``rec.face_mask``. Without that module, reads
+    ``rec.crops_dir`` (Aff-Wild2 ``00001.jpg`` naming) for the steps in ``rec.face_mask``;
+    unreadable crops count as no face.
+    """
+    try:
+        from avaffect.features.faces import load_face_crops
+    except ImportError:  # the face pipeline is not installed / not available: pre-cropped faces only
+        return _crops_from_folder(rec, size)
+    crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector)
+    crops = np.asarray(crops)
+    mask = np.asarray(mask, dtype=bool).reshape(-1)
+    if len(crops) != rec.num_frames or len(mask) != rec.num_frames:
+        raise DataError(
+            rec.crops_dir or rec.video_path,
+            f"face cropping gave {len(crops)} crops / {len(mask)} mask steps for {rec.num_frames} timeline steps "
+            f"of recording {rec.name}",
+            "re-run face cropping for this recording",
+        )
+    return crops, mask & rec.face_mask  # a step counts as a face only where the recording allows one too
+
+
+def _crops_from_folder(rec: Recording, size: int) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    crops = np.zeros((rec.num_frames, size, size, 3), dtype=np.uint8)
+    mask = np.zeros(rec.num_frames, dtype=bool)
+    steps = np.flatnonzero(rec.face_mask)
+    if len(steps) == 0:
+        return crops, mask
+    if rec.crops_dir is None:
+        raise DataError(
+            None,
+            f"recording {rec.name} has faces in its face_mask but no crops folder",
+            "run face detection/cropping first or set the recording's crops folder",
+        )
+    for i in steps:
+        bgr = cv2.imread(str(rec.crop_path(int(i))), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        if bgr.shape[:2] != (size, size):
+            interp = cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_LINEAR
+            bgr = cv2.resize(bgr, (size, size), interpolation=interp)
+        crops[i] = bgr[:, :, ::-1]
+        mask[i] = True
+    if not mask.any():
+        raise DataError(
+            rec.crops_dir,
+            f"none of the {len(steps)} face crops of recording {rec.name} could be read "
+            f"(e.g. {rec.crop_path(int(steps[0])).name})",
+            "check the crops folder (Aff-Wild2 naming: 00001.jpg, 1-based) or re-run face cropping",
+        )
+    return crops, mask
+
+
+class TorchExtractor(Extractor):
+    """Base of extractors that run a torch network (see the module docstring for the common parameters).
+
+    Subclasses set ``default_weights`` (a registered name), implement :meth:`build_network`
+    (random init, public parameter names), may override :meth:`adapt_state_dict` (e.g. drop a
+    classifier, adapt a first conv) and call :meth:`network` to get the ready model in eval mode on
+    :attr:`device`.
+    """
+
+    default_weights: ClassVar[str | None] = None
+    _transient = ("_net", "_device")
+
+    # ------------------------------------------------------------------ parameters and identity
+    def validate(self) -> None:
+        p = self.params
+        if not isinstance(p["batch_size"], int) or p["batch_size"] <= 0:
+            raise ConfigError(f"{self.name}: batch_size must be a positive integer, got {p['batch_size']!r}")
+        if not isinstance(p["allow_random"], bool):
+            raise ConfigError(f"{self.name}: allow_random must be true or false")
+        if not isinstance(p["device"], str):
+            raise ConfigError(f"{self.name}: device must be a string such as 'auto', 'cpu' or 'cuda'")
+        if "context" in p and p["context"] not in CONTEXTS:
+            raise ConfigError(f"{self.name}: context must be one of {', '.join(CONTEXTS)}, got {p['context']!r}")
+
+    @property
+    def config_hash(self) -> str:
+        params = {k: v for k, v in self.params.items() if k not in RUNTIME_PARAMS}
+        for key in ("weights", "pca_params"):
+            if isinstance(params.get(key), str):
+                params[key] = Path(params[key]).name
+        blob = json.dumps({"params": params, "version": self.version}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    # ------------------------------------------------------------------ network
+    @property
+    def device(self):
+        dev = self.__dict__.get("_device")
+        if dev is None:
+            dev = resolve_device(self.params["device"])
+            self._device = dev
+        return dev
+
+    def build_network(self):
+        """The randomly initialised network with the public parameter names."""
+        raise NotImplementedError
+
+    def adapt_state_dict(self, state: dict[str, Any], net) -> dict[str, Any]:
+        """Map a loaded state dict onto ``net`` (default: as is)."""
+        return state
+
+    def weights_path(self) -> Path | None:
+        """The weight file to load, or ``None`` for random weights (``allow_random`` and no ``weights``)."""
+        w = self.params["weights"]
+        if w is None:
+            if self.params["allow_random"]:
+                return None
+            if self.default_weights is None:
+                raise AvaffectError(f"{self.name}: no default weights; pass weights=PATH (--weights PATH)")
+            w = self.default_weights
+        return resolve_weights(w)
+
+    def load_weights(self, net, path: Path) -> None:
+        import torch
+
+        state = self.adapt_state_dict(load_state_dict_file(path), net)
+        own = net.state_dict()
+        for key in set(own) - set(state):
+            if key.endswith("num_batches_tracked"):  # older checkpoints (e.g. torchvision's V1 files) lack it
+                state[key] = torch.zeros((), dtype=torch.long)
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise AvaffectError(
+                f"{path}: parameter names do not match the {self.name} network: "
+                f"{len(missing)} missing (e.g. {', '.join(missing[:4]) or '-'}), "
+                f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:4]) or '-'}). "
+                f"Expected names like {', '.join(list(own)[:3])} ({self.describe_weights_format()})."
+            )
+        bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+        if bad:
+            k = bad[0]
+            raise AvaffectError(
+                f"{path}: {len(bad)} parameter(s) have the wrong shape for {self.name}, e.g. {k}: file "
+                f"{tuple(state[k].shape)} vs network {tuple(own[k].shape)} (a different architecture or size?)"
+            )
+        # assign=True: the network may have been built on the meta device (no wasted random init)
+        net.load_state_dict({k: torch.as_tensor(state[k]).to(own[k].dtype) for k in own}, strict=True, assign=True)
+        if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
+            raise AvaffectError(f"{self.name}: some tensors were not initialised by {path}")
+
+    def describe_weights_format(self) -> str:
+        return "a state dict in the public naming"
+
+    def network(self):
+        net = self.__dict__.get("_net")
+        if net is None:
+            import torch
+
+            device = self.device  # an unavailable device fails before any work
+            path = self.weights_path()
+            if path is None:
+                log.warning("%s: random weights (allow_random=True): the features are meaningless", self.name)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)  # random weights are at least reproducible
+                    net = self.build_network()
+            else:
+                with torch.device("meta"):  # shapes only: the weights come from the file
+                    net = self.build_network()
+                self.load_weights(net, path)
+            net = net.eval().to(device)
+            for param in net.parameters():
+                param.requires_grad_(False)
+            self._net = net
+        return net
+
+    def run_batches(self, inputs: np.ndarray, prepare=None) -> np.ndarray:
+        """Forward ``inputs [N, ...]`` in batches of ``batch_size``; ``prepare(tensor)`` runs on the device
+        first (normalisation). Returns float32 ``[N, out]``."""
+        import torch
+
+        net = self.network()
+        outs: list[np.ndarray] = []
+        with torch.inference_mode():
+            for sl in batches(len(inputs), int(self.params["batch_size"])):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[sl])).to(self.device)
+                if prepare is not None:
+                    x = prepare(x)
+                y = net(x)
+                outs.append(y.reshape(len(y), -1).float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    # ------------------------------------------------------------------ audio helper
+    def audio_source(self, rec: Recording) -> Path:
+        source = rec.audio_path or rec.video_path
+        if source is None:
+            raise DataError(
+                None,
+                f"recording {rec.name} has neither an audio nor a video file",
+                "set the recording's audio or video path (dataset manifest) or use a video-only model",
+            )
+        return Path(source)
+

@@ -1,0 +1,288 @@
+"""2-D ResNet extractors: per face crop (``resnet18_face``, ``resnet50_face``) and on audio
+spectrograms (``spec_resnet18``, the RJA audio branch).
+
+All use torchvision's ResNet architecture and parameter names (``conv1``, ``bn1``, ``layer1`` ...
+``layer4``); the classifier ``fc`` is removed, so ``fc.*`` entries of a weight file are ignored.
+Any state dict in torchvision's naming loads: the registered ImageNet files, or your own
+face-pretrained / fine-tuned ResNet (``weights=PATH``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import ConfigError
+from avaffect.features.audio import mel_filterbank, stft_magnitude
+from avaffect.features.backbones.base import (
+    COMMON_DEFAULTS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TorchExtractor,
+    face_crops,
+    gather_windows,
+    window_starts,
+)
+from avaffect.features.extractors import register_extractor
+from avaffect.features.media import read_audio
+
+__all__ = ["FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
+
+_WIDTH = {"resnet18": 512, "resnet50": 2048}
+
+
+def _drop_fc(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def prepare_crops(crops: np.ndarray, input_size: int, resize: str) -> np.ndarray:
+    """uint8 ``[N, S, S, 3]`` crops → uint8 ``[N, input_size, input_size, 3]``: centre crop
+    (``resize="center_crop"``, needs ``input_size <= S``; the ABAW 48 → 40 test-time crop) or
+    resize (``"resize"``, area interpolation when shrinking)."""
+    import cv2
+
+    n, s = crops.shape[0], crops.shape[1]
+    if s == input_size:
+        return crops
+    if resize == "center_crop" and input_size < s:
+        off = (s - input_size) // 2
+        return crops[:, off : off + input_size, off : off + input_size]
+    interp = cv2.INTER_AREA if input_size < s else cv2.INTER_LINEAR
+    out = np.empty((n, input_size, input_size, 3), dtype=np.uint8)
+    for i in range(n):
+        out[i] = cv2.resize(crops[i], (input_size, input_size), interpolation=interp)
+    return out
+
+
+class FaceResNet(TorchExtractor):
+    """torchvision ResNet features of each face crop.
+
+    Crops come from :func:`avaffect.features.faces.load_face_crops` at ``crop_size`` (48 for the
+    ABAW6/ABAW8 setting, 112 or 224), are brought to ``input_size`` (``resize``: ``center_crop``
+    — 48 → 40 as at ABAW test time — or ``resize``), scaled to [0, 1] and normalised with the
+    ImageNet mean/std (``normalize="imagenet"``; ``"none"`` keeps [0, 1]).
+
+    Output per step: the global average pool of ``layer4`` (``dim`` = 512 for ResNet-18, 2048 for
+    ResNet-50), or with ``spatial=S`` (e.g. 7) the ``layer4`` map average-pooled to S x S and
+    flattened region-major — ``[S*S*C]`` with region r's C features contiguous — for the RJA
+    audio-guided spatial attention (``L x 49 x C`` after reshaping). Steps without a face are zeros.
+    """
+
+    modality = "video"
+    version = "1"
+    arch = "resnet18"
+    defaults = {
+        **COMMON_DEFAULTS,
+        "crop_size": 112,
+        "input_size": 112,
+        "resize": "resize",
+        "normalize": "imagenet",
+        "spatial": 0,
+        "detector": "haar",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        p = self.params
+        for key in ("crop_size", "input_size"):
+            if not isinstance(p[key], int) or p[key] < 32:
+                raise ConfigError(f"{self.name}: {key} must be an integer >= 32 pixels, got {p[key]!r}")
+        if p["resize"] not in ("resize", "center_crop"):
+            raise ConfigError(f"{self.name}: resize must be 'resize' or 'center_crop', got {p['resize']!r}")
+        if p["normalize"] not in ("imagenet", "none"):
+            raise ConfigError(f"{self.name}: normalize must be 'imagenet' or 'none', got {p['normalize']!r}")
+        if not isinstance(p["spatial"], int) or p["spatial"] < 0:
+            raise ConfigError(f"{self.name}: spatial must be 0 (pooled) or a grid size such as 7, got {p['spatial']!r}")
+
+    @property
+    def channels(self) -> int:
+        return _WIDTH[self.arch]
+
+    @property
+    def dim(self) -> int:
+        s = int(self.params["spatial"])
+        return self.channels * (s * s if s else 1)
+
+    def build_network(self):
+        from avaffect.features.backbones.nets import resnet_features
+
+        return resnet_features(self.arch, in_channels=3, spatial=int(self.params["spatial"]))
+
+    def adapt_state_dict(self, state, net):
+        return _drop_fc(state)
+
+    def describe_weights_format(self) -> str:
+        return f"torchvision's {self.arch} naming (conv1, bn1, layer1..layer4; fc ignored)"
+
+    def _normalizer(self):
+        import torch
+
+        imagenet = self.params["normalize"] == "imagenet"
+        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+        def prepare(x):  # uint8 [B, H, W, 3] → float [B, 3, H, W]
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            return (x - mean) / std if imagenet else x
+
+        return prepare
+
+    def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``[T, dim]`` from uint8 RGB crops ``[T, S, S, 3]`` and the face mask ``[T]`` (zeros where no face)."""
+        mask = np.asarray(mask, dtype=bool)
+        out = np.zeros((len(mask), self.dim), dtype=np.float32)
+        idx = np.flatnonzero(mask)
+        if len(idx) == 0:
+            return out
+        p = self.params
+        inputs = prepare_crops(np.asarray(crops)[idx], int(p["input_size"]), p["resize"])
+        out[idx] = self.run_batches(inputs, self._normalizer())
+        return out
+
+    def extract(self, rec: Recording) -> np.ndarray:
+        crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])
+        return self.features_from_crops(crops, mask)
+
+
+@register_extractor
+class ResNet18Face(FaceResNet):
+    __doc__ = FaceResNet.__doc__
+    name = "resnet18_face"
+    arch = "resnet18"
+    default_weights = "resnet18_imagenet"
+
+
+@register_extractor
+class ResNet50Face(FaceResNet):
+    __doc__ = FaceResNet.__doc__
+    name = "resnet50_face"
+    arch = "resnet50"
+    default_weights = "resnet50_imagenet"
+    defaults = {**FaceResNet.defaults, "crop_size": 48, "input_size": 40, "resize": "center_crop", "batch_size": 64}
+
+
+def rja_log_mel(
+    wav: np.ndarray,
+    sample_rate: int = 44100,
+    frame_window: float = 0.020,
+    frame_hop: float = 0.010,
+    fft_size: int = 1024,
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mel power spectrogram in dB ``[F, n_mels]`` (``10 log10(max(mel, 1e-10))``) and frame centre times."""
+    wav = np.asarray(wav, dtype=np.float32)
+    win = int(round(frame_window * sample_rate))
+    if len(wav) < win:
+        wav = np.pad(wav, (0, win - len(wav)))
+    mag, times = stft_magnitude(wav, sample_rate, frame_window, frame_hop, fft_size)
+    bank = mel_filterbank(n_mels, mag.shape[1], sample_rate, fmin, fmax or sample_rate / 2.0).astype(np.float32)
+    mel = (mag * mag) @ bank
+    return 10.0 * np.log10(np.maximum(mel, 1e-10)), times
+
+
+@register_extractor
+class SpecResNet18(TorchExtractor):
+    """RJA audio branch: ResNet-18 on a 64-mel spectrogram segment per timeline step → 512-d.
+
+    Front end (as in the RJA / JCA authors' data loader): audio at 44.1 kHz mono, Hann windows of
+    20 ms every 10 ms, 1024-point FFT, power spectrum → 64 HTK-mel bands 0–22.05 kHz, in dB
+    (``10 log10``), standardised with the authors' constants ``(x + 14.8) / 19.895``
+    (``norm_mean``, ``norm_std``). Per step a segment of ``segment_frames`` (107 ≈ 1.07 s) frames
+    ending at the step (``context="causal"``, the RJA code; ``forward`` / ``centered`` also
+    work); audio before 0 or past the end counts as silence. The ``[1, 64, frames]`` image (mel x
+    time) goes through ResNet-18 with a 1-channel first convolution and global average pooling.
+
+    Loading torchvision's 3-channel ImageNet weights: ``conv1.weight [64, 3, 7, 7]`` is summed
+    over its colour channels to ``[64, 1, 7, 7]`` (exactly the 3-channel network fed the grey image
+    in all three channels); a 1-channel ``conv1`` (a model trained on spectrograms) loads as is.
+    ``fc.*`` is ignored. Weights default to the registered ``"resnet18_imagenet"``.
+    """
+
+    name = "spec_resnet18"
+    modality = "audio"
+    version = "1"
+    default_weights = "resnet18_imagenet"
+    defaults = {
+        **COMMON_DEFAULTS,
+        "context": "causal",
+        "sample_rate": 44100,
+        "n_mels": 64,
+        "frame_window": 0.020,
+        "frame_hop": 0.010,
+        "fft_size": 1024,
+        "fmin": 0.0,
+        "fmax": None,
+        "segment_frames": 107,
+        "norm_mean": -14.8,
+        "norm_std": 19.895,
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        p = self.params
+        if not isinstance(p["n_mels"], int) or p["n_mels"] < 32:
+            raise ConfigError(f"spec_resnet18: n_mels must be an integer >= 32, got {p['n_mels']!r}")
+        if not isinstance(p["segment_frames"], int) or p["segment_frames"] < 32:
+            raise ConfigError(f"spec_resnet18: segment_frames must be an integer >= 32, got {p['segment_frames']!r}")
+        if p["frame_window"] <= 0 or p["frame_hop"] <= 0 or p["norm_std"] <= 0:
+            raise ConfigError("spec_resnet18: frame_window, frame_hop and norm_std must be > 0")
+        fmax = p["fmax"] if p["fmax"] is not None else p["sample_rate"] / 2
+        if not 0 <= p["fmin"] < fmax <= p["sample_rate"] / 2:
+            raise ConfigError("spec_resnet18: need 0 <= fmin < fmax <= sample_rate / 2")
+        if int(round(p["frame_window"] * p["sample_rate"])) > p["fft_size"]:
+            raise ConfigError("spec_resnet18: fft_size must be at least frame_window * sample_rate samples")
+
+    @property
+    def dim(self) -> int:
+        return 512
+
+    def build_network(self):
+        from avaffect.features.backbones.nets import resnet_features
+
+        return resnet_features("resnet18", in_channels=1)
+
+    def adapt_state_dict(self, state, net):
+        from avaffect.features.backbones.nets import conv1_to_gray
+
+        state = _drop_fc(state)
+        w = state.get("conv1.weight")
+        if w is not None and w.ndim == 4 and w.shape[1] == 3:
+            state["conv1.weight"] = conv1_to_gray(w)
+        return state
+
+    def describe_weights_format(self) -> str:
+        return "torchvision's resnet18 naming (conv1 with 1 or 3 input channels, bn1, layer1..layer4; fc ignored)"
+
+    def log_mel(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        return rja_log_mel(
+            wav, int(p["sample_rate"]), p["frame_window"], p["frame_hop"], int(p["fft_size"]), int(p["n_mels"]),
+            p["fmin"], p["fmax"],
+        )
+
+    def features_from_waveform(self, wav: np.ndarray, timeline: np.ndarray) -> np.ndarray:
+        """``[len(timeline), 512]`` from mono audio at ``sample_rate`` starting at time 0."""
+        p = self.params
+        timeline = np.asarray(timeline, dtype=np.float64)
+        if len(timeline) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        db, _ = self.log_mel(wav)
+        db = ((db - p["norm_mean"]) / p["norm_std"]).astype(np.float32)
+        silence = float((-100.0 - p["norm_mean"]) / p["norm_std"])  # 10 log10(1e-10), standardised
+        n = int(p["segment_frames"])
+        starts = window_starts(timeline, n * p["frame_hop"], p["context"])
+        first = np.round(starts / p["frame_hop"]).astype(np.int64)
+        out = np.empty((len(timeline), self.dim), dtype=np.float32)
+        bs = int(p["batch_size"]) * 8  # build segments in chunks to bound memory on long recordings
+        for lo in range(0, len(first), bs):
+            seg = gather_windows(db, first[lo : lo + bs], n, silence)  # [N, frames, mels]
+            out[lo : lo + bs] = self.run_batches(np.ascontiguousarray(seg.transpose(0, 2, 1))[:, None])
+        return out
+
+    def extract(self, rec: Recording) -> np.ndarray:
+        wav = read_audio(self.audio_source(rec), sample_rate=int(self.params["sample_rate"]))
+        return self.features_from_waveform(wav, rec.times)

@@ -1,0 +1,142 @@
+"""3-D CNN clip extractor: torchvision R(2+1)D-18 (or R3D-18 / MC3-18) on face-crop clips (RJA visual branch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import ConfigError
+from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, face_crops
+from avaffect.features.backbones.resnet import prepare_crops
+from avaffect.features.extractors import register_extractor
+from avaffect.features.weights import resolve_weights
+
+__all__ = ["R2Plus1D18Clip", "clip_indices", "KINETICS_MEAN", "KINETICS_STD"]
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+_ARCH_WEIGHTS = {
+    "r2plus1d_18": "r2plus1d18_kinetics400",
+    "r3d_18": "r3d18_kinetics400",
+    "mc3_18": "mc3_18_kinetics400",
+}
+
+
+def clip_indices(num_steps: int, clip_len: int, stride: int, context: str) -> np.ndarray:
+    """``[T, clip_len]`` step indices of the clip of each step: ending at it (``causal``), starting at
+    it (``forward``) or centred on it (``centered``: the step is frame ``clip_len // 2``), frames
+    ``stride`` steps apart. Indices outside ``[0, T)`` are ``-1`` (a blank frame)."""
+    offsets = np.arange(clip_len) * stride
+    if context == "causal":
+        offsets = offsets - offsets[-1]
+    elif context == "centered":
+        offsets = offsets - offsets[clip_len // 2]
+    elif context != "forward":
+        raise ConfigError(f"unknown context {context!r}; use causal, forward or centered")
+    idx = np.arange(num_steps)[:, None] + offsets[None, :]
+    return np.where((idx >= 0) & (idx < num_steps), idx, -1)
+
+
+@register_extractor
+class R2Plus1D18Clip(TorchExtractor):
+    """torchvision R(2+1)D-18 features (512-d) of an ``clip_len``-frame clip of face crops per step.
+
+    The clip of step i holds the crops of steps ``i - (clip_len-1)*frame_stride .. i`` (``context=
+    "causal"``, the default: the clip ends at the step), or starts at / is centred on it. Crops come
+    from :func:`avaffect.features.faces.load_face_crops` at ``crop_size``, are resized to
+    ``input_size`` (112 as for Kinetics), scaled to [0, 1] and normalised (``normalize``:
+    ``"kinetics"`` — torchvision's video mean/std, the default — ``"imagenet"`` or ``"pm1"``,
+    ``x/127.5 - 1`` as in the RJA/JCA authors' loader). Frames without a face and frames before the
+    start or after the end of the recording are blank (zero) images; a step without a face gets a
+    zero vector. ``arch`` selects ``r2plus1d_18`` (default), ``r3d_18`` or ``mc3_18``; parameter
+    names are torchvision's (``stem``, ``layer1`` .. ``layer4``; ``fc`` ignored). Default weights:
+    the registered Kinetics-400 file of the architecture.
+    """
+
+    name = "r2plus1d18_clip"
+    modality = "video"
+    version = "1"
+    default_weights = "r2plus1d18_kinetics400"
+    defaults = {
+        **COMMON_DEFAULTS,
+        "batch_size": 8,
+        "arch": "r2plus1d_18",
+        "clip_len": 8,
+        "frame_stride": 1,
+        "context": "causal",
+        "crop_size": 112,
+        "input_size": 112,
+        "normalize": "kinetics",
+        "detector": "haar",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        p = self.params
+        if p["arch"] not in _ARCH_WEIGHTS:
+            raise ConfigError(f"r2plus1d18_clip: arch must be one of {', '.join(_ARCH_WEIGHTS)}, got {p['arch']!r}")
+        for key, low in (("clip_len", 1), ("frame_stride", 1), ("crop_size", 16), ("input_size", 16)):
+            if not isinstance(p[key], int) or p[key] < low:
+                raise ConfigError(f"r2plus1d18_clip: {key} must be an integer >= {low}, got {p[key]!r}")
+        if p["normalize"] not in ("kinetics", "imagenet", "pm1"):
+            raise ConfigError(f"r2plus1d18_clip: normalize must be kinetics, imagenet or pm1, got {p['normalize']!r}")
+
+    @property
+    def dim(self) -> int:
+        return 512
+
+    def weights_path(self):
+        if self.params["weights"] is None and not self.params["allow_random"]:
+            return resolve_weights(_ARCH_WEIGHTS[self.params["arch"]])
+        return super().weights_path()
+
+    def build_network(self):
+        from avaffect.features.backbones.nets import video_resnet_features
+
+        return video_resnet_features(self.params["arch"])
+
+    def adapt_state_dict(self, state, net):
+        return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+    def describe_weights_format(self) -> str:
+        return f"torchvision's {self.params['arch']} naming (stem, layer1..layer4; fc ignored)"
+
+    def _normalizer(self):
+        import torch
+
+        mode = self.params["normalize"]
+        mean, std = {"kinetics": (KINETICS_MEAN, KINETICS_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}.get(
+            mode, ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # pm1: (x - 0.5) / 0.5 = x/127.5 - 1 on uint8
+        )
+        m = torch.tensor(mean, device=self.device).view(1, 3, 1, 1, 1)
+        s = torch.tensor(std, device=self.device).view(1, 3, 1, 1, 1)
+
+        def prepare(x):  # uint8 [B, L, H, W, 3] → float [B, 3, L, H, W]
+            return (x.permute(0, 4, 1, 2, 3).float().div_(255.0) - m) / s
+
+        return prepare
+
+    def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``[T, 512]`` from uint8 RGB crops ``[T, S, S, 3]`` and the face mask ``[T]``."""
+        p = self.params
+        mask = np.asarray(mask, dtype=bool)
+        t = len(mask)
+        out = np.zeros((t, self.dim), dtype=np.float32)
+        steps = np.flatnonzero(mask)
+        if len(steps) == 0:
+            return out
+        size = int(p["input_size"])
+        frames = np.zeros((t + 1, size, size, 3), dtype=np.uint8)  # last row: the blank frame (index -1)
+        frames[steps] = prepare_crops(np.asarray(crops)[steps], size, "resize")
+        idx = clip_indices(t, int(p["clip_len"]), int(p["frame_stride"]), p["context"])[steps]
+        prepare = self._normalizer()
+        chunk = int(p["batch_size"])
+        for lo in range(0, len(steps), chunk):
+            clips = frames[idx[lo : lo + chunk]]  # [B, L, H, W, 3]; -1 picks the blank last row
+            out[steps[lo : lo + chunk]] = self.run_batches(clips, prepare)
+        return out
+
+    def extract(self, rec: Recording) -> np.ndarray:
+        crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])
+        return self.features_from_crops(crops, mask)

@@ -1,0 +1,392 @@
+"""Pretrained weight files: a registry of public downloads, local resolution, and state-dict loading.
+
+Nothing here downloads. A weight file is either a path the user gives (``--weights PATH`` or an
+extractor's ``weights=`` parameter) or a registered name looked up in the cache folder
+``$AVAFFECT_HOME/weights/<filename>`` (``AVAFFECT_HOME`` defaults to ``~/.cache/avaffect``). When
+the file is not there, :func:`resolve_weights` raises :class:`~avaffect.errors.AvaffectError`
+saying which URL to download and where to put it::
+
+    mkdir -p ~/.cache/avaffect/weights
+    curl -L -o ~/.cache/avaffect/weights/resnet18-f37072fd.pth \\
+        https://download.pytorch.org/models/resnet18-f37072fd.pth
+
+Checksums: where a full sha256 is not recorded, the registry keeps the 8 hex digits that the
+``torch.hub`` naming convention puts in the filename (``<name>-<first 8 hex digits of sha256>.pth``,
+as torchvision's files follow), and a cached file is checked against that prefix. The VGGish
+port's files carry such digits too, but they are not confirmed to be a sha256 prefix, so they are
+not checked (``WeightFile.note`` says so). Run :func:`sha256sum` on a file you trust and
+pass the result as ``sha256`` to add a full checksum.
+
+Files are loaded as state dicts only (:func:`load_state_dict_file`): ``.pth``/``.pt``/``.bin``
+through ``torch.load(weights_only=True)`` (no pickled modules or code), ``.safetensors``, and
+``.npz``/``.npy`` archives of arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from avaffect.errors import AvaffectError
+
+__all__ = [
+    "WeightFile",
+    "WEIGHTS",
+    "register_weights",
+    "get_weight_file",
+    "list_weights",
+    "avaffect_home",
+    "weights_dir",
+    "resolve_weights",
+    "sha256sum",
+    "verify_weights",
+    "load_state_dict_file",
+    "strip_prefix",
+]
+
+_HUB_NOTE = (
+    "full sha256 not recorded; the filename carries its first 8 hex digits (torch.hub naming), "
+    "which is checked"
+)
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One public weight file.
+
+    ``sha256`` is the full hex digest when known (else ``None``, with ``note`` saying why);
+    ``sha256_prefix`` the leading hex digits known from the file name (torch.hub convention).
+    ``used_by`` names the extractor(s) that load it.
+    """
+
+    name: str
+    url: str
+    filename: str
+    license: str
+    used_by: tuple[str, ...]
+    description: str = ""
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    note: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "filename": self.filename,
+            "license": self.license,
+            "used_by": list(self.used_by),
+            "description": self.description,
+            "sha256": self.sha256,
+            "sha256_prefix": self.sha256_prefix,
+            "note": self.note,
+        }
+
+
+WEIGHTS: dict[str, WeightFile] = {}
+
+
+def register_weights(entry: WeightFile) -> WeightFile:
+    """Add (or replace) a registry entry; returns it."""
+    WEIGHTS[entry.name] = entry
+    return entry
+
+
+_UNCHECKED_NOTE = (
+    "full sha256 not recorded; the 8 hex digits in the filename follow the torch.hub naming but are not "
+    "confirmed to be a sha256 prefix, so the file is not checked — run sha256sum on a copy you trust and "
+    "register it with sha256=..."
+)
+
+
+def _hub(
+    name: str,
+    url: str,
+    license: str,
+    used_by: tuple[str, ...],
+    description: str,
+    check_prefix: bool = True,
+) -> WeightFile:
+    filename = url.rsplit("/", 1)[-1]
+    stem = filename.rsplit(".", 1)[0]
+    prefix = stem.rsplit("-", 1)[-1] if "-" in stem and check_prefix else None
+    note = _HUB_NOTE if prefix else _UNCHECKED_NOTE
+    return register_weights(
+        WeightFile(
+            name=name,
+            url=url,
+            filename=filename,
+            license=license,
+            used_by=used_by,
+            description=description,
+            sha256=None,
+            sha256_prefix=prefix,
+            note=note,
+        )
+    )
+
+
+_TV = "https://download.pytorch.org/models/"
+_TV_LICENSE = (
+    "BSD-3-Clause (torchvision code); trained on ImageNet-1k / Kinetics-400, whose terms restrict use "
+    "to non-commercial research — check them for your use"
+)
+
+_hub(
+    "vggish",
+    "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+    "Apache-2.0 (Google's VGGish model from tensorflow/models, converted by the torchvggish port)",
+    ("vggish",),
+    "VGGish audio embedding network (AudioSet), PyTorch port: features.* conv stack + embeddings.0/2/4",
+    check_prefix=False,
+)
+_hub(
+    "vggish_pca",
+    "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth",
+    "Apache-2.0 (Google's VGGish PCA parameters, converted by the torchvggish port)",
+    ("vggish",),
+    "VGGish PCA/whitening parameters (pca_eigen_vectors [128, 128], pca_means [128]) for the AudioSet "
+    "release postprocessing; optional (vggish's pca_params)",
+    check_prefix=False,
+)
+_hub(
+    "resnet18_imagenet",
+    _TV + "resnet18-f37072fd.pth",
+    _TV_LICENSE,
+    ("resnet18_face", "spec_resnet18"),
+    "torchvision ResNet-18, ImageNet-1k (IMAGENET1K_V1)",
+)
+_hub(
+    "resnet50_imagenet",
+    _TV + "resnet50-0676ba61.pth",
+    _TV_LICENSE,
+    ("resnet50_face",),
+    "torchvision ResNet-50, ImageNet-1k (IMAGENET1K_V1)",
+)
+_hub(
+    "resnet50_imagenet_v2",
+    _TV + "resnet50-11ad3fa6.pth",
+    _TV_LICENSE,
+    ("resnet50_face",),
+    "torchvision ResNet-50, ImageNet-1k (IMAGENET1K_V2, the newer training recipe)",
+)
+_hub(
+    "r2plus1d18_kinetics400",
+    _TV + "r2plus1d_18-91a641e6.pth",
+    _TV_LICENSE,
+    ("r2plus1d18_clip",),
+    "torchvision R(2+1)D-18 video network, Kinetics-400 (KINETICS400_V1)",
+)
+_hub(
+    "r3d18_kinetics400",
+    _TV + "r3d_18-b3b3357e.pth",
+    _TV_LICENSE,
+    ("r2plus1d18_clip",),
+    "torchvision R3D-18 video network, Kinetics-400 (r2plus1d18_clip with arch='r3d_18')",
+)
+_hub(
+    "mc3_18_kinetics400",
+    _TV + "mc3_18-a90a0ba3.pth",
+    _TV_LICENSE,
+    ("r2plus1d18_clip",),
+    "torchvision MC3-18 video network, Kinetics-400 (r2plus1d18_clip with arch='mc3_18')",
+)
+
+
+def get_weight_file(name: str) -> WeightFile:
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise AvaffectError(
+            f"unknown weight name {name!r}; registered: {', '.join(list_weights())} "
+            "(or give the path of a local weight file)"
+        ) from None
+
+
+def list_weights(used_by: str | None = None) -> list[str]:
+    """Sorted registered names (optionally only those an extractor uses)."""
+    return sorted(n for n, w in WEIGHTS.items() if used_by is None or used_by in w.used_by)
+
+
+def avaffect_home() -> Path:
+    """``$AVAFFECT_HOME`` or ``~/.cache/avaffect``."""
+    env = os.environ.get("AVAFFECT_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "avaffect"
+
+
+def weights_dir() -> Path:
+    """The cache folder of registered weight files: ``<AVAFFECT_HOME>/weights``."""
+    return avaffect_home() / "weights"
+
+
+def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: str | None = None) -> bool:
+    """Check a file against ``sha256`` (full or prefix) or the entry's checksum.
+
+    Returns ``False`` when there is nothing to check against, ``True`` when it matches, and raises
+    :class:`AvaffectError` (saying where to download the file again) when it does not.
+    """
+    expected = sha256 or (entry.sha256 if entry else None) or (entry.sha256_prefix if entry else None)
+    if not expected:
+        return False
+    expected = expected.lower()
+    actual = sha256sum(path)
+    if not actual.startswith(expected):
+        where = f" Download it again from {entry.url}" if entry else ""
+        raise AvaffectError(
+            f"{path}: checksum mismatch (sha256 {actual[:16]}..., expected {expected[:16]}...): the file is "
+            f"corrupt, truncated or not the expected one.{where} (A file you trust can be given by path with "
+            "--weights PATH, which is not checked.)"
+        )
+    return True
+
+
+def _missing_message(entry: WeightFile, target: Path) -> str:
+    return (
+        f"weight file {entry.name!r} ({entry.description}) is not at {target}. It is never downloaded "
+        f"automatically. Download {entry.url} and save it as {target}, e.g.\n"
+        f"    mkdir -p {target.parent} && curl -L -o {target} {entry.url}\n"
+        f"or pass the file's path with --weights PATH (the extractor's weights= parameter); set "
+        f"AVAFFECT_HOME to use another cache folder than {avaffect_home()}. Licence: {entry.license}."
+    )
+
+
+def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = None) -> Path:
+    """The local file of a weight name or path.
+
+    * an existing file path (``str`` or ``Path``; ``~`` expanded) is returned as is;
+    * a registered name resolves to ``<AVAFFECT_HOME>/weights/<filename>``.
+
+    ``verify``: ``None`` (default) checks registry files against their known checksum and leaves
+    user paths alone; ``True`` also checks a user path when it has the name of a registered file;
+    ``False`` skips checks. A missing file raises :class:`AvaffectError` naming the URL to download,
+    where to put it, and that ``--weights PATH`` works too.
+    """
+    raw = os.fspath(name_or_path)
+    if raw in WEIGHTS:
+        entry = WEIGHTS[raw]
+        target = weights_dir() / entry.filename
+        if not target.is_file():
+            raise AvaffectError(_missing_message(entry, target))
+        if verify is None or verify:
+            verify_weights(target, entry)
+        return target
+    path = Path(raw).expanduser()
+    if path.is_file():
+        if verify:
+            entry = next((w for w in WEIGHTS.values() if w.filename == path.name), None)
+            verify_weights(path, entry)
+        return path
+    if path.exists():
+        raise AvaffectError(f"{path}: is not a file; give the path of a weight file (.pth, .pt, .safetensors)")
+    looks_like_path = os.sep in raw or "/" in raw or path.suffix in {".pth", ".pt", ".bin", ".safetensors", ".npz"}
+    if looks_like_path:
+        entry = next((w for w in WEIGHTS.values() if w.filename == path.name), None)
+        hint = f" It is the public file {entry.url}." if entry else ""
+        raise AvaffectError(f"{path}: weight file not found.{hint} Check the path given with --weights / weights=.")
+    raise AvaffectError(
+        f"unknown weight name {raw!r} and no such file; registered names: {', '.join(list_weights())}. "
+        "Give a registered name or the path of a local weight file (--weights PATH)."
+    )
+
+
+def strip_prefix(state: Mapping[str, Any], prefix: str = "module.") -> dict[str, Any]:
+    """Drop ``prefix`` from every key that has it (``DataParallel``/DDP checkpoints)."""
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "params")
+
+
+def _unwrap(obj: Any) -> Any:
+    for _ in range(4):  # e.g. {"model": {"state_dict": {...}}}
+        if not isinstance(obj, Mapping):
+            break
+        inner = next((obj[k] for k in _WRAPPERS if k in obj and isinstance(obj[k], Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    return obj
+
+
+_NUMPY_GLOBAL = re.compile(r"^numpy\.(ndarray|dtype|(_core|core)\.multiarray\._reconstruct|dtypes\.\w+DType)$")
+
+
+def _torch_load(path: Path, map_location: str) -> Any:
+    """``torch.load(weights_only=True)``; files holding plain numpy arrays (e.g. converted PCA
+    parameters) are allowed too, by allow-listing only numpy's array-reconstruction globals."""
+    import importlib
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        if "weights_only" not in str(exc).lower() and "unpickl" not in type(exc).__name__.lower():
+            raise
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        if not names or not all(_NUMPY_GLOBAL.match(n) for n in names):
+            raise
+        objs = []
+        for name in names:
+            module, _, attr = name.rpartition(".")
+            objs.append(getattr(importlib.import_module(module), attr))
+        import numpy as np
+
+        objs += [c for c in vars(np.dtypes).values() if isinstance(c, type) and issubclass(c, np.dtype)]
+        with torch.serialization.safe_globals(objs):
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_state_dict_file(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
+    """Load a state dict: ``{name: tensor}``.
+
+    ``.pth``/``.pt``/``.bin``/``.ckpt``: ``torch.load(weights_only=True)`` (tensors and plain
+    containers only; a pickled ``nn.Module`` is refused), then a checkpoint wrapper
+    (``state_dict``, ``model_state_dict``, ``model``, ``net``, ``params``) is unwrapped and a
+    ``module.`` prefix stripped. ``.safetensors``: ``safetensors.torch.load_file``. ``.npz``: numpy
+    arrays converted to tensors. Raises :class:`AvaffectError` naming the file on failure.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise AvaffectError(f"{path}: weight file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device=map_location)
+        elif suffix == ".npz":
+            import numpy as np
+
+            with np.load(path, allow_pickle=False) as npz:
+                obj = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
+        else:
+            obj = _torch_load(path, map_location)
+    except Exception as exc:  # noqa: BLE001 - report any loader failure with the file and a fix
+        raise AvaffectError(
+            f"{path}: cannot load weights ({type(exc).__name__}: {exc}). Expected a state dict saved with "
+            "torch.save(model.state_dict(), ...) or safetensors; pickled modules are not loaded."
+        ) from exc
+    obj = _unwrap(obj)
+    if not isinstance(obj, Mapping):
+        raise AvaffectError(
+            f"{path}: holds a {type(obj).__name__}, not a state dict ({{name: tensor}}); save "
+            "model.state_dict() instead"
+        )
+    return strip_prefix(dict(obj), "module.")

@@ -1,0 +1,107 @@
+"""predict: a tiny model trained on the synthetic set, applied to synthetic and real (CREMA-D) videos."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+import avaffect
+from avaffect.cli.main import main
+from avaffect.config import make_config
+from avaffect.data.affwild2 import load_affwild2
+from avaffect.evaluation.evaluate import evaluate_run
+from avaffect.features.media import probe, video_frame_times
+from avaffect.metrics import score_arrays
+from avaffect.training.run import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict_run")
+    cfg = make_config({
+        "data": {"root": str(synth_root)},
+        "features": {"store": str(out / "store")},
+        "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
+        "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 2, "accelerator": "cpu"},
+    })
+    train(cfg, out / "run", progress=False)
+    return out / "run"
+
+
+@pytest.mark.slow
+def test_prediction_on_a_synthetic_video_reproduces_evaluate(tiny_run, synth_root):
+    result = evaluate_run(tiny_run, "validation")
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path)
+    assert list(df.columns) == ["frame", "time", "valence", "arousal", "face_detected"]
+    assert len(df) == rec.num_frames
+    np.testing.assert_allclose(df[["valence", "arousal"]].to_numpy(), result.predictions[rec.name], atol=1e-5)
+    np.testing.assert_array_equal(df["face_detected"].to_numpy(), rec.face_mask)
+    mine = score_arrays(df[["valence", "arousal"]].to_numpy(), rec.labels)
+    assert mine["ccc_valence"] == pytest.approx(result.per_recording[rec.name]["ccc_valence"], abs=1e-5)
+    summary = df.attrs["summary"]
+    assert summary["face_source"] == "cropped_aligned" and summary["audio"] == "present"
+    assert summary["realtime_factor"] > 0
+
+
+@pytest.mark.slow
+def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, tmp_path):
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    videos = tmp_path / "ds" / "videos"
+    videos.mkdir(parents=True)
+    silent = videos / rec.video_path.name
+    with av.open(str(rec.video_path)) as inp, av.open(str(silent), "w") as out:
+        vout = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = vout
+                out.mux(packet)
+    df = avaffect.predict(tiny_run / "model.safetensors", silent)
+    assert df.attrs["summary"]["audio"] == "missing"
+    assert len(df) == rec.num_frames and np.isfinite(df[["valence", "arousal"]].to_numpy()).all()
+
+
+@pytest.mark.slow
+def test_predict_cli_writes_csv_json_png_and_overlay(tiny_run, synth_root, tmp_path):
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    out = tmp_path / "pred"
+    assert main(["predict", str(tiny_run / "model.safetensors"), str(rec.video_path), "--out", str(out),
+                 "--overlay"]) == 0
+    name = rec.video_path.stem
+    csv = pd.read_csv(out / f"{name}.csv")
+    assert len(csv) == rec.num_frames
+    summary = json.loads((out / f"{name}.json").read_text())
+    assert {"valence_mean", "arousal_std", "face_fraction", "timings_s", "realtime_factor"} <= set(summary)
+    assert (out / f"{name}.png").stat().st_size > 1000
+    overlay = out / f"{name}_overlay.mp4"
+    info = probe(overlay)
+    assert info.has_audio and len(video_frame_times(overlay)) == rec.num_frames
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope.safetensors"), str(tmp_path)]) == 2
+    assert "nope.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_on_real_crema_d_clips(tiny_run, crema_d, tmp_path):
+    clips = sorted(crema_d.glob("*.flv"))[:3]
+    out = tmp_path / "crema"
+    assert main(["predict", str(tiny_run / "model.safetensors"), *map(str, clips), "--out", str(out),
+                 "--overlay"]) == 0
+    for clip in clips:
+        csv = pd.read_csv(out / f"{clip.stem}.csv")
+        assert len(csv) == len(video_frame_times(clip))  # one row per video frame
+        assert csv[["valence", "arousal"]].abs().max().max() <= 1.0
+        assert csv["face_detected"].mean() >= 0.9
+        summary = json.loads((out / f"{clip.stem}.json").read_text())
+        assert summary["face_source"] == "haar" and summary["audio"] == "present"
+        overlay = out / f"{clip.stem}_overlay.mp4"
+        info = probe(overlay)
+        assert info.has_audio and len(video_frame_times(overlay)) == len(csv)
+        with av.open(str(overlay)) as c:  # it decodes
+            assert sum(1 for _ in c.decode(video=0)) == len(csv)
