@@ -112,10 +112,17 @@ def _run_one(extractor: Extractor, rec: Recording, root: str) -> tuple[str, str 
 
 
 def _init_worker() -> None:
+    """One thread per worker process: the pool itself is the parallelism (no oversubscription)."""
     try:
         import cv2
 
         cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
     except Exception:  # pragma: no cover
         pass
 
