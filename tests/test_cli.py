@@ -63,3 +63,10 @@ def test_convert_official_cli(tmp_path, capsys):
     assert not model.training
     assert main(["convert-official", str(ckpt), "--variant", "dca_icme24", "--out", str(tmp_path / "x")]) == 2
     assert "dca_icme24" in capsys.readouterr().err
+
+
+def test_bench_media_reports_rates(crema_d, capsys):
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    assert main(["bench", "media", str(clip), "--extractors", "logmel_stats", "face_hog"]) == 0
+    out = capsys.readouterr().out
+    assert "decode video" in out and "extractor face_hog" in out and "frames/s" in out

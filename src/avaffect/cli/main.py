@@ -14,7 +14,7 @@ from avaffect import __version__
 from avaffect.errors import AvaffectError
 
 COMMAND_MODULES = ("train_cmds", "data_cmds", "dataset_cmds", "features_cmds", "models_cmds", "eval_cmds",
-                   "predict_cmds")
+                   "predict_cmds", "bench_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
