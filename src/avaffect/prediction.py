@@ -19,7 +19,6 @@ Rules at the edges (documented, never silent):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -36,6 +35,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, NoAudioStreamError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.features.extractors import Extractor, get_extractor
+from avaffect.features.weights import sha256sum
 from avaffect.models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ class Prediction:
     extra: dict = field(default_factory=dict)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Predictor:
     """A checkpoint loaded once, ready for many videos."""
 
@@ -70,7 +62,7 @@ class Predictor:
         self.model, self.meta = load_checkpoint(self.checkpoint, device=device)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.get("targets", ["valence", "arousal"]))
-        self.checkpoint_id = file_sha256(self.checkpoint)[:16]
+        self.checkpoint_id = sha256sum(self.checkpoint)[:16]
         self.audio_ex = self._extractor("audio_extractor")
         self.video_ex = self._extractor("video_extractor")
 
@@ -153,53 +145,16 @@ def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu") -> p
     return result.frame
 
 
-def plot_prediction(path: str | Path, frame: pd.DataFrame, title: str = "") -> Path:
-    """Valence and arousal over time, and the 2-D valence-arousal trajectory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(11, 3.6))
-    ax = fig.add_subplot(1, 3, (1, 2))
-    for t, color in (("valence", "tab:orange"), ("arousal", "tab:blue")):
-        if t in frame:
-            ax.plot(frame["time"], frame[t], color=color, label=t)
-    if "face_detected" in frame and not frame["face_detected"].all():
-        ax.fill_between(frame["time"], -1, 1, where=~frame["face_detected"].to_numpy(), color="grey", alpha=0.2,
-                        step="mid", label="no face")
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_xlabel("time (s)")
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title, fontsize=9)
-    ax2 = fig.add_subplot(1, 3, 3)
-    if {"valence", "arousal"} <= set(frame):
-        sc = ax2.scatter(frame["valence"], frame["arousal"], c=frame["time"], s=6, cmap="viridis")
-        fig.colorbar(sc, ax=ax2, label="time (s)")
-    ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="grey", lw=0.8))
-    ax2.axhline(0, color="grey", lw=0.5)
-    ax2.axvline(0, color="grey", lw=0.5)
-    ax2.set_xlim(-1.05, 1.05)
-    ax2.set_ylim(-1.05, 1.05)
-    ax2.set_aspect("equal")
-    ax2.set_xlabel("valence")
-    ax2.set_ylabel("arousal")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
 def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: bool = False) -> dict[str, Path]:
     """``<name>.csv``, ``<name>.json``, ``<name>.png`` and with ``overlay`` ``<name>_overlay.mp4``."""
-    from avaffect.evaluation.reports import atomic_write_text
+    from avaffect.evaluation.reports import atomic_write_text, plot_recording
 
     out_dir = Path(out_dir)
     paths = {"csv": out_dir / f"{name}.csv", "json": out_dir / f"{name}.json", "png": out_dir / f"{name}.png"}
     atomic_write_text(paths["csv"], result.frame.to_csv(index=False, float_format="%.6f"))
-    plot_prediction(paths["png"], result.frame, title=f"{name} — {result.summary['model']}")
+    targets = [t for t in ("valence", "arousal") if t in result.frame]
+    plot_recording(paths["png"], f"{name} — {result.summary['model']}", result.frame["time"].to_numpy(),
+                   result.frame[targets].to_numpy(), None, targets, result.frame["face_detected"].to_numpy())
     if overlay:
         from avaffect.evaluation.overlay import write_overlay
 

@@ -36,7 +36,7 @@ from avaffect.errors import AvaffectError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.postprocess import PostProcessor
-from avaffect.evaluation.reports import write_json, write_predictions_csv
+from avaffect.evaluation.reports import plot_recording, write_json, write_predictions_csv
 from avaffect.training.datamodule import RecordingFeatures
 
 log = logging.getLogger(__name__)
@@ -230,50 +230,3 @@ def _write_outputs(out_dir: Path, split: str, protocol: str, targets: list[str],
         plot_recording(out_dir / "plots" / f"{f.name}.png", f.name, f.times, preds[f.name],
                        f.labels if labelled else None, targets)
     return EvalResult(out_dir, split, protocol, overall, per, dict(preds), pp)
-
-
-def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
-                   targets: Sequence[str] = ("valence", "arousal")) -> Path:
-    """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pred = np.asarray(pred).reshape(len(times), -1)
-    both = list(targets) == ["valence", "arousal"]
-    fig = plt.figure(figsize=(12 if both else 9, 2.4 * len(targets) + 0.4))
-    grid = fig.add_gridspec(len(targets), 2 if both else 1, width_ratios=[2.2, 1] if both else None)
-    for k, t in enumerate(targets):
-        ax = fig.add_subplot(grid[k, 0])
-        if labels is not None:
-            ax.plot(times, labels[:, k], color="black", lw=1.2, label="label")
-        ax.plot(times, pred[:, k], color="tab:red", lw=1.0, label="prediction")
-        ax.set_ylim(-1.05, 1.05)
-        ax.set_ylabel(t)
-        if k == 0:
-            ax.set_title(name, fontsize=10)
-            ax.legend(loc="upper right", fontsize=8)
-        if k == len(targets) - 1:
-            ax.set_xlabel("time (s)")
-    if both:
-        ax = fig.add_subplot(grid[:, 1])
-        ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.7", lw=0.8))
-        ax.axhline(0, color="0.8", lw=0.6)
-        ax.axvline(0, color="0.8", lw=0.6)
-        if labels is not None:
-            ax.plot(labels[:, 0], labels[:, 1], color="black", lw=0.8, alpha=0.7, label="label")
-        sc = ax.scatter(pred[:, 0], pred[:, 1], c=times, cmap="viridis", s=3, label="prediction")
-        fig.colorbar(sc, ax=ax, label="time (s)", fraction=0.046)
-        ax.set_xlim(-1.05, 1.05)
-        ax.set_ylim(-1.05, 1.05)
-        ax.set_aspect("equal")
-        ax.set_xlabel("valence")
-        ax.set_ylabel("arousal")
-        ax.set_title("valence-arousal trajectory", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path

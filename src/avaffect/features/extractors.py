@@ -29,6 +29,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import cv2
@@ -182,6 +183,18 @@ def get_extractor(name: str, config: Any = None, **params: Any) -> Extractor:
             f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}"
         ) from None
     return cls(config, **params)
+
+
+def audio_source(rec: Recording) -> Path:
+    """The file a recording's audio is decoded from: its audio file, else its video."""
+    source = rec.audio_path or rec.video_path
+    if source is None:
+        raise DataError(
+            None,
+            f"recording {rec.name} has neither an audio nor a video file",
+            "set the recording's audio or video path (dataset manifest) or use a video-only model",
+        )
+    return Path(source)
 
 
 def list_extractors(modality: str | None = None) -> list[str]:
@@ -427,12 +440,5 @@ class LogMelStats(Extractor):
         return out.astype(np.float32)
 
     def extract(self, rec: Recording) -> np.ndarray:
-        source = rec.audio_path or rec.video_path
-        if source is None:
-            raise DataError(
-                None,
-                f"recording {rec.name} has neither an audio nor a video file",
-                "set the recording's audio or video path (dataset manifest) or use a video-only model",
-            )
-        wav = read_audio(source, sample_rate=int(self.params["sample_rate"]))
+        wav = read_audio(audio_source(rec), sample_rate=int(self.params["sample_rate"]))
         return self.features_from_waveform(wav, rec.times)

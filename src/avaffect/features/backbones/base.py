@@ -29,7 +29,7 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.features.align import CONTEXTS
-from avaffect.features.extractors import Extractor
+from avaffect.features.extractors import Extractor, audio_source
 from avaffect.features.weights import load_state_dict_file, resolve_weights
 
 __all__ = [
@@ -286,12 +286,5 @@ class TorchExtractor(Extractor):
 
     # ------------------------------------------------------------------ audio helper
     def audio_source(self, rec: Recording) -> Path:
-        source = rec.audio_path or rec.video_path
-        if source is None:
-            raise DataError(
-                None,
-                f"recording {rec.name} has neither an audio nor a video file",
-                "set the recording's audio or video path (dataset manifest) or use a video-only model",
-            )
-        return Path(source)
+        return audio_source(rec)
 

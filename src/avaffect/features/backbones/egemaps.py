@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from avaffect.data.recording import Recording
-from avaffect.errors import AvaffectError, ConfigError, DataError
+from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.align import CONTEXTS, align_to_timeline
-from avaffect.features.extractors import Extractor, register_extractor
+from avaffect.features.extractors import Extractor, audio_source, register_extractor
 from avaffect.features.media import read_audio
 
 __all__ = ["EGeMAPS", "LLD_DIMS", "import_opensmile"]
@@ -130,13 +130,7 @@ class EGeMAPS(Extractor):
         return np.concatenate([mean, std], axis=1).astype(np.float32)
 
     def extract(self, rec: Recording) -> np.ndarray:
-        source = rec.audio_path or rec.video_path
-        if source is None:
-            raise DataError(
-                None,
-                f"recording {rec.name} has neither an audio nor a video file",
-                "set the recording's audio or video path (dataset manifest) or use a video-only model",
-            )
+        source = audio_source(rec)
         self.smile()  # fail early with the install hint, before decoding
         wav = read_audio(source, sample_rate=int(self.params["sample_rate"]))
         return self.features_from_waveform(wav, rec.times)
