@@ -175,3 +175,27 @@ def test_one_model_per_target(synth_root, tmp_path):
     assert list(csv.columns) == ["frame", "time", "arousal", "label_arousal"]
     rec = next(r for r in load_affwild2(synth_root) if r.name == name)
     np.testing.assert_allclose(csv["label_arousal"], rec.labels[:, 1], atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(synth_root, tmp_path):
+    """A run killed after its first epoch (no model.safetensors / metrics.json yet) picks up at epoch 2."""
+    raw = {
+        "data": {"root": str(synth_root)},
+        "features": {"store": str(tmp_path / "store")},
+        "model": {"name": "concat", "params": {"hidden": 8, "head_hidden": 8}},
+        "training": {"window": 60, "hop": 30, "max_epochs": 1, "accelerator": "cpu"},
+    }
+    run = tmp_path / "run"
+    train(make_config(raw), run, progress=False)
+    (run / "metrics.json").unlink()  # as if killed before the end of the run
+    (run / "model.safetensors").unlink()
+    import torch
+
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    raw["training"]["max_epochs"] = 3
+    res = train(make_config(raw), run, progress=False)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
+    epochs = pd.read_csv(run / "metrics_per_epoch.csv")
+    assert epochs["epoch"].tolist() == [0, 1, 2]  # epoch 0 not trained again, the log continues
+    assert (run / "model.safetensors").is_file() and np.isfinite(res.metrics["p_va"])

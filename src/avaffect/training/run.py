@@ -179,6 +179,9 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
         enable_model_summary=False, log_every_n_steps=1,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
+    log_csv = run_dir / "logs" / "metrics.csv"
+    if last.is_file() and log_csv.is_file():  # resuming: keep the log of the epochs already trained
+        log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
 
     best = ckpt.best_model_path or str(last)
@@ -204,11 +207,14 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
 
 
 def _write_epoch_metrics(run_dir: Path) -> None:
-    """Collapse Lightning's CSV log (one row per logged key group) into one row per epoch."""
-    src = run_dir / "logs" / "metrics.csv"
-    if not src.is_file():
+    """Collapse Lightning's CSV logs (one row per logged key group; one file per resume) into one row per epoch."""
+    logs = run_dir / "logs"
+    parts = sorted(logs.glob("metrics-part*.csv"), key=lambda p: int(p.stem[len("metrics-part"):]))
+    if (logs / "metrics.csv").is_file():
+        parts.append(logs / "metrics.csv")
+    if not parts:
         return
-    df = pd.read_csv(src)
+    df = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)  # earlier parts: epochs before a resume
     if "epoch" in df:
         df = df.drop(columns=[c for c in ("step",) if c in df]).groupby("epoch", as_index=False).last()
     atomic_write_text(run_dir / "metrics_per_epoch.csv", df.to_csv(index=False))
