@@ -105,3 +105,18 @@ def test_predict_on_real_crema_d_clips(tiny_run, crema_d, tmp_path):
         assert info.has_audio and len(video_frame_times(overlay)) == len(csv)
         with av.open(str(overlay)) as c:  # it decodes
             assert sum(1 for _ in c.decode(video=0)) == len(csv)
+
+
+def test_checkpoint_needing_missing_backbone_weights_says_what_to_download(tmp_path, monkeypatch, capsys):
+    """A checkpoint trained on VGGish features, on a machine without the VGGish weights."""
+    from avaffect.models.checkpoint import save_checkpoint
+    from avaffect.models.wrapper import AVRegressor
+
+    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))
+    model = AVRegressor("concat", 128, 640, {"hidden": 8, "head_hidden": 8})
+    spec = {"audio_extractor": {"name": "vggish", "params": {}}, "video_extractor": {"name": "face_hog", "params": {}},
+            "faces": {"source": "detector"}, "window": 60, "hop": 30, "fps": 30, "targets": ["valence", "arousal"]}
+    ckpt = save_checkpoint(tmp_path / "model.safetensors", model, spec)
+    assert main(["predict", str(ckpt), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "vggish" in err and "vggish-10086976.pth" in err and str(tmp_path / "home") in err

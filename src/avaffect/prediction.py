@@ -73,6 +73,12 @@ class Predictor:
         except AvaffectError as e:
             raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {key.replace('_', ' ')} "
                                 f"{spec['name']!r} this checkpoint was trained with: {e}") from None
+        if hasattr(ex, "weights_path"):  # a learned backbone: its weight file must be here, say which if not
+            try:
+                ex.weights_path()
+            except AvaffectError as e:
+                raise AvaffectError(f"{self.checkpoint}: the {key.replace('_', ' ')} {spec['name']!r} this "
+                                    f"checkpoint was trained with needs its weights: {e}") from None
         if spec.get("id") and ex.id != spec["id"]:
             log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
                         self.checkpoint, spec["name"], ex.id, spec["id"])
