@@ -117,13 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=20)
     p.add_argument("--n-train", type=int, default=16)
     p.add_argument("--n-val", type=int, default=6)
+    p.add_argument("--report-only", action="store_true", help="train nothing: rebuild the report from the runs "
+                   "already in --work (e.g. after several invocations with different --models/--seeds)")
     args = p.parse_args(argv)
     quiet_third_party_logs()
     models = args.models or list_models()
     work = args.work or args.out / "work"
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    for rate in args.rates:
+    for rate in [] if args.report_only else args.rates:
         root = write_synthetic_dataset(work / f"data-weak{rate:g}",
                                        SynthConfig(weak_rate=rate, n_train=args.n_train, n_val=args.n_val),
                                        progress=False)
