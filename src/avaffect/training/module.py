@@ -54,12 +54,18 @@ class AffectRegressionModule(L.LightningModule):
                                  pred.detach().float().cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_buffer:
+        buffer, self._val_buffer = self._val_buffer, []
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # DDP: every rank saw some windows; stitch full recordings from all of them (a window that the
+            # sampler repeated to even out the ranks is averaged with itself, which changes nothing)
+            parts: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, buffer)
+            buffer = [b for part in parts for b in part]
+        if not buffer:
             return
-        recs = np.concatenate([b[0] for b in self._val_buffer])
-        starts = np.concatenate([b[1] for b in self._val_buffer])
-        preds = np.concatenate([b[2] for b in self._val_buffer])
-        self._val_buffer.clear()
+        recs = np.concatenate([b[0] for b in buffer])
+        starts = np.concatenate([b[1] for b in buffer])
+        preds = np.concatenate([b[2] for b in buffer])
         stitched, labels = {}, {}
         for i, r in enumerate(self.val_recordings):
             sel = recs == i
