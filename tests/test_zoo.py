@@ -105,11 +105,13 @@ def test_jca_blocks_shapes_gradients_padding(block_cls, joint_fc, b, l, da, dv, 
         jca(torch.randn(1, l + 1, da), torch.randn(1, l + 1, dv))
 
 
+@pytest.mark.parametrize("time_norm", [True, False])
 @pytest.mark.parametrize("joint_fc", [False, True])
-def test_feature_major_jca_equations(joint_fc):
+def test_feature_major_jca_equations(joint_fc, time_norm):
     torch.manual_seed(2)
     b, l, da, dv = 2, 6, 3, 4
-    jca = FeatureMajorJCA(da, dv, l, joint_fc=joint_fc)
+    jca = FeatureMajorJCA(da, dv, l, joint_fc=joint_fc, time_norm=time_norm)
+    s = l**0.5 if time_norm else 1.0
     xa, xv = torch.randn(b, l, da), torch.randn(b, l, dv)
     ya, yv = jca(xa, xv)
     d = da + dv
@@ -121,7 +123,7 @@ def test_feature_major_jca_equations(joint_fc):
                 J = jca.joint_fc.weight @ J + jca.joint_fc.bias[:, None]
             C = torch.tanh(X.T @ jca.w_j[i] @ J / d**0.5)  # L x L
             assert C.shape == (l, l) and jca.w_c[i].shape == (l, l) and jca.w_h[i].shape == (l, l)
-            H = torch.relu(X @ jca.w_c[i] @ C)  # d_m x L
+            H = torch.relu(X @ jca.w_c[i] @ C / s)  # d_m x L
             torch.testing.assert_close(y[n].T, H @ jca.w_h[i] + X)
 
 

@@ -80,8 +80,14 @@ class FeatureMajorJCA(nn.Module):
     a d x d linear layer with bias applied per step)::
 
         C_m     = tanh(X_m^T W_jm J / sqrt(d))      W_jm: d_m x d                C_m: L x L (temporal correlation)
-        H_m     = ReLU(X_m W_cm C_m)                W_cm: L x L (mixes time)     H_m: d_m x L
+        H_m     = ReLU(X_m W_cm C_m / s)            W_cm: L x L (mixes time)     H_m: d_m x L
         X_att,m = H_m W_hm + X_m                    W_hm: L x L (mixes time)
+
+    ``s = sqrt(L)`` with ``time_norm`` (default), ``s = 1`` without (the equation as the paper prints it).
+    X_m W_cm C_m sums over time twice, so its scale grows with L; measured on the synthetic set at
+    L = 150 with Adam (lr 2e-3), the unscaled form drives the tanh head into saturation within a few
+    steps and the model never learns, while the scaled one trains (like the 1/sqrt(d) of C_m, it is a
+    normalisation the paper leaves implicit; ``time_norm=False`` reproduces the printed form).
 
     Tensors enter and leave as ``[B, L, d_m]``; the transposes are internal. The window length L is
     part of the weights. Padded steps (``mask`` 0) are zeroed before fusion (J included, also after the
@@ -90,12 +96,13 @@ class FeatureMajorJCA(nn.Module):
     """
 
     def __init__(self, d_audio: int, d_video: int, length: int, dropout: float = 0.0,
-                 init_residual_scale: float = 0.1, joint_fc: bool = False) -> None:
+                 init_residual_scale: float = 0.1, joint_fc: bool = False, time_norm: bool = True) -> None:
         super().__init__()
         self.dims = (d_audio, d_video)
         self.length = length
         d = d_audio + d_video
         self.scale = 1.0 / math.sqrt(d)
+        self.time_scale = 1.0 / math.sqrt(length) if time_norm else 1.0
         self.w_j = nn.ParameterList([nn.Parameter(torch.empty(dm, d)) for dm in self.dims])
         self.w_c = nn.ParameterList([nn.Parameter(torch.empty(length, length)) for _ in self.dims])
         self.w_h = nn.ParameterList([nn.Parameter(torch.empty(length, length)) for _ in self.dims])
@@ -120,7 +127,7 @@ class FeatureMajorJCA(nn.Module):
             x_f = x.transpose(1, 2)  # X_m: [B, d_m, L]
             # X^T W_j J: [B, L, d_m] @ [d_m, d] @ [B, d, L] -> [B, L, L]
             corr = torch.tanh(x @ self.w_j[i] @ joint_f * self.scale)
-            h = torch.relu(x_f @ self.w_c[i] @ corr)  # [B, d_m, L]
+            h = torch.relu(x_f @ self.w_c[i] @ corr * self.time_scale)  # [B, d_m, L]
             outs.append((self.dropout(h) @ self.w_h[i] + x_f).transpose(1, 2))
         if m is not None:
             outs = [o * m for o in outs]
@@ -131,14 +138,15 @@ class RecursiveJCA(nn.Module):
     """RJCA: ``X^(t) = JCA_t(X^(t-1))`` for t = 1..M; output ``[X_a^(M) ; X_v^(M)]`` (SPEC §4.3).
 
     Each iteration has its own weights unless ``share_weights``. ``orientation`` picks
-    :class:`TimeMajorJCA` (default) or :class:`FeatureMajorJCA`; ``joint_fc`` uses J = FC([X_a ; X_v]).
+    :class:`TimeMajorJCA` (default) or :class:`FeatureMajorJCA`; ``joint_fc`` uses J = FC([X_a ; X_v]);
+    ``time_norm`` is the feature-major block's 1/sqrt(L) (see :class:`FeatureMajorJCA`).
     ``forward`` returns the concatenated output ``[B, L, d_a + d_v]``; ``iterates`` returns every
     ``(X_a^(t), X_v^(t))``, t = 0..M, for gates; ``block_for(t)`` is the JCA block of iteration t.
     """
 
     def __init__(self, d_audio: int, d_video: int, length: int, num_iterations: int = 2,
                  share_weights: bool = False, dropout: float = 0.0, orientation: Orientation = "time_major",
-                 joint_fc: bool = False) -> None:
+                 joint_fc: bool = False, time_norm: bool = True) -> None:
         super().__init__()
         if num_iterations < 1:
             raise ValueError("RJCA needs at least one iteration")
@@ -146,7 +154,8 @@ class RecursiveJCA(nn.Module):
         if orientation not in blocks:
             raise ValueError(f"unknown JCA orientation {orientation!r}; use one of {sorted(blocks)}")
         n_blocks = 1 if share_weights else num_iterations
-        self.blocks = nn.ModuleList([blocks[orientation](d_audio, d_video, length, dropout, joint_fc=joint_fc)
+        extra = {"time_norm": time_norm} if orientation == "feature_major" else {}
+        self.blocks = nn.ModuleList([blocks[orientation](d_audio, d_video, length, dropout, joint_fc=joint_fc, **extra)
                                      for _ in range(n_blocks)])
         self.num_iterations = num_iterations
         self.orientation = orientation

@@ -54,6 +54,8 @@ class JCAConfig(ZooConfig):
     orientation: Literal["time_major", "feature_major"] = Field(
         "time_major", description="JCA orientation: time-major (C_m is d_m x d) or feature-major (C_m is L x L)")
     joint_fc: bool = Field(False, description="joint features J = FC([X_a ; X_v]) instead of [X_a ; X_v]")
+    time_norm: bool = Field(True, description="feature-major only: H_m = ReLU(X_m W_cm C_m / sqrt(L)); false = "
+                            "the paper's printed form, which diverged in our runs (see FeatureMajorJCA)")
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on H_m inside each JCA block")
 
 
@@ -170,7 +172,7 @@ class GatedRJCAFusion(nn.Module):
         super().__init__()
         self.rjca = RecursiveJCA(d_audio, d_video, cfg.window_length, num_iterations,
                                  getattr(cfg, "share_weights", False), cfg.attention_dropout,
-                                 cfg.orientation, cfg.joint_fc)
+                                 cfg.orientation, cfg.joint_fc, cfg.time_norm)
         temperature = getattr(cfg, "gate_temperature", 0.1)
         self.gate_kind = gate
         if gate == "none":
