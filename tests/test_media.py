@@ -194,3 +194,33 @@ def test_align_contexts_differ():
     assert align_to_timeline(values, vt, t, 0.205, "centered")[0, 0] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         align_to_timeline(values, vt, t, 0.2, "sideways")
+
+
+def test_variable_frame_rate_times_come_from_the_stream(tmp_path):
+    """Irregular frame spacing (VFR) is read from the timestamps, never from a nominal rate."""
+    from avaffect.features.media import video_frame_times
+
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this FFmpeg build has no libx264")
+    path = tmp_path / "vfr.mp4"
+    pts_ms = [0, 40, 100, 120, 200, 210, 330, 400]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)  # millisecond timestamps
+        for i, t in enumerate(pts_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    expected = np.array(pts_ms) / 1000.0
+    np.testing.assert_allclose(video_frame_times(path), expected, atol=1e-6)
+    np.testing.assert_allclose([t for t, _ in iter_video_frames(path)], expected, atol=1e-6)
+    # the overlay writer keeps those timestamps (and so one output frame per input frame)
+    from avaffect.evaluation.overlay import write_overlay
+
+    pred = np.zeros((len(pts_ms), 2))
+    overlay = write_overlay(path, tmp_path / "overlay.mp4", expected, pred)
+    np.testing.assert_allclose(video_frame_times(overlay), expected, atol=1e-6)

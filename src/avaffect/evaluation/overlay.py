@@ -60,7 +60,9 @@ def write_overlay(src: str | Path, dst: str | Path, times: np.ndarray, pred: np.
             aout.layout = "mono"
         vout.width, vout.height = width + width % 2, height + height % 2
         vout.pix_fmt = "yuv420p"
-        vout.time_base = Fraction(1, 1000)
+        # millisecond timestamps in the encoder too: frames keep the source's own times (VFR-safe; with the
+        # encoder's default 1/fps time base, irregular times would round onto equal timestamps)
+        vout.codec_context.time_base = vout.time_base = Fraction(1, 1000)
         for i, (t, rgb) in enumerate(iter_video_frames(src)):
             k = min(i, len(pred) - 1)
             img = np.ascontiguousarray(rgb)
