@@ -159,3 +159,16 @@ def test_logmel_missing_audio(tmp_path):
     rec.audio_path = None
     with pytest.raises(DataError, match="neither"):
         LogMelStats().extract(rec)
+
+
+def test_face_hog_source_video_reads_the_raw_video_even_with_crops(synth_root):
+    """Aff-Wild2 layout: the visual source can be the dataset's crops (default) or the raw video."""
+    from avaffect.data.affwild2 import load_affwild2
+    from avaffect.features.extractors import get_extractor
+
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    from_crops = get_extractor("face_hog").extract(rec)
+    from_video = get_extractor("face_hog", source="video").extract(rec)
+    assert from_crops.shape == from_video.shape == (rec.num_frames, get_extractor("face_hog").dim)
+    assert not np.allclose(from_crops, from_video)  # detector crops differ from the rendered crops
+    assert get_extractor("face_hog").id != get_extractor("face_hog", source="video").id

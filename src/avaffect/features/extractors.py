@@ -217,16 +217,17 @@ class FaceHOG(Extractor):
     steps whose crop file is missing or unreadable, are zeros. Missing files are logged; if every
     crop the mask promises is missing the recording fails (the crops folder is probably wrong).
 
-    A recording without a crops folder (a raw video) gets its crops from the face pipeline
-    (:func:`avaffect.features.faces.load_face_crops` with ``detector``, ``crop_size``): detection,
-    tracking, eye-levelling alignment; steps where no face is found are zeros.
+    A recording without a crops folder (a raw video), or any recording with ``source="video"``, gets
+    its crops from the face pipeline (:func:`avaffect.features.faces.load_face_crops` with ``detector``,
+    ``crop_size``): detection, tracking, eye-levelling alignment; steps where no face is found are zeros.
+    ``source="auto"`` (default) prefers the dataset's crops (Aff-Wild2 ``cropped_aligned``) when present.
     """
 
     name = "face_hog"
     modality = "video"
     version = "1"
     defaults = {"size": 64, "cell": 8, "block": 16, "block_stride": 16, "nbins": 9, "grid": 8,
-                "detector": "haar", "crop_size": 112}
+                "detector": "haar", "crop_size": 112, "source": "auto"}
     _transient = ("_hog",)
 
     def validate(self) -> None:
@@ -242,6 +243,8 @@ class FaceHOG(Extractor):
             )
         if p["grid"] > p["size"]:
             raise ConfigError(f"face_hog: grid ({p['grid']}) must not exceed size ({p['size']})")
+        if p["source"] not in ("auto", "crops", "video"):
+            raise ConfigError(f"face_hog: source must be auto, crops or video, got {p['source']!r}")
 
     @property
     def hog_dim(self) -> int:
@@ -280,9 +283,13 @@ class FaceHOG(Extractor):
     def _extract_detected(self, rec: Recording) -> np.ndarray:
         from avaffect.features.faces import load_face_crops
 
-        crops, face_mask, _ = load_face_crops(rec, size=self.params["crop_size"], detector=self.params["detector"])
+        from_video = {"use_crops": False} if self.params["source"] == "video" else {}
+        crops, face_mask, _ = load_face_crops(rec, size=self.params["crop_size"], detector=self.params["detector"],
+                                              **from_video)
         out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
-        for i in np.flatnonzero(face_mask & rec.face_mask):
+        # from the raw video the detector decides; the dataset's crop mask only applies to its own crops
+        keep = face_mask if self.params["source"] == "video" else face_mask & rec.face_mask
+        for i in np.flatnonzero(keep):
             out[i] = self.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
         return out
 
@@ -291,8 +298,11 @@ class FaceHOG(Extractor):
         steps = np.flatnonzero(rec.face_mask)
         if len(steps) == 0:
             return out
-        if rec.crops_dir is None:
+        if self.params["source"] == "video" or (rec.crops_dir is None and self.params["source"] == "auto"):
             return self._extract_detected(rec)
+        if rec.crops_dir is None:
+            raise DataError(None, f"recording {rec.name} has no face crops folder (face_hog source=crops)",
+                            "point the recording at its cropped_aligned/<video>/ folder or use source=video")
         missing = 0
         for i in steps:
             path = rec.crop_path(int(i))
