@@ -174,3 +174,33 @@ def test_extract_survives_a_dying_worker(tmp_path):
     assert sorted(r for _, r in summary.done) == ["a", "b", "c"]
     assert [(r, "died" in reason) for _, r, reason in summary.failed] == [("crash", True)]
     assert store.status(ex)["failed"].keys() == {"crash"}
+
+
+def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    from avaffect.errors import ConfigError
+    from avaffect.features.extract import extract_features
+    from avaffect.features.extractors import get_extractor
+    from avaffect.features.store import FeatureStore
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    rec = _fake_recording_for_ray(tmp_path)
+    with pytest.raises(ConfigError, match=r"avaffect\[ray\]"):
+        extract_features([rec], [get_extractor("logmel_stats")], FeatureStore(tmp_path / "store"), progress=False,
+                         backend="ray")
+
+
+def _fake_recording_for_ray(tmp_path):
+    import numpy as np
+
+    from avaffect.data.recording import Recording
+
+    return Recording(name="r", times=np.arange(3) / 25, labels=np.zeros((3, 2)), face_mask=np.zeros(3, bool))
