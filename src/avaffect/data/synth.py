@@ -48,11 +48,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.ndimage import gaussian_filter1d
 
+from avaffect.data.affwild2 import ANNOTATION_DIR, CROPS_DIR  # the layout is the reader's
 from avaffect.errors import DataError
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_DIR = Path("annotations") / "VA_Estimation_Challenge"
 SPLIT_DIRS = {"train": "Train_Set", "val": "Validation_Set"}
 CONFIG_FILE = "synth_config.json"
 TMP_DIR = ".synth_tmp"
@@ -549,7 +549,7 @@ def _write_media(plan: _Plan, tmp: Path) -> None:
 def _targets(root: Path, name: str, split: str) -> dict[str, Path | None]:
     ann = root / ANNOTATION_DIR / SPLIT_DIRS[split] / f"{name}.txt" if split in SPLIT_DIRS else None
     return {
-        "crops": root / "cropped_aligned" / name,
+        "crops": root / CROPS_DIR / name,
         "video": root / "videos" / f"{name}.mp4",
         "annotation": ann,
         "latent": root / "latent" / f"{name}.npz",
@@ -626,7 +626,7 @@ def write_synthetic_dataset(root: str | Path, cfg: SynthConfig | None = None, pr
         _check_config(final_cfg, cfg, root)
     elif pending_cfg.exists():
         _check_config(pending_cfg, cfg, root)
-    elif (root / "annotations").exists() or (root / "cropped_aligned").exists():
+    elif (root / "annotations").exists() or (root / CROPS_DIR).exists():
         raise DataError(root, "already holds a dataset that `avaffect synth` did not write",
                         "use another --out folder or delete it")
     pending_cfg.parent.mkdir(parents=True, exist_ok=True)
