@@ -39,14 +39,33 @@ from avaffect.training.run import ensure_features, load_features, train
 
 
 def gate_weights(model: torch.nn.Module) -> dict[str, np.ndarray]:
-    """The gate weights the last forward left on any submodule (``last_gate_weights``), first batch item."""
-    out = {}
-    for name, mod in model.named_modules():
+    """The gate weights of the last forward, first batch item: ``last_gate_weights`` of the outermost module
+    that exposes a non-empty one (inner modules expose the same tensors again)."""
+    for mod in model.modules():
         weights = getattr(mod, "last_gate_weights", None)
-        if isinstance(weights, dict):
-            for k, w in weights.items():
-                out[f"{name}.{k}" if name else k] = w[0].detach().cpu().numpy()
-    return out
+        if isinstance(weights, dict) and weights:
+            return {k: w[0].detach().cpu().numpy() for k, w in weights.items()}
+    return {}
+
+
+def plot_run_gates(run_dir: Path, root: Path, out: Path, name: str) -> bool:
+    """Plot the gates of a finished run's best model on the first window of the first validation recording."""
+    model, meta = load_checkpoint(run_dir / "model.safetensors")
+    cfg = make_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    recs = load_affwild2(root, splits=("validation",))
+    rec = recs[0]
+    store, audio_ex, video_ex = ensure_features(cfg, [rec], progress=False)
+    f = load_features(store, audio_ex, video_ex, rec)
+    n = cfg.training.window
+    with torch.no_grad():
+        model(torch.as_tensor(cut_window(f.audio, 0, n)[None]), torch.as_tensor(cut_window(f.video, 0, n)[None]),
+              torch.as_tensor(window_mask(rec.num_frames, 0, n)[None]),
+              torch.as_tensor(cut_window(f.face_mask, 0, n, False)[None]))
+    gates = gate_weights(model)
+    if gates:
+        latent = dict(np.load(root / "latent" / f"{rec.name}.npz"))
+        plot_gates(out / f"gates_{name}.png", name, gates, rec.times, latent)
+    return bool(gates)
 
 
 def plot_gates(path: Path, model_name: str, gates: dict[str, np.ndarray], times: np.ndarray,
@@ -65,7 +84,7 @@ def plot_gates(path: Path, model_name: str, gates: dict[str, np.ndarray], times:
             weak = latent[key][: len(w)] > 0
             ax.fill_between(t, 0, 1, where=weak, color=color, alpha=0.12, step="mid",
                             label=f"{key.split('_')[0]} weak" if ax is axes[0, 0] else None)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-0.05, 1.05)
         ax.set_title(name, fontsize=8)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
     axes[-1, 0].set_xlabel("time (s)")
@@ -94,16 +113,20 @@ def collect_runs(runs_root: Path) -> pd.DataFrame:
 
 
 def gating_comparison(summary: pd.DataFrame, rates: list[float]) -> list[str]:
-    """Mean P_VA of each gated model minus its ungated counterpart, per rate."""
+    """Mean P_VA of each gated model minus its ungated counterpart, per rate, with a verdict: the difference
+    counts only when it exceeds the larger of the two seed standard deviations."""
     idx = summary.set_index(["model", "weak_rate"])
     out = []
     for gated, plain in GATED_VS_UNGATED:
-        diffs = []
+        parts = []
         for r in rates:
             if (gated, r) in idx.index and (plain, r) in idx.index:
-                diffs.append(f"weak={r:g}: {idx.loc[(gated, r), 'mean'] - idx.loc[(plain, r), 'mean']:+.3f}")
-        if diffs:
-            out.append(f"- `{gated}` − `{plain}`: " + ", ".join(diffs))
+                g, u = idx.loc[(gated, r)], idx.loc[(plain, r)]
+                diff, noise = g["mean"] - u["mean"], max(g["std"], u["std"])
+                verdict = "helps" if diff > noise else "hurts" if diff < -noise else "within seed noise"
+                parts.append(f"weak={r:g}: {diff:+.3f} ({verdict}; seed std up to {noise:.3f})")
+        if parts:
+            out.append(f"- `{gated}` − `{plain}`: " + "; ".join(parts))
     return out or ["- no gated/ungated pair was run"]
 
 
@@ -132,27 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         recs = load_affwild2(root, splits=("train", "validation"))
         base = make_config(demo_config_dict(), {"data": {"root": str(root)},
                                                 "training": {"max_epochs": args.max_epochs}})
-        store, audio_ex, video_ex = ensure_features(base, recs, progress=False)
+        ensure_features(base, recs, progress=False)  # extract once for every model
         for name in models:
             for seed in range(args.seeds):
                 cfg = make_config(base.model_dump(mode="json"), {"model": {"name": name, "params": {}},
                                                                  "training": {"seed": seed}})
                 res = train(cfg, work / "runs" / f"weak{rate:g}" / name / f"seed{seed}", recs, progress=False)
                 print(f"weak={rate:g} {name:<18} seed={seed} P_VA={res.metrics['p_va']:.3f}", flush=True)
-                if seed == 0 and rate == max(args.rates):
-                    model, _ = load_checkpoint(res.checkpoint)
-                    rec = next(r for r in recs if r.split == "validation")
-                    f = load_features(store, audio_ex, video_ex, rec)
-                    n = cfg.training.window  # one window from the start of the recording
-                    with torch.no_grad():
-                        model(torch.as_tensor(cut_window(f.audio, 0, n)[None]),
-                              torch.as_tensor(cut_window(f.video, 0, n)[None]),
-                              torch.as_tensor(window_mask(rec.num_frames, 0, n)[None]),
-                              torch.as_tensor(cut_window(f.face_mask, 0, n, False)[None]))
-                    gates = gate_weights(model)
-                    if gates:
-                        latent = dict(np.load(root / "latent" / f"{rec.name}.npz"))
-                        plot_gates(args.out / f"gates_{name}.png", name, gates, rec.times, latent)
+    top = max(args.rates)
+    for run in sorted((work / "runs" / f"weak{top:g}").glob("*/seed0")):
+        if (run / "model.safetensors").is_file():
+            plot_run_gates(run, work / f"data-weak{top:g}", args.out, run.parent.name)
     df = collect_runs(work / "runs")
     df.to_csv(args.out / "results.csv", index=False, float_format="%.4f")
     summary = df.groupby(["model", "weak_rate"]).agg(
