@@ -75,7 +75,7 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
                          "note": f"skipped: {str(e).splitlines()[0][:80]}"})
             continue
         add(f"extractor {name} (dim {ex.dim})", secs, frames,
-            note="random weights" if params else "includes its own decoding/face crops")
+            note="random weights; includes decoding and face crops" if params else "includes decoding (and face crops)")
     return rows
 
 
