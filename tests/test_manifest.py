@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from mediafiles import write_test_video
 
 from avaffect.data.datasets import load_dataset
 from avaffect.data.manifest import load_manifest, read_label_csv
@@ -18,29 +17,7 @@ HEADER = "recording,video,audio,labels,split,subject\n"
 
 
 def write_mp4(path: Path, n_frames: int, fps: int = 10, audio: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("mpeg4", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
-        astream = c.add_stream("aac", rate=SR, layout="mono") if audio else None
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 9 % 256, np.uint8), format="rgb24")
-            frame.pts = i
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode(None):
-            c.mux(p)
-        if astream is not None:
-            n = int(n_frames / fps * SR)
-            x = (0.2 * np.sin(np.arange(n) * 0.05)).astype(np.float32)
-            for s in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(x[None, s:s + 1024], format="fltp", layout="mono")
-                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
-                for p in astream.encode(af):
-                    c.mux(p)
-            for p in astream.encode(None):
-                c.mux(p)
-    return path
+    return write_test_video(path, n_frames, fps, audio, width=32, height=32)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from mediafiles import write_test_video
 
 from avaffect.errors import MediaError, NoAudioStreamError
 from avaffect.features.align import align_to_timeline
@@ -23,30 +24,7 @@ SR = 16000
 
 def write_mp4(path: Path, n_frames: int = N_FRAMES, fps: int = FPS, audio: bool = True) -> Path:
     """A 64x48 mpeg4 video (+ a mono 440 Hz AAC track at 16 kHz)."""
-    w, h = 64, 48
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("mpeg4", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        astream = c.add_stream("aac", rate=SR, layout="mono") if audio else None
-        for i in range(n_frames):
-            img = np.full((h, w, 3), (i * 8) % 256, np.uint8)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode(None):
-            c.mux(p)
-        if astream is not None:
-            n = int(round(n_frames / fps * SR))
-            x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32)
-            for s in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(x[None, s : s + 1024], format="fltp", layout="mono")
-                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
-                for p in astream.encode(af):
-                    c.mux(p)
-            for p in astream.encode(None):
-                c.mux(p)
-    return path
+    return write_test_video(path, n_frames, fps, audio)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,40 @@
+"""Small media files written with PyAV for tests (one writer for every test module)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+SR = 16000
+
+
+def write_test_video(path: Path, n_frames: int, fps: int = 25, audio: bool = True, width: int = 64,
+                     height: int = 48, tone_hz: float = 440.0) -> Path:
+    """An mpeg4 video of ``n_frames`` grey frames whose level steps with the frame index, and, with
+    ``audio``, a mono AAC track at 16 kHz (a sine at ``tone_hz``) lasting as long as the video."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        astream = c.add_stream("aac", rate=SR, layout="mono") if audio else None
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), (i * 8) % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        if astream is not None:
+            n = int(round(n_frames / fps * SR))
+            x = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / SR)).astype(np.float32)
+            for s in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(x[None, s : s + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
+                for p in astream.encode(af):
+                    c.mux(p)
+            for p in astream.encode(None):
+                c.mux(p)
+    return path
