@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 from torch import nn
 
 from avaffect.models.blocks.blstm import BLSTM
@@ -88,35 +88,28 @@ class HGRJCAABAW6Config(HGRJCAConfig):
     encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
 
 
-class RJCAABAW8Config(RecursiveFusionConfig):
+class ABAW8Defaults(BaseModel):
+    """What the three ABAW8 presets share: TCN encoders, feature-major JCA with J = FC([X_a;X_v]), one
+    model per target, M in 1..4 (Table 2; best 3). Listed first among the bases so these defaults win."""
+
+    num_outputs: int = Field(1, ge=1, description="1: one model per target, as in ABAW8")
+    encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
+    orientation: Literal["time_major", "feature_major"] = Field("feature_major", description="JCA orientation")
+    joint_fc: bool = Field(True, description="joint features J = FC([X_a ; X_v])")
+    num_iterations: int = Field(3, ge=1, le=4, description="M (ABAW8 Table 2 ablates 1..4; best 3)")
+
+
+class RJCAABAW8Config(ABAW8Defaults, RecursiveFusionConfig):
     """``rjca_abaw8``: TCN per modality → RJCA without gates (feature-major, J = FC([X_a;X_v])) → MLP with
     tanh — the ungated row of ABAW8 Table 2."""
 
-    num_outputs: int = Field(1, ge=1, description="1: one model per target, as in ABAW8")
-    encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
-    orientation: Literal["time_major", "feature_major"] = Field("feature_major", description="JCA orientation")
-    joint_fc: bool = Field(True, description="joint features J = FC([X_a ; X_v])")
-    num_iterations: int = Field(3, ge=1, le=4, description="M (ABAW8 Table 2 ablates 1..4)")
 
-
-class GRJCAABAW8Config(GRJCAConfig):
+class GRJCAABAW8Config(ABAW8Defaults, GRJCAConfig):
     """``grjca_abaw8``: TCN per modality → GRJCA (feature-major, J = FC([X_a;X_v])) → MLP with tanh (ABAW8)."""
 
-    num_outputs: int = Field(1, ge=1, description="1: one model per target, as in ABAW8")
-    encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
-    orientation: Literal["time_major", "feature_major"] = Field("feature_major", description="JCA orientation")
-    joint_fc: bool = Field(True, description="joint features J = FC([X_a ; X_v])")
-    num_iterations: int = Field(3, ge=1, le=4, description="M (ABAW8 Table 2 ablates 1..4; best 3)")
 
-
-class HGRJCAABAW8Config(HGRJCAConfig):
+class HGRJCAABAW8Config(ABAW8Defaults, HGRJCAConfig):
     """``hgrjca_abaw8``: TCN per modality → HGRJCA (feature-major, J = FC([X_a;X_v])) → MLP with tanh (ABAW8)."""
-
-    num_outputs: int = Field(1, ge=1, description="1: one model per target, as in ABAW8")
-    encoder: Literal["tcn"] = Field("tcn", description="always a TCN per modality")
-    orientation: Literal["time_major", "feature_major"] = Field("feature_major", description="JCA orientation")
-    joint_fc: bool = Field(True, description="joint features J = FC([X_a ; X_v])")
-    num_iterations: int = Field(3, ge=1, le=4, description="M (ABAW8 Table 2 ablates 1..4; best 3)")
 
 
 class RJABLSTMConfig(PresetConfig):
