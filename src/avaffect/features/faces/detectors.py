@@ -40,7 +40,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -307,8 +306,9 @@ def _positive(det: FaceDetector, *keys: str, allow_zero: bool = False) -> None:
 def _weights_path(given: str | Path | None, filename: str, what: str, source: str) -> Path:
     """The weight file of a detector: ``given`` or ``$AVAFFECT_HOME/weights/<filename>``; raise an
     :class:`AvaffectError` saying what to download and where to put it when it is not there."""
-    env = os.environ.get("AVAFFECT_HOME")
-    home = Path(env).expanduser() if env else Path.home() / ".cache" / "avaffect"
+    from avaffect.features.weights import avaffect_home  # one rule for the cache folder
+
+    home = avaffect_home()
     cached = home / "weights" / filename
     path = Path(given).expanduser() if given else cached
     if path.is_file():
