@@ -41,7 +41,7 @@ def test_models_lists_presets(capsys):
 
 
 def test_errors_are_reported_without_traceback(tmp_path, capsys):
-    assert main(["train", str(tmp_path / "missing"), "-q"]) == 2
+    assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "annotation folder not found" in err and "Traceback" not in err
 

@@ -199,3 +199,23 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(synth_root, tmp_pat
     epochs = pd.read_csv(run / "metrics_per_epoch.csv")
     assert epochs["epoch"].tolist() == [0, 1, 2]  # epoch 0 not trained again, the log continues
     assert (run / "model.safetensors").is_file() and np.isfinite(res.metrics["p_va"])
+
+
+def test_a_run_directory_refuses_another_configuration(synth_root, tmp_path):
+    from avaffect.training.run import _check_same_run
+
+    raw = {"data": {"root": str(synth_root)}, "model": {"name": "concat"}, "training": {"max_epochs": 1}}
+    run = tmp_path / "run"
+    run.mkdir()
+    from avaffect.config import dump_config
+
+    (run / "config.yaml").write_text(dump_config(make_config(raw)))
+    _check_same_run(run, make_config(raw, {"model": {"name": "rjca"}}), finished=False)  # nothing trained yet
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    _check_same_run(run, make_config(raw), finished=True)  # same config: fine
+    _check_same_run(run, make_config(raw, {"training": {"max_epochs": 5}}), finished=False)  # resume further
+    with pytest.raises(AvaffectError, match="training"):
+        _check_same_run(run, make_config(raw, {"training": {"max_epochs": 5}}), finished=True)
+    with pytest.raises(AvaffectError, match="model"):
+        _check_same_run(run, make_config(raw, {"model": {"name": "rjca"}}), finished=False)

@@ -141,7 +141,9 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     from avaffect.training.module import AffectRegressionModule
 
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").is_file() and (run_dir / "model.safetensors").is_file():
+    finished = (run_dir / "metrics.json").is_file() and (run_dir / "model.safetensors").is_file()
+    _check_same_run(run_dir, cfg, finished)
+    if finished:
         done = json.loads((run_dir / "metrics.json").read_text())
         return RunResult(run_dir, done["overall"], done["per_recording"], run_dir / "model.safetensors")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,6 +206,27 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     write_json(run_dir / "metrics.json", {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,
                                           "split": cfg.data.val_split, "overall": overall, "per_recording": per})
     return RunResult(run_dir, overall, per, checkpoint)
+
+
+def _check_same_run(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
+    """A run directory holds one run: reusing a finished run or resuming an interrupted one with another
+    config would silently mix two experiments. Only ``training.max_epochs`` may change when resuming
+    (to train an interrupted run further); a finished run must match exactly."""
+    import yaml
+
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file() or not (finished or (run_dir / "checkpoints" / "last.ckpt").is_file()):
+        return  # nothing trained there yet (e.g. a start that failed on bad data): free to start over
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    current = yaml.safe_load(dump_config(cfg))
+    if not finished:
+        for raw in (saved, current):
+            raw.get("training", {}).pop("max_epochs", None)
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise AvaffectError(f"{run_dir} already holds a {'finished' if finished else 'started'} run with another "
+                            f"configuration (sections that differ: {', '.join(diff)}); use another --out folder, "
+                            "or delete that one to start again")
 
 
 def _write_epoch_metrics(run_dir: Path) -> None:
