@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
              f"{torch.__version__}; {args.n_train} train / {args.n_val} validation recordings of the default "
              "synthetic set per rate; demo training settings (window 150, hop 50, early stopping on validation "
              "P_VA). P_VA on the validation split, global protocol, mean ± std (population) over seeds.",
+             "Every preset runs with its own default parameters and is trained end to end (the DLSTM presets "
+             "too: their pre-train → freeze → fuse recipe is exercised by `benchmarks/paper_rows.py`); "
+             "the `max epochs` column gives each row's cap.",
              f"Produced by `python benchmarks/zoo.py` (this invocation: {time.perf_counter() - t0:.0f} s).", "",
              "| model | " + " | ".join(f"P_VA weak={r:g}" for r in rates) + " | seeds | max epochs |",
              "|---|" + "---:|" * len(rates) + "---:|---:|"]
