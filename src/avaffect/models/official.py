@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avaffect.errors import AvaffectError, ConfigError
+from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
 
 FORMAT = "avaffect-official-1"
 GATE_TEMPERATURE = 0.1
@@ -569,45 +569,25 @@ def convert_official(checkpoint_path: str | Path, variant: str, out_dir: str | P
     ``module.`` prefix is stripped. The metadata records ``format``, ``variant`` and the inferred ``sizes``
     (JSON), which :func:`load_converted` uses to rebuild the module.
     """
-    from safetensors.torch import save_file
-
     _check_variant(variant)
     path = Path(checkpoint_path)
     model = from_official(_read_checkpoint(path), variant)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dst = out / "model.safetensors"
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    dst = Path(out_dir) / "model.safetensors"
     meta = {"format": FORMAT, "variant": variant, "sizes": json.dumps(asdict(_sizes_of(model)))}
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_tagged(dst, model.state_dict(), meta)
     return dst
 
 
 def load_converted(path: str | Path) -> nn.Module:
     """Rebuild a module written by :func:`convert_official` (a ``model.safetensors`` file or its folder),
     in eval mode."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
-    if not path.is_file():
-        raise AvaffectError(f"{path}: converted model not found — create it with convert_official")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for a bad header
-        raise AvaffectError(f"{path}: not a safetensors file ({e}) — re-run convert_official") from None
-    if meta.get("format") != FORMAT:
-        raise AvaffectError(f"{path}: not a converted official model (format {meta.get('format')!r}, expected "
-                            f"{FORMAT!r}) — convert the authors' checkpoint with convert_official")
+    meta = read_tagged_metadata(path, FORMAT, "a converted official model",
+                                "convert the authors' checkpoint with convert_official")
     variant = meta.get("variant", "")
     try:
         sizes = json.loads(meta["sizes"])
