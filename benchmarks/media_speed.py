@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from avaffect.bench import bench_media, bench_predict, format_table, machine
-from avaffect.cli.main import quiet_third_party_logs
 from avaffect.cli.predict_cmds import expand_inputs
+from avaffect.logs import quiet_third_party_logs
+from avaffect.workflows.bench import bench_media, bench_predict, format_table, machine
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from avaffect.bench import machine
-from avaffect.cli.main import quiet_third_party_logs
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
+from avaffect.logs import quiet_third_party_logs
 from avaffect.training.protocols import train_one
+from avaffect.workflows.bench import machine
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,17 +25,17 @@ import pandas as pd
 import torch
 import yaml
 
-from avaffect.bench import machine
-from avaffect.cli.main import quiet_third_party_logs
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
 from avaffect.data.windows import cut_window, window_mask
-from avaffect.demo import demo_config_dict
-from avaffect.evaluation.reports import atomic_write_text
+from avaffect.files import atomic_write_text
+from avaffect.logs import quiet_third_party_logs
 from avaffect.models import list_models
 from avaffect.models.checkpoint import load_checkpoint, read_checkpoint_meta
-from avaffect.training.run import ensure_features, load_features, train
+from avaffect.training.run import train
+from avaffect.workflows.bench import machine
+from avaffect.workflows.demo import demo_config_dict
 
 
 def gate_weights(model: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -54,8 +54,7 @@ def plot_run_gates(run_dir: Path, root: Path, out: Path, name: str) -> bool:
     cfg = make_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
     recs = load_affwild2(root, splits=("validation",))
     rec = recs[0]
-    store, audio_ex, video_ex = ensure_features(cfg, [rec], progress=False)
-    f = load_features(store, audio_ex, video_ex, rec)
+    f = cfg.feature_pipeline().load_all([rec], progress=False)[0]
     n = cfg.training.window
     with torch.no_grad():
         model(torch.as_tensor(cut_window(f.audio, 0, n)[None]), torch.as_tensor(cut_window(f.video, 0, n)[None]),
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         recs = load_affwild2(root, splits=("train", "validation"))
         base = make_config(demo_config_dict(), {"data": {"root": str(root)},
                                                 "training": {"max_epochs": args.max_epochs}})
-        ensure_features(base, recs, progress=False)  # extract once for every model
+        base.feature_pipeline().ensure(recs, progress=False)  # extract once for every model
         for name in models:
             for seed in range(args.seeds):
                 cfg = make_config(base.model_dump(mode="json"), {"model": {"name": name, "params": {}},

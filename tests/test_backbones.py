@@ -231,8 +231,7 @@ def test_r2plus1d18_clip(rec, tmp_path):
     assert clip_indices(5, 2, 1, "forward")[4].tolist() == [4, -1]
 
 
-def test_face_crops_without_face_module(rec, monkeypatch):
-    monkeypatch.setitem(sys.modules, "avaffect.features.faces", None)  # import fails: read the crops folder
+def test_face_crops_read_the_crops_folder(rec):
     crops, mask = face_crops(rec, 32)
     assert crops.shape == (T, 32, 32, 3) and mask.tolist() == rec.face_mask.tolist()
     assert not crops[list(NO_FACE)].any() and crops[1].any()

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from avaffect.demo import run_demo
+from avaffect.workflows.demo import run_demo
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from avaffect.errors import ConfigError
+from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models import create_model, list_models, model_config
 from avaffect.models.blocks.dlstm import DLSTM, BimodalAttentionFusion, EmbeddingAttention, HLBFusion, OLBFusion
 from avaffect.training import recipes
@@ -246,7 +247,9 @@ def test_run_level_driver_wires_stages(tmp_path, monkeypatch):
                 for p in model.parameters():
                     p.normal_()
         built[str(run_dir)] = model
-        path = save_checkpoint(run_dir / "model.safetensors", model, {})
+        spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats"}, video_extractor={"name": "face_hog"},
+                                 window=cfg.training.window, hop=cfg.training.hop, fps=30.0)
+        path = save_checkpoint(run_dir / "model.safetensors", model, spec)
         return run.RunResult(run_dir, {}, {}, path)
 
     monkeypatch.setattr(run, "train", fake_train)

@@ -12,9 +12,9 @@ import pytest
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.errors import AvaffectError
-from avaffect.evaluation.evaluate import evaluate_run
 from avaffect.evaluation.postprocess import PostProcessor
 from avaffect.training.run import train
+from avaffect.workflows.evaluate import evaluate_run
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,6 @@ def test_evaluate_cli(run_dir, capsys):
     assert "p_va" in out and "eval" in out
     assert main(["evaluate", str(run_dir.parent / "nothing"), "-q"]) == 2
     with pytest.raises(AvaffectError, match="neither a finished run"):
-        from avaffect.evaluation.evaluate import evaluate_path
+        from avaffect.workflows.evaluate import evaluate_path
 
         evaluate_path(run_dir.parent)

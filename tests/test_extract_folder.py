@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from avaffect.cli.main import main
-from avaffect.features.media import video_frame_times
 from avaffect.features.store import FeatureStore
+from avaffect.media import video_frame_times
 
 
 @pytest.fixture

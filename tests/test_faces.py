@@ -27,7 +27,7 @@ from avaffect.features.faces import (
 )
 from avaffect.features.faces.align import apply_matrix
 from avaffect.features.faces.detectors import decode_retinaface, retinaface_priors
-from avaffect.features.media import probe, read_video, video_frame_times
+from avaffect.media import probe, read_video, video_frame_times
 
 CREMA_D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crema_d"
 CLIPS = sorted(CREMA_D.glob("*.flv")) if CREMA_D.is_dir() else []
@@ -286,7 +286,30 @@ def test_precomputed_crops_with_a_missing_jpg(tmp_path):
     with pytest.raises(DataError, match="crops folder"):
         load_face_crops(Recording(name="x", times=[0.0], labels=[[0, 0]], face_mask=[True]), detector="precomputed")
     with pytest.raises(DataError, match="neither a video"):
-        load_face_crops(rec, use_crops=False)
+        load_face_crops(rec, source="video")
+
+
+def test_face_source_rule(tmp_path):
+    """One rule: crops when asked or when the recording has them (auto), the video otherwise; the
+    detector's name never changes it (only ``precomputed`` means crops)."""
+    from avaffect.features.faces.source import resolve_face_source
+
+    video = tmp_path / "clip.mp4"
+    both = Recording(name="a", times=[0.0], labels=[[0, 0]], face_mask=[True], crops_dir=tmp_path, video_path=video)
+    crops_only = Recording(name="b", times=[0.0], labels=[[0, 0]], face_mask=[True], crops_dir=tmp_path)
+    video_only = Recording(name="c", times=[0.0], labels=[[0, 0]], face_mask=[True], video_path=video)
+    for detector in ("haar", "yunet", "dlib"):
+        assert resolve_face_source(both, "auto", detector) == "crops"
+        assert resolve_face_source(both, "video", detector) == "video"
+        assert resolve_face_source(video_only, "auto", detector) == "video"
+    assert resolve_face_source(both, "video", "precomputed") == "crops"
+    assert resolve_face_source(crops_only, "crops") == "crops"
+    with pytest.raises(DataError, match="no face crops folder"):
+        resolve_face_source(video_only, "crops")
+    with pytest.raises(DataError, match="neither a video"):
+        resolve_face_source(crops_only, "video")
+    with pytest.raises(ConfigError):
+        resolve_face_source(both, "dataset")
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -335,10 +358,8 @@ def test_retinaface_anchor_decoding():
 
 
 def test_dlib_missing_says_how_to_install(monkeypatch):
-    from avaffect.features.faces import detectors
-
     real = importlib.util.find_spec
-    monkeypatch.setattr(detectors.importlib.util, "find_spec", lambda n, *a: None if n == "dlib" else real(n, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "dlib" else real(n, *a))
     with pytest.raises(AvaffectError, match=r"pip install 'avaffect\[dlib\]'"):
         get_detector("dlib")
 

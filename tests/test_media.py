@@ -13,7 +13,7 @@ from mediafiles import write_test_video
 from avaffect.errors import MediaError, NoAudioStreamError
 from avaffect.features.align import align_to_timeline
 from avaffect.features.audio import frame_signal, log_mel_spectrogram, mel_band_centers, mel_filterbank
-from avaffect.features.media import iter_video_frames, probe, read_audio, read_video
+from avaffect.media import iter_video_frames, probe, read_audio, read_video
 
 CREMA_D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crema_d"
 
@@ -176,7 +176,7 @@ def test_align_contexts_differ():
 
 def test_variable_frame_rate_times_come_from_the_stream(tmp_path):
     """Irregular frame spacing (VFR) is read from the timestamps, never from a nominal rate."""
-    from avaffect.features.media import video_frame_times
+    from avaffect.media import video_frame_times
 
     if "libx264" not in av.codecs_available:
         pytest.skip("this FFmpeg build has no libx264")

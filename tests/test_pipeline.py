@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from avaffect.config import make_config
-from avaffect.data.affwild2 import ANNOTATION_DIR, load_affwild2
+from avaffect.data.affwild2 import load_affwild2
+from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR as ANNOTATION_DIR
 from avaffect.errors import AvaffectError, DataError, MediaError
 from avaffect.evaluation.inference import predict_recording
-from avaffect.features.media import iter_video_frames, probe, read_audio, video_frame_times
+from avaffect.media import iter_video_frames, probe, read_audio, video_frame_times
 from avaffect.models.checkpoint import load_checkpoint
-from avaffect.training.run import ensure_features, load_features, train
+from avaffect.training.run import train
 
 
 def test_reader_reads_the_synthetic_writer(synth_root):
@@ -55,10 +56,11 @@ def test_audio_features_are_aligned_by_time(synth_root, tmp_path):
     """Silent (missing-voice) segments of the synthetic audio show up at the same timeline steps."""
     cfg = make_config({"data": {"root": str(synth_root)}, "features": {"store": str(tmp_path / "store")}})
     recs = [r for r in load_affwild2(synth_root) if r.split != "test"]
-    store, audio_ex, video_ex = ensure_features(cfg, recs, progress=False)
+    pipeline = cfg.feature_pipeline()
+    pipeline.ensure(recs, progress=False)
     checked = 0
     for r in recs:
-        feats = load_features(store, audio_ex, video_ex, r)
+        feats = pipeline.load(r)
         latent = np.load(synth_root / "latent" / f"{r.name}.npz")
         silent = latent["voice_weak"] == 1
         energy = feats.audio[:, 2 * 64]  # log-energy mean (after the 64 mel means and 64 stds)
@@ -121,7 +123,7 @@ def test_missing_audio_track_fails_extraction_with_a_clear_message(synth_copy, t
     cfg = make_config({"data": {"root": str(synth_copy)}, "features": {"store": str(tmp_path / "store")}})
     recs = [r for r in load_affwild2(synth_copy) if r.split != "test"]
     with pytest.raises(AvaffectError) as e:
-        ensure_features(cfg, recs, progress=False)
+        cfg.feature_pipeline().ensure(recs, progress=False)
     assert video.stem in str(e.value) and "no audio" in str(e.value).lower()
 
 
@@ -145,10 +147,9 @@ def test_training_smoke_run(synth_root, tmp_path):
     assert np.isfinite(res.metrics["p_va"])
     # the exported checkpoint rebuilds the model and reproduces the saved predictions
     model, meta = load_checkpoint(res.checkpoint)
-    assert meta["preprocessing"]["window"] == 60 and meta["model"]["name"] == "rjca"
+    assert meta["preprocessing"].window == 60 and meta["model"]["name"] == "rjca"
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
-    store, audio_ex, video_ex = ensure_features(cfg, [rec], progress=False)
-    f = load_features(store, audio_ex, video_ex, rec)
+    f = cfg.feature_pipeline().load_all([rec], progress=False)[0]
     pred = predict_recording(model, f.audio, f.video, f.face_mask, 60, 30)
     csv = pd.read_csv(run / "predictions" / "validation" / f"{rec.name}.csv")
     assert list(csv.columns) == ["frame", "time", "valence", "arousal", "label_valence", "label_arousal"]

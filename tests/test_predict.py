@@ -13,10 +13,11 @@ import avaffect
 from avaffect.cli.main import main
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
-from avaffect.evaluation.evaluate import evaluate_run
-from avaffect.features.media import probe, video_frame_times
+from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
 from avaffect.training.run import train
+from avaffect.workflows.evaluate import evaluate_run
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def tiny_run(synth_root, tmp_path_factory):
 def test_prediction_on_a_synthetic_video_reproduces_evaluate(tiny_run, synth_root):
     result = evaluate_run(tiny_run, "validation")
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
-    df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path)
+    df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path, crops_dir=rec.crops_dir)
     assert list(df.columns) == ["frame", "time", "valence", "arousal", "face_detected"]
     assert len(df) == rec.num_frames
     np.testing.assert_allclose(df[["valence", "arousal"]].to_numpy(), result.predictions[rec.name], atol=1e-5)
@@ -44,8 +45,20 @@ def test_prediction_on_a_synthetic_video_reproduces_evaluate(tiny_run, synth_roo
     mine = score_arrays(df[["valence", "arousal"]].to_numpy(), rec.labels)
     assert mine["ccc_valence"] == pytest.approx(result.per_recording[rec.name]["ccc_valence"], abs=1e-5)
     summary = df.attrs["summary"]
-    assert summary["face_source"] == "cropped_aligned" and summary["audio"] == "present"
+    assert summary["face_source"] == "crops" and summary["audio"] == "present"
     assert summary["realtime_factor"] > 0
+
+
+def test_prediction_never_guesses_a_crops_folder_from_the_video_path(tiny_run, synth_root):
+    """The video sits in an Aff-Wild2 layout beside its cropped_aligned folder: without crops_dir the
+    checkpoint's detector runs on the video (the spec records that training used the dataset's crops)."""
+    from avaffect.models.checkpoint import read_checkpoint_meta
+
+    spec = read_checkpoint_meta(tiny_run / "model.safetensors")["preprocessing"]
+    assert spec.faces.source == "crops" and spec.faces.detector == "haar"
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path)
+    assert df.attrs["summary"]["face_source"] == "haar" and len(df) == rec.num_frames
 
 
 @pytest.mark.slow
@@ -116,7 +129,7 @@ def test_checkpoint_needing_missing_backbone_weights_says_what_to_download(tmp_p
     model = AVRegressor("concat", 128, 640, {"hidden": 8, "head_hidden": 8})
     spec = {"audio_extractor": {"name": "vggish", "params": {}}, "video_extractor": {"name": "face_hog", "params": {}},
             "faces": {"source": "detector"}, "window": 60, "hop": 30, "fps": 30, "targets": ["valence", "arousal"]}
-    ckpt = save_checkpoint(tmp_path / "model.safetensors", model, spec)
+    ckpt = save_checkpoint(tmp_path / "model.safetensors", model, PreprocessingSpec.from_metadata(spec))
     assert main(["predict", str(ckpt), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "vggish" in err and "vggish-10086976.pth" in err and str(tmp_path / "home") in err

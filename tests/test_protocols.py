@@ -11,18 +11,12 @@ import pytest
 import yaml
 
 from avaffect.config import load_config
+from avaffect.data.folds import Fold, assign_fold, make_folds, read_split
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError
-from avaffect.training.protocols import (
-    Fold,
-    assign_fold,
-    ensemble_predictions,
-    make_folds,
-    parse_folds,
-    read_split,
-    seed_list,
-    summarize,
-)
+from avaffect.evaluation.ensemble import ensemble_predictions
+from avaffect.training.protocols import parse_folds, seed_list
+from avaffect.training.summary import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
@@ -234,7 +228,7 @@ def test_train_folds_and_seeds_via_the_cli(synth_root, tmp_path, capsys):
     assert main(argv) == 0
     assert (out / "fold1" / "seed1" / "model.safetensors").stat().st_mtime_ns == stamp
     # the fold ensemble on the test split is the mean of the runs' own test predictions
-    from avaffect.evaluation.evaluate import evaluate_run
+    from avaffect.workflows.evaluate import evaluate_run
 
     assert main(["evaluate", str(out), "--split", "test", "-q", "--max-plots", "1"]) == 0
     test_name = next(r.name for r in recs if r.split == "test")

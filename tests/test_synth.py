@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR as ANNOTATION_DIR
+from avaffect.data.layout import AFFWILD2_SPLIT_DIRS
 from avaffect.data.synth import (
-    ANNOTATION_DIR,
     WEAK_MISSING,
     SynthConfig,
     recording_plan,
@@ -29,7 +30,7 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 def _annotation(root: Path, name: str, split: str) -> Path:
-    return root / ANNOTATION_DIR / {"train": "Train_Set", "val": "Validation_Set"}[split] / f"{name}.txt"
+    return root / ANNOTATION_DIR / AFFWILD2_SPLIT_DIRS[split] / f"{name}.txt"
 
 
 def _video_frames(path: Path) -> int:
@@ -46,7 +47,7 @@ def _audio(path: Path) -> tuple[np.ndarray, int]:
 
 def test_layout(tiny_root: Path) -> None:
     plan = recording_plan(TINY)
-    assert [split for _, _, split in plan] == ["train", "train", "val", "test"]
+    assert [split for _, _, split in plan] == ["train", "train", "validation", "test"]
     assert plan[0][1] == "synth000-30-256x192"
     assert json.loads((tiny_root / "synth_config.json").read_text()) == TINY.model_dump()
     assert not (tiny_root / ".synth_tmp").exists()
@@ -132,7 +133,7 @@ def test_idempotent_and_guarded(tmp_path: Path) -> None:
 
 
 def test_mpeg4_fallback(tmp_path: Path, monkeypatch) -> None:
-    import avaffect.data.synth as synth
+    import avaffect.data.synth.writer as synth
 
     monkeypatch.setattr(synth, "VIDEO_CODECS", (("no-such-codec", {}, None),) + synth.VIDEO_CODECS[1:])
     cfg = SynthConfig(n_train=1, n_val=0, duration_s=1.0)

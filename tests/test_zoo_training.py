@@ -12,7 +12,7 @@ from avaffect.data.affwild2 import load_affwild2
 from avaffect.models import list_models
 from avaffect.training.datamodule import WindowDataModule
 from avaffect.training.module import AffectRegressionModule
-from avaffect.training.run import build_model, ensure_features, load_features
+from avaffect.training.run import build_model
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,8 @@ def features(synth_root, tmp_path_factory):
     cfg = make_config({"data": {"root": str(synth_root)},
                        "features": {"store": str(tmp_path_factory.mktemp("store"))}})
     recs = load_affwild2(synth_root, splits=("train", "validation"))
-    store, audio_ex, video_ex = ensure_features(cfg, recs, progress=False)
-    feats = {r.name: load_features(store, audio_ex, video_ex, r) for r in recs}
+    pipeline = cfg.feature_pipeline()
+    feats = {f.name: f for f in pipeline.load_all(recs, progress=False)}
     train = [feats[r.name] for r in recs if r.split == "train"]
     val = [feats[r.name] for r in recs if r.split == "validation"]
     return cfg, train, val

@@ -3,10 +3,11 @@
 __version__ = "0.1.0"
 
 
-def predict(checkpoint, video, device: str = "cpu"):
+def predict(checkpoint, video, device: str = "cpu", crops_dir=None):
     """Per-frame valence/arousal of ``video`` with a trained ``checkpoint``, as a pandas DataFrame
-    (``frame,time,valence,arousal,face_detected``; the summary is in ``df.attrs["summary"]``).
-    See :mod:`avaffect.prediction`."""
-    from avaffect.prediction import predict as _predict
+    (``frame,time,valence,arousal,face_detected``; the summary is in ``df.attrs["summary"]``). ``crops_dir``:
+    the video's own face crops (``cropped_aligned/<video>/``) instead of detecting faces.
+    See :mod:`avaffect.workflows.predict`."""
+    from avaffect.workflows.predict import predict as _predict  # lazy: `import avaffect` stays light (no torch)
 
-    return _predict(checkpoint, video, device)
+    return _predict(checkpoint, video, device, crops_dir)

@@ -6,9 +6,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from avaffect.data.datasets import DATASET_NAMES
+from avaffect.data.layout import SPLITS
+from avaffect.data.recording import TARGETS
 from avaffect.errors import ConfigError
+from avaffect.features.extractors.base import ExtractorSpec
+from avaffect.features.pipeline import FeaturePipeline
+from avaffect.models.registry import get_entry, model_config
+
+DatasetName = Literal[DATASET_NAMES]  # the dataset table (avaffect.data.datasets) is the one list
+TargetName = Literal[TARGETS]
 
 
 class _Strict(BaseModel):
@@ -16,16 +25,11 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    dataset: Literal["affwild2", "synthetic", "recola", "manifest"] = "synthetic"
+    dataset: DatasetName = "synthetic"
     root: Path | None = None
     length_tolerance: int = Field(0, ge=0, description="annotation rows may differ from video frames by this")
-    train_split: str = "train"
-    val_split: str = "validation"
-
-
-class ExtractorSpec(_Strict):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    train_split: str = SPLITS[0]
+    val_split: str = SPLITS[1]
 
 
 class FeaturesConfig(_Strict):
@@ -36,8 +40,19 @@ class FeaturesConfig(_Strict):
 
 
 class ModelSpec(_Strict):
+    """A preset name and its parameters, checked against the preset's typed config as soon as it is read
+    (a typo fails here, not after hours of feature extraction)."""
+
     name: str = "rjca"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_params(self) -> ModelSpec:
+        try:
+            model_config(self.name, self.params)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 
 class TrainingConfig(_Strict):
@@ -58,8 +73,8 @@ class TrainingConfig(_Strict):
     accelerator: str = "auto"
     devices: int | str = 1
     num_workers: int = Field(0, ge=0)
-    targets: list[Literal["valence", "arousal"]] = Field(
-        default_factory=lambda: ["valence", "arousal"],
+    targets: list[TargetName] = Field(
+        default_factory=lambda: list(TARGETS),
         description="targets the model predicts; one target = one model per target (ABAW8)")
     monitor: Literal["auto", "p_va", "ccc_valence", "ccc_arousal"] = Field(
         "auto", description="validation score for early stopping and best model; auto = P_VA, or the CCC of "
@@ -116,6 +131,32 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     protocol: ProtocolConfig = ProtocolConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+
+    @model_validator(mode="after")
+    def _model_fits_training(self) -> RunConfig:
+        self.model_params()  # raises on a mismatch
+        return self
+
+    def model_params(self) -> dict[str, Any]:
+        """``model.params`` with the sizes the training section fixes: ``num_outputs`` = the number of targets
+        and, for presets with time-major weights, ``window_length`` = ``training.window``. Given values must
+        agree with them."""
+        params = dict(self.model.params)
+        targets = self.training.targets
+        given = params.setdefault("num_outputs", len(targets))
+        if given != len(targets):
+            raise ValueError(f"model.params.num_outputs={given} but training.targets={targets}")
+        if "window_length" in get_entry(self.model.name).config_cls.model_fields:
+            given = params.setdefault("window_length", self.training.window)
+            if given != self.training.window:
+                raise ValueError(f"model.params.window_length={given} but training.window={self.training.window}: "
+                                 "the time-major weights need the window length")
+        return params
+
+    def feature_pipeline(self) -> FeaturePipeline:
+        """The run's extractors over its feature store."""
+        return FeaturePipeline.from_specs(self.features.audio, self.features.video, self.store_path(),
+                                          self.features.workers)
 
     def store_path(self) -> Path:
         if self.features.store is not None:

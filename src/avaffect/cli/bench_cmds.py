@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def cmd_bench(args) -> int:
-    from avaffect.bench import bench_media, bench_predict, format_table, machine
     from avaffect.cli.predict_cmds import expand_inputs
     from avaffect.errors import AvaffectError
+    from avaffect.workflows.bench import bench_media, bench_predict, format_table, machine
 
     videos = expand_inputs(args.videos)
     if not videos:

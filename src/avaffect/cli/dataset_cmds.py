@@ -14,7 +14,7 @@ def cmd_prepare(args) -> int:
                              check_media=not args.no_media)
     print(report.format(max_problems=args.max_problems))
     if args.json:
-        from avaffect.evaluation.reports import write_json
+        from avaffect.files import write_json
 
         write_json(args.json, {"dataset": args.dataset, "root": str(args.root), "ok": report.ok,
                                "problems": [{"severity": p.severity, "path": p.path, "message": p.message}
@@ -55,10 +55,10 @@ def cmd_submit(args) -> int:
 
 
 def register(sub) -> None:
-    from avaffect.data.prepare import PREPARE_DATASETS
+    from avaffect.data.datasets import DATASET_NAMES
 
     p = sub.add_parser("prepare", help="check a raw dataset's layout and summarise it (lists every problem)")
-    p.add_argument("dataset", choices=PREPARE_DATASETS)
+    p.add_argument("dataset", choices=DATASET_NAMES)
     p.add_argument("root", type=Path, help="dataset root (manifest: the CSV, or a folder with manifest.csv)")
     p.add_argument("--length-tolerance", type=int, default=0,
                    help="annotation rows may differ from video frames by this many (default 0)")

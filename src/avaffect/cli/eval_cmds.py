@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def cmd_evaluate(args) -> int:
-    from avaffect.evaluation.evaluate import evaluate_path
+    from avaffect.workflows.evaluate import evaluate_path
 
     res = evaluate_path(args.run_dir, args.split, protocol=args.protocol, postprocess=args.postprocess or None,
                         data_root=args.root, max_plots=args.max_plots, progress=not args.quiet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,17 +19,24 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+def worker_count(requested: int) -> int:
+    """``--workers``: 0 means one per core; a negative count is an error."""
+    if requested < 0:
+        from avaffect.errors import ConfigError
+
+        raise ConfigError(f"--workers must be >= 0 (0 = one per core), got {requested}")
+    return requested or max(1, os.cpu_count() or 1)
+
+
 def cmd_extract(args) -> int:
     from avaffect.config import load_config, make_config
-    from avaffect.data.affwild2 import ANNOTATION_DIR
     from avaffect.data.datasets import load_dataset
     from avaffect.data.folder import load_video_folder
+    from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR
     from avaffect.features.extract import extract_features
-    from avaffect.features.store import FeatureStore
-    from avaffect.training.run import build_extractors
 
     root = Path(args.root)
-    dataset = args.dataset or ("affwild2" if (root / ANNOTATION_DIR).is_dir() else "folder")
+    dataset = args.dataset or ("affwild2" if (root / AFFWILD2_ANNOTATION_DIR).is_dir() else "folder")
     overrides: dict = {"features": {}}
     if dataset != "folder":
         overrides["data"] = {"root": str(root), "dataset": dataset}
@@ -36,16 +44,16 @@ def cmd_extract(args) -> int:
         overrides["features"]["store"] = str(args.out)
     elif dataset == "folder":
         overrides["features"]["store"] = str(root / "features")
-    if args.workers:
-        overrides["features"]["workers"] = args.workers
+    if args.workers is not None:
+        overrides["features"]["workers"] = worker_count(args.workers)
     cfg = load_config(args.config, overrides) if args.config else make_config({}, overrides)
     broken: dict[str, str] = {}
     if dataset == "folder":
         recs, broken = load_video_folder(root)
     else:
         recs = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
-    store = FeatureStore(cfg.store_path())
-    extractors = list(build_extractors(cfg))
+    pipeline = cfg.feature_pipeline()
+    store, extractors = pipeline.store, list(pipeline.extractors)
     summary = extract_features(recs, extractors, store, workers=cfg.features.workers, progress=not args.quiet,
                                force=args.force, shard=parse_shard(args.shard), backend=args.backend)
     for name, reason in broken.items():  # files that could not even be opened: recorded like any failure

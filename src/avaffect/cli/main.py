@@ -1,6 +1,9 @@
 """``avaffect`` command line: one sub-command per step of the research flow (SPEC §1).
 
 Each ``avaffect.cli.*_cmds`` module registers its sub-commands; add a module to ``COMMAND_MODULES``.
+
+Sub-command functions import what they need when they run (``import lightning`` alone costs seconds),
+so that ``avaffect --help`` and the light commands start fast; those imports only go downward.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 
 from avaffect import __version__
 from avaffect.errors import AvaffectError
+from avaffect.logs import quiet_third_party_logs
 
 COMMAND_MODULES = ("train_cmds", "data_cmds", "dataset_cmds", "features_cmds", "models_cmds", "eval_cmds",
                    "predict_cmds", "bench_cmds")
@@ -25,16 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"avaffect.cli.{name}").register(sub)
     return parser
-
-
-def quiet_third_party_logs() -> None:
-    """Keep Lightning's start-up chatter (device summary, tips) out of the user's terminal."""
-    import warnings
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,32 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avaffect.data.affwild2 import VIDEO_EXTS
+from avaffect.data.folder import list_videos
 
 
 def expand_inputs(items: list[Path]) -> list[Path]:
     """Files as given; folders expanded to the videos they hold (recursively, sorted)."""
     out = []
     for item in items:
-        if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS)
-        else:
-            out.append(item)
+        out += list_videos(item) if item.is_dir() else [item]
     return out
 
 
 def cmd_predict(args) -> int:
     from avaffect.errors import AvaffectError
-    from avaffect.prediction import Predictor, write_outputs
+    from avaffect.workflows.predict import Predictor, write_outputs
 
     predictor = Predictor(args.checkpoint, device=args.device)
     videos = expand_inputs(args.inputs)
     if not videos:
         raise AvaffectError(f"no video found in {', '.join(map(str, args.inputs))}")
+    if args.crops is not None and len(videos) != 1:
+        raise AvaffectError("--crops gives the face crops of one video: pass exactly one video with it")
     failed = 0
     for video in videos:
         try:
-            result = predictor(video)
+            result = predictor(video, args.crops)
         except AvaffectError as e:  # one bad video does not stop the others
             print(f"FAILED {video}: {e}")
             failed += 1
@@ -51,4 +50,6 @@ def register(sub) -> None:
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.mp4 with the face box "
                    "and a valence/arousal indicator, audio kept")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
+                   "00001.jpg ...): use them instead of detecting faces (one video only)")
     p.set_defaults(func=cmd_predict)

@@ -68,7 +68,7 @@ def _train_protocol(cfg, args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from avaffect.demo import DEMO_MODELS, run_demo
+    from avaffect.workflows.demo import DEMO_MODELS, run_demo
 
     overrides = {"training": {"max_epochs": args.max_epochs}} if args.max_epochs else None
     results = run_demo(args.out, synth_config(args), models=args.models or DEMO_MODELS, overrides=overrides,

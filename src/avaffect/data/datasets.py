@@ -1,30 +1,65 @@
-"""Dataset readers by name."""
+"""The dataset table: each dataset name with its reader. Loading, ``avaffect prepare`` and the config schema
+(``data.dataset``) all read this one table; a new dataset is one reader module plus one row here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from avaffect.data.affwild2 import load_affwild2
+from avaffect.data.layout import SPLITS
+from avaffect.data.manifest import load_manifest
+from avaffect.data.recola import load_recola
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError
+from avaffect.errors import ConfigError, DataError
 
-DATASETS = ("affwild2", "synthetic", "recola", "manifest")
+__all__ = ["DATASETS", "DATASET_NAMES", "DatasetReader", "get_dataset", "load_dataset"]
+
+OnError = Callable[[DataError], None] | None
 
 
-def load_dataset(kind: str, root: str | Path | None, length_tolerance: int = 0,
-                 splits: tuple[str, ...] = ("train", "validation", "test")) -> list[Recording]:
-    """Recordings of dataset ``kind`` under ``root``. The synthetic set is in the Aff-Wild2 layout and
-    is read by the same code as the real dataset."""
+@dataclass(frozen=True)
+class DatasetReader:
+    """One dataset kind: ``read(root, splits, length_tolerance, check_media, on_error)`` → recordings.
+
+    ``affwild2_layout``: the Aff-Wild2 folder layout (``_left``/``_right`` share their base video's audio,
+    ``cropped_aligned`` crops expected); ``prepare`` checks those recordings' audio streams itself."""
+
+    name: str
+    read: Callable[[Path, tuple[str, ...], int, bool, OnError], list[Recording]]
+    summary: str
+    affwild2_layout: bool = False
+
+
+DATASETS: dict[str, DatasetReader] = {r.name: r for r in (
+    DatasetReader("affwild2", lambda root, splits, tol, media, on_error: load_affwild2(
+        root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error),
+        "Aff-Wild2 / ABAW VA layout (annotations/VA_Estimation_Challenge, cropped_aligned, videos)", True),
+    DatasetReader("synthetic", lambda root, splits, tol, media, on_error: load_affwild2(
+        root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error),
+        "the built-in synthetic set (`avaffect synth`), in the Aff-Wild2 layout", True),
+    DatasetReader("recola", lambda root, splits, tol, media, on_error: load_recola(
+        root, splits=splits, check_media=media, on_error=on_error),
+        "RECOLA / AVEC 2016 (dev = validation; labels on their own 25 Hz timeline)"),
+    DatasetReader("manifest", lambda root, splits, tol, media, on_error: load_manifest(
+        root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error),
+        "any dataset described by a manifest CSV (root: the CSV or a folder holding manifest.csv)"),
+)}
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+
+
+def get_dataset(name: str) -> DatasetReader:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASET_NAMES)}") from None
+
+
+def load_dataset(kind: str, root: str | Path | None, length_tolerance: int = 0, splits: tuple[str, ...] = SPLITS,
+                 check_media: bool = True, on_error: OnError = None) -> list[Recording]:
+    """Recordings of dataset ``kind`` under ``root`` (see :data:`DATASETS`)."""
+    reader = get_dataset(kind)
     if root is None:
         raise ConfigError("no dataset root given (data.root)")
-    if kind in ("affwild2", "synthetic"):
-        return load_affwild2(root, splits=splits, length_tolerance=length_tolerance)
-    if kind == "recola":  # RECOLA / AVEC 2016; dev is the validation split
-        from avaffect.data.recola import load_recola
-
-        return load_recola(root, splits=splits)
-    if kind == "manifest":  # root: the manifest CSV, or a folder holding manifest.csv
-        from avaffect.data.manifest import load_manifest
-
-        return load_manifest(root, splits=splits, length_tolerance=length_tolerance)
-    raise ConfigError(f"unknown dataset {kind!r}; available: {', '.join(DATASETS)}")
+    return reader.read(Path(root), tuple(splits), length_tolerance, check_media, on_error)

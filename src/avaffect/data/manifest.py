@@ -33,20 +33,24 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.data.affwild2 import crop_indices
-from avaffect.data.recording import Recording
+from avaffect.data.layout import check_splits, crop_indices, normalise_split, split_rank
+from avaffect.data.recording import TARGETS, Recording
+from avaffect.data.timeline import (
+    check_label_times,
+    crops_face_mask,
+    fit_frame_labels,
+    nominal_fps,
+    read_video_timeline,
+)
 from avaffect.errors import DataError
+from avaffect.media import probe
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("recording", "video", "split")
 OPTIONAL_COLUMNS = ("audio", "labels", "subject", "crops")
-SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
-                 "valid": "validation", "dev": "validation", "devel": "validation", "development": "validation",
-                 "test": "test", "testing": "test"}
 DEFAULT_FPS = 25.0
-MEDIA_SLACK_S = 1.0  # time labels may run this far past the end of the media
 
 
 def manifest_path(root: str | Path) -> Path:
@@ -84,13 +88,13 @@ def read_label_csv(path: str | Path) -> tuple[str, np.ndarray | None, np.ndarray
     [-1, 1], or times/frames that do not increase."""
     path = Path(path)
     header, rows = _read_csv(path)
-    for target in ("valence", "arousal"):
+    for target in TARGETS:
         if target not in header:
             raise DataError(path, f"no {target!r} column (header: {','.join(header)})",
                             "label files have the header time,valence,arousal or frame,valence,arousal "
                             "or valence,arousal")
     kind = "time" if "time" in header else "frame" if "frame" in header else "rows"
-    cols = [header.index(c) for c in ("valence", "arousal")]
+    cols = [header.index(c) for c in TARGETS]
     key_col = header.index(kind) if kind != "rows" else None
     labels = np.empty((len(rows), 2), dtype=np.float32)
     index = np.empty(len(rows), dtype=np.float64)
@@ -149,9 +153,7 @@ def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validat
     ``on_error``, a row's problem is passed to it and the row skipped (all problems are seen at once);
     a manifest-level problem (missing file or column) always raises.
     """
-    unknown = set(splits) - {"train", "validation", "test"}
-    if unknown:
-        raise ValueError(f"unknown splits {sorted(unknown)}")
+    check_splits(splits)
     path = manifest_path(root)
     header, rows = _read_csv(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -187,7 +189,7 @@ def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validat
                              "recording names are unique and a recording belongs to one split only"))
             continue
         seen[name] = line
-        split = SPLIT_ALIASES.get(row["split"].lower())
+        split = normalise_split(row["split"])
         if split is None:
             report(DataError(path, f"line {line}: unknown split {row['split']!r} of {name!r}",
                              "use train, validation or test"))
@@ -199,8 +201,7 @@ def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validat
                                         default_fps))
         except DataError as err:
             report(err)
-    order = {"train": 0, "validation": 1, "test": 2}
-    return sorted(recordings, key=lambda r: order[r.split])  # stable: manifest order within a split
+    return sorted(recordings, key=lambda r: split_rank(r.split))  # stable: manifest order within a split
 
 
 def _resolve(base: Path, manifest: Path, line: int, cell: str, what: str, name: str) -> Path | None:
@@ -229,21 +230,17 @@ def _load_row(base: Path, manifest: Path, line: int, row: dict[str, str], name: 
                         "label file to define its timeline", "add a video or write the labels with times")
 
     fps = default_fps
-    video_times = None
+    timeline = None
     duration = None
     if check_media:
-        from avaffect.features.media import probe, video_frame_times  # media is the leaf that knows PyAV
-
         if video is not None:
-            info = probe(video)
-            if not info.has_video:
+            timeline = read_video_timeline(video, default_fps)
+            if not timeline.has_video:
                 raise DataError(video, "has no video stream", "fill the audio column instead of video")
-            if audio is None and not info.has_audio:
+            if audio is None and not timeline.has_audio:
                 raise DataError(video, "has no audio stream and the manifest gives no audio file",
                                 "fill the audio column of this recording")
-            fps = info.fps or default_fps
-            video_times = video_frame_times(video)
-            duration = max(info.duration, float(video_times[-1]) + 1.0 / fps)
+            fps, duration = timeline.fps, timeline.duration
         if audio is not None:
             ainfo = probe(audio)
             if not ainfo.has_audio:
@@ -251,52 +248,31 @@ def _load_row(base: Path, manifest: Path, line: int, row: dict[str, str], name: 
             duration = duration or ainfo.duration
 
     if kind == "time":
-        times = index
-        labels = values
-        if duration and times[-1] > duration + MEDIA_SLACK_S:
-            raise DataError(labels_path, f"labels run to {times[-1]:.2f} s but {video or audio} lasts "
-                            f"{duration:.2f} s", "the label file and the media do not belong together")
-        diffs = np.diff(times)
-        fps = float(1.0 / np.median(diffs)) if len(diffs) else fps
+        times, labels = index, values
+        check_label_times(times, duration, labels_path, video or audio,
+                          "the label file and the media do not belong together")
+        fps = nominal_fps(times, fps)
     else:
-        num_rows = (int(index[-1]) + 1) if kind == "frame" else len(values) if kind == "rows" else None
-        if video_times is not None:
-            num_steps = len(video_times)
-        elif num_rows is not None:
-            num_steps = num_rows
+        if timeline is not None:
+            num_steps = timeline.num_frames
+        elif values is not None:
+            num_steps = int(index[-1]) + 1 if kind == "frame" else len(values)
         elif crops_dir is not None and len(crop_indices(crops_dir)):
             num_steps = int(crop_indices(crops_dir)[-1]) + 1
         else:
             raise DataError(video, f"cannot tell the frames of the unlabelled recording {name!r} without "
                             "reading its video", "check the media (prepare reads it)")
-        labels = np.full((num_steps, 2), np.nan, dtype=np.float32)
         if values is not None:
-            diff = num_rows - num_steps
-            if diff > length_tolerance or (kind == "rows" and -diff > length_tolerance):
-                raise DataError(labels_path, f"{num_rows} label frames but the video {video} has {num_steps} "
-                                "frames", "write one row per video frame, or pass a length tolerance to "
-                                "pad/trim small differences")
-            if diff > 0:
-                log.warning("%s: %d label frames vs %d video frames; dropping the extra ones", labels_path,
-                            num_rows, num_steps)
-            elif diff < 0 and kind == "rows":
-                log.warning("%s: %d label rows vs %d video frames; the missing ones are unannotated",
-                            labels_path, num_rows, num_steps)
-            idx = index if kind == "frame" else np.arange(len(values))
-            keep = idx < num_steps
-            labels[idx[keep]] = values[keep]
-        times = video_times if video_times is not None else np.arange(num_steps) / fps
+            labels = fit_frame_labels(values, num_steps, length_tolerance, labels_path, video,
+                                      frames=index if kind == "frame" else None, noun="label frames",
+                                      short_is_error=kind == "rows")
+        else:
+            labels = np.full((num_steps, 2), np.nan, dtype=np.float32)
+        times = timeline.times if timeline is not None else np.arange(num_steps) / fps
     if not np.isfinite(labels).all(axis=1).any() and values is not None:
         log.warning("%s: no step of %r is annotated", labels_path, name)
-    faces = crop_indices(crops_dir) if crops_dir is not None else np.zeros(0, dtype=np.int64)
-    if len(faces) and faces[-1] >= len(times) + length_tolerance:
-        raise DataError(crops_dir, f"crop {faces[-1] + 1:05d}.jpg lies beyond the {len(times)} steps of "
-                        f"{name!r}", "the crops folder belongs to another recording")
-    if crops_dir is not None:
-        face_mask = np.zeros(len(times), dtype=bool)
-        face_mask[faces[faces < len(times)]] = True
-    else:  # faces are found at extraction time: zero visual vectors mark the steps without one
-        face_mask = np.ones(len(times), dtype=bool)
+    face_mask = crops_face_mask(crops_dir, len(times), length_tolerance,
+                                "the crops folder belongs to another recording", where=repr(name))
     return Recording(name=name, times=times, labels=labels, face_mask=face_mask, split=split,
                      video_path=video, audio_path=audio or video, crops_dir=crops_dir,
                      annotation_path=labels_path, subject=row.get("subject") or name, fps=fps)

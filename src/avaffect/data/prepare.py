@@ -13,11 +13,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avaffect.data.affwild2 import base_video_name
+from avaffect.data.datasets import get_dataset, load_dataset
+from avaffect.data.layout import CROPS_DIR, SPLITS
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError, DataError
-
-PREPARE_DATASETS = ("affwild2", "recola", "manifest", "synthetic")
-SPLIT_ORDER = ("train", "validation", "test")
+from avaffect.errors import DataError, MediaError
+from avaffect.media import probe
 
 
 @dataclass
@@ -85,7 +86,7 @@ class PrepareReport:
         """Per split (in train, validation, test order, only those present) and ``total``."""
         out: dict[str, SplitSummary] = {}
         total = SplitSummary()
-        for split in SPLIT_ORDER + tuple(sorted({r.split for r in self.recordings} - set(SPLIT_ORDER))):
+        for split in SPLITS + tuple(sorted({r.split for r in self.recordings} - set(SPLITS))):
             recs = [r for r in self.recordings if r.split == split]
             if not recs:
                 continue
@@ -123,8 +124,7 @@ def prepare_dataset(dataset: str, root: str | Path, length_tolerance: int = 0,
                     check_media: bool = True) -> PrepareReport:
     """Check the raw layout of ``dataset`` under ``root`` and collect every problem (never raises a
     DataError: a problem that stops the whole reader, e.g. a missing annotation folder, is one error)."""
-    if dataset not in PREPARE_DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; available: {', '.join(PREPARE_DATASETS)}")
+    reader = get_dataset(dataset)
     root = Path(root)
     report = PrepareReport(dataset, root)
 
@@ -135,20 +135,8 @@ def prepare_dataset(dataset: str, root: str | Path, length_tolerance: int = 0,
         if not root.exists():
             fix = f"run `avaffect synth --out {root}` to write it" if dataset == "synthetic" else "check the path"
             raise DataError(root, "does not exist", fix)
-        if dataset in ("affwild2", "synthetic"):
-            from avaffect.data.affwild2 import load_affwild2
-
-            report.recordings = load_affwild2(root, length_tolerance=length_tolerance, check_media=check_media,
-                                              on_error=on_error)
-        elif dataset == "recola":
-            from avaffect.data.recola import load_recola
-
-            report.recordings = load_recola(root, check_media=check_media, on_error=on_error)
-        else:
-            from avaffect.data.manifest import load_manifest
-
-            report.recordings = load_manifest(root, check_media=check_media, length_tolerance=length_tolerance,
-                                              on_error=on_error)
+        report.recordings = load_dataset(reader.name, root, length_tolerance, check_media=check_media,
+                                         on_error=on_error)
     except DataError as err:
         on_error(err)
         return report
@@ -163,15 +151,13 @@ def _where(path: Path | None, text: str) -> str:
 
 def _check_audio(report: PrepareReport, check_media: bool) -> None:
     """Every recording needs an audio source; ``_left`` / ``_right`` take their base video's."""
-    from avaffect.data.affwild2 import base_video_name
-    from avaffect.errors import MediaError
-
+    affwild2_layout = get_dataset(report.dataset).affwild2_layout
     silent: dict[Path, list[str]] = {}  # audio source without an audio stream → its recordings
     probed: dict[Path, bool] = {}
     for rec in report.recordings:
         where = rec.annotation_path or rec.crops_dir or rec.video_path
         if rec.audio_path is None:
-            base = base_video_name(rec.name) if report.dataset in ("affwild2", "synthetic") else rec.name
+            base = base_video_name(rec.name) if affwild2_layout else rec.name
             if base != rec.name:
                 report.error(where, _where(where, f"no audio for {rec.name}: the base video {base}.mp4 (shared "
                                            f"by {base}_left / {base}_right) is missing — put it in one of the "
@@ -179,11 +165,9 @@ def _check_audio(report: PrepareReport, check_media: bool) -> None:
             else:
                 report.error(where, _where(where, f"no audio for {rec.name}: no video or audio file found"))
             continue
-        if not check_media or report.dataset not in ("affwild2", "synthetic"):
+        if not check_media or not affwild2_layout:
             continue  # the RECOLA and manifest readers check the audio stream themselves
         if rec.audio_path not in probed:
-            from avaffect.features.media import probe
-
             try:
                 probed[rec.audio_path] = probe(rec.audio_path).has_audio
             except MediaError as err:
@@ -207,12 +191,12 @@ def _check_recordings(report: PrepareReport) -> None:
         if rec.split != "test" and not rec.has_labels:
             report.warning(rec.annotation_path, _where(rec.annotation_path, f"{rec.split} recording {rec.name} "
                                                        "has no annotated frame"))
-        if rec.crops_dir is None and report.dataset in ("affwild2", "synthetic"):
+        if rec.crops_dir is None and get_dataset(report.dataset).affwild2_layout:
             report.warning(rec.video_path, _where(rec.video_path, f"no face crops for {rec.name} (expected "
-                                                  f"cropped_aligned/{rec.name}/): faces will have to be detected"))
+                                                  f"{CROPS_DIR}/{rec.name}/): faces will have to be detected"))
         elif rec.crops_dir is not None and not rec.face_mask.any():
             report.warning(rec.crops_dir, _where(rec.crops_dir, "the crops folder holds no face crop"))
-        if rec.subject and rec.split in ("train", "validation"):
+        if rec.subject and rec.split in SPLITS[:2]:
             subjects.setdefault(rec.subject, set()).add(rec.split)
     shared = sorted(s for s, splits in subjects.items() if len(splits) > 1)
     if shared:
@@ -228,4 +212,4 @@ def summary_table(report: PrepareReport) -> dict[str, dict[str, float]]:
             for k, s in report.summary().items()}
 
 
-__all__ = ["PREPARE_DATASETS", "PrepareReport", "Problem", "SplitSummary", "prepare_dataset", "summary_table"]
+__all__ = ["PrepareReport", "Problem", "SplitSummary", "prepare_dataset", "summary_table"]

@@ -25,23 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.data.affwild2 import CROPS_DIR, crop_indices
-from avaffect.data.recording import Recording
+from avaffect.data.layout import AUDIO_EXTS, CROPS_DIR, VIDEO_EXTS, check_splits, normalise_split, split_rank
+from avaffect.data.recording import TARGETS, Recording
+from avaffect.data.timeline import check_label_times, crops_face_mask, nominal_fps
 from avaffect.errors import DataError
+from avaffect.media import probe
 
 log = logging.getLogger(__name__)
 
 AUDIO_DIR = "recordings_audio"
 VIDEO_DIR = "recordings_video"
 GOLD_DIR = "ratings_gold_standard"
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 NAME_RE = re.compile(r"^(train|dev|test)_(\d+)$")
 LABEL_RATE = 25.0  # Hz, one gold-standard value every 40 ms
 TIME_ATTRIBUTE = "frametime"
 VALUE_ATTRIBUTE = "goldstandard"
-MEDIA_SLACK_S = 1.0  # labels may run this far past the end of the media (encoder rounding)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,12 +242,10 @@ def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validatio
     is passed to it and the recording skipped, so that every problem is seen at once.
     """
     root = Path(root)
-    unknown = set(splits) - {"train", "validation", "test"}
-    if unknown:
-        raise ValueError(f"unknown splits {sorted(unknown)}")
+    check_splits(splits)
     audio = _files(root / AUDIO_DIR, AUDIO_EXTS)
     video = _files(root / VIDEO_DIR, VIDEO_EXTS)
-    gold = {dim: _files(root / GOLD_DIR / dim, (".arff",)) for dim in ("valence", "arousal")}
+    gold = {dim: _files(root / GOLD_DIR / dim, (".arff",)) for dim in TARGETS}
     if not audio and not video and not gold["valence"] and not gold["arousal"]:
         raise DataError(root, "no RECOLA recording found",
                         f"expected {AUDIO_DIR}/<split>_N.wav, {VIDEO_DIR}/<split>_N.mp4 and "
@@ -269,7 +265,7 @@ def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validatio
             report(DataError(path, f"cannot tell the split of {name!r}",
                              "RECOLA files are named train_N, dev_N or test_N"))
             continue
-        split = SPLITS[match.group(1)]
+        split = normalise_split(match.group(1))  # dev is the validation split
         if split not in splits:
             continue
         try:
@@ -277,8 +273,7 @@ def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validatio
                                         gold["valence"].get(name), gold["arousal"].get(name), check_media))
         except DataError as err:
             report(err)
-    order = {"train": 0, "validation": 1, "test": 2}
-    recordings.sort(key=lambda r: (order[r.split], int(NAME_RE.match(r.name).group(2))))
+    recordings.sort(key=lambda r: (split_rank(r.split), int(NAME_RE.match(r.name).group(2))))
     return recordings
 
 
@@ -296,8 +291,6 @@ def _load_one(root: Path, name: str, split: str, audio: Path | None, video: Path
                         f"expected {GOLD_DIR}/{{arousal,valence}}/{name}.arff (only test labels are withheld)")
     durations = {}
     if check_media or valence is None:
-        from avaffect.features.media import probe  # media is the leaf that knows PyAV
-
         for path in (audio, video):
             if path is not None:
                 info = probe(path)
@@ -309,9 +302,8 @@ def _load_one(root: Path, name: str, split: str, audio: Path | None, video: Path
     if valence is not None:
         times, labels = read_recola_labels(valence, arousal)
         for path, duration in durations.items():
-            if duration > 0 and times[-1] > duration + MEDIA_SLACK_S:
-                raise DataError(valence, f"labels run to {times[-1]:.2f} s but {path} lasts {duration:.2f} s",
-                                "the gold standard and the recording do not belong together")
+            check_label_times(times, duration, valence, path, "the gold standard and the recording do not belong "
+                              "together")
     else:
         duration = min((d for d in durations.values() if d > 0), default=0.0)
         if duration <= 0:
@@ -319,18 +311,10 @@ def _load_one(root: Path, name: str, split: str, audio: Path | None, video: Path
                             "re-encode the file so that its header states its duration")
         times = np.arange(int(math.floor(duration * LABEL_RATE + 1e-6)) + 1) / LABEL_RATE
         labels = np.full((len(times), 2), np.nan, dtype=np.float32)
-    diffs = np.diff(times)
-    fps = float(1.0 / np.median(diffs)) if len(diffs) else LABEL_RATE
+    fps = nominal_fps(times, LABEL_RATE)
     crops_dir = root / CROPS_DIR / name
-    faces = crop_indices(crops_dir)
-    if len(faces) and faces[-1] >= len(times):
-        raise DataError(crops_dir, f"crop {faces[-1] + 1:05d}.jpg lies beyond the {len(times)} steps of the "
-                        "recording", "crops are one per 40 ms label step, 1-based")
-    if crops_dir.is_dir():
-        face_mask = np.zeros(len(times), dtype=bool)
-        face_mask[faces] = True
-    else:  # faces are found at extraction time: zero visual vectors mark the steps without one
-        face_mask = np.ones(len(times), dtype=bool)
+    face_mask = crops_face_mask(crops_dir if crops_dir.is_dir() else None, len(times), 0,
+                                "crops are one per 40 ms label step, 1-based")
     return Recording(name=name, times=times, labels=labels, face_mask=face_mask, split=split,
                      video_path=video, audio_path=audio or video,
                      crops_dir=crops_dir if crops_dir.is_dir() else None, annotation_path=valence,

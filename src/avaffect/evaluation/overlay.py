@@ -9,7 +9,7 @@ import av
 import cv2
 import numpy as np
 
-from avaffect.features.media import iter_video_frames
+from avaffect.media import iter_video_frames
 
 
 def draw_indicator(frame: np.ndarray, valence: float, arousal: float, box: np.ndarray | None) -> np.ndarray:

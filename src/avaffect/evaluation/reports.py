@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o))
+from avaffect.data.recording import TARGETS
+from avaffect.files import atomic_write_text
 
 
 def predictions_frame(times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None = None,
-                      targets=("valence", "arousal")) -> pd.DataFrame:
+                      targets=TARGETS) -> pd.DataFrame:
     """``frame,time,<targets>,label_<targets>`` (frame is 0-based; labels NaN where not annotated)."""
     df = pd.DataFrame({"frame": np.arange(len(times)), "time": np.round(times, 6)})
     for k, t in enumerate(targets[: pred.shape[1]]):
@@ -44,7 +24,7 @@ def predictions_frame(times: np.ndarray, pred: np.ndarray, labels: np.ndarray | 
     return df
 
 
-def write_predictions_csv(path: str | Path, times, pred, labels=None, targets=("valence", "arousal")) -> Path:
+def write_predictions_csv(path: str | Path, times, pred, labels=None, targets=TARGETS) -> Path:
     frame = predictions_frame(times, pred, labels, targets)
     return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
@@ -59,7 +39,7 @@ def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndar
 
     fig, axes = plt.subplots(len(items), 2, figsize=(11, 2.2 * len(items)), squeeze=False, sharey=True)
     for row, (name, times, pred, labels) in enumerate(items):
-        for k, target in enumerate(("valence", "arousal")):
+        for k, target in enumerate(TARGETS):
             ax = axes[row, k]
             ax.plot(times, labels[:, k], color="black", lw=1.2, label="label")
             ax.plot(times, pred[:, k], color="tab:red", lw=1.0, label="prediction")
@@ -79,7 +59,7 @@ def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndar
 
 
 def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
-                   targets: Sequence[str] = ("valence", "arousal"), face_mask: np.ndarray | None = None) -> Path:
+                   targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None) -> Path:
     """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path;
     steps without a face (``face_mask`` False) are shaded."""
     import matplotlib
@@ -88,7 +68,7 @@ def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndar
     import matplotlib.pyplot as plt
 
     pred = np.asarray(pred).reshape(len(times), -1)
-    both = list(targets) == ["valence", "arousal"]
+    both = tuple(targets) == TARGETS
     fig = plt.figure(figsize=(12 if both else 9, 2.4 * len(targets) + 0.4))
     grid = fig.add_gridspec(len(targets), 2 if both else 1, width_ratios=[2.2, 1] if both else None)
     for k, t in enumerate(targets):

@@ -1,4 +1,4 @@
-"""Media decoding, audio front-ends, feature extractors, the feature store and batch extraction.
+"""Audio front-ends, feature extractors, the feature store and batch extraction (decoding: :mod:`avaffect.media`).
 
 Quick use::
 
@@ -10,6 +10,7 @@ Quick use::
     X = FeatureStore("features").load(extractors[0].id, recordings[0].name)  # [T, d] memmap
 """
 
+from avaffect.features import backbones  # noqa: F401  (registers the neural extractors; torch loads lazily)
 from avaffect.features.align import CONTEXTS, align_to_timeline
 from avaffect.features.audio import log_mel_spectrogram, mel_filterbank
 from avaffect.features.extract import ExtractionSummary, extract_features, select_shard
@@ -21,7 +22,7 @@ from avaffect.features.extractors import (
     list_extractors,
     register_extractor,
 )
-from avaffect.features.media import MediaInfo, iter_video_frames, probe, read_audio, read_video
+from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
 from avaffect.features.store import FeatureStore
 
 __all__ = [
@@ -38,10 +39,7 @@ __all__ = [
     "get_extractor",
     "list_extractors",
     "register_extractor",
-    "MediaInfo",
-    "iter_video_frames",
-    "probe",
-    "read_audio",
-    "read_video",
+    "FeaturePipeline",
     "FeatureStore",
+    "RecordingFeatures",
 ]

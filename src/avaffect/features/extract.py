@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError
-from avaffect.features.extractors import Extractor
+from avaffect.features.extractors.base import Extractor
 from avaffect.features.store import FeatureStore
 
 __all__ = ["ExtractionSummary", "extract_features", "select_shard"]

@@ -36,7 +36,7 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import DataError
-from avaffect.features.extractors import Extractor
+from avaffect.features.extractors.base import Extractor
 
 __all__ = ["FeatureStore"]
 

@@ -1,5 +1,5 @@
 """Our checkpoint format: one safetensors file with the weights and, in its metadata, the model
-config and the preprocessing spec that ``predict`` rebuilds (never a pickled module)."""
+config and the typed preprocessing spec that ``predict`` and ``evaluate`` rebuild (never a pickled module)."""
 
 from __future__ import annotations
 
@@ -7,33 +7,36 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from avaffect import __version__
+from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
 from avaffect.models.wrapper import AVRegressor
 
 FORMAT = "avaffect-checkpoint-1"
 
 
-def save_checkpoint(path: str | Path, model: AVRegressor, preprocessing: dict, extra: dict | None = None) -> Path:
+def save_checkpoint(path: str | Path, model: AVRegressor, preprocessing: PreprocessingSpec,
+                    extra: dict | None = None) -> Path:
     """Write ``model`` atomically (temp file + rename) to ``path``."""
     meta = {"format": FORMAT, "avaffect_version": __version__, "model": json.dumps(model.describe()),
-            "preprocessing": json.dumps(preprocessing), "extra": json.dumps(extra or {})}
+            "preprocessing": preprocessing.model_dump_json(), "extra": json.dumps(extra or {})}
     return write_tagged(path, model.state_dict(), meta)
 
 
 def read_checkpoint_meta(path: str | Path) -> dict:
+    """``{"model": dict, "preprocessing": PreprocessingSpec, "extra": dict, "avaffect_version": str}``."""
     meta = read_tagged_metadata(path, FORMAT, "an avaffect checkpoint",
                                 "pass the model.safetensors of a training run (authors' checkpoints: convert "
                                 "them with `avaffect convert-official`)")
-    return {"model": json.loads(meta["model"]), "preprocessing": json.loads(meta["preprocessing"]),
+    return {"model": json.loads(meta["model"]),
+            "preprocessing": PreprocessingSpec.from_metadata(json.loads(meta["preprocessing"]), str(path)),
             "extra": json.loads(meta.get("extra", "{}")), "avaffect_version": meta.get("avaffect_version")}
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVRegressor, dict]:
     """Rebuild the model (eval mode) and return it with the checkpoint's metadata."""
-    from safetensors.torch import load_file
-
     meta = read_checkpoint_meta(path)
     m = meta["model"]
     model = AVRegressor(m["name"], m["d_audio"], m["d_video"], m["params"])

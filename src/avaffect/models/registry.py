@@ -1,4 +1,9 @@
-"""Model registry: presets by name, each with a typed config (as timm/torchvision register models)."""
+"""Model registry: presets by name, each with a typed config (as timm registers models).
+
+The registry is a leaf: the preset modules import it and register themselves, and the package
+``avaffect.models`` imports every preset module, so ``import avaffect.models`` (or any of its submodules)
+fills it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from avaffect.errors import ConfigError
+from avaffect.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -20,31 +26,25 @@ class ModelEntry:
     summary: str
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, config_cls: type[BaseModel], summary: str = ""):
     """Decorator registering ``build(d_audio, d_video, cfg) -> nn.Module`` under ``name``."""
 
     def wrap(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, config_cls, fn, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        MODELS.add(name, ModelEntry(name, config_cls, fn, summary or (fn.__doc__ or "").strip().split("\n")[0]))
         return fn
 
     return wrap
 
 
 def list_models() -> list[str]:
-    _ensure_presets()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_presets()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def model_config(name: str, params: dict | None = None) -> BaseModel:
@@ -61,7 +61,3 @@ def create_model(name: str, d_audio: int, d_video: int, params: dict | BaseModel
     entry = get_entry(name)
     cfg = params if isinstance(params, BaseModel) else model_config(name, params)
     return entry.build(d_audio, d_video, cfg)
-
-
-def _ensure_presets() -> None:
-    from avaffect.models import presets  # noqa: F401  (registers the presets on import)

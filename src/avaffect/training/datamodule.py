@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from avaffect.data.windows import cut_window, window_mask, window_starts
-
-
-@dataclass
-class RecordingFeatures:
-    """One recording's aligned features and labels (``[T, d_a]``, ``[T, d_v]``, ``[T, K]``, ``[T]``)."""
-
-    name: str
-    audio: np.ndarray
-    video: np.ndarray
-    labels: np.ndarray
-    face_mask: np.ndarray
-    times: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = len(self.labels)
-        for field in ("audio", "video", "face_mask", "times"):
-            if len(getattr(self, field)) != n:
-                raise ValueError(f"{self.name}: {field} has {len(getattr(self, field))} steps, labels {n}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
+from avaffect.features.pipeline import RecordingFeatures
 
 
 class WindowDataset(Dataset):

@@ -9,8 +9,8 @@ import torch
 from avaffect.config import TrainingConfig
 from avaffect.data.windows import stitch
 from avaffect.evaluation.metrics import score_recordings
+from avaffect.features.pipeline import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
-from avaffect.training.datamodule import RecordingFeatures
 from avaffect.training.losses import ccc_loss
 
 

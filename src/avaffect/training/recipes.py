@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from avaffect.config import RunConfig, make_config
+from avaffect.data.datasets import load_dataset
 from avaffect.errors import ConfigError
 from avaffect.models.presets.dlstm import (
     DLSTMBranchConfig,
@@ -144,8 +146,6 @@ class RecipeResult:
 
 def branch_state_from_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The DLSTM weights of a ``dlstm`` run's ``model.safetensors`` (keys of a :class:`DLSTM` state dict)."""
-    from safetensors.torch import load_file
-
     prefix = "net.dlstm."
     state = {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
     if not state:
@@ -185,8 +185,6 @@ def pretrain_then_fuse(cfg: RunConfig, run_dir: str | Path, recordings=None, pro
     run_dir = Path(run_dir)
     stage1, stage2 = stage_configs(cfg, pretrain_training)
     if recordings is None:
-        from avaffect.data.datasets import load_dataset
-
         recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
     pretrain, states = {}, {}
     for b, c in stage1.items():

@@ -9,36 +9,52 @@ Run directory (SPEC §7)::
     RUN/model.safetensors      best weights + model config + preprocessing spec (what `predict` loads)
     RUN/predictions/<split>/<recording>.csv
     RUN/metrics.json           validation scores (chosen protocol) + per recording; written last = done
+
+:func:`train` is the sequence of the named steps below; each can be called on its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from avaffect import __version__
 from avaffect.config import RunConfig, dump_config
 from avaffect.data.datasets import load_dataset
-from avaffect.data.recording import TARGETS, Recording
-from avaffect.errors import AvaffectError, DataError
+from avaffect.data.recording import Recording
+from avaffect.errors import AvaffectError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
-from avaffect.evaluation.reports import atomic_write_text, write_json, write_predictions_csv
-from avaffect.features.extract import extract_features
-from avaffect.features.extractors import Extractor, get_extractor
-from avaffect.features.store import FeatureStore
+from avaffect.evaluation.reports import write_predictions_csv
+from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
+from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
+from avaffect.files import atomic_write_text, write_json
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
-from avaffect.training.datamodule import RecordingFeatures, WindowDataModule
+from avaffect.training.datamodule import WindowDataModule
+from avaffect.training.module import AffectRegressionModule
 
 log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+ENVIRONMENT_FILE = "environment.json"
+MODEL_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
 
 
 @dataclass
@@ -49,107 +65,27 @@ class RunResult:
     checkpoint: Path
 
 
-def build_extractors(cfg: RunConfig) -> tuple[Extractor, Extractor]:
-    return (get_extractor(cfg.features.audio.name, **cfg.features.audio.params),
-            get_extractor(cfg.features.video.name, **cfg.features.video.params))
+# ------------------------------------------------------------------------------------------------ steps
 
 
-def ensure_features(cfg: RunConfig, recordings: list[Recording], progress: bool = True,
-                    ) -> tuple[FeatureStore, Extractor, Extractor]:
-    """Extract what is missing (resumable); raise if a needed recording failed."""
-    audio_ex, video_ex = build_extractors(cfg)
-    store = FeatureStore(cfg.store_path())
-    summary = extract_features(recordings, [audio_ex, video_ex], store, workers=cfg.features.workers,
-                               progress=progress)
-    if not summary.ok:
-        raise AvaffectError(f"feature extraction failed:\n{summary.format()}")
-    return store, audio_ex, video_ex
+def finished_run(run_dir: Path) -> RunResult | None:
+    """The result of a finished run (``metrics.json`` and ``model.safetensors`` present), else None."""
+    if not ((run_dir / METRICS_FILE).is_file() and (run_dir / MODEL_FILE).is_file()):
+        return None
+    done = json.loads((run_dir / METRICS_FILE).read_text())
+    return RunResult(run_dir, done["overall"], done["per_recording"], run_dir / MODEL_FILE)
 
 
-def load_features(store: FeatureStore, audio_ex: Extractor, video_ex: Extractor, rec: Recording,
-                  targets: list[str] | tuple[str, ...] = TARGETS) -> RecordingFeatures:
-    audio = np.array(store.load(audio_ex.id, rec.name), dtype=np.float32)  # copy out of the mmap
-    video = np.array(store.load(video_ex.id, rec.name), dtype=np.float32)
-    for what, arr in (("audio", audio), ("video", video)):
-        if len(arr) != rec.num_frames:
-            raise DataError(store.path(audio_ex.id if what == "audio" else video_ex.id, rec.name),
-                            f"{len(arr)} feature steps but the recording has {rec.num_frames}",
-                            "delete the stale feature file and extract again")
-    labels = rec.labels[:, [TARGETS.index(t) for t in targets]]
-    # visual extractors write an all-zero vector where no face was found: readers that detect faces
-    # only at extraction time (raw videos) learn the face mask from it
-    face_mask = rec.face_mask & np.any(video != 0, axis=1)
-    return RecordingFeatures(rec.name, audio, video, labels, face_mask, rec.times)
-
-
-def preprocessing_spec(cfg: RunConfig, audio_ex: Extractor, video_ex: Extractor, fps: float) -> dict:
-    """What `predict` must rebuild: extractors and their settings, face source, windowing, targets."""
-    return {
-        "audio_extractor": {"name": audio_ex.name, "params": cfg.features.audio.params, "id": audio_ex.id},
-        "video_extractor": {"name": video_ex.name, "params": cfg.features.video.params, "id": video_ex.id},
-        "faces": {"source": "cropped_aligned" if cfg.data.dataset in ("affwild2", "synthetic") else "detector"},
-        "window": cfg.training.window,
-        "hop": cfg.training.hop,
-        "fps": fps,
-        "targets": list(cfg.training.targets),
-    }
-
-
-def build_model(cfg: RunConfig, d_audio: int, d_video: int) -> AVRegressor:
-    """The preset of ``cfg.model`` with the sizes the training config fixes (window length, outputs)."""
-    from avaffect.models.registry import get_entry
-
-    params = dict(cfg.model.params)
-    given = params.setdefault("num_outputs", len(cfg.training.targets))
-    if given != len(cfg.training.targets):
-        raise AvaffectError(f"model.params.num_outputs={given} but training.targets={cfg.training.targets}")
-    if "window_length" in get_entry(cfg.model.name).config_cls.model_fields:
-        given = params.setdefault("window_length", cfg.training.window)
-        if given != cfg.training.window:
-            raise AvaffectError(f"model.params.window_length={given} but training.window="
-                                f"{cfg.training.window}: the time-major weights need the window length")
-    return AVRegressor(cfg.model.name, d_audio, d_video, params)
-
-
-def environment_info(seed: int) -> dict:
-    import lightning
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"avaffect": __version__, "torch": torch.__version__, "lightning": lightning.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit, "seed": seed,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | None = None,
-          progress: bool = True) -> RunResult:
-    """Train ``cfg.model`` on the train split, select on validation, write the run directory.
-
-    A finished run (``metrics.json`` present) is returned as is; an interrupted one resumes from
-    ``checkpoints/last.ckpt``.
-    """
-    import json
-
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    from avaffect.training.module import AffectRegressionModule
-
-    run_dir = Path(run_dir)
-    finished = (run_dir / "metrics.json").is_file() and (run_dir / "model.safetensors").is_file()
-    _check_same_run(run_dir, cfg, finished)
-    if finished:
-        done = json.loads((run_dir / "metrics.json").read_text())
-        return RunResult(run_dir, done["overall"], done["per_recording"], run_dir / "model.safetensors")
+def start_run_dir(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse a folder that holds another run; write the resolved config and the environment."""
+    _check_same_run(run_dir, cfg, finished=False)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    write_json(run_dir / "environment.json", environment_info(cfg.training.seed))
+    atomic_write_text(run_dir / CONFIG_FILE, dump_config(cfg))
+    write_json(run_dir / ENVIRONMENT_FILE, environment_info(cfg.training.seed))
 
+
+def split_recordings(cfg: RunConfig, recordings: list[Recording] | None) -> tuple[list[Recording], list[Recording]]:
+    """The annotated training and validation recordings (the dataset is loaded when not given)."""
     if recordings is None:
         recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
     train_recs = [r for r in recordings if r.split == cfg.data.train_split and r.has_labels]
@@ -157,20 +93,28 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     if not train_recs or not val_recs:
         raise AvaffectError(f"need annotated recordings in both splits; found {len(train_recs)} in "
                             f"{cfg.data.train_split!r} and {len(val_recs)} in {cfg.data.val_split!r}")
-    store, audio_ex, video_ex = ensure_features(cfg, train_recs + val_recs, progress)
-    targets = tuple(cfg.training.targets)
-    train_feats = [load_features(store, audio_ex, video_ex, r, targets) for r in train_recs]
-    val_feats = [load_features(store, audio_ex, video_ex, r, targets) for r in val_recs]
+    return train_recs, val_recs
 
-    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
-    model = build_model(cfg, audio_ex.dim, video_ex.dim)
-    model.set_normalization(np.concatenate([f.audio for f in train_feats]),
-                            np.concatenate([f.video[f.face_mask] for f in train_feats]))
+
+def build_model(cfg: RunConfig, d_audio: int, d_video: int) -> AVRegressor:
+    """The preset of ``cfg.model`` with the sizes the training config fixes (:meth:`RunConfig.model_params`)."""
+    try:
+        params = cfg.model_params()
+    except ValueError as e:
+        raise AvaffectError(str(e)) from None
+    return AVRegressor(cfg.model.name, d_audio, d_video, params)
+
+
+def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[RecordingFeatures],
+        val_feats: list[RecordingFeatures], progress: bool) -> tuple[AVRegressor, dict]:
+    """Lightning fit with early stopping on the validation score, resuming from ``last.ckpt``; returns the
+    best model (CPU, eval mode) and what to record of the fit."""
+    targets = tuple(cfg.training.targets)
     module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol, targets)
     data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
                             cfg.training.batch_size, cfg.training.num_workers)
     monitor = f"val/{cfg.training.monitor_key()}"
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor,
+    ckpt = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
         default_root_dir=run_dir, max_epochs=cfg.training.max_epochs, min_epochs=cfg.training.min_epochs,
@@ -180,42 +124,107 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
         logger=CSVLogger(run_dir, name="logs", version=""), enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=1,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     log_csv = run_dir / "logs" / "metrics.csv"
     if last.is_file() and log_csv.is_file():  # resuming: keep the log of the epochs already trained
         log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
-
     best = ckpt.best_model_path or str(last)
-    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-    module.load_state_dict(state)
-    model = module.model.cpu().eval()
+    module.load_state_dict(_lightning_state_dict(Path(best)))
     _write_epoch_metrics(run_dir)
+    return module.model.cpu().eval(), {"best_checkpoint": Path(best).name, "epochs_trained": trainer.current_epoch}
 
+
+def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: list[Recording]) -> PreprocessingSpec:
+    """What ``predict`` must rebuild. The face source is the one the training recordings actually used."""
+    params = pipeline.video.params
+    detector = params.get("detector", "haar")
+    sources = {resolve_face_source(r, params.get("source", "auto"), detector) for r in train_recs}
+    return PreprocessingSpec(
+        audio_extractor=ExtractorRecord.of(cfg.features.audio, pipeline.audio),
+        video_extractor=ExtractorRecord.of(cfg.features.video, pipeline.video),
+        faces=FaceSpec(source="crops" if sources == {"crops"} else "video", detector=detector,
+                       crop_size=params.get("crop_size", 112)),
+        window=cfg.training.window, hop=cfg.training.hop,
+        fps=float(np.median([r.fps for r in train_recs])), targets=list(cfg.training.targets))
+
+
+def score_validation(cfg: RunConfig, run_dir: Path, model: AVRegressor,
+                     val_feats: list[RecordingFeatures]) -> tuple[dict, dict]:
+    """Stitched full-recording predictions of the validation split, written and scored."""
+    targets = tuple(cfg.training.targets)
     preds = {f.name: predict_recording(model, f.audio, f.video, f.face_mask, cfg.training.window,
                                        cfg.training.hop) for f in val_feats}
-    overall, per = score_recordings(preds, {f.name: f.labels for f in val_feats}, cfg.evaluation.protocol,
-                                    targets)
     for f in val_feats:
         write_predictions_csv(run_dir / "predictions" / cfg.data.val_split / f"{f.name}.csv", f.times,
                               preds[f.name], f.labels, targets)
-    fps = float(np.median([r.fps for r in train_recs]))
-    checkpoint = save_checkpoint(run_dir / "model.safetensors", model,
-                                 preprocessing_spec(cfg, audio_ex, video_ex, fps),
-                                 {"best_checkpoint": Path(best).name, "epochs_trained": trainer.current_epoch})
-    write_json(run_dir / "metrics.json", {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,
-                                          "split": cfg.data.val_split, "overall": overall, "per_recording": per})
+    return score_recordings(preds, {f.name: f.labels for f in val_feats}, cfg.evaluation.protocol, targets)
+
+
+def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | None = None,
+          progress: bool = True) -> RunResult:
+    """Train ``cfg.model`` on the train split, select on validation, write the run directory.
+
+    A finished run (``metrics.json`` present) is returned as is; an interrupted one resumes from
+    ``checkpoints/last.ckpt``.
+    """
+    run_dir = Path(run_dir)
+    done = finished_run(run_dir)
+    if done is not None:
+        _check_same_run(run_dir, cfg, finished=True)
+        return done
+    start_run_dir(cfg, run_dir)
+    train_recs, val_recs = split_recordings(cfg, recordings)
+    pipeline = cfg.feature_pipeline()
+    pipeline.ensure(train_recs + val_recs, progress)
+    targets = tuple(cfg.training.targets)
+    train_feats = [pipeline.load(r, targets) for r in train_recs]
+    val_feats = [pipeline.load(r, targets) for r in val_recs]
+
+    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
+    model = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
+    model.set_normalization(np.concatenate([f.audio for f in train_feats]),
+                            np.concatenate([f.video[f.face_mask] for f in train_feats]))
+    model, fit_info = fit(cfg, run_dir, model, train_feats, val_feats, progress)
+    overall, per = score_validation(cfg, run_dir, model, val_feats)
+    checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs),
+                                 fit_info)
+    write_json(run_dir / METRICS_FILE, {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,
+                                        "split": cfg.data.val_split, "overall": overall, "per_recording": per})
     return RunResult(run_dir, overall, per, checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def environment_info(seed: int) -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"avaffect": __version__, "torch": torch.__version__, "lightning": L.__version__,
+            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "git_commit": commit, "seed": seed,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _lightning_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The module weights of a Lightning checkpoint, read without unpickling arbitrary objects
+    (``weights_only=True``: a file planted in the run folder cannot run code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: say which and what to do
+        raise AvaffectError(f"{path}: cannot read this checkpoint safely ({type(e).__name__}: {e}); delete it "
+                            "and resume, or start the run in a new folder") from None
 
 
 def _check_same_run(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
     """A run directory holds one run: reusing a finished run or resuming an interrupted one with another
     config would silently mix two experiments. Only ``training.max_epochs`` may change when resuming
     (to train an interrupted run further); a finished run must match exactly."""
-    import yaml
-
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file() or not (finished or (run_dir / "checkpoints" / "last.ckpt").is_file()):
+    saved_path = run_dir / CONFIG_FILE
+    if not saved_path.is_file() or not (finished or (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()):
         return  # nothing trained there yet (e.g. a start that failed on bad data): free to start over
     saved = yaml.safe_load(saved_path.read_text()) or {}
     current = yaml.safe_load(dump_config(cfg))

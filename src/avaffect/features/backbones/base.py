@@ -29,7 +29,8 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.features.align import CONTEXTS
-from avaffect.features.extractors import Extractor, audio_source
+from avaffect.features.extractors.base import Extractor, audio_source
+from avaffect.features.faces.crops import load_face_crops
 from avaffect.features.weights import load_state_dict_file, resolve_weights
 
 __all__ = [
@@ -96,17 +97,9 @@ def gather_windows(frames: np.ndarray, first: np.ndarray, length: int, pad_value
 
 
 def face_crops(rec: Recording, size: int, detector: str = "haar") -> tuple[np.ndarray, np.ndarray]:
-    """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording.
-
-    Uses :func:`avaffect.features.faces.load_face_crops` (detection/cropping, or pre-cropped
-    faces); the mask is its face mask AND ``rec.face_mask``. Without that module, reads
-    ``rec.crops_dir`` (Aff-Wild2 ``00001.jpg`` naming) for the steps in ``rec.face_mask``;
-    unreadable crops count as no face.
-    """
-    try:
-        from avaffect.features.faces import load_face_crops
-    except ImportError:  # the face pipeline is not installed / not available: pre-cropped faces only
-        return _crops_from_folder(rec, size)
+    """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording, from its crops folder or
+    its video by the face-source rule (:func:`avaffect.features.faces.load_face_crops`, source ``auto``).
+    From a crops folder a step counts as a face only where the recording's own face mask allows one too."""
     crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector)
     crops = np.asarray(crops)
     mask = np.asarray(mask, dtype=bool).reshape(-1)
@@ -117,40 +110,7 @@ def face_crops(rec: Recording, size: int, detector: str = "haar") -> tuple[np.nd
             f"of recording {rec.name}",
             "re-run face cropping for this recording",
         )
-    return crops, mask & rec.face_mask  # a step counts as a face only where the recording allows one too
-
-
-def _crops_from_folder(rec: Recording, size: int) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    crops = np.zeros((rec.num_frames, size, size, 3), dtype=np.uint8)
-    mask = np.zeros(rec.num_frames, dtype=bool)
-    steps = np.flatnonzero(rec.face_mask)
-    if len(steps) == 0:
-        return crops, mask
-    if rec.crops_dir is None:
-        raise DataError(
-            None,
-            f"recording {rec.name} has faces in its face_mask but no crops folder",
-            "run face detection/cropping first or set the recording's crops folder",
-        )
-    for i in steps:
-        bgr = cv2.imread(str(rec.crop_path(int(i))), cv2.IMREAD_COLOR)
-        if bgr is None:
-            continue
-        if bgr.shape[:2] != (size, size):
-            interp = cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_LINEAR
-            bgr = cv2.resize(bgr, (size, size), interpolation=interp)
-        crops[i] = bgr[:, :, ::-1]
-        mask[i] = True
-    if not mask.any():
-        raise DataError(
-            rec.crops_dir,
-            f"none of the {len(steps)} face crops of recording {rec.name} could be read "
-            f"(e.g. {rec.crop_path(int(steps[0])).name})",
-            "check the crops folder (Aff-Wild2 naming: 00001.jpg, 1-based) or re-run face cropping",
-        )
-    return crops, mask
+    return crops, mask & rec.face_mask
 
 
 class TorchExtractor(Extractor):

@@ -25,8 +25,8 @@ from avaffect.features.backbones.base import (
     gather_windows,
     window_starts,
 )
-from avaffect.features.extractors import register_extractor
-from avaffect.features.media import read_audio
+from avaffect.features.extractors.base import register_extractor
+from avaffect.media import read_audio
 
 __all__ = ["FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
 

@@ -50,9 +50,9 @@ from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.align import align_to_timeline
 from avaffect.features.audio import log_mel_spectrogram
 from avaffect.features.backbones.base import COMMON_DEFAULTS, TorchExtractor, gather_windows, window_starts
-from avaffect.features.extractors import register_extractor
-from avaffect.features.media import read_audio
+from avaffect.features.extractors.base import register_extractor
 from avaffect.features.weights import load_state_dict_file, resolve_weights
+from avaffect.media import read_audio
 
 __all__ = [
     "VGGish",

@@ -8,7 +8,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError
 from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, face_crops
 from avaffect.features.backbones.resnet import prepare_crops
-from avaffect.features.extractors import register_extractor
+from avaffect.features.extractors.base import register_extractor
 from avaffect.features.weights import resolve_weights
 
 __all__ = ["R2Plus1D18Clip", "clip_indices", "KINETICS_MEAN", "KINETICS_STD"]

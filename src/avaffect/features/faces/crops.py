@@ -31,12 +31,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from avaffect.data.layout import crop_name, crop_path
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError, MediaError
 from avaffect.features.faces.align import align_crop
 from avaffect.features.faces.detectors import FaceDetector, get_detector
+from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.faces.tracking import FaceTracker, TrackerConfig
-from avaffect.features.media import DECODE_FIX, iter_video_frames
+from avaffect.media import DECODE_FIX, iter_video_frames
 
 __all__ = [
     "FaceTrack",
@@ -294,6 +296,18 @@ def track_faces(
     return track
 
 
+def read_crop(path: str | Path, size: int | None = None, gray: bool = False) -> np.ndarray | None:
+    """One face-crop image: RGB (or grayscale) uint8, resized to ``size x size`` when given (area
+    interpolation when shrinking, linear when enlarging); None when the file is missing or unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    if size is not None and img.shape[:2] != (size, size):
+        interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+    return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 def load_precomputed_crops(
     crops_dir: str | Path, num_frames: int, size: int = 112, blank_level: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -317,87 +331,60 @@ def load_precomputed_crops(
     boxes = np.full((num_frames, 4), np.nan, dtype=np.float32)
     unreadable = 0
     for i in range(num_frames):
-        path = crops_dir / f"{i + 1:05d}.jpg"
+        path = crop_path(crops_dir, i)
         if not path.is_file():
             continue
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
+        rgb = read_crop(path)
+        if rgb is None:
             unreadable += 1
             continue
-        if int(bgr.max()) <= blank_level:
+        if int(rgb.max()) <= blank_level:
             continue
-        h, w = bgr.shape[:2]
-        if (h, w) != (size, size):
-            interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-            bgr = cv2.resize(bgr, (size, size), interpolation=interp)
-        crops[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        crops[i] = read_crop(path, size) if (h, w) != (size, size) else rgb
         mask[i] = True
         boxes[i] = (0.0, 0.0, float(w), float(h))
     if unreadable:
         log.warning("%s: %d face crops unreadable; treated as no face", crops_dir, unreadable)
     if num_frames and not mask.any():
-        log.warning("%s: no usable face crop for any of the %d frames (expected 00001.jpg ...)", crops_dir, num_frames)
+        log.warning("%s: no usable face crop for any of the %d frames (expected %s ...)", crops_dir, num_frames,
+                    crop_name(0))
     return crops, mask, boxes
 
 
 def load_face_crops(
-    rec: Recording, size: int = 112, detector: str = "haar", **params: Any
+    rec: Recording, size: int = 112, detector: str = "haar", source: str = "auto", **params: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The face crops of a recording on its timeline ``rec.times``.
 
     Returns ``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T], boxes float32 [T, 4])``, boxes
     ``(x1, y1, x2, y2)`` in video pixels, NaN without a face (zero crop, mask False).
 
-    Source: with ``detector="precomputed"``, or with the default detector when the recording has
-    a crops folder (``rec.crops_dir``, Aff-Wild2 ``cropped_aligned``) and ``use_crops`` is not False,
-    the crops folder is read (:func:`load_precomputed_crops`, boxes are the crops' own extent).
-    Otherwise ``rec.video_path`` is decoded and ``detector`` + tracking + alignment run on it
-    (:func:`track_frames`; ``params``: its keywords and the detector's), each step taking the
-    decoded frame nearest in time. The result is kept in ``rec.extra`` so that later calls with the
-    same arguments on the same recording object reuse it.
+    ``source`` picks the crops folder or the video by the one rule of :mod:`avaffect.features.faces.source`.
+    From the crops folder (:func:`load_precomputed_crops`) the boxes are the crops' own extent; from the
+    video, ``detector`` + tracking + alignment run on it (:func:`track_frames`; ``params``: its keywords and
+    the detector's), each step taking the decoded frame nearest in time. The result is kept in ``rec.extra``
+    so that later calls with the same arguments on the same recording object reuse it.
     """
     size = _check_size(size)
-    cache_key = ("face_crops", size, detector, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    source = resolve_face_source(rec, source, detector)
+    cache_key = ("face_crops", size, detector, source, tuple(sorted((k, repr(v)) for k, v in params.items())))
     if cache_key in rec.extra:  # several extractors (and predict's overlay) share one detection pass
         return rec.extra[cache_key]
-    result = _load_face_crops(rec, size, detector, **params)
+    result = _load_face_crops(rec, size, detector, source, **params)
     rec.extra[cache_key] = result
     return result
 
 
 def _load_face_crops(
-    rec: Recording, size: int, detector: str, **params: Any
+    rec: Recording, size: int, detector: str, source: str, **params: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    params = dict(params)
-    use_crops = params.pop("use_crops", None)
-    precomputed = detector == "precomputed" or (
-        detector == "haar" and rec.crops_dir is not None and use_crops is not False
-    )
-    if use_crops is True and rec.crops_dir is None:
-        raise DataError(
-            None,
-            f"recording {rec.name} has no face crops folder (use_crops=True)",
-            "point the recording at its cropped_aligned/<video>/ folder or run a detector on the video",
-        )
-    if precomputed:
-        if rec.crops_dir is None:
-            raise DataError(
-                None,
-                f"recording {rec.name} has no face crops folder for the precomputed detector",
-                "point the recording at its cropped_aligned/<video>/ folder or run a detector "
-                "(e.g. detector='haar') on the video",
-            )
-        crop_params, det_params = split_params(params)
+    if source == "crops":
+        crop_params, det_params = split_params(dict(params))
         blank = int(det_params.pop("blank_level", 0))
         if crop_params or det_params:
             log.debug("%s: precomputed crops ignore %s", rec.name, sorted({**crop_params, **det_params}))
         return load_precomputed_crops(rec.crops_dir, rec.num_frames, size, blank)
-    if rec.video_path is None:
-        raise DataError(
-            None,
-            f"recording {rec.name} has neither a video nor a face crops folder",
-            "give the recording's video path (or its cropped_aligned folder)",
-        )
     track = track_faces(rec.video_path, detector, size, rec.times, **params)
     log.info(
         "%s: face in %d/%d steps, detector %.1f frames/s",

@@ -31,17 +31,24 @@ from pathlib import Path
 import numpy as np
 
 from avaffect.config import RunConfig, load_config
+from avaffect.data.datasets import load_dataset
+from avaffect.data.folds import assign_fold, read_split
+from avaffect.data.layout import SPLITS
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError
+from avaffect.evaluation.ensemble import ensemble_predictions
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.postprocess import PostProcessor
-from avaffect.evaluation.reports import plot_recording, write_json, write_predictions_csv
-from avaffect.training.datamodule import RecordingFeatures
+from avaffect.evaluation.reports import plot_recording, write_predictions_csv
+from avaffect.features.pipeline import RecordingFeatures
+from avaffect.files import write_json
+from avaffect.models.checkpoint import load_checkpoint
+from avaffect.training.protocols import find_runs
+from avaffect.training.run import CONFIG_FILE, MODEL_FILE
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("validation", "test", "train")
 
 
 @dataclass
@@ -63,16 +70,14 @@ def _dataset_split(cfg: RunConfig, split: str) -> str:
 
 def load_run(run_dir: str | Path, data_root: str | Path | None = None):
     """``(config, model, checkpoint meta)`` of a finished run; ``data_root`` overrides ``data.root``."""
-    from avaffect.models.checkpoint import load_checkpoint
-
     run_dir = Path(run_dir)
-    if not (run_dir / "model.safetensors").is_file():
+    if not (run_dir / MODEL_FILE).is_file():
         raise AvaffectError(f"{run_dir}: no model.safetensors — not a finished run (train it first, or point "
                             "at a run folder such as OUT/fold0/seed0)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / CONFIG_FILE)
     if data_root is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": Path(data_root)})})
-    model, meta = load_checkpoint(run_dir / "model.safetensors")
+    model, meta = load_checkpoint(run_dir / MODEL_FILE)
     return cfg, model, meta
 
 
@@ -80,11 +85,7 @@ def run_recordings(cfg: RunConfig, run_dir: str | Path | None = None,
                    recordings: list[Recording] | None = None) -> list[Recording]:
     """The dataset as the run saw it: loaded from ``cfg.data`` (unless given), with the fold split of
     ``run_dir/split.json`` applied when the run has one."""
-    from avaffect.training.protocols import assign_fold, read_split
-
     if recordings is None:
-        from avaffect.data.datasets import load_dataset
-
         recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
     fold = read_split(run_dir) if run_dir is not None else None
     if fold is not None:
@@ -106,10 +107,7 @@ def _select(cfg: RunConfig, recordings: Sequence[Recording], split: str) -> list
 def features_for(cfg: RunConfig, recs: Sequence[Recording], targets: Sequence[str],
                  progress: bool = False) -> list[RecordingFeatures]:
     """Features of ``recs`` from the run's store (extracted where missing), aligned and checked."""
-    from avaffect.training.run import ensure_features, load_features
-
-    store, audio_ex, video_ex = ensure_features(cfg, list(recs), progress)
-    return [load_features(store, audio_ex, video_ex, r, tuple(targets)) for r in recs]
+    return cfg.feature_pipeline().load_all(list(recs), tuple(targets), progress)
 
 
 def predict_features(model, feats: Sequence[RecordingFeatures], window: int, hop: int) -> dict[str, np.ndarray]:
@@ -129,8 +127,7 @@ def evaluate_run(run_dir: str | Path, split: str = "validation", protocol: str |
     protocol = protocol or cfg.evaluation.protocol
     postprocess = cfg.postprocess.enabled if postprocess is None else postprocess
     prep = meta["preprocessing"]
-    targets = list(prep.get("targets", cfg.training.targets))
-    window, hop = int(prep.get("window", cfg.training.window)), int(prep.get("hop", cfg.training.hop))
+    targets, window, hop = list(prep.targets), prep.window, prep.hop
     recs = run_recordings(cfg, run_dir, recordings)
     feats = features_for(cfg, _select(cfg, recs, split), targets, progress)
     preds = predict_features(model, feats, window, hop)
@@ -154,8 +151,6 @@ def evaluate_ensemble(protocol_dir: str | Path, split: str = "test", protocol: s
                       recordings: list[Recording] | None = None, data_root: str | Path | None = None,
                       max_plots: int = 8, progress: bool = False) -> EvalResult:
     """Average the predictions of every finished run under ``protocol_dir`` on the dataset's ``split``."""
-    from avaffect.training.protocols import ensemble_predictions, find_runs
-
     protocol_dir = Path(protocol_dir)
     runs = find_runs(protocol_dir)
     if not runs:
@@ -165,12 +160,10 @@ def evaluate_ensemble(protocol_dir: str | Path, split: str = "test", protocol: s
     for run in runs:
         cfg, model, meta = load_run(run, data_root)
         prep = meta["preprocessing"]
-        run_targets = list(prep.get("targets", cfg.training.targets))
+        run_targets = list(prep.targets)
         if targets is None:
             targets, first_cfg = run_targets, cfg
             if recordings is None:
-                from avaffect.data.datasets import load_dataset
-
                 recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
         elif run_targets != targets:
             raise AvaffectError(f"{run}: predicts {run_targets}, the other runs {targets}; ensemble runs of one "
@@ -179,7 +172,7 @@ def evaluate_ensemble(protocol_dir: str | Path, split: str = "test", protocol: s
         if key != feature_key:  # features depend on the run's extractors only
             feats = features_for(cfg, _select(cfg, recordings, split), targets, progress)
             feature_key = key
-        pred_sets.append(predict_features(model, feats, int(prep["window"]), int(prep["hop"])))
+        pred_sets.append(predict_features(model, feats, prep.window, prep.hop))
     preds = ensemble_predictions(pred_sets)
     protocol = protocol or first_cfg.evaluation.protocol
     header = {"ensemble_of": [r.relative_to(protocol_dir).as_posix() for r in runs], "run_dir": str(protocol_dir)}
@@ -193,10 +186,8 @@ def evaluate_ensemble(protocol_dir: str | Path, split: str = "test", protocol: s
 def evaluate_path(path: str | Path, split: str = "validation", **kwargs) -> EvalResult:
     """A run folder → :func:`evaluate_run`; a protocol folder (``fold*/seed*``) → :func:`evaluate_ensemble`."""
     path = Path(path)
-    if (path / "model.safetensors").is_file():
+    if (path / MODEL_FILE).is_file():
         return evaluate_run(path, split, **kwargs)
-    from avaffect.training.protocols import find_runs
-
     if find_runs(path):
         if kwargs.pop("postprocess", None):
             raise AvaffectError(f"{path}: post-processing a fold ensemble is not supported (the fold models saw "

@@ -12,9 +12,11 @@ Rules at the edges (documented, never silent):
 - **A video without audio**: the audio features are set to the training mean (zero after
   normalisation), the summary says ``"audio": "missing"`` and a warning is logged; predictions then
   rest on the face alone.
-- **Face source**: a checkpoint trained on Aff-Wild2-style ``cropped_aligned`` crops uses the crops of a
-  video that sits in such a layout (``<root>/<videos>/<name>.mp4`` with ``<root>/cropped_aligned/<name>/``),
-  so predictions there reproduce ``evaluate``; any other video goes through the face detector.
+- **Face source**: the checkpoint's preprocessing spec says where training took its faces from. A model
+  trained on a dataset's own crops (Aff-Wild2 ``cropped_aligned``) reproduces ``evaluate`` on a video only
+  when that video's crops folder is given (``crops_dir`` / ``predict --crops``); otherwise — and for a model
+  trained on detected faces — the face detector and crop size of the spec run on the video. Nothing is
+  guessed from the video's path.
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avaffect.data.affwild2 import CROPS_DIR, crop_indices
 from avaffect.data.folder import recording_from_video
-from avaffect.data.recording import Recording
+from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, NoAudioStreamError
 from avaffect.evaluation.inference import predict_recording
+from avaffect.evaluation.overlay import write_overlay
+from avaffect.evaluation.reports import plot_recording
 from avaffect.features.extractors import Extractor, get_extractor
+from avaffect.features.faces import load_face_crops
+from avaffect.features.pipeline import face_mask_from_features
+from avaffect.features.preprocessing import ExtractorRecord
 from avaffect.features.weights import sha256sum
+from avaffect.files import atomic_write_text
 from avaffect.models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -61,43 +68,39 @@ class Predictor:
         self.device = device
         self.model, self.meta = load_checkpoint(self.checkpoint, device=device)
         self.spec = self.meta["preprocessing"]
-        self.targets = list(self.spec.get("targets", ["valence", "arousal"]))
+        self.targets = list(self.spec.targets)
         self.checkpoint_id = sha256sum(self.checkpoint)[:16]
-        self.audio_ex = self._extractor("audio_extractor")
-        self.video_ex = self._extractor("video_extractor")
+        self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
+        self.video_ex = self._extractor("video extractor", self.spec.video_extractor)
 
-    def _extractor(self, key: str) -> Extractor:
-        spec = self.spec[key]
+    def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
-            ex = get_extractor(spec["name"], **spec.get("params", {}))
+            ex = get_extractor(record.name, **record.params)
         except AvaffectError as e:
-            raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {key.replace('_', ' ')} "
-                                f"{spec['name']!r} this checkpoint was trained with: {e}") from None
+            raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {what} {record.name!r} this checkpoint "
+                                f"was trained with: {e}") from None
         if hasattr(ex, "weights_path"):  # a learned backbone: its weight file must be here, say which if not
             try:
                 ex.weights_path()
             except AvaffectError as e:
-                raise AvaffectError(f"{self.checkpoint}: the {key.replace('_', ' ')} {spec['name']!r} this "
-                                    f"checkpoint was trained with needs its weights: {e}") from None
-        if spec.get("id") and ex.id != spec["id"]:
+                raise AvaffectError(f"{self.checkpoint}: the {what} {record.name!r} this checkpoint was trained "
+                                    f"with needs its weights: {e}") from None
+        if record.id and ex.id != record.id:
             log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
-                        self.checkpoint, spec["name"], ex.id, spec["id"])
+                        self.checkpoint, record.name, ex.id, record.id)
         return ex
 
-    def recording(self, video: str | Path) -> Recording:
-        """The video as a recording, with the checkpoint's face source."""
-        rec = recording_from_video(video)
-        crops = Path(video).resolve().parent.parent / CROPS_DIR / Path(video).stem
-        if self.spec.get("faces", {}).get("source") == "cropped_aligned" and crops.is_dir():
-            rec.crops_dir = crops
-            idx = crop_indices(crops)
-            rec.face_mask = np.zeros(rec.num_frames, dtype=bool)
-            rec.face_mask[idx[idx < rec.num_frames]] = True
+    def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
+        """The video as a recording; with ``crops_dir`` its faces come from that crops folder."""
+        rec = recording_from_video(video, crops_dir=crops_dir)
+        if self.spec.faces.source == "crops" and crops_dir is None:
+            log.info("%s: the model was trained on a dataset's face crops; without --crops the %s detector runs "
+                     "on the video instead", video, self.spec.faces.detector)
         return rec
 
-    def __call__(self, video: str | Path) -> Prediction:
+    def __call__(self, video: str | Path, crops_dir: str | Path | None = None) -> Prediction:
         t0 = time.perf_counter()
-        rec = self.recording(video)
+        rec = self.recording(video, crops_dir)
         audio_missing = False
         try:
             audio = self.audio_ex.extract(rec)
@@ -107,17 +110,15 @@ class Predictor:
                         "training mean)", video)
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (rec.num_frames, 1))
         boxes = None
-        params = self.video_ex.params
-        if rec.crops_dir is None and "detector" in params:  # detect once: the extractor reuses it (cached)
-            from avaffect.features.faces import load_face_crops
-
-            _, _, boxes = load_face_crops(rec, size=params.get("crop_size", 112), detector=params["detector"])
+        faces = self.spec.faces
+        if rec.crops_dir is None:  # detect once, for the overlay's boxes: the extractor reuses it (cached)
+            _, _, boxes = load_face_crops(rec, size=faces.crop_size, detector=faces.detector)
         video_feats = self.video_ex.extract(rec)
-        face_mask = rec.face_mask & np.any(video_feats != 0, axis=1)
+        face_mask = face_mask_from_features(rec.face_mask, video_feats)
         t_features = time.perf_counter() - t0
         t1 = time.perf_counter()
-        pred = predict_recording(self.model, audio, video_feats, face_mask, int(self.spec["window"]),
-                                 int(self.spec["hop"]), device=self.device)
+        pred = predict_recording(self.model, audio, video_feats, face_mask, self.spec.window, self.spec.hop,
+                                 device=self.device)
         t_model = time.perf_counter() - t1
         wall = time.perf_counter() - t0
         duration = float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
@@ -132,8 +133,8 @@ class Predictor:
             **{f"{t}_{s}": float(getattr(np, s)(pred[:, k])) for k, t in enumerate(self.targets)
                for s in ("mean", "std")},
             "model": self.meta["model"]["name"], "checkpoint": str(self.checkpoint),
-            "checkpoint_sha256_16": self.checkpoint_id, "face_source": "cropped_aligned" if rec.crops_dir else
-            self.video_ex.params.get("detector", "detector"),
+            "checkpoint_sha256_16": self.checkpoint_id, "face_source": "crops" if rec.crops_dir else
+            faces.detector,
             "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3)},
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None,
             "device": self.device,
@@ -141,31 +142,27 @@ class Predictor:
         return Prediction(frame, summary, boxes)
 
 
-def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu") -> pd.DataFrame:
+def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
+            crops_dir: str | Path | None = None) -> pd.DataFrame:
     """Per-frame predictions for one video: ``frame,time,valence,arousal,face_detected``.
 
     The summary (means, face fraction, timings, real-time factor) is in ``df.attrs["summary"]``.
     Load a :class:`Predictor` once to run many videos."""
-    result = Predictor(checkpoint, device)(video)
+    result = Predictor(checkpoint, device)(video, crops_dir)
     result.frame.attrs["summary"] = result.summary
     return result.frame
 
 
 def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: bool = False) -> dict[str, Path]:
     """``<name>.csv``, ``<name>.json``, ``<name>.png`` and with ``overlay`` ``<name>_overlay.mp4``."""
-    from avaffect.evaluation.reports import atomic_write_text, plot_recording
-
     out_dir = Path(out_dir)
     paths = {"csv": out_dir / f"{name}.csv", "json": out_dir / f"{name}.json", "png": out_dir / f"{name}.png"}
     atomic_write_text(paths["csv"], result.frame.to_csv(index=False, float_format="%.6f"))
-    targets = [t for t in ("valence", "arousal") if t in result.frame]
+    targets = [t for t in TARGETS if t in result.frame]
     plot_recording(paths["png"], f"{name} — {result.summary['model']}", result.frame["time"].to_numpy(),
                    result.frame[targets].to_numpy(), None, targets, result.frame["face_detected"].to_numpy())
     if overlay:
-        from avaffect.evaluation.overlay import write_overlay
-
         t0 = time.perf_counter()
-        targets = [t for t in ("valence", "arousal") if t in result.frame]
         values = result.frame[targets].to_numpy()
         if values.shape[1] == 1:
             values = np.concatenate([values, np.full_like(values, np.nan)], axis=1)

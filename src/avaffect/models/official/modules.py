@@ -1,20 +1,7 @@
-"""Reference-compatible re-implementations of the authors' released fusion modules (SPEC §4.6, §9).
+"""The authors' released fusion modules, re-implemented under their parameter names (SPEC §4.6, §9).
 
-These modules reproduce the *released code*, not the papers, so that the authors' checkpoints load with
-``load_state_dict(strict=True)`` under their own parameter names and give the same outputs. Variants:
-
-=====================  ==========================================================================
-``rja_icassp23``       RJA (recurrent joint attention): U-BLSTMs, audio-guided spatial attention,
-                       recursive JCA, J-BLSTM, two regression heads.
-``dca_icme24``         DCA (dynamic cross-attention): RJA plus a 2-way gate per modality.
-``jca_tbiom23``        JCA: spatial attention on the normalised audio, co-attention, J-BLSTM, heads
-                       (no U-BLSTMs).
-``rjcma_dcn3_block``   The 3-modality recursive co-attention block of RJCMA: ``block(x1, x2, x3)``.
-=====================  ==========================================================================
-
-Entry points: :func:`from_official` (state dict → module in eval mode, sizes inferred from the tensors),
-:func:`build_official` (fresh, randomly initialised module from explicit sizes), :func:`infer_sizes`,
-:func:`convert_official` (authors' checkpoint file → ``model.safetensors``) and :func:`load_converted`.
+Each class mirrors one module of the released code, so that a checkpoint loads with
+``load_state_dict(strict=True)`` and gives the same outputs; the equations are in the docstrings.
 
 Deviations of the released code from the papers, all reproduced here on purpose:
 
@@ -39,26 +26,19 @@ Deviations of the released code from the papers, all reproduced here on purpose:
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avaffect.errors import AvaffectError, ConfigError
-from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
+from avaffect.errors import ConfigError
 
-FORMAT = "avaffect-official-1"
 GATE_TEMPERATURE = 0.1
 
 __all__ = [
-    "FORMAT",
-    "VARIANTS",
+    "GATE_TEMPERATURE",
     "CAMSizes",
     "DCNSizes",
     "OfficialBLSTM",
@@ -68,12 +48,6 @@ __all__ = [
     "DCNLayer",
     "DCNStack",
     "OfficialCAM",
-    "build_official",
-    "infer_sizes",
-    "guess_variant",
-    "from_official",
-    "convert_official",
-    "load_converted",
 ]
 
 
@@ -378,225 +352,3 @@ class OfficialCAM(nn.Module):
         if mask is not None:
             y = y * mask[..., None].to(y.dtype)
         return y
-
-
-# ------------------------------------------------------------------------------------------ variants
-
-VARIANTS: dict[str, dict] = {
-    "rja_icassp23": {"kind": "cam", "extractors": True, "gates": False,
-                     "summary": "RJA (ICASSP 2023): U-BLSTMs + recursive JCA + J-BLSTM"},
-    "dca_icme24": {"kind": "cam", "extractors": True, "gates": True,
-                   "summary": "DCA (ICME 2024): RJA + 2-way gates (T = 0.1)"},
-    "jca_tbiom23": {"kind": "cam", "extractors": False, "gates": False,
-                    "summary": "JCA (T-BIOM 2023): spatial attention + JCA + J-BLSTM"},
-    "rjcma_dcn3_block": {"kind": "dcn", "summary": "RJCMA 3-modality recursive co-attention block"},
-}
-
-
-def _check_variant(variant: str) -> dict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown official variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    return VARIANTS[variant]
-
-
-def build_official(variant: str, sizes: CAMSizes | DCNSizes | Mapping) -> nn.Module:
-    """A fresh (randomly initialised, training mode) module of ``variant`` with explicit ``sizes``."""
-    spec = _check_variant(variant)
-    if spec["kind"] == "cam":
-        if not isinstance(sizes, CAMSizes):
-            sizes = CAMSizes(**dict(sizes))
-        return OfficialCAM(sizes, extractors=spec["extractors"], gates=spec["gates"])
-    if not isinstance(sizes, DCNSizes):
-        sizes = DCNSizes(**dict(sizes))
-    return DCNStack(sizes.dims, sizes.length, sizes.iterations, use_query=False)
-
-
-def _sizes_of(module: nn.Module) -> CAMSizes | DCNSizes:
-    if isinstance(module, OfficialCAM):
-        return module.sizes
-    if isinstance(module, DCNStack):
-        return DCNSizes(module.dims, module.length, len(module.dcn_layers))
-    raise TypeError(f"not an official module: {type(module).__name__}")
-
-
-def guess_variant(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    """The variant whose key layout ``state_dict`` has, or None."""
-    keys = set(_strip_prefix(state_dict))
-    if any(k.startswith("dcn_layers.") for k in keys):
-        return "rjcma_dcn3_block"
-    if not any(k.startswith("coattn.dcn_layers.") for k in keys) or "Joint.init_hidden" not in keys:
-        return None
-    if "video_gating_fc_layer.weight" in keys:
-        return "dca_icme24"
-    if "audio_extract.init_hidden" in keys:
-        return "rja_icassp23"
-    return "jca_tbiom23"
-
-
-def _iteration_count(keys, prefix: str) -> int:
-    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
-    idx = {int(m.group(1)) for k in keys if (m := pat.match(k))}
-    if not idx:
-        return 0
-    if idx != set(range(len(idx))):
-        raise ConfigError(f"co-attention iterations {sorted(idx)} are not numbered 0..{len(idx) - 1} "
-                          f"(keys {prefix}<t>.*); the state dict is incomplete")
-    return len(idx)
-
-
-def _mismatch(variant: str, state_dict: Mapping, missing: list[str], unexpected: list[str], extra: str = "",
-              ) -> ConfigError:
-    def show(keys: list[str]) -> str:
-        keys = sorted(keys)
-        more = f" … (+{len(keys) - 8} more)" if len(keys) > 8 else ""
-        return ", ".join(keys[:8]) + more
-
-    parts = [f"the state dict does not match official variant {variant!r}"]
-    if missing:
-        parts.append(f"missing keys: {show(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys: {show(unexpected)}")
-    if extra:
-        parts.append(extra)
-    guess = guess_variant(state_dict)
-    if guess is not None and guess != variant:
-        parts.append(f"its keys look like variant {guess!r} — pass variant={guess!r}")
-    else:
-        parts.append("check that the checkpoint comes from the authors' code for this variant "
-                     f"(variants: {', '.join(VARIANTS)})")
-    return ConfigError("; ".join(parts))
-
-
-_SIZE_KEYS = {
-    "cam": ("Joint.init_hidden", "Joint.linear.weight", "vregressor.0.weight",
-            "coattn.dcn_layers.0.dense_coattn.key1_linear.weight", "video_attn.attn.affine_v.weight"),
-    "dcn": ("dcn_layers.0.dense_coattn.key1_linear.weight", "dcn_layers.0.dense_coattn.value1_linear.weight"),
-}
-
-
-def infer_sizes(state_dict: Mapping[str, torch.Tensor], variant: str) -> CAMSizes | DCNSizes:
-    """Read the sizes of ``variant`` off the tensors of ``state_dict`` (authors' names).
-
-    CAM variants: D = rows of ``Joint.linear.weight``, H = rows of ``vregressor.0.weight``, L = size of
-    ``key1_linear``, iterations = number of ``coattn.dcn_layers.<t>``, LSTM layers = rows of
-    ``Joint.init_hidden`` / 4, regions = rows of ``affine_v``. 3-modal block: d_m = size of
-    ``value<m>_linear``, L = size of ``key1_linear``, iterations = number of ``dcn_layers.<t>``.
-    """
-    spec = _check_variant(variant)
-    sd = _strip_prefix(state_dict)
-    missing = [k for k in _SIZE_KEYS[spec["kind"]] if k not in sd]
-    if missing:
-        raise _mismatch(variant, sd, missing, [], "cannot infer the sizes")
-    try:
-        if spec["kind"] == "dcn":
-            p = "dcn_layers.0.dense_coattn."
-            n_mod = len([k for k in sd if re.fullmatch(re.escape(p) + r"value\d+_linear\.weight", k)])
-            dims = tuple(int(sd[f"{p}value{m}_linear.weight"].shape[0]) for m in range(1, n_mod + 1))
-            return DCNSizes(dims, int(sd[p + "key1_linear.weight"].shape[0]), _iteration_count(sd, "dcn_layers."))
-        return CAMSizes(
-            dim=int(sd["Joint.linear.weight"].shape[0]),
-            head_hidden=int(sd["vregressor.0.weight"].shape[0]),
-            length=int(sd["coattn.dcn_layers.0.dense_coattn.key1_linear.weight"].shape[0]),
-            iterations=_iteration_count(sd, "coattn.dcn_layers."),
-            lstm_layers=max(1, int(sd["Joint.init_hidden"].shape[0]) // 4),
-            regions=int(sd["video_attn.attn.affine_v.weight"].shape[0]),
-        )
-    except KeyError as e:  # e.g. value2_linear missing while value3_linear is present
-        raise _mismatch(variant, sd, [str(e.args[0])], [], "cannot infer the sizes") from None
-    except (AttributeError, IndexError, TypeError) as e:
-        raise _mismatch(variant, sd, [], [], f"cannot infer the sizes ({e})") from None
-
-
-def _strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
-    """Drop a DataParallel ``module.`` prefix (from every key that has it)."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
-
-
-def from_official(state_dict: Mapping[str, torch.Tensor], variant: str) -> nn.Module:
-    """Build ``variant`` with sizes inferred from ``state_dict`` (authors' names; a ``module.`` prefix is
-    dropped), load it strictly and return it in eval mode.
-
-    ``rja_icassp23`` / ``dca_icme24`` / ``jca_tbiom23``: ``forward(audio, video) → [B, L, 2]`` (valence,
-    arousal). ``rjcma_dcn3_block``: ``forward(x1, x2, x3) → (y1, y2, y3)``. Raises ConfigError naming the
-    missing / unexpected keys when the state dict does not match the variant.
-    """
-    _check_variant(variant)
-    if not isinstance(state_dict, Mapping) or not all(torch.is_tensor(v) for v in state_dict.values()):
-        raise ConfigError("from_official needs a state dict (a mapping of parameter names to tensors); "
-                          "for a checkpoint file use convert_official")
-    sd = _strip_prefix(state_dict)
-    model = build_official(variant, infer_sizes(sd, variant))
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise _mismatch(variant, sd, missing, unexpected)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:  # shape mismatches
-        detail = " ".join(str(e).split())
-        raise _mismatch(variant, sd, [], [], f"tensor shapes disagree with the inferred sizes ({detail})") from None
-    return model.eval()
-
-
-# ----------------------------------------------------------------------------------------- converter
-
-
-def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise AvaffectError(f"{path}: checkpoint file not found — pass the path of the authors' .pt/.pth file")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors of several types for files that hold more than tensors
-        raise AvaffectError(
-            f"{path}: cannot be read as tensors with torch.load(weights_only=True) ({type(e).__name__}: it holds "
-            "pickled Python objects or is not a torch file); if you trust the file, re-save its state dict alone, "
-            "e.g. torch.save(torch.load(p, weights_only=False)['state_dict'], 'clean.pt'), and convert that"
-        ) from None
-    for key in ("state_dict", "net", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise AvaffectError(f"{path}: no state dict found (expected a dict of tensors, or one under a "
-                            "'state_dict', 'net' or 'model' key) — is this an authors' fusion checkpoint?")
-    return {str(k): v for k, v in obj.items()}
-
-
-def convert_official(checkpoint_path: str | Path, variant: str, out_dir: str | Path) -> Path:
-    """Convert an authors' checkpoint of ``variant`` to ``out_dir/model.safetensors`` (atomic write).
-
-    The file may hold a plain state dict or one under ``state_dict`` / ``net`` / ``model``; a DataParallel
-    ``module.`` prefix is stripped. The metadata records ``format``, ``variant`` and the inferred ``sizes``
-    (JSON), which :func:`load_converted` uses to rebuild the module.
-    """
-    _check_variant(variant)
-    path = Path(checkpoint_path)
-    model = from_official(_read_checkpoint(path), variant)
-    dst = Path(out_dir) / "model.safetensors"
-    meta = {"format": FORMAT, "variant": variant, "sizes": json.dumps(asdict(_sizes_of(model)))}
-    write_tagged(dst, model.state_dict(), meta)
-    return dst
-
-
-def load_converted(path: str | Path) -> nn.Module:
-    """Rebuild a module written by :func:`convert_official` (a ``model.safetensors`` file or its folder),
-    in eval mode."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    meta = read_tagged_metadata(path, FORMAT, "a converted official model",
-                                "convert the authors' checkpoint with convert_official")
-    variant = meta.get("variant", "")
-    try:
-        sizes = json.loads(meta["sizes"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise AvaffectError(f"{path}: metadata 'sizes' missing or invalid ({e}) — re-run convert_official") from None
-    model = build_official(variant, sizes)
-    try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except RuntimeError as e:
-        raise AvaffectError(f"{path}: weights do not match the recorded sizes ({' '.join(str(e).split())[:400]}) "
-                            "— re-run convert_official") from None
-    return model.eval()

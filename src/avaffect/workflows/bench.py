@@ -43,7 +43,7 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
     (networks with random weights when none are installed: speed does not depend on the values)."""
     from avaffect.features.extractors import get_extractor, list_extractors
     from avaffect.features.faces import track_faces
-    from avaffect.features.media import iter_video_frames, read_audio
+    from avaffect.media import iter_video_frames, read_audio
 
     recs = [recording_from_video(v) for v in videos]
     frames = sum(r.num_frames for r in recs)
@@ -81,7 +81,7 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
 
 def bench_predict(checkpoint: Path, videos: list[Path], device: str = "cpu") -> list[dict]:
     """Real-time factor (video seconds per wall second) of ``predict`` end to end."""
-    from avaffect.prediction import Predictor
+    from avaffect.workflows.predict import Predictor
 
     predictor = Predictor(checkpoint, device)
     predictor(videos[0])  # warm-up

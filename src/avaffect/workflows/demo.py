@@ -11,8 +11,9 @@ import yaml
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
-from avaffect.evaluation.reports import atomic_write_text, plot_recordings, write_json
-from avaffect.training.run import ensure_features, train
+from avaffect.evaluation.reports import plot_recordings
+from avaffect.files import atomic_write_text, write_json
+from avaffect.training.run import train
 
 DEMO_MODELS = ("audio_only", "video_only", "concat", "rjca")
 
@@ -33,7 +34,7 @@ def run_demo(out: str | Path = "demo_out", synth: SynthConfig | None = None, mod
     write_synthetic_dataset(data_root, synth or SynthConfig(), progress=progress)
     recordings = load_affwild2(data_root, splits=("train", "validation"))
     base = make_config(demo_config_dict(), {"data": {"root": str(data_root)}, **(overrides or {})})
-    ensure_features(base, recordings, progress)
+    base.feature_pipeline().ensure(recordings, progress)
     results, timings = {}, {}
     for name in models:
         cfg = base.model_copy(update={"model": base.model.model_copy(update={"name": name})})

@@ -1,0 +1,127 @@
+"""``face_hog`` (video): HOG + a coarse intensity grid of each face crop; needs no downloaded weights."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import ConfigError, DataError
+from avaffect.features.extractors.base import Extractor, register_extractor
+from avaffect.features.faces.crops import load_face_crops, read_crop
+from avaffect.features.faces.source import FACE_SOURCES, resolve_face_source
+
+log = logging.getLogger(__name__)
+
+
+@register_extractor
+class FaceHOG(Extractor):
+    """HOG + coarse intensity grid of each face crop.
+
+    Each crop (``rec.crop_path(i)`` where ``rec.face_mask[i]``) is read as grayscale, resized to
+    ``size x size`` (area interpolation), and described by an OpenCV HOG (``cell`` px cells,
+    ``block`` px blocks moved by ``block_stride``, ``nbins`` orientations, L2-Hys block norm)
+    followed by the crop downsampled to ``grid x grid`` in [0, 1]. Steps without a face, and
+    steps whose crop file is missing or unreadable, are zeros. Missing files are logged; if every
+    crop the mask promises is missing the recording fails (the crops folder is probably wrong).
+
+    A recording without a crops folder (a raw video), or any recording with ``source="video"``, gets
+    its crops from the face pipeline (:func:`avaffect.features.faces.load_face_crops` with ``detector``,
+    ``crop_size``): detection, tracking, eye-levelling alignment; steps where no face is found are zeros.
+    ``source="auto"`` (default) prefers the dataset's crops (Aff-Wild2 ``cropped_aligned``) when present.
+    """
+
+    name = "face_hog"
+    modality = "video"
+    version = "1"
+    defaults = {"size": 64, "cell": 8, "block": 16, "block_stride": 16, "nbins": 9, "grid": 8,
+                "detector": "haar", "crop_size": 112, "source": "auto"}
+    _transient = ("_hog",)
+
+    def validate(self) -> None:
+        p = self.params
+        for key in ("size", "cell", "block", "block_stride", "nbins", "grid", "crop_size"):
+            if not isinstance(p[key], int) or p[key] <= 0:
+                raise ConfigError(f"face_hog: {key} must be a positive integer, got {p[key]!r}")
+        if p["block"] % p["cell"] or p["block"] > p["size"] or (p["size"] - p["block"]) % p["block_stride"]:
+            raise ConfigError(
+                "face_hog: need block a multiple of cell, block <= size and (size - block) a multiple of "
+                f"block_stride; got size={p['size']}, cell={p['cell']}, block={p['block']}, "
+                f"block_stride={p['block_stride']}"
+            )
+        if p["grid"] > p["size"]:
+            raise ConfigError(f"face_hog: grid ({p['grid']}) must not exceed size ({p['size']})")
+        if p["source"] not in FACE_SOURCES:
+            raise ConfigError(f"face_hog: source must be one of {', '.join(FACE_SOURCES)}, got {p['source']!r}")
+
+    @property
+    def hog_dim(self) -> int:
+        p = self.params
+        blocks = (p["size"] - p["block"]) // p["block_stride"] + 1
+        return blocks * blocks * (p["block"] // p["cell"]) ** 2 * p["nbins"]
+
+    @property
+    def dim(self) -> int:
+        return self.hog_dim + self.params["grid"] ** 2
+
+    def _descriptor(self) -> cv2.HOGDescriptor:
+        hog = self.__dict__.get("_hog")
+        if hog is None:
+            p = self.params
+            hog = cv2.HOGDescriptor(
+                (p["size"], p["size"]),
+                (p["block"], p["block"]),
+                (p["block_stride"], p["block_stride"]),
+                (p["cell"], p["cell"]),
+                p["nbins"],
+            )
+            self._hog = hog
+        return hog
+
+    def describe_crop(self, gray: np.ndarray) -> np.ndarray:
+        """Feature vector ``[dim]`` of one grayscale uint8 crop of any size."""
+        size, grid = self.params["size"], self.params["grid"]
+        if gray.shape[:2] != (size, size):
+            gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+        out = np.empty(self.dim, dtype=np.float32)
+        out[: self.hog_dim] = self._descriptor().compute(gray).reshape(-1)
+        out[self.hog_dim :] = cv2.resize(gray, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
+        return out
+
+    def _extract_detected(self, rec: Recording) -> np.ndarray:
+        crops, face_mask, _ = load_face_crops(rec, size=self.params["crop_size"], detector=self.params["detector"],
+                                              source="video")
+        out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
+        # from the raw video the detector decides which steps hold a face
+        for i in np.flatnonzero(face_mask):
+            out[i] = self.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
+        return out
+
+    def extract(self, rec: Recording) -> np.ndarray:
+        if resolve_face_source(rec, self.params["source"], self.params["detector"]) == "video":
+            return self._extract_detected(rec)
+        out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
+        steps = np.flatnonzero(rec.face_mask)
+        if len(steps) == 0:
+            return out
+        missing = 0
+        for i in steps:
+            gray = read_crop(rec.crop_path(int(i)), gray=True)  # described at the crop's own size
+            if gray is None:
+                missing += 1
+                continue
+            out[i] = self.describe_crop(gray)
+        if missing == len(steps):
+            raise DataError(
+                rec.crops_dir,
+                f"none of the {len(steps)} face crops of recording {rec.name} could be read "
+                f"(e.g. {rec.crop_path(int(steps[0])).name})",
+                "check the crops folder (Aff-Wild2 naming: 00001.jpg, 1-based) or re-run face cropping",
+            )
+        if missing:
+            log.warning(
+                "%s: %d of %d face crops missing or unreadable; zeros used", rec.name, missing, len(steps)
+            )
+        return out

@@ -1,0 +1,139 @@
+"""``logmel_stats`` (audio): window statistics of log-mel frames, log-energy and a periodicity proxy;
+needs no downloaded weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import ConfigError
+from avaffect.features.align import CONTEXTS, align_to_timeline
+from avaffect.features.audio import frame_signal, log_mel_spectrogram
+from avaffect.features.extractors.base import Extractor, audio_source, register_extractor
+from avaffect.media import read_audio
+
+
+def _periodicity(
+    frames: np.ndarray, sample_rate: int, fmin: float, fmax: float, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: peak of the normalised autocorrelation in the pitch-lag range, and log2 of its f0.
+
+    Vectorised over frames with FFTs (in chunks of ``chunk`` frames to bound memory). The lag is
+    the peak of the energy-normalised (biased) autocorrelation, which favours the shortest period;
+    the strength is the unbiased value there (divided by the overlap ``n - k`` instead of ``n``),
+    clipped to [0, 1] (a voicing strength).
+    """
+    if len(frames) > chunk:
+        parts = [
+            _periodicity(frames[i : i + chunk], sample_rate, fmin, fmax, chunk)
+            for i in range(0, len(frames), chunk)
+        ]
+        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+    n = frames.shape[1]
+    x = frames.astype(np.float64)
+    x -= x.mean(axis=1, keepdims=True)
+    nfft = int(2 ** np.ceil(np.log2(2 * n)))
+    spec = np.fft.rfft(x, n=nfft, axis=1)
+    ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=nfft, axis=1)[:, :n]
+    lag_lo = max(1, int(np.floor(sample_rate / fmax)))
+    lag_hi = min(n - 1, int(np.ceil(sample_rate / fmin)))
+    lags = np.arange(lag_lo, lag_hi + 1)
+    r0 = ac[:, :1]
+    biased = np.where(r0 > 1e-10, ac[:, lags] / np.maximum(r0, 1e-10), 0.0)
+    best = np.argmax(biased, axis=1)  # the biased form favours the shortest period: no octave drops
+    rows = np.arange(len(biased))
+    strength = np.clip(biased[rows, best] * n / (n - lags[best]), 0.0, 1.0)
+    f0 = sample_rate / lags[best]
+    return strength, np.log2(f0)
+
+
+@register_extractor
+class LogMelStats(Extractor):
+    """Window statistics of log-mel frames, log-energy and a periodicity (voicing / pitch) proxy.
+
+    Audio comes from ``rec.audio_path`` (else ``rec.video_path``), decoded to ``sample_rate`` mono.
+    Per 10 ms frame (25 ms window): the VGGish-style log-mel ``[n_mels]``, log-energy
+    ``log(mean(x^2) + 1e-10)``, periodicity (autocorrelation peak in the ``f0_min``..``f0_max`` lag
+    range) and ``log2 f0`` at that peak. Per timeline step, over the frames whose centre falls in
+    the ``window``-second window (``context`` causal / forward / centered, see align.py):
+
+    ``[mean logmel (n_mels), std logmel (n_mels), mean logE, std logE, mean periodicity, mean log2 f0]``
+
+    so ``dim = 2 * n_mels + 4``. Steps past the end of the audio take the nearest frame.
+    """
+
+    name = "logmel_stats"
+    modality = "audio"
+    version = "1"
+    defaults = {
+        "sample_rate": 16000,
+        "window": 0.5,
+        "context": "centered",
+        "n_mels": 64,
+        "fmin": 125.0,
+        "fmax": 7500.0,
+        "frame_window": 0.025,
+        "frame_hop": 0.010,
+        "log_offset": 0.01,
+        "f0_min": 80.0,
+        "f0_max": 400.0,
+    }
+
+    def validate(self) -> None:
+        p = self.params
+        if p["context"] not in CONTEXTS:
+            raise ConfigError(
+                f"logmel_stats: context must be one of {', '.join(CONTEXTS)}, got {p['context']!r}"
+            )
+        if not (isinstance(p["n_mels"], int) and p["n_mels"] > 0):
+            raise ConfigError(f"logmel_stats: n_mels must be a positive integer, got {p['n_mels']!r}")
+        if p["window"] < 0 or p["frame_window"] <= 0 or p["frame_hop"] <= 0:
+            raise ConfigError("logmel_stats: window must be >= 0, frame_window and frame_hop > 0 (seconds)")
+        if not 0 <= p["fmin"] < p["fmax"] <= p["sample_rate"] / 2:
+            raise ConfigError("logmel_stats: need 0 <= fmin < fmax <= sample_rate / 2")
+        if not 0 < p["f0_min"] < p["f0_max"]:
+            raise ConfigError("logmel_stats: need 0 < f0_min < f0_max")
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.params["n_mels"] + 4
+
+    def frame_features(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(features [F, n_mels + 3], frame centre times [F])``: logmel, logE, periodicity, log2 f0."""
+        p = self.params
+        sr = int(p["sample_rate"])
+        win = int(round(p["frame_window"] * sr))
+        hop = int(round(p["frame_hop"] * sr))
+        if len(wav) < win:  # shorter than one analysis frame: pad so there is one frame
+            wav = np.pad(wav, (0, win - len(wav)))
+        logmel, times = log_mel_spectrogram(
+            wav, sr, p["frame_window"], p["frame_hop"], p["n_mels"], p["fmin"], p["fmax"], p["log_offset"]
+        )
+        frames = frame_signal(wav, win, hop)
+        energy = np.log(np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / win + 1e-10)
+        strength, log_f0 = _periodicity(frames, sr, p["f0_min"], p["f0_max"])
+        feats = np.concatenate(
+            [logmel.astype(np.float64), energy[:, None], strength[:, None], log_f0[:, None]], axis=1
+        )
+        return feats, times
+
+    def features_from_waveform(self, wav: np.ndarray, timeline: np.ndarray) -> np.ndarray:
+        """``[len(timeline), dim]`` float32 from a mono waveform at ``sample_rate`` starting at time 0."""
+        p = self.params
+        n = p["n_mels"]
+        feats, times = self.frame_features(np.asarray(wav, dtype=np.float32))
+        sq = feats[:, : n + 1] ** 2
+        both = align_to_timeline(
+            np.concatenate([feats, sq], axis=1), times, timeline, p["window"], p["context"]
+        )
+        mean = both[:, : n + 3]
+        mean_sq = both[:, n + 3 :]
+        std = np.sqrt(np.maximum(mean_sq - mean[:, : n + 1] ** 2, 0.0))
+        out = np.concatenate(
+            [mean[:, :n], std[:, :n], mean[:, n : n + 1], std[:, n : n + 1], mean[:, n + 1 : n + 3]], axis=1
+        )
+        return out.astype(np.float32)
+
+    def extract(self, rec: Recording) -> np.ndarray:
+        wav = read_audio(audio_source(rec), sample_rate=int(self.params["sample_rate"]))
+        return self.features_from_waveform(wav, rec.times)

@@ -1,0 +1,101 @@
+"""The preprocessing spec: everything between a video and the model's inputs that a checkpoint must carry, so
+that ``predict`` and ``evaluate`` rebuild exactly what training ran — never guessed from paths or defaults.
+
+Training writes it into ``model.safetensors`` (:func:`avaffect.models.checkpoint.save_checkpoint`); readers get
+it back typed (:meth:`PreprocessingSpec.from_metadata`). Checkpoints written before the spec was typed (an
+untyped dict with ``faces.source`` = ``cropped_aligned`` / ``detector``) are read into the same type.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avaffect.data.recording import TARGETS
+from avaffect.errors import AvaffectError
+from avaffect.features.extractors.base import Extractor, ExtractorSpec
+from avaffect.features.faces.source import FaceSource
+
+__all__ = ["ExtractorRecord", "FaceSpec", "MissingModalityRules", "PreprocessingSpec", "SPEC_VERSION"]
+
+SPEC_VERSION = 2
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExtractorRecord(ExtractorSpec):
+    """An extractor as trained: name, the parameters the config gave, and its feature-store id (name + hash
+    of all parameters and version), which tells whether a rebuilt extractor is the same one."""
+
+    id: str = ""
+
+    @classmethod
+    def of(cls, spec: ExtractorSpec, extractor: Extractor) -> ExtractorRecord:
+        return cls(name=spec.name, params=dict(spec.params), id=extractor.id)
+
+
+class FaceSpec(_Strict):
+    """Where the faces came from in training (the rule: :mod:`avaffect.features.faces.source`).
+
+    ``source`` = ``crops``: the dataset's own face crops (Aff-Wild2 ``cropped_aligned``); at prediction time a
+    video reproduces training only with its crops folder given (``predict --crops``), else the ``detector``
+    runs on it. ``video``: the ``detector`` ran on the videos, and runs again at prediction time."""
+
+    source: FaceSource = "video"
+    detector: str = "haar"
+    crop_size: int = 112
+
+
+class MissingModalityRules(_Strict):
+    """What the model sees when a modality is missing (applied identically in training and prediction)."""
+
+    no_face: Literal["zero_visual"] = Field(
+        "zero_visual", description="steps without a face: the normalised visual vector is zero (the training mean)")
+    no_audio: Literal["training_mean"] = Field(
+        "training_mean", description="a video without audio: audio features set to the training mean")
+
+
+class PreprocessingSpec(_Strict):
+    """Extractors, face source, windowing, normalisation and targets of a trained model."""
+
+    version: int = SPEC_VERSION
+    audio_extractor: ExtractorRecord
+    video_extractor: ExtractorRecord
+    faces: FaceSpec = FaceSpec()
+    window: int = Field(ge=1, description="L, steps per window")
+    hop: int = Field(ge=1)
+    fps: float = Field(gt=0, description="median frame rate of the training recordings")
+    targets: list[str] = Field(default_factory=lambda: list(TARGETS))
+    normalization: Literal["train_mean_std"] = Field(
+        "train_mean_std", description="per-feature (x - mean) / std, statistics of the training split, stored "
+        "as buffers in the weights")
+    missing: MissingModalityRules = MissingModalityRules()
+
+    @classmethod
+    def from_metadata(cls, raw: dict[str, Any], where: str = "checkpoint") -> PreprocessingSpec:
+        """The spec stored in a checkpoint, typed; a spec of the first (untyped) format is converted."""
+        raw = dict(raw)
+        if raw.get("version", 1) < 2:
+            raw = _from_v1(raw)
+        try:
+            return cls(**raw)
+        except ValidationError as e:
+            raise AvaffectError(f"{where}: invalid preprocessing spec ({e}); re-train or re-export the model "
+                                "with this version of avaffect") from None
+
+
+def _from_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """The first format: ``faces.source`` was ``cropped_aligned`` (dataset crops) or ``detector``; the detector
+    and crop size were only in the visual extractor's parameters (default ``haar`` / 112)."""
+    video = raw.get("video_extractor", {})
+    params = video.get("params", {})
+    source = raw.get("faces", {}).get("source", "detector")
+    out = {k: v for k, v in raw.items() if k in ("audio_extractor", "video_extractor", "window", "hop", "fps",
+                                                 "targets")}
+    out["faces"] = {"source": "crops" if source == "cropped_aligned" else "video",
+                    "detector": params.get("detector", "haar"), "crop_size": params.get("crop_size", 112)}
+    out["version"] = SPEC_VERSION
+    return out

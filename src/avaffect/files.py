@@ -1,0 +1,74 @@
+"""Writing files so that a crash never leaves a half-written one under its final name.
+
+Every file the toolkit writes goes through :func:`atomic_path` (or the helpers built on it): the content is
+written to a unique temporary file in the destination's own folder, then renamed over the destination with
+``os.replace`` (atomic on POSIX and Windows within one file system). On any failure — an exception, a full
+disk — the temporary file is removed and the destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "to_jsonable", "write_json"]
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit it replaces ``path``, otherwise it is removed.
+
+    ``suffix`` (default: ``path``'s own suffix) lets writers that choose a format by extension (FFmpeg,
+    NumPy) see the right one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + (
+        path.suffix if suffix is None else suffix))
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(binary file)`` on a temporary file and move it to ``path`` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(o: Any) -> Any:
+    """``json.dumps`` default: NumPy scalars and arrays, paths."""
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 2, sort_keys: bool = False) -> Path:
+    """``obj`` as JSON (NumPy values and paths allowed), written atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=to_jsonable) + "\n")
