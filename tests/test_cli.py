@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from shareddata import GOLDEN_OFFICIAL, require
 
 from avaffect.cli.main import main
 
@@ -52,9 +53,7 @@ def test_convert_official_cli(tmp_path, capsys):
 
     from avaffect.models.official import load_converted
 
-    golden_path = REPO.parent / "shared" / "parity" / "official_fusion_golden.pt"
-    if not golden_path.is_file():
-        pytest.skip("golden parity file not available")
+    golden_path = require(GOLDEN_OFFICIAL, "the golden outputs of the authors' modules")
     entry = torch.load(golden_path, weights_only=True)["jca_tbiom23"]
     ckpt = tmp_path / "authors.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in entry["state_dict"].items()}}, ckpt)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from shareddata import crema_d_clips
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
@@ -29,18 +29,12 @@ from avaffect.features.faces.align import apply_matrix
 from avaffect.features.faces.detectors import decode_retinaface, retinaface_priors
 from avaffect.media import probe, read_video, video_frame_times
 
-CREMA_D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crema_d"
-CLIPS = sorted(CREMA_D.glob("*.flv")) if CREMA_D.is_dir() else []
-needs_crema = pytest.mark.skipif(not CLIPS, reason=f"CREMA-D clips not found at {CREMA_D}")
-
 
 @pytest.fixture(scope="module")
 def crema_tracks():
     """Every CREMA-D clip tracked once with the default detector (112 px crops)."""
-    if not CLIPS:
-        pytest.skip(f"CREMA-D clips not found at {CREMA_D}")
     out = {}
-    for clip in CLIPS:
+    for clip in crema_d_clips():
         info = probe(clip)
         out[clip.name] = (track_faces(clip, "haar", 112), (info.height, info.width))
     return out
@@ -49,10 +43,8 @@ def crema_tracks():
 @pytest.fixture(scope="module")
 def crema_frame():
     """A CREMA-D frame and the detection on it whose eyes were found."""
-    if not CLIPS:
-        pytest.skip(f"CREMA-D clips not found at {CREMA_D}")
     det = get_detector("haar")
-    frames, _ = read_video(CLIPS[0])
+    frames, _ = read_video(crema_d_clips()[0])
     for frame in frames[:20]:
         found = det.detect(frame)
         if found and found[0].eyes is not None:
@@ -83,7 +75,6 @@ def test_registry_lists_detectors_and_rejects_bad_names():
 # ------------------------------------------------------------------------------------------ real clips
 
 
-@needs_crema
 def test_crema_d_face_found_in_most_frames(crema_tracks):
     for name, (track, (h, w)) in crema_tracks.items():
         assert len(track) >= 30, name
@@ -101,9 +92,9 @@ def test_crema_d_face_found_in_most_frames(crema_tracks):
         assert np.all(np.diff(track.times) > 0)
 
 
-@needs_crema
 @pytest.mark.parametrize("size", [48, 224])
 def test_load_face_crops_on_a_timeline(size):
+    CLIPS = crema_d_clips()
     clip = CLIPS[0]
     frame_times = video_frame_times(clip)
     # a 10 Hz timeline, plus a step one second past the end of the video (no frame there: no face)
@@ -123,9 +114,8 @@ def test_load_face_crops_on_a_timeline(size):
     assert np.all(np.isfinite(boxes[mask])) and np.all(np.isnan(boxes[~mask]))
 
 
-@needs_crema
 def test_detect_every_carries_the_box(crema_frame):
-    frames, times = read_video(CLIPS[1])
+    frames, times = read_video(crema_d_clips()[1])
     track = track_frames(zip(times[:12], frames[:12]), "haar", 48, detect_every=4)
     assert track.stats["frames_processed"] == 12
     assert track.stats["detector_calls"] + track.stats["roi_calls"] >= 3
@@ -181,7 +171,6 @@ def test_tracker_smooths_boxes_and_keeps_the_angle():
     assert s.angle == pytest.approx(10.0, abs=1e-3)
 
 
-@needs_crema
 def test_tracking_keeps_the_same_face_when_a_second_face_appears(crema_frame):
     frame, det = crema_frame
     face = _face_image(frame, det, 160)
@@ -237,7 +226,6 @@ def test_align_crop_sizes_and_outside_the_frame():
     assert np.abs(big[24, 24].astype(int) - 90).max() <= 1
 
 
-@needs_crema
 @pytest.mark.parametrize("rotation", [15.0, -15.0])
 def test_alignment_levels_the_eyes_of_a_rotated_face(crema_frame, rotation):
     frame, det = crema_frame
@@ -364,7 +352,6 @@ def test_dlib_missing_says_how_to_install(monkeypatch):
         get_detector("dlib")
 
 
-@needs_crema
 def test_dlib_detector_with_five_point_landmarks(crema_frame):
     pytest.importorskip("dlib")
     if importlib.util.find_spec("face_recognition_models") is None:

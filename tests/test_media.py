@@ -9,13 +9,12 @@ import av
 import numpy as np
 import pytest
 from mediafiles import write_test_video
+from shareddata import CREMA_D, require
 
 from avaffect.errors import MediaError, NoAudioStreamError
 from avaffect.features.align import align_to_timeline
 from avaffect.features.audio import frame_signal, log_mel_spectrogram, mel_band_centers, mel_filterbank
 from avaffect.media import iter_video_frames, probe, read_audio, read_video
-
-CREMA_D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crema_d"
 
 FPS = 25
 N_FRAMES = 30
@@ -89,9 +88,8 @@ def test_truncated_and_missing_files(media_dir, tmp_path):
         read_video(media_dir / "truncated.mp4")
 
 
-@pytest.mark.skipif(not (CREMA_D / "1001_DFA_ANG_XX.flv").exists(), reason="CREMA-D sample not available")
 def test_crema_d_flv():
-    path = CREMA_D / "1001_DFA_ANG_XX.flv"
+    path = require(CREMA_D / "1001_DFA_ANG_XX.flv", "the CREMA-D sample clip")
     info = probe(path)
     assert info.has_video and info.has_audio
     frames, times = read_video(path)

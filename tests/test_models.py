@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,26 @@ def test_registry_lists_and_validates():
         create_model("nope", 1, 1)
     with pytest.raises(ConfigError, match="bogus"):
         create_model("concat", 1, 1, {"bogus": 1})
+
+
+def test_the_wrapper_zeroes_the_visual_input_where_there_is_no_face():
+    """Missing-face rule: where ``face_mask`` is false the normalised visual vector is zero, so what the
+    visual features hold there cannot change the output; where it is true it does."""
+    import torch
+
+    from avaffect.models.wrapper import AVRegressor
+
+    torch.manual_seed(0)
+    model = AVRegressor("concat", 3, 5, {"hidden": 8, "head_hidden": 8, "dropout": 0.0}).eval()
+    model.set_normalization(np.random.default_rng(0).normal(2.0, 1.0, (50, 3)),
+                            np.random.default_rng(1).normal(-1.0, 2.0, (50, 5)))
+    audio = torch.randn(1, 6, 3)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    no_face = torch.zeros(1, 6, dtype=torch.bool)
+    a, b = torch.randn(1, 6, 5), torch.randn(1, 6, 5) * 10
+    with torch.no_grad():
+        assert torch.equal(model(audio, a, mask, no_face), model(audio, b, mask, no_face))
+        # zero after normalisation = the training mean: the same as feeding the mean with a face
+        mean = model.video_mean.expand(1, 6, 5)
+        torch.testing.assert_close(model(audio, a, mask, no_face), model(audio, mean, mask, ~no_face))
+        assert not torch.allclose(model(audio, a, mask, ~no_face), model(audio, b, mask, ~no_face))

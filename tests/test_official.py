@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from shareddata import GOLDEN_OFFICIAL, require  # noqa: E402
 
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.models.official import (
@@ -23,7 +23,6 @@ from avaffect.models.official import (
     load_converted,
 )
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "official_fusion_golden.pt"
 CAM_VARIANTS = ["rja_icassp23", "dca_icme24", "jca_tbiom23"]
 ALL_VARIANTS = [*CAM_VARIANTS, "rjcma_dcn3_block"]
 TOL = 1e-5
@@ -31,9 +30,7 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
-    if not GOLDEN.is_file():
-        pytest.skip(f"golden file not found at {GOLDEN}")
-    return torch.load(GOLDEN, weights_only=True)
+    return torch.load(require(GOLDEN_OFFICIAL, "the golden outputs of the authors' modules"), weights_only=True)
 
 
 def _max_err(model: torch.nn.Module, entry: dict, variant: str) -> float:

@@ -220,3 +220,24 @@ def test_a_run_directory_refuses_another_configuration(synth_root, tmp_path):
         _check_same_run(run, make_config(raw, {"training": {"max_epochs": 5}}), finished=True)
     with pytest.raises(AvaffectError, match="model"):
         _check_same_run(run, make_config(raw, {"model": {"name": "rjca"}}), finished=False)
+
+
+def test_all_zero_visual_vectors_mark_steps_without_a_face(tmp_path):
+    """Readers that find faces only at extraction time (raw videos) give an all-True face mask; the
+    pipeline must learn the mask from the visual extractor's all-zero vectors."""
+    from avaffect.data.recording import Recording
+    from avaffect.features.pipeline import FeaturePipeline
+    from avaffect.features.store import FeatureStore
+
+    cfg = make_config({"features": {"store": str(tmp_path / "store")}})
+    pipeline = FeaturePipeline.from_specs(cfg.features.audio, cfg.features.video, tmp_path / "store")
+    rec = Recording(name="clip", times=np.arange(5) / 25.0, labels=np.zeros((5, 2)), face_mask=np.ones(5, bool))
+    video = np.ones((5, pipeline.video.dim), np.float32)
+    video[[1, 3]] = 0.0
+    store = FeatureStore(tmp_path / "store")
+    store.save(pipeline.audio, rec, np.ones((5, pipeline.audio.dim), np.float32))
+    store.save(pipeline.video, rec, video)
+    f = pipeline.load(rec)
+    np.testing.assert_array_equal(f.face_mask, [True, False, True, False, True])
+    rec.face_mask[0] = False  # and the recording's own mask still counts
+    np.testing.assert_array_equal(pipeline.load(rec).face_mask, [False, False, True, False, True])

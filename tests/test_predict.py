@@ -17,6 +17,7 @@ from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
 from avaffect.training.run import train
+from avaffect.workflows import predict as predict_module
 from avaffect.workflows.evaluate import evaluate_run
 
 
@@ -62,7 +63,7 @@ def test_prediction_never_guesses_a_crops_folder_from_the_video_path(tiny_run, s
 
 
 @pytest.mark.slow
-def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, tmp_path):
+def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, tmp_path, monkeypatch):
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     videos = tmp_path / "ds" / "videos"
     videos.mkdir(parents=True)
@@ -73,9 +74,20 @@ def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, t
             if packet.dts is not None:
                 packet.stream = vout
                 out.mux(packet)
+    seen = {}
+    real_predict = predict_module.predict_recording
+
+    def spy(model, audio, video, face_mask, *args, **kwargs):
+        seen["audio"], seen["mean"] = np.asarray(audio), model.audio_mean.cpu().numpy()
+        return real_predict(model, audio, video, face_mask, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_recording", spy)
     df = avaffect.predict(tiny_run / "model.safetensors", silent)
     assert df.attrs["summary"]["audio"] == "missing"
     assert len(df) == rec.num_frames and np.isfinite(df[["valence", "arousal"]].to_numpy()).all()
+    # the rule: every step's audio features are the training mean (zero after normalisation), not zeros
+    assert np.abs(seen["mean"]).max() > 0.1, "the fixture's training mean must differ from zero to test the rule"
+    np.testing.assert_allclose(seen["audio"], np.broadcast_to(seen["mean"], seen["audio"].shape), rtol=1e-6)
 
 
 @pytest.mark.slow

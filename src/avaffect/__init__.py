@@ -1,6 +1,8 @@
 """avaffect: audio-visual dimensional emotion recognition (per-frame valence and arousal)."""
 
-__version__ = "0.1.0"
+from avaffect._version import __version__
+
+__all__ = ["__version__", "predict"]
 
 
 def predict(checkpoint, video, device: str = "cpu", crops_dir=None):

@@ -13,7 +13,7 @@ import importlib
 import logging
 import sys
 
-from avaffect import __version__
+from avaffect._version import __version__
 from avaffect.errors import AvaffectError
 from avaffect.logs import quiet_third_party_logs
 

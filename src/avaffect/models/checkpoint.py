@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from avaffect import __version__
+from avaffect._version import __version__
 from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
 from avaffect.models.wrapper import AVRegressor

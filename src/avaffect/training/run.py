@@ -30,7 +30,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from avaffect import __version__
+from avaffect._version import __version__
 from avaffect.config import RunConfig, dump_config
 from avaffect.data.datasets import load_dataset
 from avaffect.data.recording import Recording

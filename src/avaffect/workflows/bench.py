@@ -11,6 +11,10 @@ from pathlib import Path
 import torch
 
 from avaffect.data.folder import recording_from_video
+from avaffect.features.extractors import get_extractor, list_extractors
+from avaffect.features.faces import track_faces
+from avaffect.media import iter_video_frames, read_audio
+from avaffect.workflows.predict import Predictor
 
 
 def machine() -> dict:
@@ -41,10 +45,6 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
                 repeat: int = 2) -> list[dict]:
     """Frames per second of decoding, audio decoding, face detection+tracking+cropping and each extractor
     (networks with random weights when none are installed: speed does not depend on the values)."""
-    from avaffect.features.extractors import get_extractor, list_extractors
-    from avaffect.features.faces import track_faces
-    from avaffect.media import iter_video_frames, read_audio
-
     recs = [recording_from_video(v) for v in videos]
     frames = sum(r.num_frames for r in recs)
     seconds = sum(float(r.times[-1] + 1 / r.fps) for r in recs)
@@ -81,8 +81,6 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
 
 def bench_predict(checkpoint: Path, videos: list[Path], device: str = "cpu") -> list[dict]:
     """Real-time factor (video seconds per wall second) of ``predict`` end to end."""
-    from avaffect.workflows.predict import Predictor
-
     predictor = Predictor(checkpoint, device)
     predictor(videos[0])  # warm-up
     rows = []

@@ -106,7 +106,7 @@ class FaceResNet(TorchExtractor):
         return self.channels * (s * s if s else 1)
 
     def build_network(self):
-        from avaffect.features.backbones.nets import resnet_features
+        from avaffect.features.backbones.nets import resnet_features  # lazy: nets imports torch + torchvision
 
         return resnet_features(self.arch, in_channels=3, spatial=int(self.params["spatial"]))
 
@@ -241,12 +241,12 @@ class SpecResNet18(TorchExtractor):
         return 512
 
     def build_network(self):
-        from avaffect.features.backbones.nets import resnet_features
+        from avaffect.features.backbones.nets import resnet_features  # lazy: nets imports torch + torchvision
 
         return resnet_features("resnet18", in_channels=1)
 
     def adapt_state_dict(self, state, net):
-        from avaffect.features.backbones.nets import conv1_to_gray
+        from avaffect.features.backbones.nets import conv1_to_gray  # lazy: nets imports torch + torchvision
 
         state = _drop_fc(state)
         w = state.get("conv1.weight")

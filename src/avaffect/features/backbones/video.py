@@ -92,7 +92,7 @@ class R2Plus1D18Clip(TorchExtractor):
         return super().weights_path()
 
     def build_network(self):
-        from avaffect.features.backbones.nets import video_resnet_features
+        from avaffect.features.backbones.nets import video_resnet_features  # lazy: nets imports torch + torchvision
 
         return video_resnet_features(self.params["arch"])
 

@@ -1,0 +1,39 @@
+"""The one definition of ``../shared`` for the tests (the data and golden files beside the clone).
+
+A test that needs a shared file calls :func:`require`: on a user's machine without ``../shared`` it skips;
+when ``CI`` is set (CI always has ``../shared``) a missing file **fails** the test, so the suite cannot lose
+the golden parity or the real-clip tests silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CREMA_D = SHARED / "data" / "crema_d"
+GOLDEN_OFFICIAL = SHARED / "parity" / "official_fusion_golden.pt"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require(path: Path, what: str) -> Path:
+    """``path`` if it exists; else skip (fail under CI) naming ``what`` and where it was looked for."""
+    if path.exists():
+        return path
+    message = f"{what} not found at {path} (the shared folder beside the clone)"
+    if in_ci():
+        pytest.fail(f"{message}: CI must have it")
+    pytest.skip(message)
+
+
+def crema_d_clips() -> list[Path]:
+    """The real CREMA-D clips (ODbL; attribution in ../shared/data/crema_d)."""
+    clips = sorted(require(CREMA_D, "the CREMA-D clips").glob("*.flv"))
+    if not clips:
+        require(CREMA_D / "*.flv", "the CREMA-D clips")
+    return clips
