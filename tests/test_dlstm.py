@@ -10,6 +10,7 @@ from avaffect.errors import ConfigError
 from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models import create_model, list_models, model_config
 from avaffect.models.blocks.dlstm import DLSTM, BimodalAttentionFusion, EmbeddingAttention, HLBFusion, OLBFusion
+from avaffect.models.registry import yaml_keys
 from avaffect.training import recipes
 
 SIZES = [(2, 8, 5, 7, 2), (1, 12, 16, 4, 1), (3, 5, 3, 3, 2)]  # B, L, d_a, d_v, K
@@ -275,7 +276,7 @@ def test_yaml_validates_and_builds(name):
     text = resources.files("avaffect").joinpath("configs", "models", f"{name}.yaml").read_text()
     params = yaml.safe_load(text)
     cfg = model_config(name, params)
-    assert set(params) == set(cfg.model_fields_set)
+    assert set(params) == set(cfg.model_fields_set) and list(params) == yaml_keys(name)
     model = create_model(name, 3, 5, {**params, **SMALL})
     audio, video, mask = _inputs(1, 4, 3, 5)
     assert model(audio, video, mask).shape == (1, 4, params["num_outputs"])

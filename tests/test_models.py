@@ -105,3 +105,23 @@ def test_the_wrapper_zeroes_the_visual_input_where_there_is_no_face():
         mean = model.video_mean.expand(1, 6, 5)
         torch.testing.assert_close(model(audio, a, mask, no_face), model(audio, mean, mask, ~no_face))
         assert not torch.allclose(model(audio, a, mask, ~no_face), model(audio, b, mask, ~no_face))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_shipped_yaml_is_generated_from_the_typed_defaults(name):
+    """Each preset ships ``configs/models/<name>.yaml``, exactly what ``avaffect models --write-yaml`` makes
+    from its typed config: the same key set (all fields less the preset's declared unused ones), the
+    same values, the same comments — so the YAMLs cannot drift from the code."""
+    from importlib import resources
+
+    import yaml
+
+    from avaffect.models.registry import get_entry, model_config, preset_yaml, yaml_keys
+
+    text = resources.files("avaffect").joinpath("configs", "models", f"{name}.yaml").read_text()
+    assert text == preset_yaml(name), f"regenerate: avaffect models --write-yaml src/avaffect/configs/models {name}"
+    params = yaml.safe_load(text)
+    assert list(params) == yaml_keys(name)
+    assert set(yaml_keys(name)) | set(getattr(get_entry(name).config_cls, "yaml_exclude", ())) == set(
+        get_entry(name).config_cls.model_fields)
+    assert model_config(name, params) == get_entry(name).config_cls()

@@ -12,6 +12,7 @@ from avaffect.models.blocks.gates import DCAGate, GRJCAGate, HGRJCAGates
 from avaffect.models.blocks.jca import FeatureMajorJCA, RecursiveJCA, TimeMajorJCA
 from avaffect.models.blocks.spatial_attention import AudioGuidedSpatialAttention
 from avaffect.models.blocks.tcn import TCN
+from avaffect.models.registry import yaml_keys
 
 SIZES = [(2, 8, 5, 7, 2), (1, 12, 16, 4, 1), (3, 5, 3, 3, 2)]  # B, L, d_a, d_v, K
 ZOO = ["ca", "jca", "dca", "grjca", "hgrjca", "hgrjca_abaw6", "rjca_abaw8", "grjca_abaw8", "hgrjca_abaw8", "rja_blstm"]
@@ -340,5 +341,6 @@ def test_model_yaml_validates_and_builds(name):
     params = yaml.safe_load(text)
     cfg = model_config(name, params)
     assert cfg == get_entry(name).config_cls(), "the YAML holds the preset's defaults"
+    assert list(params) == yaml_keys(name), "the YAML lists every field of the preset, in order"
     model = create_model(name, 6, 49 * 2, params)
     assert sum(p.numel() for p in model.parameters()) > 0

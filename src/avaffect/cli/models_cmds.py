@@ -9,6 +9,15 @@ def cmd_models(args) -> int:
     import torch
 
     from avaffect.models import create_model, get_entry, list_models
+    from avaffect.models.registry import preset_yaml
+
+    if args.write_yaml is not None:  # the shipped model YAMLs are generated here from the typed configs
+        from avaffect.files import atomic_write_text
+
+        names = args.names or [p.stem for p in sorted(args.write_yaml.glob("*.yaml"))]
+        for name in names:
+            print(f"wrote {atomic_write_text(args.write_yaml / f'{name}.yaml', preset_yaml(name))}")
+        return 0
 
     print(f"{'model':<18} {'params':>10}  description (d_audio={args.d_audio}, d_video={args.d_video}, "
           f"L={args.window})")
@@ -26,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--d-audio", type=int, default=128)
     p.add_argument("--d-video", type=int, default=512)
     p.add_argument("--window", type=int, default=300)
+    p.add_argument("--write-yaml", type=Path, metavar="DIR", help="write each preset's defaults as a commented "
+                   "YAML into DIR (the presets named, else those DIR already holds)")
+    p.add_argument("names", nargs="*", help="with --write-yaml: the presets to write")
     p.set_defaults(func=cmd_models)
     register_convert(sub)
 

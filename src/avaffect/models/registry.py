@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
@@ -61,3 +62,28 @@ def create_model(name: str, d_audio: int, d_video: int, params: dict | BaseModel
     entry = get_entry(name)
     cfg = params if isinstance(params, BaseModel) else model_config(name, params)
     return entry.build(d_audio, d_video, cfg)
+
+
+def yaml_keys(name: str) -> list[str]:
+    """The fields a preset's YAML lists: all of its config's, less those it declares unused (``yaml_exclude``)."""
+    cls = get_entry(name).config_cls
+    return [f for f in cls.model_fields if f not in getattr(cls, "yaml_exclude", ())]
+
+
+def preset_yaml(name: str) -> str:
+    """The preset's defaults as a commented YAML (what ``src/avaffect/configs/models/<name>.yaml`` holds; the
+    files are generated from the typed configs by ``avaffect models --write-yaml DIR``, never edited by hand).
+
+    Comments: the preset's summary, the config class's ``yaml_note`` (if any) and each field's description."""
+    entry = get_entry(name)
+    cls = entry.config_cls
+    lines = [f"# Default parameters of the `{name}` model preset: {entry.summary}",
+             f"# Keys are the fields of {cls.__name__} ({cls.__module__}); use them as model.params."]
+    lines += [f"# {line}" for line in getattr(cls, "yaml_note", "").splitlines()]
+    defaults = cls()
+    for field_name in yaml_keys(name):
+        field = cls.model_fields[field_name]
+        value = yaml.safe_dump(getattr(defaults, field_name), default_flow_style=True, allow_unicode=True)
+        line = f"{field_name}: {value.strip().removesuffix('...').strip()}"
+        lines.append(f"{line}  # {field.description}" if field.description else line)
+    return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -37,15 +37,20 @@ class DLSTMBranchConfig(PresetConfig):
     """Settings shared by every DLSTM. ``hidden``, ``head_hidden`` and ``encoder`` (inherited) do not apply:
     setting them is an error; the sizes are ``audio_hidden`` / ``video_hidden`` / ``joint_hidden``."""
 
+    yaml_exclude: ClassVar[tuple[str, ...]] = UNUSED_FIELDS
+
     activation: Literal["tanh", "none"] = Field("none", description="DLSTM output layer: linear (paper) or tanh")
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="between the stacked LSTM layers")
     num_layers: int = Field(2, ge=1, description="stacked LSTM layers per DLSTM")
-    audio_hidden: int = Field(32, ge=1)
-    video_hidden: int = Field(128, ge=1)
-    joint_hidden: int = Field(128, ge=1, description="the early-fusion DLSTM on [audio ; video]")
-    embedding_attention: bool = Field(True, description="attention over a window of video embeddings")
-    attention_window: int = Field(13, ge=1, description="n, odd: the embeddings at t-(n-1)/2 .. t+(n-1)/2")
-    bypass_epochs: int = Field(5, ge=0, description="epochs trained with the embedding attention bypassed")
+    audio_hidden: int = Field(32, ge=1, description="hidden size of the audio DLSTM (paper: 32)")
+    video_hidden: int = Field(128, ge=1, description="hidden size of the video DLSTM (paper: 128)")
+    joint_hidden: int = Field(128, ge=1, description="hidden size of the early-fusion DLSTM on [audio ; video] "
+                              "(paper: 128)")
+    embedding_attention: bool = Field(
+        True, description="video DLSTM attends over a window of video embeddings (Table 1 ablation)")
+    attention_window: int = Field(13, ge=1, description="n: embeddings t-(n-1)/2 .. t+(n-1)/2 (paper: 13; odd)")
+    bypass_epochs: int = Field(
+        5, ge=0, description="the embedding attention is bypassed (c_t = e_t) for the first epochs (paper: 5)")
 
     @field_validator("attention_window")
     @classmethod
@@ -64,11 +69,15 @@ class DLSTMBranchConfig(PresetConfig):
 
 
 class DLSTMConfig(DLSTMBranchConfig):
-    modality: Literal["audio", "video", "joint"] = Field("video", description="joint = [audio ; video]")
+    modality: Literal["audio", "video", "joint"] = Field(
+        "video", description="audio | video | joint (= [audio ; video], early fusion)")
 
 
 class DLSTMFusionConfig(DLSTMBranchConfig):
-    fusion: Literal["attention", "olb", "hlb"] = "attention"
+    yaml_note: ClassVar[str] = ("Train the fusion presets with avaffect.training.recipes.pretrain_then_fuse "
+                                "(pre-train the DLSTMs, freeze, fuse).")
+    fusion: Literal["attention", "olb", "hlb"] = Field(
+        "attention", description="attention (bimodal attention fusion) | olb (z = Y W) | hlb (z = C^T W)")
     early_late: bool = Field(False, description="add a DLSTM on [audio ; video] to the fused predictions")
     fusion_bias: bool = Field(False, description="bias in the fusion (the paper's equations have none)")
     freeze_unimodal: bool = Field(False, description="freeze the DLSTMs (stage 2 of pre-train → freeze → fuse)")
@@ -79,11 +88,13 @@ class DLSTMAttConfig(DLSTMFusionConfig):
 
 
 class DLSTMOLBConfig(DLSTMFusionConfig):
-    fusion: Literal["attention", "olb", "hlb"] = "olb"
+    fusion: Literal["attention", "olb", "hlb"] = Field("olb", description=DLSTMFusionConfig.model_fields[
+        "fusion"].description)
 
 
 class DLSTMHLBConfig(DLSTMFusionConfig):
-    fusion: Literal["attention", "olb", "hlb"] = "hlb"
+    fusion: Literal["attention", "olb", "hlb"] = Field("hlb", description=DLSTMFusionConfig.model_fields[
+        "fusion"].description)
 
 
 class DLSTMEarlyLateConfig(DLSTMFusionConfig):
