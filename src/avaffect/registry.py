@@ -10,13 +10,14 @@ a leaf with no import cycle.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from avaffect.errors import ConfigError
 
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+_MISSING: Any = object()
 
 
 class Registry(Generic[T]):
@@ -45,11 +46,14 @@ class Registry(Generic[T]):
 
         return wrap
 
-    def get(self, name: str) -> T:
-        """The entry ``name``; a :class:`ConfigError` listing the known names otherwise."""
+    def get(self, name: str, default: Any = _MISSING) -> T:
+        """The entry ``name``; ``default`` when given and ``name`` is unknown, else a :class:`ConfigError`
+        listing the known names."""
         try:
             return self._entries[name]
         except KeyError:
+            if default is not _MISSING:
+                return default
             raise ConfigError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names()) or '(none)'}"
                               ) from None
 
@@ -59,6 +63,19 @@ class Registry(Generic[T]):
 
     def items(self) -> Iterator[tuple[str, T]]:
         return iter(sorted(self._entries.items()))
+
+    def values(self) -> list[T]:
+        return [e for _, e in self.items()]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        """Replace (or add) ``name`` deliberately — a user's override of a shipped entry, or a test's."""
+        self._entries[name] = entry
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

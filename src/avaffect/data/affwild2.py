@@ -31,7 +31,7 @@ from avaffect.data.layout import (
     crop_indices,
     split_rank,
 )
-from avaffect.data.recording import Recording
+from avaffect.data.recording import TARGETS, Recording
 from avaffect.data.timeline import crops_face_mask, fit_frame_labels, read_video_timeline
 from avaffect.errors import DataError
 
@@ -51,7 +51,7 @@ def read_annotation(path: str | Path) -> np.ndarray:
                         "check the dataset root, or remove the recording from the split")
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
-    if not lines or [h.strip().lower() for h in lines[0].split(",")] != ["valence", "arousal"]:
+    if not lines or [h.strip().lower() for h in lines[0].split(",")] != list(TARGETS):
         raise DataError(path, f"expected the header 'valence,arousal', found {lines[0][:40]!r}" if lines
                         else "the file is empty", "the file must be an Aff-Wild2 VA annotation file")
     rows = [ln for ln in lines[1:] if ln.strip()]

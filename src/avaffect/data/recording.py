@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avaffect.data.layout import crop_path
+
 TARGETS: tuple[str, str] = ("valence", "arousal")
 
 
@@ -55,4 +57,4 @@ class Recording:
         """Path of the face crop of step ``index`` (0-based) in the Aff-Wild2 ``00001.jpg`` naming."""
         if self.crops_dir is None:
             raise ValueError(f"recording {self.name} has no crops folder")
-        return self.crops_dir / f"{index + 1:05d}.jpg"
+        return crop_path(self.crops_dir, index)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-TARGET_NAMES: tuple[str, str] = ("valence", "arousal")
+from avaffect.data.recording import TARGETS
 
 
 def _valid(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +91,7 @@ def p_va(ccc_valence: float, ccc_arousal: float) -> float:
 
 
 def score_arrays(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None,
-                 targets: Sequence[str] = TARGET_NAMES) -> dict[str, float]:
+                 targets: Sequence[str] = TARGETS) -> dict[str, float]:
     """All metrics for ``[N, K]`` predictions and targets; keys like ``ccc_valence``, plus ``p_va``."""
     pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
     target = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
@@ -108,7 +108,7 @@ PROTOCOLS = ("global", "per_recording")
 
 
 def score_recordings(preds: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
-                     protocol: str = "global", targets: Sequence[str] = TARGET_NAMES,
+                     protocol: str = "global", targets: Sequence[str] = TARGETS,
                      ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Score full-recording predictions.
 

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from avaffect.config import PostprocessConfig
-from avaffect.evaluation.metrics import TARGET_NAMES, ccc
+from avaffect.data.recording import TARGETS
+from avaffect.evaluation.metrics import ccc
 
 FORMAT = "avaffect-postprocess-1"
 
@@ -103,7 +104,7 @@ class PostProcessor:
     recording); columns follow ``targets``. A fresh processor is the identity apart from clipping.
     """
 
-    def __init__(self, targets: Sequence[str] = TARGET_NAMES, config: PostprocessConfig | None = None) -> None:
+    def __init__(self, targets: Sequence[str] = TARGETS, config: PostprocessConfig | None = None) -> None:
         self.targets = list(targets)
         self.config = config or PostprocessConfig()
         if self.config.min_delay > self.config.max_delay:

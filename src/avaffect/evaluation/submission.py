@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from avaffect.data.recording import TARGETS
 from avaffect.errors import DataError
 
 log = logging.getLogger(__name__)
 
-HEADER = ("image_location", "valence", "arousal")
-TARGETS = ("valence", "arousal")
+HEADER = ("image_location", *TARGETS)
 
 
 @dataclass

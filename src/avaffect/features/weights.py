@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from avaffect.errors import AvaffectError
+from avaffect.registry import Registry
 from avaffect.statedict import load_state_dict_file, strip_prefix  # re-exported for existing callers
 
 __all__ = [
@@ -88,11 +89,11 @@ class WeightFile:
         }
 
 
-WEIGHTS: dict[str, WeightFile] = {}
+WEIGHTS: Registry[WeightFile] = Registry("weight file")
 
 
 def register_weights(entry: WeightFile) -> WeightFile:
-    """Add (or replace) a registry entry; returns it."""
+    """Add (or deliberately replace, e.g. with a checksum you verified) a registry entry; returns it."""
     WEIGHTS[entry.name] = entry
     return entry
 
@@ -200,8 +201,8 @@ _hub(
 
 def get_weight_file(name: str) -> WeightFile:
     try:
-        return WEIGHTS[name]
-    except KeyError:
+        return WEIGHTS.get(name)
+    except AvaffectError:
         raise AvaffectError(
             f"unknown weight name {name!r}; registered: {', '.join(list_weights())} "
             "(or give the path of a local weight file)"
@@ -210,7 +211,7 @@ def get_weight_file(name: str) -> WeightFile:
 
 def list_weights(used_by: str | None = None) -> list[str]:
     """Sorted registered names (optionally only those an extractor uses)."""
-    return sorted(n for n, w in WEIGHTS.items() if used_by is None or used_by in w.used_by)
+    return WEIGHTS.names(None if used_by is None else lambda w: used_by in w.used_by)
 
 
 def avaffect_home() -> Path:

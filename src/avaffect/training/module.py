@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from avaffect.config import TrainingConfig
+from avaffect.data.recording import TARGETS
 from avaffect.data.windows import stitch
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.features.pipeline import RecordingFeatures
@@ -19,7 +20,7 @@ class AffectRegressionModule(L.LightningModule):
     computed with the chosen protocol on validation recordings reassembled from their windows."""
 
     def __init__(self, model: AVRegressor, cfg: TrainingConfig, val_recordings: list[RecordingFeatures],
-                 protocol: str = "global", targets: tuple[str, ...] = ("valence", "arousal")) -> None:
+                 protocol: str = "global", targets: tuple[str, ...] = TARGETS) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg

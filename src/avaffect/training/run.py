@@ -44,6 +44,7 @@ from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, Preproces
 from avaffect.files import atomic_write_text, write_json
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
+from avaffect.statedict import load_state_dict_file
 from avaffect.training.datamodule import WindowDataModule
 from avaffect.training.module import AffectRegressionModule
 
@@ -213,10 +214,9 @@ def _lightning_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The module weights of a Lightning checkpoint, read without unpickling arbitrary objects
     (``weights_only=True``: a file planted in the run folder cannot run code)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: say which and what to do
-        raise AvaffectError(f"{path}: cannot read this checkpoint safely ({type(e).__name__}: {e}); delete it "
-                            "and resume, or start the run in a new folder") from None
+        return load_state_dict_file(path)  # the checkpoint's "state_dict"
+    except AvaffectError as e:
+        raise AvaffectError(f"{e} — delete {path.name} and resume, or start the run in a new folder") from None
 
 
 def _check_same_run(run_dir: Path, cfg: RunConfig, finished: bool) -> None:

@@ -10,6 +10,7 @@ import yaml
 
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
+from avaffect.data.recording import TARGETS
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
 from avaffect.evaluation.reports import plot_recordings
 from avaffect.files import atomic_write_text, write_json
@@ -51,8 +52,8 @@ def run_demo(out: str | Path = "demo_out", synth: SynthConfig | None = None, mod
         items = []
         for rec in val[:num_plots]:
             df = pd.read_csv(out / "runs" / name / "predictions" / "validation" / f"{rec.name}.csv")
-            items.append((rec.name, df["time"].to_numpy(), df[["valence", "arousal"]].to_numpy(),
-                          df[["label_valence", "label_arousal"]].to_numpy()))
+            items.append((rec.name, df["time"].to_numpy(), df[list(TARGETS)].to_numpy(),
+                          df[[f"label_{t}" for t in TARGETS]].to_numpy()))
         plots[name] = plot_recordings(out / "plots" / f"{name}.png", items, title=name)
     atomic_write_text(out / "report.md", render_report(results, plots, out, time.perf_counter() - t0, timings))
     return results
