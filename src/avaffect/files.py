@@ -25,12 +25,11 @@ __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_te
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it replaces ``path``, otherwise it is removed.
 
-    ``suffix`` (default: ``path``'s own suffix) lets writers that choose a format by extension (FFmpeg,
-    NumPy) see the right one."""
+    The temporary name is hidden and ends in ``.tmp`` (no reader's ``*.npy`` / ``*.json`` glob matches it);
+    ``suffix`` is appended after that for writers that choose a format by extension (FFmpeg: ``".mp4"``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + (
-        path.suffix if suffix is None else suffix))
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + (suffix or ""))
     os.close(fd)
     tmp = Path(tmp_name)
     try:

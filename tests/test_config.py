@@ -1,0 +1,88 @@
+"""The run configuration is checked when it is read (before any expensive work), and the preprocessing spec
+of a checkpoint is typed — including checkpoints written before it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from avaffect.cli.features_cmds import worker_count
+from avaffect.config import load_config, make_config
+from avaffect.data.datasets import DATASET_NAMES, DATASETS
+from avaffect.errors import AvaffectError, ConfigError
+from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.models.checkpoint import FORMAT, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from avaffect.models.safetensors_io import write_tagged
+from avaffect.models.wrapper import AVRegressor
+
+
+def test_a_typo_in_model_params_fails_when_the_config_is_read(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  name: rjca\n  params:\n    hiden: 32\n")
+    with pytest.raises(ConfigError, match="hiden"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown model 'rjcaa'"):
+        make_config({"model": {"name": "rjcaa"}})
+
+
+def test_model_sizes_must_agree_with_the_training_section():
+    with pytest.raises(ConfigError, match="window_length=100 but training.window=300"):
+        make_config({"model": {"name": "rjca", "params": {"window_length": 100}}})
+    with pytest.raises(ConfigError, match="num_outputs=2"):
+        make_config({"model": {"params": {"num_outputs": 2}}, "training": {"targets": ["arousal"]}})
+    cfg = make_config({"model": {"name": "rjca"}, "training": {"window": 64, "targets": ["valence"]}})
+    assert cfg.model_params() == {"num_outputs": 1, "window_length": 64}
+    assert "window_length" not in make_config({"model": {"name": "concat"}}).model_params()
+
+
+def test_dataset_names_come_from_the_dataset_table():
+    assert set(DATASET_NAMES) == set(DATASETS) == {"affwild2", "synthetic", "recola", "manifest"}
+    with pytest.raises(ConfigError, match="dataset"):
+        make_config({"data": {"dataset": "affwild3"}})
+
+
+def test_workers_zero_means_one_per_core(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 7)
+    assert worker_count(0) == 7 and worker_count(3) == 3
+    with pytest.raises(ConfigError):
+        worker_count(-1)
+
+
+def _model() -> AVRegressor:
+    return AVRegressor("concat", 3, 4, {"hidden": 4, "head_hidden": 4})
+
+
+def test_spec_round_trips_typed(tmp_path):
+    spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats", "params": {"window": 1.0}, "id": "a-1"},
+                             video_extractor={"name": "face_hog"}, faces={"source": "crops", "crop_size": 48},
+                             window=60, hop=30, fps=30.0, targets=["valence"])
+    path = save_checkpoint(tmp_path / "model.safetensors", _model(), spec)
+    back = read_checkpoint_meta(path)["preprocessing"]
+    assert back == spec and back.faces.source == "crops" and back.missing.no_audio == "training_mean"
+
+
+def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
+    """What main wrote before the spec was typed: an untyped dict, faces.source = cropped_aligned/detector."""
+    model = _model()
+    legacy = {"audio_extractor": {"name": "logmel_stats", "params": {}, "id": "logmel_stats-1"},
+              "video_extractor": {"name": "face_hog", "params": {"crop_size": 64}, "id": "face_hog-2"},
+              "faces": {"source": "cropped_aligned"}, "window": 300, "hop": 200, "fps": 30.0,
+              "targets": ["valence", "arousal"]}
+    meta = {"format": FORMAT, "avaffect_version": "0.1.0", "model": json.dumps(model.describe()),
+            "preprocessing": json.dumps(legacy), "extra": "{}"}
+    path = write_tagged(tmp_path / "old.safetensors", model.state_dict(), meta)
+    loaded, meta = load_checkpoint(path)
+    spec = meta["preprocessing"]
+    assert spec.faces.source == "crops" and spec.faces.detector == "haar" and spec.faces.crop_size == 64
+    assert (spec.window, spec.hop, spec.video_extractor.id) == (300, 200, "face_hog-2")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    legacy["faces"] = {"source": "detector"}
+    assert PreprocessingSpec.from_metadata(legacy).faces.source == "video"
+
+
+def test_a_broken_spec_names_the_checkpoint(tmp_path):
+    with pytest.raises(AvaffectError, match="old.safetensors: invalid preprocessing spec"):
+        PreprocessingSpec.from_metadata({"version": 2, "window": 0}, str(tmp_path / "old.safetensors"))
