@@ -12,8 +12,8 @@ from mediafiles import write_test_video
 from shareddata import CREMA_D, require
 
 from avaffect.errors import MediaError, NoAudioStreamError
-from avaffect.features.align import align_to_timeline
 from avaffect.features.audio import frame_signal, log_mel_spectrogram, mel_band_centers, mel_filterbank
+from avaffect.features.temporal_align import align_to_timeline
 from avaffect.media import iter_video_frames, probe, read_audio, read_video
 
 FPS = 25

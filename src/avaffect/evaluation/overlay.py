@@ -9,6 +9,7 @@ import av
 import cv2
 import numpy as np
 
+from avaffect.files import atomic_path
 from avaffect.media import iter_video_frames
 
 
@@ -43,45 +44,43 @@ def write_overlay(src: str | Path, dst: str | Path, times: np.ndarray, pred: np.
     """Re-encode ``src`` to ``dst`` (H.264 + AAC mp4) with the indicator drawn; one output frame per
     input frame, at the input's timestamps; the audio track is kept (re-encoded to AAC)."""
     src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.stem + ".tmp" + dst.suffix)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with av.open(str(src)) as probe_c:
         vs = probe_c.streams.video[0]
         width, height = vs.codec_context.width, vs.codec_context.height
         rate = vs.average_rate or Fraction(25, 1)
         audio_rate = probe_c.streams.audio[0].codec_context.sample_rate if probe_c.streams.audio else None
-    out = av.open(str(tmp), "w")
-    try:
-        vout = out.add_stream(codec, rate=rate)
-        aout = None
-        if audio_rate:  # every stream must exist before the first packet is muxed
-            aout = out.add_stream("aac", rate=audio_rate)
-            aout.layout = "mono"
-        vout.width, vout.height = width + width % 2, height + height % 2
-        vout.pix_fmt = "yuv420p"
-        # millisecond timestamps in the encoder too: frames keep the source's own times (VFR-safe; with the
-        # encoder's default 1/fps time base, irregular times would round onto equal timestamps)
-        vout.codec_context.time_base = vout.time_base = Fraction(1, 1000)
-        for i, (t, rgb) in enumerate(iter_video_frames(src)):
-            k = min(i, len(pred) - 1)
-            img = np.ascontiguousarray(rgb)
-            if img.shape[0] != vout.height or img.shape[1] != vout.width:
-                img = cv2.copyMakeBorder(img, 0, vout.height - img.shape[0], 0, vout.width - img.shape[1],
-                                         cv2.BORDER_REPLICATE)
-            draw_indicator(img, float(pred[k, 0]), float(pred[k, 1]), None if boxes is None else boxes[k])
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = int(round(t * 1000))
-            frame.time_base = Fraction(1, 1000)
-            for packet in vout.encode(frame):
+    with atomic_path(dst, suffix=dst.suffix) as tmp:  # FFmpeg picks the container by extension
+        out = av.open(str(tmp), "w")
+        try:
+            vout = out.add_stream(codec, rate=rate)
+            aout = None
+            if audio_rate:  # every stream must exist before the first packet is muxed
+                aout = out.add_stream("aac", rate=audio_rate)
+                aout.layout = "mono"
+            vout.width, vout.height = width + width % 2, height + height % 2
+            vout.pix_fmt = "yuv420p"
+            # millisecond timestamps in the encoder too: frames keep the source's own times (VFR-safe; with the
+            # encoder's default 1/fps time base, irregular times would round onto equal timestamps)
+            vout.codec_context.time_base = vout.time_base = Fraction(1, 1000)
+            for i, (t, rgb) in enumerate(iter_video_frames(src)):
+                k = min(i, len(pred) - 1)
+                img = np.ascontiguousarray(rgb)
+                if img.shape[0] != vout.height or img.shape[1] != vout.width:
+                    img = cv2.copyMakeBorder(img, 0, vout.height - img.shape[0], 0, vout.width - img.shape[1],
+                                             cv2.BORDER_REPLICATE)
+                draw_indicator(img, float(pred[k, 0]), float(pred[k, 1]), None if boxes is None else boxes[k])
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame.pts = int(round(t * 1000))
+                frame.time_base = Fraction(1, 1000)
+                for packet in vout.encode(frame):
+                    out.mux(packet)
+            for packet in vout.encode():
                 out.mux(packet)
-        for packet in vout.encode():
-            out.mux(packet)
-        if aout is not None:
-            _encode_audio(src, out, aout)
-    finally:
-        out.close()
-    tmp.replace(dst)
+            if aout is not None:
+                _encode_audio(src, out, aout)
+        finally:
+            out.close()
     return dst
 
 

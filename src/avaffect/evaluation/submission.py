@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from avaffect.data.recording import TARGETS
 from avaffect.errors import DataError
+from avaffect.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +236,9 @@ def write_abaw_va(predictions: dict[str, np.ndarray], sample_file: str | Path | 
         log.warning("submission: clipped %d value(s) outside [-1, 1] (largest |value| %.3f)", report.clipped,
                     float(np.abs(values).max()))
         values = np.clip(values, -1.0, 1.0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(",".join(HEADER) + "\n")
-            fh.writelines(f"{loc},{v:.6f},{a:.6f}\n" for loc, (v, a) in zip(sample.locations, values))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+        fh.write(",".join(HEADER) + "\n")
+        fh.writelines(f"{loc},{v:.6f},{a:.6f}\n" for loc, (v, a) in zip(sample.locations, values))
     return report
 
 

@@ -11,7 +11,6 @@ Quick use::
 """
 
 from avaffect.features import backbones  # noqa: F401  (registers the neural extractors; torch loads lazily)
-from avaffect.features.align import CONTEXTS, align_to_timeline
 from avaffect.features.audio import log_mel_spectrogram, mel_filterbank
 from avaffect.features.extract import ExtractionSummary, extract_features, select_shard
 from avaffect.features.extractors import (
@@ -24,6 +23,7 @@ from avaffect.features.extractors import (
 )
 from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
 from avaffect.features.store import FeatureStore
+from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 
 __all__ = [
     "CONTEXTS",

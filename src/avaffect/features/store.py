@@ -24,12 +24,9 @@ Recording names become file names with ``/``, ``\\`` and other unsafe characters
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -37,6 +34,7 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import DataError
 from avaffect.features.extractors.base import Extractor
+from avaffect.files import atomic_write, write_json
 
 __all__ = ["FeatureStore"]
 
@@ -55,24 +53,8 @@ def _file_stem(rec_name: str) -> str:
     return stem
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, indent=1, sort_keys=True).encode()
-    _atomic_write(path, lambda f: f.write(data))
+    write_json(path, obj, indent=1, sort_keys=True)
 
 
 def _now() -> str:
@@ -168,7 +150,7 @@ class FeatureStore:
                 "check the media of this recording (silence, empty crops) or the extractor",
             )
         self.register(extractor)
-        _atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+        atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
         entry = self._entry(
             extractor,
             rec.name,

@@ -3,7 +3,6 @@ our checkpoints and the converted official models."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -11,20 +10,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from avaffect.errors import AvaffectError
+from avaffect.files import atomic_path
 
 
 def write_tagged(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write ``tensors`` (made contiguous, on the CPU) with ``metadata`` atomically: temp file + rename,
     and no temp file is left behind when writing fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

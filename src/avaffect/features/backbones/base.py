@@ -28,9 +28,9 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
-from avaffect.features.align import CONTEXTS
 from avaffect.features.extractors.base import Extractor, audio_source
 from avaffect.features.faces.crops import load_face_crops
+from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import load_state_dict_file, resolve_weights
 
 __all__ = [

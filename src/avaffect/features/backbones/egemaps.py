@@ -14,8 +14,8 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.align import CONTEXTS, align_to_timeline
 from avaffect.features.extractors.base import Extractor, audio_source, register_extractor
+from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 from avaffect.media import read_audio
 
 __all__ = ["EGeMAPS", "LLD_DIMS", "import_opensmile"]

@@ -35,7 +35,7 @@ every ``hop`` seconds from time 0 (cheaper: one forward pass per hop instead of 
 example's time is its start (forward), end (causal) or centre (centered) and each step takes the
 one example whose time falls in its ``hop``-second window (same context: forward ``[t, t + hop)``,
 i.e. the first example starting at or after the step), through
-:func:`~avaffect.features.align.align_to_timeline`; steps past the last example take the nearest
+:func:`~avaffect.features.temporal_align.align_to_timeline`; steps past the last example take the nearest
 one. Audio before 0 or past the end is silence.
 """
 
@@ -47,10 +47,10 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.align import align_to_timeline
 from avaffect.features.audio import log_mel_spectrogram
 from avaffect.features.backbones.base import COMMON_DEFAULTS, TorchExtractor, gather_windows, window_starts
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.temporal_align import align_to_timeline
 from avaffect.features.weights import load_state_dict_file, resolve_weights
 from avaffect.media import read_audio
 

@@ -7,9 +7,9 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError
-from avaffect.features.align import CONTEXTS, align_to_timeline
 from avaffect.features.audio import frame_signal, log_mel_spectrogram
 from avaffect.features.extractors.base import Extractor, audio_source, register_extractor
+from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 from avaffect.media import read_audio
 
 
@@ -55,7 +55,7 @@ class LogMelStats(Extractor):
     Per 10 ms frame (25 ms window): the VGGish-style log-mel ``[n_mels]``, log-energy
     ``log(mean(x^2) + 1e-10)``, periodicity (autocorrelation peak in the ``f0_min``..``f0_max`` lag
     range) and ``log2 f0`` at that peak. Per timeline step, over the frames whose centre falls in
-    the ``window``-second window (``context`` causal / forward / centered, see align.py):
+    the ``window``-second window (``context`` causal / forward / centered, see temporal_align.py):
 
     ``[mean logmel (n_mels), std logmel (n_mels), mean logE, std logE, mean periodicity, mean log2 f0]``
 
