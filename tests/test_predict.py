@@ -145,3 +145,20 @@ def test_checkpoint_needing_missing_backbone_weights_says_what_to_download(tmp_p
     assert main(["predict", str(ckpt), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "vggish" in err and "vggish-10086976.pth" in err and str(tmp_path / "home") in err
+
+
+def test_predict_detects_faces_once_per_video(tiny_run, synth_root, monkeypatch):
+    """The overlay's boxes and the visual extractor share one detection pass (same face-source key)."""
+    from avaffect.features.faces import crops as crops_module
+
+    calls = []
+    real = crops_module.track_faces
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(crops_module, "track_faces", counting)
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    result = predict_module.Predictor(tiny_run / "model.safetensors")(rec.video_path)
+    assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_frames
