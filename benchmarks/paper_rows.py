@@ -30,8 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 def weight_free(raw: dict, root: Path, max_epochs: int) -> dict:
     raw = dict(raw)
     raw["data"] = {**raw.get("data", {}), "dataset": "synthetic", "root": str(root)}
-    raw["features"] = {**raw.get("features", {}), "audio": {"name": "logmel_stats"},
-                       "video": {"name": "face_hog"}, "store": str(root / "features")}
+    raw["features"] = {**raw.get("features", {}), "store": str(root / "features")}
     training = dict(raw.get("training", {}))
     training["max_epochs"] = min(int(training.get("max_epochs", max_epochs)), max_epochs)
     training["accelerator"] = "cpu"
@@ -55,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         paper = path.parent.name
         if args.only and paper not in args.only:
             continue
-        cfg = make_config(weight_free(yaml.safe_load(path.read_text()), root, args.max_epochs), source=str(path))
+        cfg = make_config(weight_free(yaml.safe_load(path.read_text()), root, args.max_epochs),
+                          source=str(path)).weight_free()
         t = time.perf_counter()
         res = train_one(cfg, args.work / "runs" / paper / path.stem, recs, progress=False)
         score = res.metrics.get("p_va", res.metrics.get(f"ccc_{cfg.training.targets[0]}"))

@@ -161,11 +161,11 @@ def test_vggish_extract_contexts_hop_and_pca(rec, vggish_random, tmp_path):
 def test_vggish_weights_from_cache_and_path(rec, vggish_random, tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("AVAFFECT_HOME", str(home))
-    with pytest.raises(AvaffectError) as err:  # nothing there: say what to download, where, and --weights
+    with pytest.raises(AvaffectError) as err:  # nothing there: say what to download, where, and the weights parameter
         get_extractor("vggish").extract(rec)
     target = home / "weights" / "vggish-10086976.pth"
     msg = str(err.value)
-    assert W.WEIGHTS["vggish"].url in msg and str(target) in msg and "--weights" in msg
+    assert W.WEIGHTS["vggish"].url in msg and str(target) in msg and "params.weights" in msg
 
     target.parent.mkdir(parents=True)
     state = {k: v.half() for k, v in vggish_random.network().state_dict().items()}  # fp16: half the disk

@@ -86,3 +86,37 @@ def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
 def test_a_broken_spec_names_the_checkpoint(tmp_path):
     with pytest.raises(AvaffectError, match="old.safetensors: invalid preprocessing spec"):
         PreprocessingSpec.from_metadata({"version": 2, "window": 0}, str(tmp_path / "old.safetensors"))
+
+
+def test_missing_backbone_weights_are_listed_before_any_work(tmp_path, monkeypatch):
+    from avaffect.training.run import train
+
+    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))
+    cfg = make_config({"data": {"root": str(tmp_path / "nowhere")}, "features": {
+        "audio": {"name": "vggish"}, "video": {"name": "resnet50_face"}}})
+    with pytest.raises(AvaffectError) as e:
+        train(cfg, tmp_path / "run", progress=False)
+    msg = str(e.value)
+    assert "vggish" in msg and "resnet50_face" in msg and "--weight-free" in msg and str(tmp_path / "home") in msg
+    assert not (tmp_path / "run").exists()  # nothing written, nothing extracted
+    free = cfg.weight_free()
+    assert (free.features.audio.name, free.features.video.name) == ("logmel_stats", "face_hog")
+    assert free.feature_pipeline().missing_weights() == []
+    assert make_config({}).weight_free() == make_config({})
+
+
+def test_config_show_prints_the_resolved_values(capsys, tmp_path):
+    from avaffect.cli.main import main
+
+    path = tmp_path / "row.yaml"
+    path.write_text("training:\n  lr: 0.0001\n  warmup: {kind: linear, epochs: 5}\n")
+    assert main(["config", "show", str(path), "--set", "training.batch_size=12"]) == 0
+    import yaml
+
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["training"]["lr"] == 1e-4 and shown["training"]["batch_size"] == 12
+    assert shown["training"]["warmup"] == {"kind": "linear", "epochs": 5, "start_factor": 0.1}
+    assert shown["model"]["name"] == "rjca" and "hop" in shown["training"]
+    path.write_text("- a list\n")
+    assert main(["config", "show", str(path)]) == 2
+    assert "top level must be a mapping" in capsys.readouterr().err

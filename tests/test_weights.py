@@ -54,7 +54,7 @@ def test_missing_registered_file_says_what_to_download(home):
     msg = str(err.value)
     target = home / "weights" / "resnet18-f37072fd.pth"
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
-    assert str(target) in msg and "--weights PATH" in msg and "AVAFFECT_HOME" in msg
+    assert str(target) in msg and "params.weights: PATH" in msg and "AVAFFECT_HOME" in msg
 
 
 def test_resolve_paths_and_unknown_names(home, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from avaffect.data.datasets import DATASET_NAMES
 from avaffect.data.layout import SPLITS
 from avaffect.data.recording import TARGETS
 from avaffect.errors import ConfigError
-from avaffect.features.extractors.base import ExtractorSpec
+from avaffect.features.extractors.base import ExtractorSpec, needs_weights
 from avaffect.features.pipeline import FeaturePipeline
 from avaffect.models.registry import get_entry, model_config
 
@@ -32,10 +33,13 @@ class DataConfig(_Strict):
     val_split: str = SPLITS[1]
 
 
+OFFLINE_EXTRACTORS = {"audio": ExtractorSpec(name="logmel_stats"), "video": ExtractorSpec(name="face_hog")}
+
+
 class FeaturesConfig(_Strict):
     store: Path | None = Field(None, description="feature store folder; default <data root>/features")
-    audio: ExtractorSpec = ExtractorSpec(name="logmel_stats")
-    video: ExtractorSpec = ExtractorSpec(name="face_hog")
+    audio: ExtractorSpec = OFFLINE_EXTRACTORS["audio"]
+    video: ExtractorSpec = OFFLINE_EXTRACTORS["video"]
     workers: int = Field(1, ge=1)
 
 
@@ -55,17 +59,44 @@ class ModelSpec(_Strict):
         return self
 
 
+class WarmupConfig(_Strict):
+    """Learning-rate warm-up (a factor on ``training.lr``, per optimisation step).
+
+    ``linear``: from ``start_factor`` to 1 over the first ``epochs`` epochs, then 1. ``repetitive``: the same ramp
+    restarted at the start of each of the first ``epochs`` epochs (ABAW6's "repetitive warm-up until epoch 5",
+    our reading of it). ``none``: no warm-up."""
+
+    kind: Literal["none", "linear", "repetitive"] = "none"
+    epochs: int = Field(0, ge=0, description="warm-up length in epochs")
+    start_factor: float = Field(0.1, gt=0, le=1, description="LR factor at the first step of a ramp")
+
+    @model_validator(mode="after")
+    def _length(self) -> WarmupConfig:
+        if self.kind != "none" and self.epochs < 1:
+            raise ValueError(f"warmup.kind={self.kind} needs warmup.epochs >= 1")
+        return self
+
+
 class TrainingConfig(_Strict):
     window: int = Field(300, ge=1, description="L, steps per window")
     hop: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1)
     max_epochs: int = Field(30, ge=1)
     min_epochs: int = Field(1, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="sgd: with momentum 0.9")
     lr: float = Field(1e-3, gt=0)
+    lr_min: float = Field(0.0, ge=0, description="ReduceLROnPlateau never goes below this LR")
     weight_decay: float = Field(1e-5, ge=0)
+    warmup: WarmupConfig = WarmupConfig()
+    reload_best: bool = Field(False, description="at the end of an epoch whose validation score is worse than "
+                              "the best so far, reload the best weights (ABAW8)")
     patience: int = Field(8, ge=1, description="early stopping patience (epochs) on validation P_VA")
     lr_patience: int = Field(3, ge=1, description="ReduceLROnPlateau patience on validation P_VA")
     lr_factor: float = Field(0.5, gt=0, lt=1)
+    loss: Literal["ccc", "mse", "ccc+mse"] = Field(
+        "ccc", description="ccc: 1 - CCC; mse: mean squared error on annotated steps; ccc+mse: their sum with "
+        "mse_weight on the MSE")
+    mse_weight: float = Field(1.0, ge=0)
     loss_reduction: Literal["batch", "window"] = "batch"
     gradient_clip: float | None = 1.0
     seed: int = 0
@@ -101,6 +132,12 @@ class ProtocolConfig(_Strict):
                                       "validation part; recordings without a subject are their own group")
     fold: int | None = Field(None, ge=0, description="set by `train --folds` in each run's config: the fold it "
                              "trained on (its exact split is RUN/split.json)")
+    test_selection: Literal["average", "best_k"] = Field(
+        "average", description="fold ensemble on the test split: average every fold model, or only the best_k "
+        "by validation score (ABAW6: the best folds)")
+    best_k: int = Field(3, ge=1, description="with test_selection = best_k: how many fold models")
+    repetitions: int = Field(1, ge=1, description="pretrain_then_fuse: train the fusion N times (seeds seed, "
+                             "seed+1, ...) on the same pre-trained DLSTMs (DLSTM-ATT: 10 repetitions)")
     recipe: Literal["single", "pretrain_then_fuse"] = Field(
         "single", description="single = one training run; pretrain_then_fuse = DLSTM-ATT: pre-train the "
         "unimodal DLSTMs, freeze them, train the fusion (avaffect.training.recipes)")
@@ -123,7 +160,25 @@ class PostprocessConfig(_Strict):
         "only where it raises the validation CCC")
 
 
+class PaperRow(_Strict):
+    """Which result-table row a config reproduces, and where each of its settings comes from.
+
+    ``settings`` maps a dotted config key (``training.lr``) to the paper's words that state its value (a short
+    quote); ``unstated`` lists what the paper leaves open and the choice this config makes. Training ignores
+    this section; ``avaffect config show`` prints it and the suite checks it is complete."""
+
+    paper: str = Field(description="file name under ../shared/papers/")
+    table: str = Field(description="e.g. 'Table 2'")
+    row: str = Field(description="the row label as printed")
+    reported: dict[str, float | None] = Field(default_factory=dict,
+                                              description="metric -> value as printed (None: not reported)")
+    settings: dict[str, str] = Field(default_factory=dict, description="config key -> the quote stating it")
+    unstated: list[str] = Field(default_factory=list, description="what the paper does not state: our choice")
+    notes: list[str] = Field(default_factory=list, description="inconsistencies, deviations, caveats")
+
+
 class RunConfig(_Strict):
+    paper: PaperRow | None = None
     data: DataConfig = DataConfig()
     features: FeaturesConfig = FeaturesConfig()
     model: ModelSpec = ModelSpec()
@@ -153,6 +208,14 @@ class RunConfig(_Strict):
                                  "the time-major weights need the window length")
         return params
 
+    def weight_free(self) -> RunConfig:
+        """This config with every extractor that needs downloaded weights replaced by the offline default of its
+        modality (``logmel_stats`` audio, ``face_hog`` video); the rest unchanged."""
+        features = self.features.model_copy(update={
+            m: (OFFLINE_EXTRACTORS[m] if needs_weights(getattr(self.features, m).name) else getattr(self.features, m))
+            for m in ("audio", "video")})
+        return self.model_copy(update={"features": features})
+
     def feature_pipeline(self) -> FeaturePipeline:
         """The run's extractors over its feature store."""
         return FeaturePipeline.from_specs(self.features.audio, self.features.video, self.store_path(),
@@ -166,15 +229,46 @@ class RunConfig(_Strict):
         return Path(self.data.root) / "features"
 
 
+PAPER_CONFIG_DIR = ("configs", "papers")  # inside the package: avaffect/configs/papers/<paper>/<row>.yaml
+
+
+def paper_config_names() -> list[str]:
+    """The paper configs shipped with the package, as ``<paper>/<row>`` names (``avaffect config list``)."""
+    root = resources.files("avaffect").joinpath(*PAPER_CONFIG_DIR)
+    if not root.is_dir():
+        return []
+    return sorted(f"{d.name}/{f.name[:-5]}" for d in root.iterdir() if d.is_dir()
+                  for f in d.iterdir() if f.name.endswith(".yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file: the path itself when it exists, else a shipped paper config named ``<paper>/<row>``
+    (``.yaml`` optional, a leading ``configs/`` ignored)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.as_posix().removesuffix(".yaml").removeprefix("configs/")
+    shipped = resources.files("avaffect").joinpath(*PAPER_CONFIG_DIR, f"{name}.yaml")
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise ConfigError(f"{path}: config file not found (nor a shipped paper config of that name; "
+                      "`avaffect config list` shows them)")
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML run config; ``overrides`` are merged on top (nested dicts)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """Read a YAML run config (a path, or a shipped paper config's name); ``overrides`` are merged on top."""
+    path = resolve_config_path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config ({e})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, training: ...), "
+                          f"found a {type(raw).__name__}")
     return make_config(raw, overrides, source=str(path))
 
 

@@ -17,8 +17,8 @@ from avaffect._version import __version__
 from avaffect.errors import AvaffectError
 from avaffect.logs import quiet_third_party_logs
 
-COMMAND_MODULES = ("train_cmds", "data_cmds", "dataset_cmds", "features_cmds", "models_cmds", "eval_cmds",
-                   "predict_cmds", "bench_cmds")
+COMMAND_MODULES = ("train_cmds", "config_cmds", "data_cmds", "dataset_cmds", "features_cmds", "models_cmds",
+                   "eval_cmds", "predict_cmds", "bench_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

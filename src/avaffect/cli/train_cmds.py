@@ -15,13 +15,19 @@ def cmd_train(args) -> int:
     overrides: dict = {"data": {"root": str(args.root)}}
     if args.model:
         overrides["model"] = {"name": args.model}
-    if args.max_epochs:
+    if args.max_epochs is not None:  # 0 is refused by the config (max_epochs >= 1), never dropped
         overrides["training"] = {"max_epochs": args.max_epochs}
-    if args.num_folds:
+    if args.num_folds is not None:
         overrides["protocol"] = {"num_folds": args.num_folds}
     cfg = load_config(args.config, overrides) if args.config else make_config({}, overrides)
     if args.set:
         cfg = make_config(apply_sets(cfg.model_dump(mode="json"), args.set), source="--set")
+    if args.weight_free:
+        free = cfg.weight_free()
+        for m in ("audio", "video"):
+            if getattr(free.features, m) != getattr(cfg.features, m):
+                print(f"--weight-free: {m} features {getattr(cfg.features, m).name} → {getattr(free.features, m).name}")
+        cfg = free
     if args.folds is not None or args.seeds is not None:
         return _train_protocol(cfg, args)
     out = Path(args.out or Path("runs") / cfg.model.name)
@@ -91,12 +97,16 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train one model from a config (or k folds x seeds: --folds/--seeds)")
     p.add_argument("root", type=Path, help="dataset root")
-    p.add_argument("--config", type=Path, help="run config YAML")
+    p.add_argument("--config", type=Path, help="run config YAML, or a shipped paper config's name "
+                   "(`avaffect config list`)")
     p.add_argument("--model", help="override model.name")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="replace one config value (dotted path, YAML value), e.g. --set training.max_epochs=5 or "
                    "--set 'features.video={name: face_hog}'; repeatable")
+    p.add_argument("--weight-free", action="store_true",
+                   help="replace the extractors that need downloaded weights by the offline face_hog / logmel_stats "
+                   "(a row's weight-free variant: trains anywhere, says nothing about the paper's numbers)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>, with --folds/--seeds "
                    "runs/<model>-cv)")
     p.add_argument("--folds", default=None, metavar="all|0,2",

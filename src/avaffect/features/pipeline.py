@@ -67,6 +67,26 @@ class FeaturePipeline:
     def extractors(self) -> tuple[Extractor, Extractor]:
         return self.audio, self.video
 
+    def missing_weights(self) -> list[str]:
+        """One line per extractor whose weight file is not here (what to download and where it goes)."""
+        out = []
+        for ex in self.extractors:
+            if hasattr(ex, "weights_path"):  # a learned backbone
+                try:
+                    ex.weights_path()
+                except AvaffectError as e:
+                    out.append(f"{ex.name}: {e}")
+        return out
+
+    def check_weights(self) -> None:
+        """Before any work: every weight file the extractors need is here, else one error listing them all."""
+        missing = self.missing_weights()
+        if missing:
+            raise AvaffectError("the backbone weights this configuration needs are not here (nothing was done):\n"
+                                + "\n".join(f"  - {m}" for m in missing)
+                                + "\nOr train the row's weight-free variant (the offline face_hog / logmel_stats "
+                                "features instead of the backbones): `avaffect train ... --weight-free`.")
+
     def ensure(self, recordings: Sequence[Recording], progress: bool = True) -> None:
         """Extract what is missing (resumable); raise if a needed recording failed."""
         summary = extract_features(list(recordings), [self.audio, self.video], self.store, workers=self.workers,

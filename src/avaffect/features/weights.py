@@ -1,7 +1,7 @@
 """Pretrained weight files: a registry of public downloads, local resolution, and state-dict loading.
 
-Nothing here downloads. A weight file is either a path the user gives (``--weights PATH`` or an
-extractor's ``weights=`` parameter) or a registered name looked up in the cache folder
+Nothing here downloads. A weight file is either a path the user gives (the extractor's ``weights``
+parameter, ``features.<audio|video>.params.weights`` in a run config) or a registered name looked up in the cache folder
 ``$AVAFFECT_HOME/weights/<filename>`` (``AVAFFECT_HOME`` defaults to ``~/.cache/avaffect``). When
 the file is not there, :func:`resolve_weights` raises :class:`~avaffect.errors.AvaffectError`
 saying which URL to download and where to put it::
@@ -250,9 +250,12 @@ def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: st
         raise AvaffectError(
             f"{path}: checksum mismatch (sha256 {actual[:16]}..., expected {expected[:16]}...): the file is "
             f"corrupt, truncated or not the expected one.{where} (A file you trust can be given by path with "
-            "--weights PATH, which is not checked.)"
+            f"{WEIGHTS_PARAM} — a given path is not checked.)"
         )
     return True
+
+
+WEIGHTS_PARAM = "features.<audio|video>.params.weights: PATH in the run config"
 
 
 def _missing_message(entry: WeightFile, target: Path) -> str:
@@ -260,7 +263,7 @@ def _missing_message(entry: WeightFile, target: Path) -> str:
         f"weight file {entry.name!r} ({entry.description}) is not at {target}. It is never downloaded "
         f"automatically. Download {entry.url} and save it as {target}, e.g.\n"
         f"    mkdir -p {target.parent} && curl -L -o {target} {entry.url}\n"
-        f"or pass the file's path with --weights PATH (the extractor's weights= parameter); set "
+        f"or give the file's path as the extractor's weights parameter ({WEIGHTS_PARAM}); set "
         f"AVAFFECT_HOME to use another cache folder than {avaffect_home()}. Licence: {entry.license}."
     )
 
@@ -274,7 +277,7 @@ def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = 
     ``verify``: ``None`` (default) checks registry files against their known checksum and leaves
     user paths alone; ``True`` also checks a user path when it has the name of a registered file;
     ``False`` skips checks. A missing file raises :class:`AvaffectError` naming the URL to download,
-    where to put it, and that ``--weights PATH`` works too.
+    where to put it, and that a path in the extractor's ``weights`` parameter works too.
     """
     raw = os.fspath(name_or_path)
     if raw in WEIGHTS:
@@ -297,8 +300,9 @@ def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = 
     if looks_like_path:
         entry = next((w for w in WEIGHTS.values() if w.filename == path.name), None)
         hint = f" It is the public file {entry.url}." if entry else ""
-        raise AvaffectError(f"{path}: weight file not found.{hint} Check the path given with --weights / weights=.")
+        raise AvaffectError(f"{path}: weight file not found.{hint} Check the path given as the extractor's "
+                            f"weights ({WEIGHTS_PARAM}).")
     raise AvaffectError(
         f"unknown weight name {raw!r} and no such file; registered names: {', '.join(list_weights())}. "
-        "Give a registered name or the path of a local weight file (--weights PATH)."
+        f"Give a registered name or the path of a local weight file ({WEIGHTS_PARAM})."
     )

@@ -51,3 +51,27 @@ def ccc_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, reduc
             raise ValueError(f"unknown CCC loss reduction {reduction!r}; use 'batch' or 'window'")
         total = total + w[j] * (1.0 - c)
     return total
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum_k mean over valid steps of (pred_k - target_k)^2`` for ``[B, L, K]`` (mask ``[B, L]``; NaN targets
+    never contribute; a target with no valid step adds 0)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    valid = mask.bool()[..., None].expand_as(pred) & torch.isfinite(target)
+    diff = torch.where(valid, pred - torch.where(valid, target, torch.zeros_like(target)), torch.zeros_like(pred))
+    per_target = (diff * diff).flatten(0, -2).sum(0) / valid.flatten(0, -2).sum(0).clamp(min=1)
+    return per_target.sum()
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "ccc",
+                    reduction: str = "batch", mse_weight: float = 1.0) -> torch.Tensor:
+    """The training loss ``training.loss``: ``ccc`` = :func:`ccc_loss`, ``mse`` = :func:`masked_mse` (DLSTM-ATT),
+    ``ccc+mse`` = ``ccc_loss + mse_weight * masked_mse``."""
+    if kind == "ccc":
+        return ccc_loss(pred, target, mask, reduction)
+    if kind == "mse":
+        return masked_mse(pred, target, mask)
+    if kind == "ccc+mse":
+        return ccc_loss(pred, target, mask, reduction) + mse_weight * masked_mse(pred, target, mask)
+    raise ValueError(f"unknown loss {kind!r}; use ccc, mse or ccc+mse")

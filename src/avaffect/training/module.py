@@ -1,4 +1,9 @@
-"""The Lightning module: CCC loss on windows, validation on stitched full recordings (SPEC §7)."""
+"""The Lightning module: the training loss on windows, validation on stitched full recordings (SPEC §7).
+
+Optimisation follows ``training``: Adam/AdamW/SGD with weight decay, ReduceLROnPlateau on the validation score
+(factor, patience, ``lr_min``), an optional warm-up factor per step (:mod:`avaffect.training.schedules`), and
+optionally ``reload_best``: an epoch that ends worse than the best so far is undone (the best weights are
+reloaded; the optimiser keeps its state)."""
 
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ from avaffect.data.windows import stitch
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.features.pipeline import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
-from avaffect.training.losses import ccc_loss
+from avaffect.training.losses import regression_loss
+from avaffect.training.schedules import warmup_factor
 
 
 class AffectRegressionModule(L.LightningModule):
-    """Trains an :class:`AVRegressor` with the CCC loss; logs ``val/ccc_<target>`` and ``val/p_va``
+    """Trains an :class:`AVRegressor` with ``training.loss``; logs ``val/ccc_<target>`` and ``val/p_va``
     computed with the chosen protocol on validation recordings reassembled from their windows."""
 
     def __init__(self, model: AVRegressor, cfg: TrainingConfig, val_recordings: list[RecordingFeatures],
@@ -29,12 +35,45 @@ class AffectRegressionModule(L.LightningModule):
         self.targets = targets
         self._val_buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.last_val_predictions: dict[str, np.ndarray] = {}
+        self.best_score: float | None = None  # reload_best: the best validation score and its weights
+        self._best_state: dict[str, torch.Tensor] | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["audio"], batch["video"], batch["mask"], batch["face_mask"])
 
     def _loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return ccc_loss(pred.float(), batch["labels"], batch["mask"], reduction=self.cfg.loss_reduction)
+        return regression_loss(pred.float(), batch["labels"], batch["mask"], self.cfg.loss, self.cfg.loss_reduction,
+                               self.cfg.mse_weight)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self.cfg.warmup.kind == "none":
+            return
+        f = warmup_factor(self.cfg.warmup, self.current_epoch, batch_idx, int(self.trainer.num_training_batches))
+        for opt in self.trainer.optimizers:
+            for g in opt.param_groups:
+                base = g["lr"] / g.get("warmup_factor", 1.0)  # keeps what the plateau scheduler set meanwhile
+                g["lr"], g["warmup_factor"] = base * f, f
+
+    def track_best(self, score: float) -> bool:
+        """``reload_best``: remember the weights of a new best ``score``; after a worse epoch, reload the best
+        weights. Returns True when weights were reloaded."""
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+            self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            return False
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+            return True
+        return False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.cfg.reload_best and self._best_state is not None:  # tensors only: readable with weights_only
+            checkpoint["reload_best"] = {"score": torch.tensor(self.best_score), "state": self._best_state}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("reload_best")
+        if saved is not None:
+            self.best_score, self._best_state = float(saved["score"]), dict(saved["state"])
 
     def on_train_epoch_start(self) -> None:
         # models whose behaviour depends on the epoch (e.g. DLSTM-ATT bypasses its embedding attention
@@ -79,9 +118,18 @@ class AffectRegressionModule(L.LightningModule):
         for k in [f"ccc_{t}" for t in self.targets] + (["p_va"] if "p_va" in overall else []):
             value = overall[k] if np.isfinite(overall[k]) else -1.0  # nothing scorable: worst value
             self.log(f"val/{k}", float(value), prog_bar=k in ("p_va", "ccc_valence", "ccc_arousal"))
+        if self.cfg.reload_best and not self.trainer.sanity_checking:
+            key = self.cfg.monitor_key()
+            self.track_best(float(overall[key]) if np.isfinite(overall[key]) else -1.0)
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=self.cfg.lr_factor,
-                                                           patience=self.cfg.lr_patience)
+        params, c = self.model.parameters(), self.cfg
+        if c.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        elif c.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=c.lr_factor,
+                                                           patience=c.lr_patience, min_lr=c.lr_min)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": f"val/{self.cfg.monitor_key()}"}}

@@ -174,9 +174,10 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     if done is not None:
         _check_same_run(run_dir, cfg, finished=True)
         return done
+    pipeline = cfg.feature_pipeline()
+    pipeline.check_weights()  # before anything is written or extracted
     start_run_dir(cfg, run_dir)
     train_recs, val_recs = split_recordings(cfg, recordings)
-    pipeline = cfg.feature_pipeline()
     pipeline.ensure(train_recs + val_recs, progress)
     targets = tuple(cfg.training.targets)
     train_feats = [pipeline.load(r, targets) for r in train_recs]

@@ -31,7 +31,7 @@ from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.features.extractors.base import Extractor, audio_source
 from avaffect.features.faces.crops import load_face_crops
 from avaffect.features.temporal_align import CONTEXTS
-from avaffect.features.weights import load_state_dict_file, resolve_weights
+from avaffect.features.weights import WEIGHTS_PARAM, load_state_dict_file, resolve_weights
 
 __all__ = [
     "TorchExtractor",
@@ -170,7 +170,7 @@ class TorchExtractor(Extractor):
             if self.params["allow_random"]:
                 return None
             if self.default_weights is None:
-                raise AvaffectError(f"{self.name}: no default weights; pass weights=PATH (--weights PATH)")
+                raise AvaffectError(f"{self.name}: no default weights; give a weight file ({WEIGHTS_PARAM})")
             w = self.default_weights
         return resolve_weights(w)
 

@@ -30,7 +30,7 @@ from avaffect.errors import ConfigError, DataError
 from avaffect.registry import Registry
 
 __all__ = ["EXTRACTORS", "Extractor", "ExtractorSpec", "audio_source", "build_extractor", "get_extractor",
-           "list_extractors", "register_extractor"]
+           "list_extractors", "needs_weights", "register_extractor"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,11 @@ def get_extractor(name: str, config: Any = None, **params: Any) -> Extractor:
 
 def build_extractor(spec: ExtractorSpec) -> Extractor:
     return get_extractor(spec.name, **spec.params)
+
+
+def needs_weights(name: str) -> bool:
+    """Whether extractor ``name`` loads a weight file (a learned backbone)."""
+    return hasattr(EXTRACTORS.get(name), "weights_path")
 
 
 def list_extractors(modality: str | None = None) -> list[str]:
