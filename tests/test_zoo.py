@@ -344,3 +344,15 @@ def test_model_yaml_validates_and_builds(name):
     assert list(params) == yaml_keys(name), "the YAML lists every field of the preset, in order"
     model = create_model(name, 6, 49 * 2, params)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("name", ["dca", "grjca", "hgrjca", "grjca_abaw8", "hgrjca_abaw8", "hgrjca_abaw6"])
+def test_gate_bias_option_gives_the_printed_equations(name):
+    """``gate_bias: false``: every gate is ``softmax(X W_g / T)`` with no bias, as the papers print it."""
+    with_bias = create_model(name, 6, 8, {"window_length": 5, "gate_bias": True})
+    without = create_model(name, 6, 8, {"window_length": 5, "gate_bias": False})
+    gate_fcs = [m for n, m in without.named_modules() if n.endswith(".fc") and "gate" in n]
+    assert gate_fcs and all(m.bias is None for m in gate_fcs)
+    assert all(m.bias is not None for n, m in with_bias.named_modules() if n.endswith(".fc") and "gate" in n)
+    audio, video, mask = torch.randn(2, 5, 6), torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+    assert without(audio, video, mask).shape[:2] == (2, 5)

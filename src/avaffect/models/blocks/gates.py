@@ -20,13 +20,15 @@ MODALITIES = ("audio", "video")
 
 
 class SoftmaxGate(nn.Module):
-    """``G = softmax((X W_g + b_g) / T)`` over the n candidates: ``x [B, L, d_in] → G [B, L, n]``."""
+    """``G = softmax((X W_g + b_g) / T)`` over the n candidates: ``x [B, L, d_in] → G [B, L, n]``.
 
-    def __init__(self, d_in: int, num_candidates: int, temperature: float = 0.1) -> None:
+    ``bias=False`` gives the papers' printed ``G = softmax(X W_g / T)`` (their W_gl has no bias term)."""
+
+    def __init__(self, d_in: int, num_candidates: int, temperature: float = 0.1, bias: bool = True) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"gate temperature must be > 0, got {temperature}")
-        self.fc = nn.Linear(d_in, num_candidates)
+        self.fc = nn.Linear(d_in, num_candidates, bias=bias)
         self.temperature = temperature
         self.num_candidates = num_candidates
 
@@ -53,9 +55,9 @@ class DCAGate(nn.Module):
     ``last_gate_weights``: ``{"audio": [B, L, 2], "video": [B, L, 2]}``.
     """
 
-    def __init__(self, d_audio: int, d_video: int, temperature: float = 0.1) -> None:
+    def __init__(self, d_audio: int, d_video: int, temperature: float = 0.1, bias: bool = True) -> None:
         super().__init__()
-        self.gates = nn.ModuleList([SoftmaxGate(dm, 2, temperature) for dm in (d_audio, d_video)])
+        self.gates = nn.ModuleList([SoftmaxGate(dm, 2, temperature, bias) for dm in (d_audio, d_video)])
         self.last_gate_weights: dict[str, torch.Tensor] = {}
 
     def forward(self, x0: tuple[torch.Tensor, torch.Tensor], x_att: tuple[torch.Tensor, torch.Tensor],
@@ -78,10 +80,12 @@ class GRJCAGate(nn.Module):
     ``last_gate_weights``: ``{"audio": [B, L, M+1], "video": [B, L, M+1]}``.
     """
 
-    def __init__(self, d_audio: int, d_video: int, num_iterations: int, temperature: float = 0.1) -> None:
+    def __init__(self, d_audio: int, d_video: int, num_iterations: int, temperature: float = 0.1,
+                 bias: bool = True) -> None:
         super().__init__()
         self.num_iterations = num_iterations
-        self.gates = nn.ModuleList([SoftmaxGate(dm, num_iterations + 1, temperature) for dm in (d_audio, d_video)])
+        self.gates = nn.ModuleList([SoftmaxGate(dm, num_iterations + 1, temperature, bias)
+                                    for dm in (d_audio, d_video)])
         self.last_gate_weights: dict[str, torch.Tensor] = {}
 
     def forward(self, iterates: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -114,7 +118,7 @@ class HGRJCAGates(nn.Module):
     """
 
     def __init__(self, d_audio: int, d_video: int, num_iterations: int, temperature: float = 0.1,
-                 recursion_input: Literal["gated", "ungated"] = "gated") -> None:
+                 recursion_input: Literal["gated", "ungated"] = "gated", bias: bool = True) -> None:
         super().__init__()
         if recursion_input not in ("gated", "ungated"):
             raise ValueError(f"recursion_input must be 'gated' or 'ungated', got {recursion_input!r}")
@@ -122,9 +126,9 @@ class HGRJCAGates(nn.Module):
         self.num_iterations = num_iterations
         self.recursion_input = recursion_input
         self.iteration_gates = nn.ModuleList([
-            nn.ModuleList([SoftmaxGate(dm, 2, temperature) for dm in dims]) for _ in range(num_iterations)
+            nn.ModuleList([SoftmaxGate(dm, 2, temperature, bias) for dm in dims]) for _ in range(num_iterations)
         ])
-        self.stage_gates = (nn.ModuleList([SoftmaxGate(dm, num_iterations, temperature) for dm in dims])
+        self.stage_gates = (nn.ModuleList([SoftmaxGate(dm, num_iterations, temperature, bias) for dm in dims])
                             if num_iterations > 1 else None)
         self.last_gate_weights: dict[str, torch.Tensor] = {}
 

@@ -65,6 +65,8 @@ class RecursiveFusionConfig(JCAConfig):
     num_iterations: int = Field(2, ge=1, description="M: number of JCA iterations")
     share_weights: bool = Field(False, description="one JCA block reused by every iteration")
     gate_temperature: float = Field(0.1, gt=0.0, description="T in softmax(logits / T) of every gate")
+    gate_bias: bool = Field(True, description="a bias in the gates' linear layers; the papers' printed W_g has "
+                            "none (false = the equations as printed)")
 
 
 class DCAConfig(RecursiveFusionConfig):
@@ -167,15 +169,16 @@ class GatedRJCAFusion(nn.Module):
                                  getattr(cfg, "share_weights", False), cfg.attention_dropout,
                                  cfg.orientation, cfg.joint_fc, cfg.time_norm)
         temperature = getattr(cfg, "gate_temperature", 0.1)
+        bias = getattr(cfg, "gate_bias", True)
         self.gate_kind = gate
         if gate == "none":
             self.gate = None
         elif gate == "dca":
-            self.gate = DCAGate(d_audio, d_video, temperature)
+            self.gate = DCAGate(d_audio, d_video, temperature, bias)
         elif gate == "grjca":
-            self.gate = GRJCAGate(d_audio, d_video, num_iterations, temperature)
+            self.gate = GRJCAGate(d_audio, d_video, num_iterations, temperature, bias)
         elif gate == "hgrjca":
-            self.gate = HGRJCAGates(d_audio, d_video, num_iterations, temperature, cfg.recursion_input)
+            self.gate = HGRJCAGates(d_audio, d_video, num_iterations, temperature, cfg.recursion_input, bias)
         else:
             raise ValueError(f"unknown gate {gate!r}")
         self.out_dim = d_audio + d_video
