@@ -356,3 +356,17 @@ def test_gate_bias_option_gives_the_printed_equations(name):
     assert all(m.bias is not None for n, m in with_bias.named_modules() if n.endswith(".fc") and "gate" in n)
     audio, video, mask = torch.randn(2, 5, 6), torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
     assert without(audio, video, mask).shape[:2] == (2, 5)
+
+
+def test_fusion_dropout_acts_on_the_attended_features_only_in_training():
+    model = create_model("grjca", 6, 8, {"window_length": 5, "fusion_dropout": 0.5, "dropout": 0.0})
+    audio, video, mask = torch.randn(2, 5, 6), torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+    seen = []
+    model.head.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    model.train()
+    model(audio, video, mask)
+    model.eval()
+    model(audio, video, mask)
+    dropped = (seen[0] == 0) & (seen[1] != 0)
+    assert 0.2 < dropped.float().mean().item() < 0.8  # about half the attended features zeroed in training
+    assert torch.allclose(seen[0][~dropped & (seen[1] != 0)], 2 * seen[1][~dropped & (seen[1] != 0)], atol=1e-5)

@@ -39,6 +39,8 @@ class ZooConfig(PresetConfig):
     tcn_levels: int = Field(3, ge=1, description="TCN residual levels; level i has dilation 2^i")
     tcn_kernel_size: int = Field(3, ge=1, description="TCN convolution kernel size k")
     tcn_causal: bool = Field(False, description="TCN padding: causal (past only) instead of centred")
+    fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the attended A-V features before "
+                                  "the head (ABAW6: 0.5; `dropout` is the linear layers' rate)")
 
 
 class CAConfig(ZooConfig):
@@ -202,7 +204,8 @@ class GatedRJCAFusion(nn.Module):
 
 
 class FusionModel(nn.Module):
-    """``Y = head(fusion(enc_a(audio), enc_v(video)))`` with per-step MLP head (SPEC §4.4–4.5)."""
+    """``Y = head(Dropout_f(fusion(enc_a(audio), enc_v(video))))`` with per-step MLP head (SPEC §4.4–4.5);
+    ``Dropout_f`` has rate ``fusion_dropout`` (the attended features), the head and encoders ``dropout``."""
 
     def __init__(self, d_audio: int, d_video: int, cfg: ZooConfig, fusion_factory) -> None:
         super().__init__()
@@ -211,6 +214,7 @@ class FusionModel(nn.Module):
         self.audio_encoder = make_encoder(d_audio, cfg)
         self.video_encoder = make_encoder(d_video, cfg)
         self.fusion = fusion_factory(cfg.hidden, cfg.hidden)
+        self.fusion_dropout = nn.Dropout(cfg.fusion_dropout)
         self.head = MLPHead(self.fusion.out_dim, cfg.head_hidden, cfg.num_outputs, cfg.dropout, cfg.activation)
 
     @property
@@ -220,7 +224,7 @@ class FusionModel(nn.Module):
     def forward(self, audio, video, mask):
         x_a = self.audio_encoder(audio, mask)
         x_v = self.video_encoder(video, mask)
-        return self.head(self.fusion(x_a, x_v, mask))
+        return self.head(self.fusion_dropout(self.fusion(x_a, x_v, mask)))
 
 
 class PerTargetHeads(nn.Module):
