@@ -269,6 +269,27 @@ def test_run_level_driver_wires_stages(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="DLSTM fusion preset"):
         recipes.stage_configs(make_config({"model": {"name": "concat"}}))
 
+    # protocol.repetitions: stage 2 N times (seeds 0, 1, 2) on the same stage-1 DLSTMs, scores averaged
+    calls.clear()
+
+    def scored_train(cfg, run_dir, recordings=None, progress=True):
+        res = fake_train(cfg, run_dir, recordings, progress)
+        score = 0.1 * (1 + cfg.training.seed)
+        return run.RunResult(run_dir, {"ccc_arousal": score}, {}, res.checkpoint)
+
+    monkeypatch.setattr(run, "train", scored_train)
+    reps_cfg = make_config(cfg.model_dump(mode="json"), {"protocol": {"repetitions": 3}})
+    res = recipes.pretrain_then_fuse(reps_cfg, tmp_path / "reps", recordings=[])
+    assert [c[0] for c in calls].count("dlstm") == 3 and [c[0] for c in calls].count("dlstm_early_late") == 3
+    assert len(res.repetitions) == 3 and res.fusion.metrics["ccc_arousal"] == pytest.approx(0.2)
+    assert (tmp_path / "reps" / "repetitions" / "summary.md").is_file()
+    for i in range(3):
+        frozen = built[str(tmp_path / "reps" / "repetitions" / f"rep{i}")].net
+        for b in ("audio", "video", "joint"):
+            pre = built[str(tmp_path / "reps" / "pretrain" / b)].net.dlstm.state_dict()
+            for k, v in frozen.branches[b].state_dict().items():
+                torch.testing.assert_close(v, pre[k])
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_yaml_validates_and_builds(name):

@@ -251,3 +251,24 @@ def test_train_set_overrides_replace_config_values():
     for bad in ("training.max_epochs", "training.max_epochs.x=1", "=3"):
         with pytest.raises(ConfigError):
             apply_sets(cfg.model_dump(mode="json"), [bad])
+
+
+def test_best_k_selection_takes_the_folds_with_the_best_validation_scores(tmp_path):
+    import json
+
+    from avaffect.config import make_config
+    from avaffect.training.protocols import select_runs
+
+    runs = []
+    for fold, score in enumerate([0.31, 0.52, 0.47, 0.52, 0.10]):
+        run = tmp_path / f"fold{fold}" / "seed0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"overall": {"p_va": score}}))
+        runs.append(run)
+    cfg = make_config({"protocol": {"test_selection": "best_k", "best_k": 3}})
+    assert select_runs(runs, cfg) == [runs[1], runs[2], runs[3]]
+    assert select_runs(runs, make_config({})) == runs  # average: every fold model
+    single = make_config({"training": {"targets": ["arousal"]}, "protocol": {"test_selection": "best_k", "best_k": 1}})
+    for run, score in zip(runs, [0.9, 0.1, 0.2, 0.3, 0.4]):
+        (run / "metrics.json").write_text(json.dumps({"overall": {"ccc_arousal": score}}))
+    assert select_runs(runs, single) == [runs[0]]

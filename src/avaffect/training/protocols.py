@@ -13,6 +13,7 @@ the population one (``numpy.std``, ``ddof=0``), 0 for a single run.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.files import write_json
 from avaffect.training.recipes import pretrain_then_fuse
-from avaffect.training.run import RunResult, train
+from avaffect.training.run import METRICS_FILE, MODEL_FILE, RunResult, train
 from avaffect.training.summary import SUMMARY_METRICS, write_summary
 
 log = logging.getLogger(__name__)
@@ -138,4 +139,21 @@ def _metric_keys(metrics: Mapping[str, float]) -> list[str]:
 def find_runs(protocol_dir: str | Path) -> list[Path]:
     """Finished runs ``fold*/seed*/`` (with ``model.safetensors``) under a protocol output folder."""
     protocol_dir = Path(protocol_dir)
-    return sorted(p.parent for p in protocol_dir.glob("fold*/seed*/model.safetensors"))
+    return sorted(p.parent for p in protocol_dir.glob(f"fold*/seed*/{MODEL_FILE}"))
+
+
+def select_runs(runs: Sequence[Path], cfg: RunConfig) -> list[Path]:
+    """The runs whose models predict the test split: all of them (``protocol.test_selection = average``), or the
+    ``best_k`` by their own validation score (the monitored metric in each run's ``metrics.json``; ABAW6 uses
+    "the best folds"). Ties keep the fold/seed order."""
+    runs = list(runs)
+    if cfg.protocol.test_selection == "average":
+        return runs
+    key = cfg.training.monitor_key()
+
+    def score(run: Path) -> float:
+        value = json.loads((run / METRICS_FILE).read_text())["overall"].get(key)
+        return float(value) if value is not None and np.isfinite(value) else -np.inf
+
+    ranked = sorted(runs, key=score, reverse=True)  # stable: ties keep their order
+    return [r for r in runs if r in ranked[: cfg.protocol.best_k]]

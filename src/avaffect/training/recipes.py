@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -45,6 +46,7 @@ from avaffect.models.presets.dlstm import (
 from avaffect.models.registry import model_config
 from avaffect.training import run as _run
 from avaffect.training.losses import ccc_loss
+from avaffect.training.summary import write_summary
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +142,12 @@ def pretrain_then_fuse_loop(model: nn.Module, batches: Iterable[dict[str, torch.
 
 @dataclass
 class RecipeResult:
+    """``fusion``: the stage-2 run (with ``protocol.repetitions`` > 1: the mean scores of the repetitions, whose
+    runs are ``repetitions``); ``pretrain``: the stage-1 run of each DLSTM."""
+
     fusion: _run.RunResult
     pretrain: dict[str, _run.RunResult]
+    repetitions: list[_run.RunResult] = field(default_factory=list)
 
 
 def branch_state_from_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -192,6 +198,16 @@ def pretrain_then_fuse(cfg: RunConfig, run_dir: str | Path, recordings=None, pro
         pretrain[b] = _run.train(c, run_dir / "pretrain" / b, recordings, progress)
         states[b] = branch_state_from_checkpoint(pretrain[b].checkpoint)
     log.info("stage 2: training the %s fusion on the frozen DLSTMs", cfg.model.name)
+    n = cfg.protocol.repetitions
     with initial_branch_states(states):
-        fusion = _run.train(stage2, run_dir, recordings, progress)
-    return RecipeResult(fusion, pretrain)
+        if n == 1:
+            return RecipeResult(_run.train(stage2, run_dir, recordings, progress), pretrain)
+        # DLSTM-ATT: N repetitions of stage 2 (seeds seed..seed+N-1) on the same pre-trained DLSTMs
+        reps = [_run.train(make_config(stage2.model_dump(mode="json"),
+                                       {"training": {"seed": stage2.training.seed + i}}, source=f"repetition {i}"),
+                           run_dir / "repetitions" / f"rep{i}", recordings, progress) for i in range(n)]
+    rows = pd.DataFrame([{"fold": "repetitions", "seed": stage2.training.seed + i, **r.metrics}
+                         for i, r in enumerate(reps)])
+    summary = write_summary(run_dir / "repetitions", rows)
+    overall = {k[: -len("_mean")]: float(v) for k, v in summary.iloc[-1].items() if str(k).endswith("_mean")}
+    return RecipeResult(_run.RunResult(run_dir / "repetitions", overall, {}, reps[0].checkpoint), pretrain, reps)

@@ -44,7 +44,7 @@ from avaffect.evaluation.reports import plot_recording, write_predictions_csv
 from avaffect.features.pipeline import RecordingFeatures
 from avaffect.files import write_json
 from avaffect.models.checkpoint import load_checkpoint
-from avaffect.training.protocols import find_runs
+from avaffect.training.protocols import find_runs, select_runs
 from avaffect.training.run import CONFIG_FILE, MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,10 @@ def evaluate_ensemble(protocol_dir: str | Path, split: str = "test", protocol: s
                       max_plots: int = 8, progress: bool = False) -> EvalResult:
     """Average the predictions of every finished run under ``protocol_dir`` on the dataset's ``split``."""
     protocol_dir = Path(protocol_dir)
-    runs = find_runs(protocol_dir)
-    if not runs:
+    found = find_runs(protocol_dir)
+    if not found:
         raise AvaffectError(f"{protocol_dir}: no finished runs (fold*/seed*/model.safetensors) to ensemble")
+    runs = select_runs(found, load_config(found[0] / CONFIG_FILE))
     pred_sets, feats, targets, first_cfg = [], None, None, None
     feature_key = None
     for run in runs:
