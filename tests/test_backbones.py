@@ -203,6 +203,16 @@ def test_resnet18_face_pooled_spatial_and_pickle(rec, resnet18_file):
     assert "_net" not in clone.__dict__ and clone.id == ex.id
     with pytest.raises(AvaffectError, match="do not match"):
         get_extractor("resnet50_face", weights=str(resnet18_file)).network()
+    # missing faces as black frames through the network (ABAW6/8) instead of zero features
+    black = get_extractor("resnet18_face", weights=str(resnet18_file), crop_size=64, input_size=64, batch_size=4,
+                          missing_face="black_frame")
+    assert black.id != ex.id and ex.id == get_extractor("resnet18_face", weights=str(resnet18_file), crop_size=64,
+                                                         input_size=64, batch_size=4, missing_face="zeros").id
+    on_black = black.extract(rec)
+    _check(on_black, 512, zero_rows=())
+    np.testing.assert_allclose(on_black[list(NO_FACE)[0]], on_black[list(NO_FACE)[1]], atol=1e-5)
+    face = [i for i in range(T) if i not in NO_FACE]
+    np.testing.assert_allclose(on_black[face], pooled[face], atol=1e-5)
 
 
 def test_resnet50_face_abaw_crops(rec, tmp_path):

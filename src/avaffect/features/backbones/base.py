@@ -140,6 +140,8 @@ class TorchExtractor(Extractor):
     @property
     def config_hash(self) -> str:
         params = {k: v for k, v in self.params.items() if k not in RUNTIME_PARAMS}
+        if params.get("missing_face") == "zeros":  # added later with this default: old feature ids stay valid
+            params.pop("missing_face")
         for key in ("weights", "pca_params"):
             if isinstance(params.get(key), str):
                 params[key] = Path(params[key]).name

@@ -67,7 +67,9 @@ class FaceResNet(TorchExtractor):
     Output per step: the global average pool of ``layer4`` (``dim`` = 512 for ResNet-18, 2048 for
     ResNet-50), or with ``spatial=S`` (e.g. 7) the ``layer4`` map average-pooled to S x S and
     flattened region-major — ``[S*S*C]`` with region r's C features contiguous — for the RJA
-    audio-guided spatial attention (``L x 49 x C`` after reshaping). Steps without a face are zeros.
+    audio-guided spatial attention (``L x 49 x C`` after reshaping). Steps without a face are zeros
+    (``missing_face="zeros"``), or the network's output on a black frame (``"black_frame"``: the ABAW6/ABAW8
+    rule, "black frames" for the frames without a face).
     """
 
     modality = "video"
@@ -81,6 +83,7 @@ class FaceResNet(TorchExtractor):
         "normalize": "imagenet",
         "spatial": 0,
         "detector": "haar",
+        "missing_face": "zeros",
     }
 
     def validate(self) -> None:
@@ -93,6 +96,8 @@ class FaceResNet(TorchExtractor):
             raise ConfigError(f"{self.name}: resize must be 'resize' or 'center_crop', got {p['resize']!r}")
         if p["normalize"] not in ("imagenet", "none"):
             raise ConfigError(f"{self.name}: normalize must be 'imagenet' or 'none', got {p['normalize']!r}")
+        if p["missing_face"] not in ("zeros", "black_frame"):
+            raise ConfigError(f"{self.name}: missing_face must be 'zeros' or 'black_frame', got {p['missing_face']!r}")
         if not isinstance(p["spatial"], int) or p["spatial"] < 0:
             raise ConfigError(f"{self.name}: spatial must be 0 (pooled) or a grid size such as 7, got {p['spatial']!r}")
 
@@ -133,6 +138,9 @@ class FaceResNet(TorchExtractor):
         """``[T, dim]`` from uint8 RGB crops ``[T, S, S, 3]`` and the face mask ``[T]`` (zeros where no face)."""
         mask = np.asarray(mask, dtype=bool)
         out = np.zeros((len(mask), self.dim), dtype=np.float32)
+        if self.params["missing_face"] == "black_frame":  # the crops of steps without a face are black (zeros)
+            crops = np.where(mask[:, None, None, None], crops, 0).astype(np.uint8)
+            mask = np.ones_like(mask)
         idx = np.flatnonzero(mask)
         if len(idx) == 0:
             return out
