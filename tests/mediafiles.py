@@ -38,3 +38,37 @@ def write_test_video(path: Path, n_frames: int, fps: int = 25, audio: bool = Tru
             for p in astream.encode(None):
                 c.mux(p)
     return path
+
+
+def write_primed_mp4(path: Path, n_shown: int, primed: int = 3, fps: int = 24, audio: bool = True,
+                     start_frame: int = 0) -> Path:
+    """An H.264 mp4 with B-frames whose first ``primed`` frames carry negative timestamps (encoder priming):
+    the mp4 muxer writes an edit list that cuts them, so a player shows ``n_shown`` frames. Frame ``k`` shown
+    has the grey level ``8 * (k + primed)``. ``start_frame`` shifts the shown frames' timestamps (a video
+    that starts after its audio). Needs libx264 (the caller skips without it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tb = Fraction(1, fps)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.codec_context.options = {"bf": "2", "g": "12"}
+        astream = c.add_stream("aac", rate=SR, layout="mono") if audio else None
+        for i in range(-primed, n_shown):
+            level = (8 * (i + primed)) % 256
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i + start_frame, tb
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        if astream is not None:
+            n = int(round((n_shown + start_frame) / fps * SR))
+            x = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(n) / SR)).astype(np.float32)
+            for s in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(x[None, s: s + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
+                for p in astream.encode(af):
+                    c.mux(p)
+            for p in astream.encode(None):
+                c.mux(p)
+    return path

@@ -146,9 +146,13 @@ def probe(path: str | Path) -> MediaInfo:
 
 
 def video_frame_times(path: str | Path) -> np.ndarray:
-    """Presentation times (seconds, float64 ``[N]``) of every video frame, read by demuxing the packets
-    (no decoding, so cheap even for long videos). Times are relative to the file's origin, as in
-    :func:`iter_video_frames`; packets without a timestamp get the nominal ``1/fps`` spacing."""
+    """Presentation times (seconds, float64 ``[N]``) of every video frame a player shows, read by demuxing the
+    packets (no decoding, so cheap even for long videos). Times are relative to the file's origin, as in
+    :func:`iter_video_frames`; packets without a timestamp get the nominal ``1/fps`` spacing.
+
+    Packets the container's edit list cuts (an mp4's encoder-priming frames, flagged *discard* by the demuxer,
+    with negative timestamps) are not frames: the decoder drops them, so the count equals what decoding
+    yields and the first time is the first shown frame's."""
     path = Path(path)
     container = _open(path)
     try:
@@ -160,7 +164,7 @@ def video_frame_times(path: str | Path) -> np.ndarray:
         pts = []
         try:
             for packet in container.demux(stream):
-                if packet.size == 0:  # the flush packet at the end
+                if packet.size == 0 or packet.is_discard:  # the flush packet; frames the edit list cuts
                     continue
                 pts.append(packet.pts)
         except (av.FFmpegError, OSError, ValueError) as exc:
