@@ -193,10 +193,10 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(synth_root, tmp_pat
     (run / "model.safetensors").unlink()
     import torch
 
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
     raw["training"]["max_epochs"] = 3
     res = train(make_config(raw), run, progress=False)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
     epochs = pd.read_csv(run / "metrics_per_epoch.csv")
     assert epochs["epoch"].tolist() == [0, 1, 2]  # epoch 0 not trained again, the log continues
     assert (run / "model.safetensors").is_file() and np.isfinite(res.metrics["p_va"])
@@ -241,3 +241,38 @@ def test_all_zero_visual_vectors_mark_steps_without_a_face(tmp_path):
     np.testing.assert_array_equal(f.face_mask, [True, False, True, False, True])
     rec.face_mask[0] = False  # and the recording's own mask still counts
     np.testing.assert_array_equal(pipeline.load(rec).face_mask, [False, False, True, False, True])
+
+
+class _Planted:
+    """Unpickling this runs code: it must never happen when a run is resumed."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/avaffect-planted-pickle-ran",))
+
+
+@pytest.mark.parametrize("kind", ["planted_pickle", "truncated"])
+def test_a_planted_or_damaged_last_checkpoint_is_never_unpickled_and_never_blocks(synth_root, tmp_path, kind):
+    import pickle
+    from pathlib import Path
+
+    marker = Path("/tmp/avaffect-planted-pickle-ran")
+    marker.unlink(missing_ok=True)
+    raw = {"data": {"root": str(synth_root)}, "features": {"store": str(tmp_path / "store")},
+           "model": {"name": "concat", "params": {"hidden": 8, "head_hidden": 8}},
+           "training": {"window": 60, "hop": 30, "max_epochs": 1, "accelerator": "cpu"}}
+    run = tmp_path / "run"
+    train(make_config(raw), run, progress=False)
+    (run / "metrics.json").unlink()
+    (run / "model.safetensors").unlink()
+    last = run / "checkpoints" / "last.ckpt"
+    if kind == "planted_pickle":
+        last.write_bytes(pickle.dumps({"state_dict": _Planted()}))
+        for best in (run / "checkpoints").glob("best-*.ckpt"):
+            best.write_bytes(pickle.dumps({"state_dict": _Planted()}))
+    else:
+        last.write_bytes(last.read_bytes()[:200])  # a full disk while Lightning wrote it
+    res = train(make_config(raw), run, progress=False)
+    assert not marker.exists(), "a pickle from the run folder was executed"
+    assert (run / "checkpoints" / "last.ckpt.damaged").is_file() and np.isfinite(res.metrics["p_va"])

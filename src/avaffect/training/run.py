@@ -126,10 +126,16 @@ def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[Rec
         enable_model_summary=False, log_every_n_steps=1,
     )
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if last.is_file() and not _readable_checkpoint(last):
+        damaged = last.with_name(last.name + ".damaged")
+        last.replace(damaged)
+        log.warning("%s cannot be read (truncated, corrupt, or not a checkpoint of ours; never unpickled): moved "
+                    "to %s, training starts again from epoch 0", last, damaged.name)
     log_csv = run_dir / "logs" / "metrics.csv"
     if last.is_file() and log_csv.is_file():  # resuming: keep the log of the epochs already trained
         log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    # weights_only: a resume never unpickles code from the run folder
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
     best = ckpt.best_model_path or str(last)
     module.load_state_dict(_lightning_state_dict(Path(best)))
     _write_epoch_metrics(run_dir)
@@ -209,6 +215,15 @@ def environment_info(seed: int) -> dict:
             "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "git_commit": commit, "seed": seed,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether a Lightning checkpoint loads with ``weights_only=True`` (no code runs either way)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return True
+    except Exception:  # noqa: BLE001 - truncated zip, planted pickle, garbage: all mean "do not resume from it"
+        return False
 
 
 def _lightning_state_dict(path: Path) -> dict[str, torch.Tensor]:
