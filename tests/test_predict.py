@@ -162,3 +162,18 @@ def test_predict_detects_faces_once_per_video(tiny_run, synth_root, monkeypatch)
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     result = predict_module.Predictor(tiny_run / "model.safetensors")(rec.video_path)
     assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_frames
+
+
+def test_predict_over_folders_never_lets_two_inputs_share_an_output(tiny_run, synth_root, tmp_path, capsys):
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    videos = tmp_path / "videos"
+    for sub in ("a", "b"):
+        (videos / sub).mkdir(parents=True)
+        (videos / sub / "clip.mp4").write_bytes(rec.video_path.read_bytes())
+    out = tmp_path / "pred"
+    assert main(["predict", str(tiny_run / "model.safetensors"), str(videos), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.csv")) == ["a%2Fclip.csv", "b%2Fclip.csv"]
+    # the same two files given one by one would both be clip.csv: refused before any work
+    assert main(["predict", str(tiny_run / "model.safetensors"), str(videos / "a" / "clip.mp4"),
+                 str(videos / "b" / "clip.mp4"), "--out", str(tmp_path / "p2")]) == 2
+    assert "would both write clip.csv" in capsys.readouterr().err and not (tmp_path / "p2").exists()

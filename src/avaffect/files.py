@@ -15,10 +15,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "to_jsonable", "write_json"]
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "output_path", "safe_name",
+           "to_jsonable", "write_json"]
+
+_SAFE = "-_.,+=@()[]~ "
+
+
+def safe_name(name: str) -> str:
+    """A file name for a recording (or any user-given) name: percent-encoded, so ``/``, ``..``, an absolute
+    path or a drive letter can never leave the folder it is written in; a leading ``.`` is encoded too (no
+    hidden files, no ``.`` / ``..``). Distinct names give distinct file names; ``urllib.parse.unquote``
+    gives the name back."""
+    if not name:
+        raise ValueError("empty name")
+    stem = quote(name, safe=_SAFE)
+    return "%2E" + stem[1:] if stem.startswith(".") else stem
+
+
+def output_path(root: str | Path, name: str, suffix: str = "") -> Path:
+    """``root / (safe_name(name) + suffix)``, checked to lie inside ``root`` — the one rule for every file named
+    after a recording or an input (prediction CSVs, plots, predict outputs)."""
+    root = Path(root)
+    path = root / (safe_name(name) + suffix)
+    if path.resolve().parent != root.resolve():
+        raise ValueError(f"{name!r} does not make a file name inside {root}")  # cannot happen: safe_name encodes
+    return path
 
 
 @contextmanager

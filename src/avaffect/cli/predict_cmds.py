@@ -5,35 +5,53 @@ from __future__ import annotations
 from pathlib import Path
 
 from avaffect.data.folder import list_videos
+from avaffect.errors import AvaffectError
 
 
 def expand_inputs(items: list[Path]) -> list[Path]:
     """Files as given; folders expanded to the videos they hold (recursively, sorted)."""
-    out = []
+    return [video for video, _ in named_inputs(items)]
+
+
+def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
+    """``(video, output name)``: a file given by itself is named by its stem, a video found in a folder by its
+    path inside that folder (``sub/clip``), so no two inputs share an output file; a clash that remains (two
+    files of the same name given one by one) is refused before any work."""
+    out: list[tuple[Path, str]] = []
     for item in items:
-        out += list_videos(item) if item.is_dir() else [item]
+        if item.is_dir():
+            out += [(v, v.relative_to(item).with_suffix("").as_posix()) for v in list_videos(item)]
+        else:
+            out.append((item, item.stem))
+    seen: dict[str, Path] = {}
+    for video, name in out:
+        if name in seen and seen[name] != video:
+            raise AvaffectError(f"{seen[name]} and {video} would both write {name}.csv: predict them into different "
+                                "--out folders, or pass the folder that holds them (outputs are then named by "
+                                "their path inside it)")
+        seen[name] = video
     return out
 
 
 def cmd_predict(args) -> int:
-    from avaffect.errors import AvaffectError
     from avaffect.workflows.predict import Predictor, write_outputs
 
     predictor = Predictor(args.checkpoint, device=args.device)
-    videos = expand_inputs(args.inputs)
+    inputs = named_inputs(args.inputs)
+    videos = [v for v, _ in inputs]
     if not videos:
         raise AvaffectError(f"no video found in {', '.join(map(str, args.inputs))}")
     if args.crops is not None and len(videos) != 1:
         raise AvaffectError("--crops gives the face crops of one video: pass exactly one video with it")
     failed = 0
-    for video in videos:
+    for video, name in inputs:
         try:
             result = predictor(video, args.crops)
         except AvaffectError as e:  # one bad video does not stop the others
             print(f"FAILED {video}: {e}")
             failed += 1
             continue
-        paths = write_outputs(result, args.out, video.stem, overlay=args.overlay)
+        paths = write_outputs(result, args.out, name, overlay=args.overlay)
         s = result.summary
         print(f"{video}: {s['frames']} frames, face in {s['face_fraction']:.0%}, audio {s['audio']}, "
               f"{s['realtime_factor']}x real time → {paths['csv']}")

@@ -27,30 +27,23 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import DataError
 from avaffect.features.extractors.base import Extractor
-from avaffect.files import atomic_write, write_json
+from avaffect.files import atomic_write, safe_name, write_json
 
 __all__ = ["FeatureStore"]
 
-_SAFE = "-_.,+=@()[]~ "
 STATUS_DIR = "_status"
 MANIFEST = "manifest.json"
 EXTRACTOR_JSON = "extractor.json"
 
 
 def _file_stem(rec_name: str) -> str:
-    if not rec_name:
-        raise ValueError("empty recording name")
-    stem = quote(rec_name, safe=_SAFE)
-    if stem.startswith("."):  # no hidden files, no "." / ".."
-        stem = "%2E" + stem[1:]
-    return stem
+    return safe_name(rec_name)
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:

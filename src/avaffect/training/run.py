@@ -41,7 +41,7 @@ from avaffect.evaluation.reports import write_predictions_csv
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
 from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
-from avaffect.files import atomic_write_text, write_json
+from avaffect.files import atomic_write_text, output_path, write_json
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
 from avaffect.statedict import load_state_dict_file
@@ -163,7 +163,7 @@ def score_validation(cfg: RunConfig, run_dir: Path, model: AVRegressor,
     preds = {f.name: predict_recording(model, f.audio, f.video, f.face_mask, cfg.training.window,
                                        cfg.training.hop) for f in val_feats}
     for f in val_feats:
-        write_predictions_csv(run_dir / "predictions" / cfg.data.val_split / f"{f.name}.csv", f.times,
+        write_predictions_csv(output_path(run_dir / "predictions" / cfg.data.val_split, f.name, ".csv"), f.times,
                               preds[f.name], f.labels, targets)
     return score_recordings(preds, {f.name: f.labels for f in val_feats}, cfg.evaluation.protocol, targets)
 

@@ -42,7 +42,7 @@ from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.postprocess import PostProcessor
 from avaffect.evaluation.reports import plot_recording, write_predictions_csv
 from avaffect.features.pipeline import RecordingFeatures
-from avaffect.files import write_json
+from avaffect.files import output_path, write_json
 from avaffect.models.checkpoint import load_checkpoint
 from avaffect.training.protocols import find_runs, select_runs
 from avaffect.training.run import CONFIG_FILE, MODEL_FILE
@@ -203,7 +203,8 @@ def _write_outputs(out_dir: Path, split: str, protocol: str, targets: list[str],
                    max_plots: int) -> EvalResult:
     labelled = split != "test"
     for f in feats:
-        write_predictions_csv(out_dir / f"{f.name}.csv", f.times, preds[f.name], f.labels if labelled else None,
+        write_predictions_csv(output_path(out_dir, f.name, ".csv"), f.times, preds[f.name],
+                              f.labels if labelled else None,
                               targets)
     overall, per = None, {}
     record = {**header, "split": split, "protocol": protocol, "targets": targets, "postprocess": pp}
@@ -219,6 +220,6 @@ def _write_outputs(out_dir: Path, split: str, protocol: str, targets: list[str],
         record["note_test"] = "test split: predictions only, no labels to score"
     write_json(out_dir / "metrics.json", record)
     for f in sorted(feats, key=lambda f: f.name)[:max_plots]:
-        plot_recording(out_dir / "plots" / f"{f.name}.png", f.name, f.times, preds[f.name],
+        plot_recording(output_path(out_dir / "plots", f.name, ".png"), f.name, f.times, preds[f.name],
                        f.labels if labelled else None, targets)
     return EvalResult(out_dir, split, protocol, overall, per, dict(preds), pp)

@@ -42,7 +42,7 @@ from avaffect.features.faces import load_face_crops
 from avaffect.features.pipeline import face_mask_from_features
 from avaffect.features.preprocessing import ExtractorRecord
 from avaffect.features.weights import sha256sum
-from avaffect.files import atomic_write_text
+from avaffect.files import atomic_write_text, output_path
 from avaffect.models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,10 @@ def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
 
 
 def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: bool = False) -> dict[str, Path]:
-    """``<name>.csv``, ``<name>.json``, ``<name>.png`` and with ``overlay`` ``<name>_overlay.mp4``."""
+    """``<name>.csv``, ``<name>.json``, ``<name>.png`` and with ``overlay`` ``<name>_overlay.mp4``, all directly in
+    ``out_dir`` (``name`` is encoded by :func:`avaffect.files.safe_name`: it never leaves ``out_dir``)."""
     out_dir = Path(out_dir)
-    paths = {"csv": out_dir / f"{name}.csv", "json": out_dir / f"{name}.json", "png": out_dir / f"{name}.png"}
+    paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
     atomic_write_text(paths["csv"], result.frame.to_csv(index=False, float_format="%.6f"))
     targets = [t for t in TARGETS if t in result.frame]
     plot_recording(paths["png"], f"{name} — {result.summary['model']}", result.frame["time"].to_numpy(),
@@ -166,7 +167,7 @@ def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: b
         values = result.frame[targets].to_numpy()
         if values.shape[1] == 1:
             values = np.concatenate([values, np.full_like(values, np.nan)], axis=1)
-        paths["overlay"] = write_overlay(result.summary["video"], out_dir / f"{name}_overlay.mp4",
+        paths["overlay"] = write_overlay(result.summary["video"], output_path(out_dir, name, "_overlay.mp4"),
                                          result.frame["time"].to_numpy(), values, result.boxes)
         result.summary["timings_s"]["overlay"] = round(time.perf_counter() - t0, 3)
     atomic_write_text(paths["json"], json.dumps(result.summary, indent=2) + "\n")

@@ -1,0 +1,36 @@
+"""Atomic writes and the one output-path rule: nothing named after a recording or an input leaves its folder."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+
+from avaffect.files import atomic_path, atomic_write_text, output_path, safe_name, write_json
+
+HOSTILE = ["../../../../x", "/etc/passwd", "..", ".", ".hidden", "a/b", "C:\\x", "sub/../../y", "~/z", "ok-name_1"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_output_paths_stay_inside_their_folder(tmp_path, name):
+    path = output_path(tmp_path / "out", name, ".csv")
+    assert path.parent == tmp_path / "out" and path.resolve().parent == (tmp_path / "out").resolve()
+    assert not path.name.startswith(".") and unquote(path.name[:-4]) == name
+    atomic_write_text(path, "x\n")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [path.name]
+
+
+def test_distinct_names_give_distinct_files():
+    assert len({safe_name(n) for n in HOSTILE + ["a%2Fb", "a_b"]}) == len(HOSTILE) + 2
+    assert safe_name("synth000-30-256x192") == "synth000-30-256x192"  # ordinary names are unchanged
+    with pytest.raises(ValueError):
+        safe_name("")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == '{\n  "v": 1\n}\n' and list(tmp_path.iterdir()) == [target]
