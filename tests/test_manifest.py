@@ -125,3 +125,13 @@ def test_audio_only_and_no_media_check(tmp_path, media):
     assert recs["c1"].video_path is None and recs["c1"].num_frames == 8
     assert recs["c2"].num_frames == 20 and recs["c2"].fps == 25.0  # default fps without reading the video
     assert len(errors) == 1 and "audio-only recording 'c9'" in str(errors[0])
+
+
+def test_rows_of_empty_cells_are_unannotated_steps_not_blank_lines(tmp_path):
+    """The documented form of an unannotated row (``,``) keeps every later label on its own frame."""
+    path = tmp_path / "labels.csv"
+    path.write_text("valence,arousal\n0.1,0.2\n,\n\n0.3,0.4\n,\n0.5,0.6\n")
+    kind, index, labels = read_label_csv(path)
+    assert kind == "rows" and labels.shape == (5, 2)
+    np.testing.assert_allclose(labels[[0, 2, 4]], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], atol=1e-6)
+    assert np.isnan(labels[[1, 3]]).all()

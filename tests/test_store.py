@@ -64,7 +64,7 @@ def test_save_load_roundtrip(tmp_path):
     assert store.is_done(ex.id, "rec1") and not store.is_done(ex.id, "other")
     # no temp files left behind; manifest and extractor.json written
     folder = tmp_path / "feats" / ex.id
-    assert not [p for p in folder.rglob("*") if p.name.startswith(".tmp")]
+    assert not [p for p in folder.rglob("*") if ".tmp" in p.name]
     manifest = json.loads((folder / "manifest.json").read_text())
     entry = manifest["recordings"]["rec1"]
     assert entry["status"] == "done" and entry["T"] == rec.num_frames and entry["fps"] == 25.0
@@ -73,6 +73,29 @@ def test_save_load_roundtrip(tmp_path):
     info = json.loads((folder / "extractor.json").read_text())
     assert info["dim"] == ex.dim and info["name"] == "face_hog"
     assert store.extractor_ids() == [ex.id]
+
+
+def test_a_stale_or_damaged_entry_is_not_trusted(tmp_path):
+    """NaN planted in a feature file is refused on load; a replaced file or changed source media means the
+    entry is extracted again rather than reported as done."""
+    store = FeatureStore(tmp_path / "feats")
+    ex = get_extractor("face_hog")
+    rec = fake_recording(tmp_path, "rec1")
+    path = store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    assert store.is_done(ex, "rec1", rec) and store.verify(ex, "rec1")
+    bad = np.ones((rec.num_frames, ex.dim), np.float32)
+    bad[3, 5] = np.nan
+    np.save(path, bad)  # same size, NaN inside: caught on load and by the checksum
+    with pytest.raises(DataError, match="NaN/Inf"):
+        store.load(ex, "rec1")
+    assert not store.verify(ex, "rec1")
+    np.save(path, np.ones((rec.num_frames - 2, ex.dim), np.float32))  # truncated / replaced
+    assert not store.is_done(ex, "rec1", rec)
+    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    os.utime(rec.audio_path, ns=(0, 0))  # the source media changed since
+    assert store.is_done(ex, "rec1") and not store.is_done(ex, "rec1", rec)
+    summary = extract_features([rec], [ex], store, workers=1, progress=False)
+    assert summary.ok and store.is_done(ex, "rec1", rec)  # re-done, not "skipped (already done)"
 
 
 def test_save_rejects_bad_arrays(tmp_path):

@@ -25,6 +25,12 @@ __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_te
 _SAFE = "-_.,+=@()[]~ "
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def safe_name(name: str) -> str:
     """A file name for a recording (or any user-given) name: percent-encoded, so ``/``, ``..``, an absolute
     path or a drive letter can never leave the folder it is written in; a leading ``.`` is encoded too (no
@@ -57,6 +63,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + (suffix or ""))
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared store or run folder must stay readable
     try:
         yield tmp
         os.replace(tmp, path)

@@ -60,7 +60,8 @@ def manifest_path(root: str | Path) -> Path:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header (lower-cased, stripped) and ``(line number, cells)`` rows of a CSV; blank lines skipped."""
+    """Header (lower-cased, stripped) and ``(line number, cells)`` rows of a CSV. Blank lines are skipped; a row
+    of empty cells (``,``) is a row — in a label file, an unannotated step — never dropped."""
     if not path.is_file():
         raise DataError(path, "file not found", "check the path (manifest paths are relative to its folder)")
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -68,7 +69,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         header: list[str] | None = None
         rows: list[tuple[int, list[str]]] = []
         for cells in reader:
-            if not cells or all(not c.strip() for c in cells):
+            if not cells or (len(cells) == 1 and not cells[0].strip()):  # a blank line, not a row of empty cells
                 continue
             if header is None:
                 header = [c.strip().lower() for c in cells]

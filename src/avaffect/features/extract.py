@@ -166,7 +166,7 @@ def extract_features(
     for ex in extractors:
         store.register(ex)
         for rec in recs:
-            if not force and store.is_done(ex.id, rec.name):
+            if not force and store.is_done(ex.id, rec.name, rec):
                 summary.skipped.append((ex.id, rec.name))
             else:
                 tasks.append((ex, rec))

@@ -23,6 +23,7 @@ Recording names become file names with ``/``, ``\\`` and other unsafe characters
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,27 @@ EXTRACTOR_JSON = "extractor.json"
 
 def _file_stem(rec_name: str) -> str:
     return safe_name(rec_name)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_signature(rec: Recording) -> dict[str, list[int]]:
+    """``{file: [size, mtime_ns]}`` of the media a recording's features come from (video, audio, crops
+    folder): an entry computed from other media is stale."""
+    out = {}
+    for p in dict.fromkeys(x for x in (rec.video_path, rec.audio_path, rec.crops_dir) if x is not None):
+        try:
+            st = Path(p).stat()
+            out[str(p)] = [int(st.st_size), int(st.st_mtime_ns)]
+        except OSError:
+            out[str(p)] = [-1, -1]
+    return out
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
@@ -152,6 +174,9 @@ class FeatureStore:
             dim=int(arr.shape[1]),
             fps=float(rec.fps),
             file=path.name,
+            bytes=path.stat().st_size,
+            sha256=_sha256(path),
+            source=source_signature(rec),
             seconds=None if seconds is None else round(float(seconds), 4),
         )
         _atomic_write_json(self._sidecar(extractor.id, rec.name), entry)
@@ -219,10 +244,23 @@ class FeatureStore:
             out[e.get("recording", p.stem)] = e
         return out
 
-    def is_done(self, extractor: Extractor | str, rec_name: str) -> bool:
-        """True when the recording's features were saved and the ``.npy`` is still there."""
+    def is_done(self, extractor: Extractor | str, rec_name: str, rec: Recording | None = None) -> bool:
+        """True when the recording's features were saved, the ``.npy`` is still there with the size recorded,
+        and (given ``rec``) the recording's media are the ones it was computed from (size and modification
+        time); anything else is stale and gets extracted again."""
         e = self.entry(extractor, rec_name)
-        return bool(e and e.get("status") == "done" and self.path(extractor, rec_name).is_file())
+        path = self.path(extractor, rec_name)
+        if not (e and e.get("status") == "done" and path.is_file()):
+            return False
+        if "bytes" in e and path.stat().st_size != e["bytes"]:
+            return False
+        return rec is None or "source" not in e or e["source"] == source_signature(rec)
+
+    def verify(self, extractor: Extractor | str, rec_name: str) -> bool:
+        """The stored file's sha256 is the one recorded when it was written (a full read of the file)."""
+        e = self.entry(extractor, rec_name)
+        path = self.path(extractor, rec_name)
+        return bool(e and path.is_file() and e.get("sha256") in (None, _sha256(path)))
 
     def load(self, extractor: Extractor | str, rec_name: str, mmap: bool = True) -> np.ndarray:
         """``[T, d]`` float32 features (a read-only memory map when ``mmap``)."""
@@ -237,11 +275,15 @@ class FeatureStore:
                 fix = "run `avaffect extract` with this extractor configuration first"
             raise DataError(path, problem, fix)
         try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(
                 path, f"cannot read the feature file: {exc}", "delete it and re-run `avaffect extract`"
             ) from exc
+        if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+            raise DataError(path, "the feature file holds NaN/Inf (or non-float) values — it was not written "
+                            "by avaffect or was damaged", "re-run `avaffect extract --force` for this recording")
+        return arr
 
     def status(self, extractor: Extractor | str) -> dict[str, Any]:
         """Summary dict of one extractor id.
