@@ -165,15 +165,20 @@ class TorchExtractor(Extractor):
         """Map a loaded state dict onto ``net`` (default: as is)."""
         return state
 
+    @property
+    def weights_name(self) -> str | None:
+        """The registered weight file this configuration loads by default (None: it has none)."""
+        return self.default_weights
+
     def weights_path(self) -> Path | None:
         """The weight file to load, or ``None`` for random weights (``allow_random`` and no ``weights``)."""
         w = self.params["weights"]
         if w is None:
             if self.params["allow_random"]:
                 return None
-            if self.default_weights is None:
+            if self.weights_name is None:
                 raise AvaffectError(f"{self.name}: no default weights; give a weight file ({WEIGHTS_PARAM})")
-            w = self.default_weights
+            w = self.weights_name
         return resolve_weights(w)
 
     def load_weights(self, net, path: Path) -> None:

@@ -9,7 +9,6 @@ from avaffect.errors import ConfigError
 from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, face_crops
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import register_extractor
-from avaffect.features.weights import resolve_weights
 
 __all__ = ["R2Plus1D18Clip", "clip_indices", "KINETICS_MEAN", "KINETICS_STD"]
 
@@ -86,10 +85,9 @@ class R2Plus1D18Clip(TorchExtractor):
     def dim(self) -> int:
         return 512
 
-    def weights_path(self):
-        if self.params["weights"] is None and not self.params["allow_random"]:
-            return resolve_weights(_ARCH_WEIGHTS[self.params["arch"]])
-        return super().weights_path()
+    @property
+    def weights_name(self) -> str | None:
+        return _ARCH_WEIGHTS[self.params["arch"]]
 
     def build_network(self):
         from avaffect.features.backbones.nets import video_resnet_features  # lazy: nets imports torch + torchvision

@@ -15,10 +15,11 @@ from avaffect.features.extractors.base import (
     build_extractor,
     get_extractor,
     list_extractors,
+    needs_weights,
     register_extractor,
 )
 from avaffect.features.extractors.face_hog import FaceHOG
 from avaffect.features.extractors.logmel import LogMelStats
 
 __all__ = ["EXTRACTORS", "Extractor", "ExtractorSpec", "FaceHOG", "LogMelStats", "audio_source", "build_extractor",
-           "get_extractor", "list_extractors", "register_extractor"]
+           "get_extractor", "list_extractors", "needs_weights", "register_extractor"]
