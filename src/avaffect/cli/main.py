@@ -9,6 +9,7 @@ so that ``avaffect --help`` and the light commands start fast; those imports onl
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -47,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("avaffect: interrupted; finished work is kept and the next run resumes", file=sys.stderr)
         return 130
+    except OSError as e:  # a folder that is a file, no permission, a full disk: say which path and what to do
+        if args.verbose:
+            raise
+        where = e.filename or "a file"
+        fix = ("free some disk space and run the command again (finished work is kept)" if e.errno == errno.ENOSPC
+               else "check the path (an output folder must be a folder you can write to)")
+        print(f"avaffect: error: {where}: {e.strerror or e} — {fix}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

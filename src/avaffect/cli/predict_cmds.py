@@ -55,6 +55,8 @@ def cmd_predict(args) -> int:
         s = result.summary
         print(f"{video}: {s['frames']} frames, face in {s['face_fraction']:.0%}, audio {s['audio']}, "
               f"{s['realtime_factor']}x real time → {paths['csv']}")
+        for w in s["warnings"]:
+            print(f"  warning: {w}")
     if failed:
         print(f"{failed} of {len(videos)} videos failed")
     return 1 if failed else 0

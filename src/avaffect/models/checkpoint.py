@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from avaffect._version import __version__
+from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
 from avaffect.models.wrapper import AVRegressor
@@ -40,5 +41,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta = read_checkpoint_meta(path)
     m = meta["model"]
     model = AVRegressor(m["name"], m["d_audio"], m["d_video"], m["params"])
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    state = load_file(str(path), device=str(device))
+    bad = [n for n, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise AvaffectError(f"{path}: NaN/Inf in the weights ({', '.join(bad[:3])}): the model is broken — train it "
+                            "again (a diverged run) or re-export it")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise AvaffectError(f"{path}: the weights do not fit the model its metadata describes ({str(e)[:200]}) — "
+                            "the file was changed or comes from another model") from None
     return model.to(device).eval(), meta

@@ -110,6 +110,9 @@ def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[Rec
         val_feats: list[RecordingFeatures], progress: bool) -> tuple[AVRegressor, dict]:
     """Lightning fit with early stopping on the validation score, resuming from ``last.ckpt``; returns the
     best model (CPU, eval mode) and what to record of the fit."""
+    if cfg.training.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise AvaffectError(f"training.accelerator = {cfg.training.accelerator} but no CUDA GPU is visible here; "
+                            "use accelerator: auto or cpu")
     targets = tuple(cfg.training.targets)
     module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol, targets)
     data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
@@ -136,6 +139,8 @@ def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[Rec
         log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
     # weights_only: a resume never unpickles code from the run folder
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+    if trainer.interrupted:  # Lightning swallows Ctrl-C: the run is not finished, never write it as if it were
+        raise KeyboardInterrupt
     best = ckpt.best_model_path or str(last)
     module.load_state_dict(_lightning_state_dict(Path(best)))
     _write_epoch_metrics(run_dir)
@@ -194,6 +199,11 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     model.set_normalization(np.concatenate([f.audio for f in train_feats]),
                             np.concatenate([f.video[f.face_mask] for f in train_feats]))
     model, fit_info = fit(cfg, run_dir, model, train_feats, val_feats, progress)
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # a diverged run is never written as finished
+        raise AvaffectError(f"{run_dir}: training diverged (NaN/Inf in {len(bad)} weight tensors, e.g. {bad[0]}); "
+                            "lower training.lr or enable training.gradient_clip, then delete the run folder and "
+                            "train again")
     overall, per = score_validation(cfg, run_dir, model, val_feats)
     checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs),
                                  fit_info)

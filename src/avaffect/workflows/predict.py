@@ -106,8 +106,7 @@ class Predictor:
             audio = self.audio_ex.extract(rec)
         except NoAudioStreamError:
             audio_missing = True
-            log.warning("%s has no audio track: predicting from the face alone (audio features set to the "
-                        "training mean)", video)
+            log.info("%s has no audio track: audio features set to the training mean", video)
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (rec.num_frames, 1))
         boxes = None
         faces = self.spec.faces
@@ -120,6 +119,16 @@ class Predictor:
         pred = predict_recording(self.model, audio, video_feats, face_mask, self.spec.window, self.spec.hop,
                                  device=self.device)
         t_model = time.perf_counter() - t1
+        if not np.isfinite(pred).all():
+            raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {video}; the checkpoint "
+                                "is broken (train it again)")
+        warnings = []
+        if rec.num_frames and not face_mask.any():
+            warnings.append("no face was found in any frame: the predictions rest on the voice alone")
+        if audio_missing:
+            warnings.append("no audio track: the predictions rest on the face alone")
+        for w in warnings:
+            log.warning("%s: %s", video, w)
         wall = time.perf_counter() - t0
         duration = float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
         frame = pd.DataFrame({"frame": np.arange(rec.num_frames), "time": np.round(rec.times, 6)})
@@ -130,6 +139,7 @@ class Predictor:
             "video": str(video), "frames": rec.num_frames, "duration_s": round(duration, 3),
             "fps": rec.fps, "face_fraction": float(face_mask.mean()) if rec.num_frames else 0.0,
             "audio": "missing" if audio_missing else "present",
+            "frames_without_face": int((~face_mask).sum()), "warnings": warnings,
             **{f"{t}_{s}": float(getattr(np, s)(pred[:, k])) for k, t in enumerate(self.targets)
                for s in ("mean", "std")},
             "model": self.meta["model"]["name"], "checkpoint": str(self.checkpoint),
