@@ -200,3 +200,43 @@ def test_variable_frame_rate_times_come_from_the_stream(tmp_path):
     pred = np.zeros((len(pts_ms), 2))
     overlay = write_overlay(path, tmp_path / "overlay.mp4", expected, pred)
     np.testing.assert_allclose(video_frame_times(overlay), expected, atol=1e-6)
+
+
+def _rotated_copy(src: Path, dst: Path) -> Path:
+    """``src`` with its track matrix set to a 90° display rotation (what a phone filming in portrait writes)."""
+    import struct
+
+    data = bytearray(src.read_bytes())
+    identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    turned = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    at = data.rfind(identity)  # the video track's tkhd matrix (the movie header's comes first)
+    assert at > 0
+    data[at: at + 36] = turned
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_rotated_phone_video_is_decoded_upright(tmp_path):
+    import av as _av
+
+    src = tmp_path / "flat.mp4"
+    with _av.open(str(src), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:10, :20] = 255  # a white block in the top-left corner as stored
+            frame = _av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    rotated = _rotated_copy(src, tmp_path / "portrait.mp4")
+    info = probe(rotated)
+    assert (info.width, info.height, abs(info.rotation)) == (48, 64, 90.0)
+    t, rgb = next(iter_video_frames(rotated))
+    assert rgb.shape == (64, 48, 3)
+    white = np.argwhere(rgb[..., 0] > 128)
+    assert white[:, 0].max() < 24 and white[:, 1].min() > 24  # shown turned clockwise: now top-right
+    assert probe(src).rotation == 0.0 and next(iter_video_frames(src))[1].shape == (48, 64, 3)

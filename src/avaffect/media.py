@@ -64,6 +64,7 @@ class MediaInfo:
     height: int
     audio_sample_rate: int
     start_time: float = 0.0
+    rotation: float = 0.0  # display-matrix rotation (degrees); width/height are the displayed frame's
 
 
 def _open(path: str | Path):
@@ -96,12 +97,29 @@ def _origin(container) -> float:
     return max(0.0, min(starts))
 
 
+def _first_frame_rotation(container, stream) -> float:
+    """The display-matrix rotation of the first decodable frame (0 when there is none)."""
+    try:
+        for frame in container.decode(stream):
+            return float(frame.rotation or 0.0)
+    except (av.FFmpegError, ValueError):
+        return 0.0
+    return 0.0
+
+
 def _rate(stream) -> float:
     for attr in ("average_rate", "guessed_rate", "base_rate"):
         rate = getattr(stream, attr, None)
         if rate:
             return float(rate)
     return 0.0
+
+
+def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame as a player shows it: turned by the stream's display-matrix ``rotation`` (degrees,
+    counter-clockwise, as FFmpeg reports it; a phone filming in portrait stores -90 / 90)."""
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -116,10 +134,14 @@ def probe(path: str | Path) -> MediaInfo:
         else:
             duration = 0.0
         fps = width = height = num_frames = 0
+        rotation = 0.0
         if video is not None:
             fps = _rate(video)
             width = int(video.codec_context.width or 0)
             height = int(video.codec_context.height or 0)
+            rotation = _first_frame_rotation(container, video)
+            if int(round(rotation / 90.0)) % 2:  # shown sideways: the displayed frame is height x width
+                width, height = height, width
             num_frames = int(video.frames or 0)
             vdur = duration
             if video.duration is not None and video.time_base is not None:
@@ -138,6 +160,7 @@ def probe(path: str | Path) -> MediaInfo:
             height=height,
             audio_sample_rate=sample_rate,
             start_time=_origin(container),
+            rotation=rotation if video is not None else 0.0,
         )
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(path, f"cannot decode the file: {exc}", DECODE_FIX) from exc
@@ -205,7 +228,7 @@ def iter_video_frames(path: str | Path, threads: bool = True) -> Iterator[tuple[
                 else:
                     t = float(pts * time_base) - origin
                 last = t
-                yield t, frame.to_ndarray(format="rgb24")
+                yield t, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(path, f"cannot decode the video: {exc}", DECODE_FIX) from exc
     finally:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from avaffect.files import atomic_path
-from avaffect.media import iter_video_frames
+from avaffect.media import iter_video_frames, probe
 
 
 def draw_indicator(frame: np.ndarray, valence: float, arousal: float, box: np.ndarray | None) -> np.ndarray:
@@ -47,7 +47,8 @@ def write_overlay(src: str | Path, dst: str | Path, times: np.ndarray, pred: np.
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with av.open(str(src)) as probe_c:
         vs = probe_c.streams.video[0]
-        width, height = vs.codec_context.width, vs.codec_context.height
+        shown = probe(src)  # the displayed size: a rotated (portrait phone) video is turned upright
+        width, height = shown.width, shown.height
         rate = vs.average_rate or Fraction(25, 1)
         audio_rate = probe_c.streams.audio[0].codec_context.sample_rate if probe_c.streams.audio else None
     with atomic_path(dst, suffix=dst.suffix) as tmp:  # FFmpeg picks the container by extension
