@@ -93,7 +93,11 @@ def test_evaluate_cli(run_dir, capsys):
 
     assert main(["evaluate", str(run_dir), "--split", "validation", "--postprocess", "-q", "--max-plots", "0"]) == 0
     out = capsys.readouterr().out
-    assert "p_va" in out and "eval" in out
+    assert "p_va" in out and "eval" in out and "optimistic" in out  # fitted on the split it reports: said so
+    written = json.loads((run_dir / "eval" / "validation" / "metrics.json").read_text())
+    assert "optimistic" in written["note_postprocess"] and "overall_raw" in written
+    assert main(["evaluate", str(run_dir), "--split", "validation", "-q", "--max-plots", "0"]) == 0
+    assert (run_dir / "eval" / "validation" / "metrics.previous.json").is_file()  # not silently overwritten
     assert main(["evaluate", str(run_dir.parent / "nothing"), "-q"]) == 2
     with pytest.raises(AvaffectError, match="neither a finished run"):
         from avaffect.workflows.evaluate import evaluate_path

@@ -101,9 +101,14 @@ def test_validator_rejects_order_count_nan_range(tmp_path):
     swapped[2], swapped[3] = swapped[3], swapped[2]
     out.write_text("\n".join(swapped) + "\n")
     problems = check_abaw_va(out, sample)
-    assert len(problems) == 2
+    assert len(problems) == 1 and "and 1 later row(s) disagree too" in problems[0]
     assert problems[0].startswith("line 3 (row 2, 2-30-640x360/00003.jpg): image_location should be "
                                   "'2-30-640x360/00002.jpg'")
+    dropped = lines[:3] + lines[4:]  # one row missing in the middle: the first divergence and a count
+    out.write_text("\n".join(dropped) + "\n")
+    problems = check_abaw_va(out, sample)
+    assert len(problems) == 2 and "should be '2-30-640x360/00003.jpg'" in problems[0]
+    assert f"and {len(lines) - 5} later row(s)" in problems[0] and "missing" in problems[1]
 
     out.write_text("\n".join(lines[:-2]) + "\n")
     problems = check_abaw_va(out, sample)

@@ -13,6 +13,10 @@ def cmd_evaluate(args) -> int:
                         data_root=args.root, max_plots=args.max_plots, progress=not args.quiet)
     if res.overall is not None:
         print(json.dumps({k: round(v, 4) for k, v in res.overall.items() if k.startswith(("ccc", "p_va"))}))
+        if res.postprocess is not None and res.split == "validation":
+            print("note: the post-processing was fitted on this same validation split, so this score is "
+                  "optimistic; the raw score is overall_raw in metrics.json, and --split test applies the chain "
+                  "to unseen data")
     else:
         print(f"{len(res.predictions)} recordings predicted (test split: no labels, no scores)")
     print(f"wrote {Path(res.out_dir)}")

@@ -277,6 +277,8 @@ def check_abaw_va(path: str | Path, sample_file: str | Path | SampleFile) -> lis
     if header != ",".join(HEADER):
         problems.append(f"line 1: header is {header[:60]!r}, expected {','.join(HEADER)!r}")
     row = 0
+    misplaced: list[str] = []  # image_location mismatches: the first is reported, the rest counted
+    locations = set(sample.locations)
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             problems.append(f"line {lineno}: empty line")
@@ -288,7 +290,8 @@ def check_abaw_va(path: str | Path, sample_file: str | Path | SampleFile) -> lis
         if row <= len(sample.locations):
             expected = sample.locations[row - 1]
             if loc != expected:
-                problems.append(f"{where}: image_location should be {expected!r} (the sample file's row {row})")
+                misplaced.append(f"{where}: image_location should be {expected!r} (the sample file's row {row})"
+                                 + ("" if loc in locations else f"; {loc!r} is not in the sample file"))
         else:
             problems.append(f"{where}: extra row: the sample file has only {len(sample.locations)} rows")
         if len(cells) != 3:
@@ -308,6 +311,10 @@ def check_abaw_va(path: str | Path, sample_file: str | Path | SampleFile) -> lis
                 problems.append(f"{where}: {name} is NaN")
             elif not -1.0 <= value <= 1.0:
                 problems.append(f"{where}: {name} {cell} is outside [-1, 1]")
+    if misplaced:
+        more = (f" — and {len(misplaced) - 1} later row(s) disagree too: a row is missing, extra or out of order "
+                "near the first one, which shifts every row after it" if len(misplaced) > 1 else "")
+        problems.insert(0 if not problems or not problems[0].startswith("line 1") else 1, misplaced[0] + more)
     if row < len(sample.locations):
         problems.append(f"the file has {row} rows but the sample file has {len(sample.locations)}: rows "
                         f"{row + 1}..{len(sample.locations)} are missing (first missing: "

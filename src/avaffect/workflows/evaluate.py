@@ -202,6 +202,10 @@ def _write_outputs(out_dir: Path, split: str, protocol: str, targets: list[str],
                    preds: Mapping[str, np.ndarray], raw: Mapping[str, np.ndarray], pp: dict | None, header: dict,
                    max_plots: int) -> EvalResult:
     labelled = split != "test"
+    if (out_dir / "metrics.json").is_file():
+        log.warning("%s: replacing the previous evaluation of this split (its metrics.json is kept as "
+                    "metrics.previous.json)", out_dir)
+        (out_dir / "metrics.json").replace(out_dir / "metrics.previous.json")
     for f in feats:
         write_predictions_csv(output_path(out_dir, f.name, ".csv"), f.times, preds[f.name],
                               f.labels if labelled else None,
@@ -214,6 +218,9 @@ def _write_outputs(out_dir: Path, split: str, protocol: str, targets: list[str],
         record["overall"] = overall
         if pp is not None:
             record["overall_raw"] = score_recordings(raw, labels, protocol, targets)[0]
+            if split == "validation":
+                record["note_postprocess"] = ("post-processing fitted on this same split: `overall` is optimistic; "
+                                              "`overall_raw` is the unprocessed score")
         record["per_recording"] = per
     else:
         record["recordings"] = [f.name for f in feats]
