@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from mediafiles import write_test_video
@@ -93,3 +94,19 @@ def test_a_diverged_run_is_never_written_as_finished(synth_root, tmp_path, monke
     with pytest.raises(AvaffectError, match="training diverged"):
         run.train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_audio_only_files_are_reported_with_what_to_do(tmp_path, capsys):
+    from scipy.io import wavfile
+
+    from avaffect.data.folder import load_video_folder
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    wavfile.write(folder / "voice.wav", 16000, np.zeros(16000, np.int16))
+    write_test_video(folder / "clip.mp4", 20)
+    recs, broken = load_video_folder(folder)
+    assert [r.name for r in recs] == ["clip"] and "audio-only" in broken["voice.wav"]
+    assert "manifest" in broken["voice.wav"]  # says what to do, not only what went wrong
+    assert main(["predict", str(_checkpoint(tmp_path)), str(folder / "voice.wav"), "--out", str(tmp_path / "p")]) == 1
+    assert "audio-only" in capsys.readouterr().out

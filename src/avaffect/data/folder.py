@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.data.layout import VIDEO_EXTS
+from avaffect.data.layout import AUDIO_EXTS, VIDEO_EXTS
 from avaffect.data.recording import Recording
 from avaffect.data.timeline import crops_face_mask, read_video_timeline
 from avaffect.errors import MediaError
 
 DEFAULT_FPS = 25.0
+AUDIO_ONLY_FIX = ("a recording needs a video track here (its timeline and its face come from it); for audio-only "
+                  "data use a manifest with time,valence,arousal label files (avaffect prepare manifest ...)")
 
 
 def recording_from_video(path: str | Path, name: str | None = None, split: str = "test",
@@ -24,7 +26,7 @@ def recording_from_video(path: str | Path, name: str | None = None, split: str =
     path = Path(path)
     timeline = read_video_timeline(path, DEFAULT_FPS)
     if not timeline.has_video:
-        raise MediaError(path, "has no video stream", "pass a video file")
+        raise MediaError(path, "has no video stream (an audio-only file)", AUDIO_ONLY_FIX)
     n = timeline.num_frames
     crops = Path(crops_dir) if crops_dir is not None else None
     if crops is not None and not crops.is_dir():
@@ -52,6 +54,9 @@ def load_video_folder(folder: str | Path, recursive: bool = True) -> tuple[list[
     in different sub-folders stay distinct."""
     folder = Path(folder)
     recordings, broken = [], {}
+    pattern = "**/*" if recursive else "*"
+    for f in sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_EXTS):
+        broken[f.relative_to(folder).as_posix()] = str(MediaError(f, "audio-only file, not extracted", AUDIO_ONLY_FIX))
     for f in list_videos(folder, recursive):
         name = f.relative_to(folder).with_suffix("").as_posix()
         try:
