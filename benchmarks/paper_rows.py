@@ -86,7 +86,10 @@ def render(results: dict, info: dict, args) -> str:
              "the weight-free variant of each row (offline `logmel_stats` / `face_hog` features instead of its "
              f"backbones), the synthetic set's official split, one seed, at most {args.max_epochs} epochs, "
              "`repetitions: 1`; every other setting is the row's own. They check that the row trains end to end "
-             "and say nothing about the paper's numbers. No GPU was lent to the session that measured them, so "
+             "and say nothing about the paper's numbers: rows with the papers' small learning rates (ABAW6 1e-4, "
+             f"ABAW8 1e-5, with warm-up) barely move in {args.max_epochs} epochs on this small set (CCC near 0), "
+             "while the toolkit-default rows (1e-3) learn. A mean the paper did not print is shown as –. "
+             "No GPU was lent to the session that measured them, so "
              "no row's GPU time is known yet; the paper rows need their dataset and backbone weights (last "
              "column) to run for real.", ""]
     for folder, title in SECTIONS.items():
@@ -101,8 +104,11 @@ def render(results: dict, info: dict, args) -> str:
             p = cfg.paper
             rep = p.reported if p else {}
             ours = results.get(name, {})
-            lines.append(f"| {p.table if p else ''} | {p.row if p else ''} | `{name}` | {_num(rep.get('ccc_valence'))}"
-                         f" / {_num(rep.get('ccc_arousal'))} / {_num(rep.get('p_va'))} | "
+            other = ", ".join(f"{k} {_num(v)}" for k, v in rep.items() if k not in ("ccc_valence", "ccc_arousal",
+                                                                                   "p_va"))
+            printed = f"{_num(rep.get('ccc_valence'))} / {_num(rep.get('ccc_arousal'))} / {_num(rep.get('p_va'))}"
+            printed += f" ({other})" if other else ""
+            lines.append(f"| {p.table if p else ''} | {p.row if p else ''} | `{name}` | {printed} | "
                          f"{_num(ours.get('ccc_valence'))} / {_num(ours.get('ccc_arousal'))} / "
                          f"{_num(ours.get('p_va'))} | {_needs(cfg)} |")
         lines.append("")

@@ -28,16 +28,21 @@ def write_test_video(path: Path, n_frames: int, fps: int = 25, audio: bool = Tru
         for p in vs.encode(None):
             c.mux(p)
         if astream is not None:
-            n = int(round(n_frames / fps * SR))
-            x = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / SR)).astype(np.float32)
-            for s in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(x[None, s : s + 1024], format="fltp", layout="mono")
-                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
-                for p in astream.encode(af):
-                    c.mux(p)
-            for p in astream.encode(None):
-                c.mux(p)
+            write_tone(c, astream, n_frames / fps, tone_hz, 0.5)
     return path
+
+
+def write_tone(container, astream, seconds: float, tone_hz: float = 440.0, level: float = 0.5) -> None:
+    """Encode and mux a mono sine of ``seconds`` at ``SR`` into ``astream``, flushing it."""
+    n = int(round(seconds * SR))
+    x = (level * np.sin(2 * np.pi * tone_hz * np.arange(n) / SR)).astype(np.float32)
+    for s in range(0, n, 1024):
+        af = av.AudioFrame.from_ndarray(x[None, s: s + 1024], format="fltp", layout="mono")
+        af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
+        for p in astream.encode(af):
+            container.mux(p)
+    for p in astream.encode(None):
+        container.mux(p)
 
 
 def write_primed_mp4(path: Path, n_shown: int, primed: int = 3, fps: int = 24, audio: bool = True,
@@ -62,13 +67,5 @@ def write_primed_mp4(path: Path, n_shown: int, primed: int = 3, fps: int = 24, a
         for p in vs.encode(None):
             c.mux(p)
         if astream is not None:
-            n = int(round((n_shown + start_frame) / fps * SR))
-            x = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(n) / SR)).astype(np.float32)
-            for s in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(x[None, s: s + 1024], format="fltp", layout="mono")
-                af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
-                for p in astream.encode(af):
-                    c.mux(p)
-            for p in astream.encode(None):
-                c.mux(p)
+            write_tone(c, astream, (n_shown + start_frame) / fps, 440.0, 0.3)
     return path
