@@ -311,3 +311,18 @@ def test_config_validation():
         model_config("dlstm_att", {"hidden": 64})
     with pytest.raises(ConfigError, match="bogus"):
         model_config("dlstm_att", {"bogus": 1})
+
+
+def test_olb_shared_weights_is_one_vector_for_every_dimension():
+    from avaffect.models.blocks.dlstm import OLBFusion
+
+    shared, own = OLBFusion(3, 2, shared=True), OLBFusion(3, 2)
+    assert tuple(shared.weight.shape) == (1, 3) and tuple(own.weight.shape) == (2, 3)
+    with torch.no_grad():
+        shared.weight.copy_(torch.tensor([[0.2, 0.3, 0.5]]))
+    ys = [torch.randn(2, 4, 2) for _ in range(3)]
+    z = shared(ys, [])
+    expected = 0.2 * ys[0] + 0.3 * ys[1] + 0.5 * ys[2]  # the same W for valence and arousal
+    torch.testing.assert_close(z, expected)
+    model = create_model("dlstm_olb", 3, 5, {**SMALL, "olb_shared_weights": True})
+    assert tuple(model.fusion.weight.shape) == (1, 2)

@@ -189,12 +189,13 @@ class OLBFusion(nn.Module):
     """OLB baseline: a learned linear mix of the ``n`` predictions, per dimension.
 
     ``z_m = sum_i y_mi W_mi (+ b_m)``, i.e. ``z = Y W`` with ``Y`` the 1 x n row of predictions of
-    dimension m; ``W`` starts at the average ``1/n``.
+    dimension m; ``W`` starts at the average ``1/n``. ``shared=True`` is the paper's form: one n x 1 vector
+    ``W`` for every dimension (``W_mi = W_i``); otherwise each dimension learns its own.
     """
 
-    def __init__(self, num_inputs: int, num_outputs: int, bias: bool = False) -> None:
+    def __init__(self, num_inputs: int, num_outputs: int, bias: bool = False, shared: bool = False) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.full((num_outputs, num_inputs), 1.0 / num_inputs))
+        self.weight = nn.Parameter(torch.full((1 if shared else num_outputs, num_inputs), 1.0 / num_inputs))
         self.bias = nn.Parameter(torch.zeros(num_outputs)) if bias else None
 
     def forward(self, ys: list[torch.Tensor], hs: list[torch.Tensor]) -> torch.Tensor:

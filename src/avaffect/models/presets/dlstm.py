@@ -80,6 +80,8 @@ class DLSTMFusionConfig(DLSTMBranchConfig):
         "attention", description="attention (bimodal attention fusion) | olb (z = Y W) | hlb (z = C^T W)")
     early_late: bool = Field(False, description="add a DLSTM on [audio ; video] to the fused predictions")
     fusion_bias: bool = Field(False, description="bias in the fusion (the paper's equations have none)")
+    olb_shared_weights: bool = Field(False, description="OLB: one n x 1 weight vector W shared by every output "
+                                     "dimension (the paper's z = Y W) instead of one per dimension")
     freeze_unimodal: bool = Field(False, description="freeze the DLSTMs (stage 2 of pre-train → freeze → fuse)")
 
 
@@ -150,7 +152,7 @@ class DLSTMFusionModel(nn.Module):
         if cfg.fusion == "attention":
             self.fusion = BimodalAttentionFusion(sizes, cfg.num_outputs, cfg.fusion_bias)
         elif cfg.fusion == "olb":
-            self.fusion = OLBFusion(len(names), cfg.num_outputs, cfg.fusion_bias)
+            self.fusion = OLBFusion(len(names), cfg.num_outputs, cfg.fusion_bias, cfg.olb_shared_weights)
         else:
             self.fusion = HLBFusion(sizes, cfg.num_outputs, cfg.fusion_bias)
         self.branches_frozen = False
