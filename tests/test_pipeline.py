@@ -276,3 +276,23 @@ def test_a_planted_or_damaged_last_checkpoint_is_never_unpickled_and_never_block
     res = train(make_config(raw), run, progress=False)
     assert not marker.exists(), "a pickle from the run folder was executed"
     assert (run / "checkpoints" / "last.ckpt.damaged").is_file() and np.isfinite(res.metrics["p_va"])
+
+
+def test_a_resumed_run_reproduces_the_uninterrupted_one(synth_root, tmp_path):
+    """Killed after epoch 1 and resumed to epoch 3, a run ends with the same weights and scores as one trained
+    3 epochs straight (RNG state is saved in last.ckpt and restored)."""
+    import torch
+    from safetensors.torch import load_file
+
+    raw = {"data": {"root": str(synth_root)}, "features": {"store": str(tmp_path / "store")},
+           "model": {"name": "concat", "params": {"hidden": 8, "head_hidden": 8, "dropout": 0.3}},
+           "training": {"window": 60, "hop": 30, "max_epochs": 3, "accelerator": "cpu", "patience": 10}}
+    straight = train(make_config(raw), tmp_path / "straight", progress=False)
+    short = {**raw, "training": {**raw["training"], "max_epochs": 1}}
+    train(make_config(short), tmp_path / "resumed", progress=False)
+    (tmp_path / "resumed" / "metrics.json").unlink()  # as if killed right after epoch 1
+    (tmp_path / "resumed" / "model.safetensors").unlink()
+    resumed = train(make_config(raw), tmp_path / "resumed", progress=False)
+    assert resumed.metrics == straight.metrics
+    a, b = load_file(str(straight.checkpoint)), load_file(str(resumed.checkpoint))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -7,6 +7,8 @@ reloaded; the optimiser keeps its state)."""
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
 import numpy as np
 import torch
@@ -19,6 +21,24 @@ from avaffect.features.pipeline import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.losses import regression_loss
 from avaffect.training.schedules import warmup_factor
+
+
+def rng_state() -> dict:
+    """The random states training draws from (torch, NumPy, Python), as tensors and plain values (a checkpoint
+    holding them still loads with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy": [int(pos), int(has_gauss), float(gauss)], "python": torch.tensor(internal, dtype=torch.int64),
+            "python_meta": [int(version), gauss_next]}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, gauss_next = state["python_meta"]
+    random.setstate((version, tuple(int(x) for x in state["python"].tolist()), gauss_next))
 
 
 class AffectRegressionModule(L.LightningModule):
@@ -69,11 +89,14 @@ class AffectRegressionModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.cfg.reload_best and self._best_state is not None:  # tensors only: readable with weights_only
             checkpoint["reload_best"] = {"score": torch.tensor(self.best_score), "state": self._best_state}
+        checkpoint["rng_state"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("reload_best")
         if saved is not None:
             self.best_score, self._best_state = float(saved["score"]), dict(saved["state"])
+        if "rng_state" in checkpoint:  # a resumed run draws the same shuffles and dropout masks as an uninterrupted one
+            set_rng_state(checkpoint["rng_state"])
 
     def on_train_epoch_start(self) -> None:
         # models whose behaviour depends on the epoch (e.g. DLSTM-ATT bypasses its embedding attention
