@@ -227,3 +227,39 @@ def _fake_recording_for_ray(tmp_path):
     from avaffect.data.recording import Recording
 
     return Recording(name="r", times=np.arange(3) / 25, labels=np.zeros((3, 2)), face_mask=np.zeros(3, bool))
+
+
+def test_extract_workers_exit_when_the_parent_is_killed(tmp_path):
+    """kill -9 of `avaffect extract` must not leave its worker processes running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import time\n"
+        "from avaffect.features.extract import _new_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = _new_pool(1)\n"
+        "    running = pool.submit(time.sleep, 120)\n"
+        "    time.sleep(4)\n"
+        "    assert running.running()\n"
+        "    print(*pool._processes, flush=True)\n"
+        "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert workers
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in alive if os.path.exists(f"/proc/{p}") and "zombie" not in
+                     open(f"/proc/{p}/status").read().lower()]
+        assert not alive, f"workers {alive} outlived their killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

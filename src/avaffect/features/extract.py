@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -111,8 +112,20 @@ def _run_one(extractor: Extractor, rec: Recording, root: str) -> tuple[str, str 
         return "failed", reason, time.perf_counter() - t0, 0
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the pool itself is the parallelism (no oversubscription)."""
+def _exit_with_parent(parent_pid: int, period_s: float = 1.0) -> None:
+    """Worker side: end this process as soon as the parent that started it is gone (a ``kill -9`` of
+    ``avaffect extract`` must not leave its workers decoding for minutes)."""
+    while True:
+        time.sleep(period_s)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _init_worker(parent_pid: int | None = None) -> None:
+    """One thread per worker process: the pool itself is the parallelism (no oversubscription); the worker
+    watches its parent and exits with it."""
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
     try:
         import cv2
 
@@ -129,7 +142,8 @@ def _init_worker() -> None:
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+        initargs=(os.getpid(),)
     )
 
 
