@@ -120,3 +120,17 @@ def test_config_show_prints_the_resolved_values(capsys, tmp_path):
     path.write_text("- a list\n")
     assert main(["config", "show", str(path)]) == 2
     assert "top level must be a mapping" in capsys.readouterr().err
+
+
+def test_a_bad_command_line_value_is_blamed_on_the_command_line(tmp_path, capsys):
+    from avaffect.cli.main import main
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("training: {max_epochs: 3}\n")
+    assert main(["train", str(tmp_path), "--config", str(path), "--max-epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "command-line options" in err and "max_epochs" in err
+    path.write_text("training: {max_epochs: 0}\n")
+    assert main(["train", str(tmp_path), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: invalid configuration" in err and "command-line" not in err

@@ -269,7 +269,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, training: ...), "
                           f"found a {type(raw).__name__}")
-    return make_config(raw, overrides, source=str(path))
+    cfg = make_config(raw, None, source=str(path))  # the file alone: its own errors name the file
+    if not overrides:
+        return cfg
+    return make_config(raw, overrides, source=f"the command-line options (over {path})")
 
 
 def make_config(raw: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
