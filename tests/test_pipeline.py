@@ -296,3 +296,25 @@ def test_a_resumed_run_reproduces_the_uninterrupted_one(synth_root, tmp_path):
     assert resumed.metrics == straight.metrics
     a, b = load_file(str(straight.checkpoint)), load_file(str(resumed.checkpoint))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lightning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    """A failure while last.ckpt is written (a full disk) leaves the previous file whole and no temp file."""
+    import torch
+
+    from avaffect.training.run import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1}, path)
+
+    def disk_full(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

@@ -29,6 +29,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from avaffect._version import __version__
 from avaffect.config import RunConfig, dump_config
@@ -41,7 +42,7 @@ from avaffect.evaluation.reports import write_predictions_csv
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
 from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
-from avaffect.files import atomic_write_text, output_path, write_json
+from avaffect.files import atomic_path, atomic_write_text, output_path, write_json
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
 from avaffect.statedict import load_state_dict_file
@@ -56,6 +57,15 @@ MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written atomically (temp file beside it + rename): a full disk or a kill while
+    ``last.ckpt`` is written leaves the previous one intact, never a truncated file under its name."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_path(Path(path)) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 @dataclass
@@ -125,6 +135,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[Rec
         accelerator=cfg.training.accelerator, devices=cfg.training.devices, precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip, deterministic=False, num_sanity_val_steps=0,
         callbacks=[ckpt, EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.patience)],
+        plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(run_dir, name="logs", version=""), enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=1,
     )
