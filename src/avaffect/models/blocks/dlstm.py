@@ -101,13 +101,17 @@ class DLSTM(nn.Module):
     step at a time, so attending, bypassed and plain DLSTMs share one parametrisation and a
     bypassed / plain one runs the fused whole-sequence kernel).
 
+    Truncated BPTT (``tbptt_steps = k > 0``, training only): the window is run in chunks of ``k`` steps; the
+    LSTM state is carried from one chunk to the next but detached, so gradients stop at chunk boundaries (the
+    forward values are those of the whole-window recursion). ``k = 0``: full BPTT over the window.
+
     ``forward(x [B, L, d], mask [B, L]) → (y [B, L, K], h [B, L, H])``; ``h`` is the top layer's
     hidden state. Inputs and outputs at padded steps are zeroed; padding sits at the end of a window,
     so the unidirectional recursion never carries it into a valid step, and the attention masks it.
     """
 
     def __init__(self, d_in: int, hidden: int, num_outputs: int, num_layers: int = 2, dropout: float = 0.0,
-                 activation: str = "none", attention: EmbeddingAttention | None = None) -> None:
+                 activation: str = "none", attention: EmbeddingAttention | None = None, tbptt_steps: int = 0) -> None:
         super().__init__()
         if activation not in ("tanh", "none"):
             raise ValueError(f"unknown DLSTM output activation {activation!r}")
@@ -118,6 +122,7 @@ class DLSTM(nn.Module):
         self.activation = activation
         self.hidden = hidden
         self.num_outputs = num_outputs
+        self.tbptt_steps = tbptt_steps
 
     def set_epoch(self, epoch: int) -> None:
         if self.attention is not None:
@@ -127,8 +132,17 @@ class DLSTM(nn.Module):
         m = None if mask is None else mask[..., None].to(x.dtype)
         if m is not None:
             x = x * m
+        k = self.tbptt_steps if self.training else 0
         if self.attention is None or self.attention.bypassed:
-            h, _ = self.lstm(x)
+            if k and x.shape[1] > k:
+                parts, state = [], None
+                for s in range(0, x.shape[1], k):
+                    o, state = self.lstm(x[:, s:s + k], state)
+                    state = tuple(t.detach() for t in state)  # carried forward, gradients truncated
+                    parts.append(o)
+                h = torch.cat(parts, dim=1)
+            else:
+                h, _ = self.lstm(x)
         else:
             h = self._attend_loop(x, mask)
         y = self.out(h)
@@ -144,7 +158,11 @@ class DLSTM(nn.Module):
         state = None
         query = x.new_zeros(b, self.hidden)  # h_{-1} = 0
         outs, weights = [], []
+        k = self.tbptt_steps if self.training else 0
         for t in range(l):
+            if k and t and t % k == 0:  # truncated BPTT: carry the state, cut the gradient
+                state = tuple(s.detach() for s in state)
+                query = query.detach()
             c, a = self.attention.attend(query, keys[:, t], values[:, t], valid[:, t])
             o, state = self.lstm(c[:, None], state)
             query = o[:, 0]

@@ -42,6 +42,8 @@ class DLSTMBranchConfig(PresetConfig):
     activation: Literal["tanh", "none"] = Field("none", description="DLSTM output layer: linear (paper) or tanh")
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="between the stacked LSTM layers")
     num_layers: int = Field(2, ge=1, description="stacked LSTM layers per DLSTM")
+    tbptt_steps: int = Field(0, ge=0, description="truncated BPTT: the LSTM state is carried across chunks of this "
+                             "many steps, gradients stop at chunk boundaries (0 = full BPTT over the window)")
     audio_hidden: int = Field(32, ge=1, description="hidden size of the audio DLSTM (paper: 32)")
     video_hidden: int = Field(128, ge=1, description="hidden size of the video DLSTM (paper: 128)")
     joint_hidden: int = Field(128, ge=1, description="hidden size of the early-fusion DLSTM on [audio ; video] "
@@ -110,7 +112,8 @@ def build_branch(name: str, d_audio: int, d_video: int, cfg: DLSTMBranchConfig) 
     attention = None
     if name == "video" and cfg.embedding_attention:
         attention = EmbeddingAttention(hidden, d_video, cfg.attention_window, cfg.bypass_epochs)
-    return DLSTM(d_in, hidden, cfg.num_outputs, cfg.num_layers, cfg.dropout, cfg.activation, attention)
+    return DLSTM(d_in, hidden, cfg.num_outputs, cfg.num_layers, cfg.dropout, cfg.activation, attention,
+                 cfg.tbptt_steps)
 
 
 def branch_input(name: str, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
