@@ -370,3 +370,12 @@ def test_fusion_dropout_acts_on_the_attended_features_only_in_training():
     dropped = (seen[0] == 0) & (seen[1] != 0)
     assert 0.2 < dropped.float().mean().item() < 0.8  # about half the attended features zeroed in training
     assert torch.allclose(seen[0][~dropped & (seen[1] != 0)], 2 * seen[1][~dropped & (seen[1] != 0)], atol=1e-5)
+
+
+def test_head_dropout_is_the_heads_rate_apart_from_the_encoders():
+    model = create_model("grjca", 6, 8, {"window_length": 5, "dropout": 0.1, "head_dropout": 0.8, "encoder": "tcn"})
+    head_rates = {m.p for m in model.head.modules() if isinstance(m, torch.nn.Dropout)}
+    encoder_rates = {m.p for m in model.audio_encoder.modules() if isinstance(m, torch.nn.Dropout)}
+    assert head_rates == {0.8} and encoder_rates == {0.1}
+    same = create_model("grjca", 6, 8, {"window_length": 5, "dropout": 0.2})
+    assert {m.p for m in same.head.modules() if isinstance(m, torch.nn.Dropout)} == {0.2}

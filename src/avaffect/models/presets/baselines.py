@@ -36,7 +36,7 @@ class UnimodalModel(nn.Module):
         super().__init__()
         self.modality = modality
         self.encoder = Encoder(d_in, cfg.hidden, cfg.encoder, cfg.dropout)
-        self.head = MLPHead(cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.dropout, cfg.activation)
+        self.head = MLPHead(cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.head_rate(), cfg.activation)
 
     def forward(self, audio, video, mask):
         x = audio if self.modality == "audio" else video
@@ -49,7 +49,7 @@ class ConcatModel(nn.Module):
     def __init__(self, d_audio: int, d_video: int, cfg: ConcatConfig) -> None:
         super().__init__()
         self.encoder = Encoder(d_audio + d_video, cfg.hidden, cfg.encoder, cfg.dropout)
-        self.head = MLPHead(cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.dropout, cfg.activation)
+        self.head = MLPHead(cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.head_rate(), cfg.activation)
 
     def forward(self, audio, video, mask):
         return self.head(self.encoder(torch.cat([audio, video], dim=-1), mask))
@@ -65,7 +65,7 @@ class RJCAModel(nn.Module):
         self.video_encoder = Encoder(d_video, cfg.hidden, cfg.encoder, cfg.dropout)
         self.fusion = RecursiveJCA(cfg.hidden, cfg.hidden, cfg.window_length, cfg.num_iterations,
                                    cfg.share_weights, cfg.attention_dropout)
-        self.head = MLPHead(2 * cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.dropout, cfg.activation)
+        self.head = MLPHead(2 * cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.head_rate(), cfg.activation)
 
     def forward(self, audio, video, mask):
         x_a = self.audio_encoder(audio, mask)

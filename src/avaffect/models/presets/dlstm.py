@@ -30,12 +30,12 @@ from avaffect.models.presets.common import PresetConfig
 from avaffect.models.registry import register_model
 
 BRANCHES = ("audio", "video", "joint")
-UNUSED_FIELDS = ("hidden", "head_hidden", "encoder")
+UNUSED_FIELDS = ("hidden", "head_hidden", "head_dropout", "encoder")
 
 
 class DLSTMBranchConfig(PresetConfig):
-    """Settings shared by every DLSTM. ``hidden``, ``head_hidden`` and ``encoder`` (inherited) do not apply:
-    setting them is an error; the sizes are ``audio_hidden`` / ``video_hidden`` / ``joint_hidden``."""
+    """Settings shared by every DLSTM. ``hidden``, ``head_hidden``, ``head_dropout`` and ``encoder`` (inherited) do
+    not apply: setting them is an error; the sizes are ``audio_hidden`` / ``video_hidden`` / ``joint_hidden``."""
 
     yaml_exclude: ClassVar[tuple[str, ...]] = UNUSED_FIELDS
 

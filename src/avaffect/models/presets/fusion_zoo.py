@@ -215,7 +215,7 @@ class FusionModel(nn.Module):
         self.video_encoder = make_encoder(d_video, cfg)
         self.fusion = fusion_factory(cfg.hidden, cfg.hidden)
         self.fusion_dropout = nn.Dropout(cfg.fusion_dropout)
-        self.head = MLPHead(self.fusion.out_dim, cfg.head_hidden, cfg.num_outputs, cfg.dropout, cfg.activation)
+        self.head = MLPHead(self.fusion.out_dim, cfg.head_hidden, cfg.num_outputs, cfg.head_rate(), cfg.activation)
 
     @property
     def last_gate_weights(self) -> dict[str, torch.Tensor]:
@@ -270,7 +270,7 @@ class RJABLSTM(nn.Module):
                                    cfg.share_weights, cfg.attention_dropout, "time_major")
         self.joint_blstm = BLSTM(2 * cfg.hidden, 2 * cfg.hidden) if cfg.use_j_blstm else None
         head_cls = PerTargetHeads if cfg.separate_heads else MLPHead
-        self.head = head_cls(2 * cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.dropout, cfg.activation)
+        self.head = head_cls(2 * cfg.hidden, cfg.head_hidden, cfg.num_outputs, cfg.head_rate(), cfg.activation)
 
     @property
     def last_gate_weights(self) -> dict[str, torch.Tensor]:
