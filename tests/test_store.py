@@ -92,7 +92,10 @@ def test_a_stale_or_damaged_entry_is_not_trusted(tmp_path):
     np.save(path, np.ones((rec.num_frames - 2, ex.dim), np.float32))  # truncated / replaced
     assert not store.is_done(ex, "rec1", rec)
     store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
-    os.utime(rec.audio_path, ns=(0, 0))  # the source media changed since
+    os.utime(rec.audio_path, ns=(0, 0))  # only touched (a copy elsewhere): still the same media
+    assert store.is_done(ex, "rec1", rec)
+    with open(rec.audio_path, "ab") as fh:  # the source media changed since
+        fh.write(b"\0" * 64)
     assert store.is_done(ex, "rec1") and not store.is_done(ex, "rec1", rec)
     summary = extract_features([rec], [ex], store, workers=1, progress=False)
     assert summary.ok and store.is_done(ex, "rec1", rec)  # re-done, not "skipped (already done)"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,16 +56,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_signature(rec: Recording) -> dict[str, list[int]]:
-    """``{file: [size, mtime_ns]}`` of the media a recording's features come from (video, audio, crops
-    folder): an entry computed from other media is stale."""
-    out = {}
+def source_signature(rec: Recording) -> dict[str, int]:
+    """``{file name: size}`` of the media a recording's features come from (video, audio; a crops folder by its
+    number of files): an entry computed from other media is stale. Names and sizes only — not paths or
+    modification times — so a dataset copied or mounted elsewhere keeps its features."""
+    out: dict[str, int] = {}
     for p in dict.fromkeys(x for x in (rec.video_path, rec.audio_path, rec.crops_dir) if x is not None):
+        p = Path(p)
         try:
-            st = Path(p).stat()
-            out[str(p)] = [int(st.st_size), int(st.st_mtime_ns)]
+            out[p.name] = len(os.listdir(p)) if p.is_dir() else int(p.stat().st_size)
         except OSError:
-            out[str(p)] = [-1, -1]
+            out[p.name] = -1
     return out
 
 
