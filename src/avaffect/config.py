@@ -281,7 +281,23 @@ def make_config(raw: dict[str, Any] | None = None, overrides: dict[str, Any] | N
     try:
         return RunConfig(**merged)
     except ValidationError as e:
-        raise ConfigError(f"{source}: invalid configuration:\n{e}") from None
+        raise ConfigError(f"{source}: invalid configuration:\n{e}{allowed_keys_hint(e, RunConfig)}") from None
+
+
+def allowed_keys_hint(error: ValidationError, model: type[BaseModel]) -> str:
+    """For each unknown key of a validation error, the keys that are allowed where it stands."""
+    hints = []
+    for err in error.errors():
+        if err.get("type") != "extra_forbidden":
+            continue
+        node: Any = model
+        for part in err["loc"][:-1]:
+            field = node.model_fields.get(part) if isinstance(node, type) and issubclass(node, BaseModel) else None
+            node = field.annotation if field is not None else None
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            where = ".".join(map(str, err["loc"][:-1])) or "the top level"
+            hints.append(f"{err['loc'][-1]!r} is not a key of {where}; allowed: {', '.join(node.model_fields)}")
+    return ("\n" + "\n".join(hints)) if hints else ""
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -55,7 +55,8 @@ def cmd_extract(args) -> int:
     pipeline = cfg.feature_pipeline()
     store, extractors = pipeline.store, list(pipeline.extractors)
     summary = extract_features(recs, extractors, store, workers=cfg.features.workers, progress=not args.quiet,
-                               force=args.force, shard=parse_shard(args.shard), backend=args.backend)
+                               force=args.force, shard=parse_shard(args.shard), backend=args.backend,
+                               verify=True)  # an explicit extract re-reads what it reports as done
     for name, reason in broken.items():  # files that could not even be opened: recorded like any failure
         for ex in extractors:
             store.mark_failed(ex, name, reason)

@@ -156,11 +156,15 @@ def extract_features(
     force: bool = False,
     shard: tuple[int, int] | None = None,
     backend: str = "process",
+    verify: bool = False,
 ) -> ExtractionSummary:
     """Extract every (extractor, recording) pair not yet done into ``store``.
 
     ``workers``: processes (1 = in this process; 0 or less = one per CPU core). ``force``:
-    recompute pairs that are already done. ``shard``: ``(i, n)``, see :func:`select_shard`.
+    recompute pairs that are already done. ``verify``: also re-read every done file and compare its sha256 with
+    the one recorded when it was written (a replaced or damaged file is extracted again; ``avaffect extract``
+    does this, training only checks sizes and refuses non-finite values on load). ``shard``: ``(i, n)``, see
+    :func:`select_shard`.
     ``backend``: ``"process"`` (this machine) or ``"ray"`` (a Ray cluster — the optional extra
     ``avaffect[ray]``; ``RAY_ADDRESS`` selects the cluster; the store must be on a shared filesystem).
     Returns the summary; ``summary.ok`` is False when any pair failed (the CLI exits non-zero).
@@ -180,7 +184,7 @@ def extract_features(
     for ex in extractors:
         store.register(ex)
         for rec in recs:
-            if not force and store.is_done(ex.id, rec.name, rec):
+            if not force and store.is_done(ex.id, rec.name, rec) and (not verify or store.verify(ex.id, rec.name)):
                 summary.skipped.append((ex.id, rec.name))
             else:
                 tasks.append((ex, rec))

@@ -31,9 +31,17 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     meta = read_tagged_metadata(path, FORMAT, "an avaffect checkpoint",
                                 "pass the model.safetensors of a training run (authors' checkpoints: convert "
                                 "them with `avaffect convert-official`)")
-    return {"model": json.loads(meta["model"]),
-            "preprocessing": PreprocessingSpec.from_metadata(json.loads(meta["preprocessing"]), str(path)),
-            "extra": json.loads(meta.get("extra", "{}")), "avaffect_version": meta.get("avaffect_version")}
+    try:
+        model = json.loads(meta["model"])
+        prep = json.loads(meta["preprocessing"])
+        extra = json.loads(meta.get("extra", "{}"))
+        if not isinstance(model, dict) or not {"name", "d_audio", "d_video", "params"} <= set(model):
+            raise KeyError("model")
+    except (KeyError, json.JSONDecodeError, TypeError) as e:
+        raise AvaffectError(f"{path}: the checkpoint's metadata is damaged ({type(e).__name__}: {e}) — use the "
+                            "model.safetensors of a finished run, or train again") from None
+    return {"model": model, "preprocessing": PreprocessingSpec.from_metadata(prep, str(path)), "extra": extra,
+            "avaffect_version": meta.get("avaffect_version")}
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVRegressor, dict]:

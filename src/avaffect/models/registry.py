@@ -54,7 +54,10 @@ def model_config(name: str, params: dict | None = None) -> BaseModel:
     try:
         return entry.config_cls(**(params or {}))
     except ValidationError as e:
-        raise ConfigError(f"invalid parameters for model {name!r}:\n{e}") from None
+        unknown = [str(x["loc"][-1]) for x in e.errors() if x.get("type") == "extra_forbidden"]
+        hint = (f"\nunknown parameter(s) {', '.join(unknown)}; the parameters of {name!r} are: "
+                f"{', '.join(entry.config_cls.model_fields)}") if unknown else ""
+        raise ConfigError(f"invalid parameters for model {name!r}:\n{e}{hint}") from None
 
 
 def create_model(name: str, d_audio: int, d_video: int, params: dict | BaseModel | None = None) -> nn.Module:

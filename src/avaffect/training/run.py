@@ -83,8 +83,13 @@ def finished_run(run_dir: Path) -> RunResult | None:
     """The result of a finished run (``metrics.json`` and ``model.safetensors`` present), else None."""
     if not ((run_dir / METRICS_FILE).is_file() and (run_dir / MODEL_FILE).is_file()):
         return None
-    done = json.loads((run_dir / METRICS_FILE).read_text())
-    return RunResult(run_dir, done["overall"], done["per_recording"], run_dir / MODEL_FILE)
+    try:
+        done = json.loads((run_dir / METRICS_FILE).read_text())
+        return RunResult(run_dir, done["overall"], done["per_recording"], run_dir / MODEL_FILE)
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise AvaffectError(f"{run_dir / METRICS_FILE}: damaged ({type(e).__name__}); delete it and run the same "
+                            "command again: the run is scored again from its checkpoints (nothing is retrained)"
+                            ) from None
 
 
 def start_run_dir(cfg: RunConfig, run_dir: Path) -> None:
@@ -149,7 +154,12 @@ def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[Rec
     if last.is_file() and log_csv.is_file():  # resuming: keep the log of the epochs already trained
         log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
     # weights_only: a resume never unpickles code from the run folder
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+    except SystemExit:  # Lightning turns Ctrl-C into sys.exit(1) after its own clean-up
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     if trainer.interrupted:  # Lightning swallows Ctrl-C: the run is not finished, never write it as if it were
         raise KeyboardInterrupt
     best = ckpt.best_model_path or str(last)

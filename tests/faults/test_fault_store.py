@@ -1,0 +1,118 @@
+"""A damaged feature store, stale sources and interrupted extraction: redone or refused, never silently used."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+from faultkit import decoded_frames
+from mediafiles import write_test_video
+
+from avaffect.errors import DataError
+from avaffect.features.store import FeatureStore
+
+
+@pytest.fixture
+def extracted(cli, tmp_path):
+    """A folder of three tiny videos extracted into ``tmp_path/store``: (media folder, store, frames per name)."""
+    media = tmp_path / "media"
+    frames = {}
+    for name, n in (("a", 10), ("b", 12), ("c", 14)):
+        frames[name] = decoded_frames(write_test_video(media / f"{name}.mp4", n))
+    assert cli("extract", media, "--out", tmp_path / "store", "-q").rc == 0
+    return media, tmp_path / "store", frames
+
+
+def _npys(store):
+    return sorted(store.glob("*/*.npy"))
+
+
+def _assert_complete(store, frames):
+    folders = [p for p in store.iterdir() if p.is_dir()]
+    assert len(folders) == 2
+    for folder in folders:
+        for name, n in frames.items():
+            arr = np.load(folder / f"{name}.npy")
+            assert arr.shape[0] == n and np.isfinite(arr).all()
+            assert json.loads((folder / "_status" / f"{name}.json").read_text())["status"] == "done"
+
+
+def test_a_truncated_feature_file_is_extracted_again(cli, extracted):
+    media, store, frames = extracted
+    npy = _npys(store)[0]
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+    r = cli("extract", media, "--out", store)
+    assert r.rc == 0 and "1 done" in r.out
+    _assert_complete(store, frames)
+
+
+def test_a_touched_source_video_keeps_valid_features(cli, extracted):
+    media, store, frames = extracted
+    now = time.time_ns() + 10**9
+    os.utime(media / "a.mp4", ns=(now, now))  # same content, new time: redoing it or not, the store stays right
+    assert cli("extract", media, "--out", store, "-q").rc == 0
+    _assert_complete(store, frames)
+
+
+def test_a_source_video_replaced_by_another_is_extracted_again(cli, extracted):
+    media, store, frames = extracted
+    frames["a"] = decoded_frames(write_test_video(media / "a.mp4", 17, tone_hz=220.0))
+    r = cli("extract", media, "--out", store)
+    assert r.rc == 0 and "2 done" in r.out and "4 skipped" in r.out
+    _assert_complete(store, frames)
+
+
+def test_loading_a_feature_file_with_nan_is_refused_naming_it(extracted):
+    media, store, frames = extracted
+    npy = _npys(store)[0]
+    arr = np.load(npy)
+    arr[1, 1] = np.nan
+    np.save(npy, arr)
+    with pytest.raises(DataError, match="NaN") as err:
+        FeatureStore(store).load(npy.parent.name, npy.stem)
+    assert npy.name in str(err.value) and "--force" in str(err.value)
+
+
+def test_extract_does_not_report_a_feature_file_with_nan_as_done(cli, extracted):
+    media, store, frames = extracted
+    npy = _npys(store)[0]
+    arr = np.load(npy)
+    arr[1, 1] = np.nan
+    np.save(npy, arr)
+    r = cli("extract", media, "--out", store, "-q")
+    assert r.rc != 0 or np.isfinite(np.load(npy)).all()
+
+
+def test_an_interrupted_extraction_resumes_and_completes(cli, tmp_path, monkeypatch):
+    media = tmp_path / "media"
+    frames = {name: decoded_frames(write_test_video(media / f"{name}.mp4", n)) for name, n in (("a", 10), ("b", 12))}
+    real_save = FeatureStore.save
+    calls = []
+
+    def save_then_interrupt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second file is being written
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "save", save_then_interrupt)
+    r = cli("extract", media, "--out", tmp_path / "store", "--workers", "1", "-q")
+    assert r.rc == 130 and "interrupted" in r.err
+    assert len(_npys(tmp_path / "store")) == 1  # the finished file is kept, the interrupted one is not there
+    monkeypatch.setattr(FeatureStore, "save", real_save)
+    r = cli("extract", media, "--out", tmp_path / "store", "--workers", "1")
+    assert r.rc == 0 and "3 done" in r.out and "1 skipped" in r.out
+    _assert_complete(tmp_path / "store", frames)
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+
+
+def test_a_garbage_video_fails_alone_and_the_good_one_is_kept(cli, tmp_path):
+    media = tmp_path / "media"
+    n = decoded_frames(write_test_video(media / "good.mp4", 10))
+    (media / "bad.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    r = cli("extract", media, "--out", tmp_path / "store", "-q")
+    assert r.rc == 1 and "FAILED" in r.out and "bad" in r.out
+    _assert_complete(tmp_path / "store", {"good": n})
