@@ -34,7 +34,8 @@ def cmd_submit(args) -> int:
         if not problems:
             print(f"{args.check}: valid ABAW VA submission")
             return 0
-        print(f"{args.check}: {len(problems)} problem(s):")
+        print(f"{args.check}: {len(problems)} problem(s) — fix them, or write the file again with `avaffect submit "
+              "abaw --predictions DIR --sample-file SAMPLE --out FILE`, which always follows the sample file:")
         for p in problems[:args.max_problems]:
             print(f"  {p}")
         if len(problems) > args.max_problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from avaffect.data.folder import AUDIO_ONLY_FIX, list_videos
-from avaffect.data.layout import AUDIO_EXTS
+from avaffect.data.layout import AUDIO_EXTS, VIDEO_EXTS
 from avaffect.errors import AvaffectError
 
 
@@ -45,7 +45,8 @@ def cmd_predict(args) -> int:
                  if p.suffix.lower() in AUDIO_EXTS]
         skipped = (f"; skipped audio-only file(s) {', '.join(p.name for p in audio[:5])}"
                    f"{' ...' if len(audio) > 5 else ''} — {AUDIO_ONLY_FIX}") if audio else ""
-        raise AvaffectError(f"no video found in {', '.join(map(str, args.inputs))}{skipped}")
+        raise AvaffectError(f"no video found in {', '.join(map(str, args.inputs))}{skipped} — pass video files, or "
+                            f"folders that hold some ({', '.join(VIDEO_EXTS)})")
     if args.crops is not None and len(videos) != 1:
         raise AvaffectError("--crops gives the face crops of one video: pass exactly one video with it")
     failed = 0

@@ -52,7 +52,8 @@ def parse_folds(spec: str | Sequence[int] | None, num_folds: int) -> list[int]:
         folds = [int(x) for x in spec]
     bad = [k for k in folds if not 0 <= k < num_folds]
     if bad or not folds:
-        raise ConfigError(f"--folds {spec!r}: folds are 0..{num_folds - 1} (protocol.num_folds = {num_folds})")
+        raise ConfigError(f"--folds {spec!r}: folds are 0..{num_folds - 1} (protocol.num_folds = {num_folds}); use "
+                          f"--folds all, numbers in 0..{num_folds - 1}, or raise --num-folds")
     return sorted(set(folds))
 
 
