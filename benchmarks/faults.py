@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Fault suite: the command line tried as a hostile or careless user would (issue "Trust nothing it did not verify").
 
-    python benchmarks/faults.py [--work DIR] [--only GROUP[,GROUP]] [--jobs N] [--out docs/benchmarks/faults.md]
+    python benchmarks/faults.py [--work DIR] [--only GROUP|ID[,...]] [--jobs N] [--extended] [--keep]
+                                [--out docs/benchmarks/faults.md]
 
 Builds its own small inputs in a work folder (a tiny synthetic dataset, tiny videos, label files, manifests,
 configs, and one tiny model trained once with ``avaffect train``), then runs every case as a subprocess call of
@@ -59,7 +60,8 @@ TRACEBACK = "Traceback (most recent call last)"
 FIX_WORDS = re.compile(
     r"(—|\b(use|pass|check|fix|set|run|give|expected|delete|remove|re-?run|re-?encode|re-?download|re-?export|must|"
     r"should|try|put|choose|write|add|provide|train|convert|install|rename|fill|lower|free|download|need|needs|"
-    r"one of|available|predict|either|see|shows?)\b|`avaffect [^`]+`|\b\d+\.\.\d+\b)", re.IGNORECASE)
+    r"one of|available|allowed|predict|either|see|shows?)\b|\bare: |`avaffect [^`]+`|\b\d+\.\.\d+\b)",
+    re.IGNORECASE)
 TINY_YAML = """\
 model: {name: concat, params: {hidden: 8, head_hidden: 8}}
 training: {window: 60, hop: 30, max_epochs: 1, accelerator: cpu}
@@ -93,9 +95,10 @@ def _mux_tone(container, stream, seconds: float, level: float = 0.3, hz: float =
 
 def write_video(path: Path, n: int, fps: int = 25, audio: bool = True, size: tuple[int, int] = (64, 48),
                 codec: str = "mpeg4", pix_fmt: str = "yuv420p", pts_ms: list[int] | None = None,
-                audio_seconds: float | None = None, audio_level: float = 0.3) -> Path:
-    """``n`` grey frames (level steps with the index) and, with ``audio``, a mono AAC sine. ``pts_ms``: frame
-    times in milliseconds (a variable frame rate)."""
+                audio_seconds: float | None = None, audio_level: float = 0.3, static: bool = False,
+                audio_bit_rate: int | None = None) -> Path:
+    """``n`` grey frames (level steps with the index, unless ``static``) and, with ``audio``, a mono AAC sine.
+    ``pts_ms``: frame times in milliseconds (a variable frame rate)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
     with av.open(str(path), "w") as c:
@@ -104,8 +107,10 @@ def write_video(path: Path, n: int, fps: int = 25, audio: bool = True, size: tup
         if pts_ms is not None:
             vs.codec_context.time_base = vs.time_base = Fraction(1, 1000)
         astream = c.add_stream("aac", rate=SR, layout="mono") if audio else None
+        if astream is not None and audio_bit_rate:
+            astream.bit_rate = audio_bit_rate
         for i in range(n):
-            img = np.full((h, w, 3), (i * 8) % 256, np.uint8)
+            img = np.full((h, w, 3), 100 if static else (i * 8) % 256, np.uint8)
             img[: h // 4, : w // 4] = 255
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             if pts_ms is not None:
@@ -342,6 +347,7 @@ class Shared:
     home: Path  # AVAFFECT_HOME: an empty cache (no weights)
     video: Path  # a 30-frame 64x48 mp4 with audio
     cuda: bool = False
+    env: dict = field(default_factory=dict)  # the environment every command runs with
 
     def rel(self, p: Path, d: Path) -> str:
         return os.path.relpath(p, d)
@@ -437,7 +443,7 @@ def diff_outside(before: dict, after: dict, allowed: tuple[Path, ...]) -> tuple[
 
 
 MESSAGE_PROBLEMS = ("the message", "no message", "Ctrl-C ended it", "step 2: the message", "step 2: no message")
-PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning")
+PY_WARNING = re.compile(r"^\S+\.py:\d+: ")
 MESSAGE_START = re.compile(r"^avaffect( [\w-]+)?: (error|interrupted)")
 
 
@@ -529,8 +535,8 @@ def judge(cdef: CaseDef, plan: Plan, res: Result, env: dict, shared: Shared, cas
             checks.append("resume ok")
         chk.note = "; ".join(x for x in (chk.note, c2.note) if x)
         chk.lost += c2.lost
-        if not msg_lines:
-            msg_lines = message_lines(r2.out, r2.err)
+        if not msg_lines or rc == 0:
+            msg_lines = [ln.strip() for ln in r2.out.splitlines() if ln.strip()][:1] or message_lines(r2.out, r2.err)
     if chk.lost:
         lost = True
         problems += [f"lost: {x}" for x in chk.lost]
@@ -2078,18 +2084,34 @@ def pad_to_size(path: Path, size: int) -> bool:
     return True
 
 
-@case("S17", "store", "the source video replaced by another clip of exactly the same byte size, then extract", cost=10)
+@case("S17", "store", "the source video replaced by another clip of the same byte size and frame count, then extract",
+      cost=20)
 def _s17(d, s):
     ds, store, face, frames = store_case_ds(d, s)
     test_video = next(v for v in sorted((ds / "videos").glob("*.mp4"))
                       if not (ds / ANN / "Train_Set" / f"{v.stem}.txt").exists()
                       and not (ds / ANN / "Validation_Set" / f"{v.stem}.txt").exists())
-    size = test_video.stat().st_size
-    write_video(test_video, 200, fps=30, size=(256, 192))  # more frames (its crops stay inside), smaller file
-    if not pad_to_size(test_video, size):
+    size, n = test_video.stat().st_size, frames[test_video.stem]
+    write_video(test_video, n, fps=30, size=(256, 192), static=True, audio_bit_rate=16000)  # other picture and
+    if not pad_to_size(test_video, size):  # sound, same frames; padded to the original's size with a free box
         return Plan([], skip="skipped: the replacement clip came out larger than the original")
-    frames[test_video.stem] = len(decoded_times(test_video))
-    return Plan(["extract", "ds", "-q"], "ok", (), (store,), verify=_extract_check(d, store, frames),
+    assert len(decoded_times(test_video)) == n
+
+    def verify(res):
+        c = check_store(store, frames)
+        fresh = run_cli(["extract", "ds", "--out", "fresh", "-q"], d, s.env, 300)  # what the new media give
+        if fresh.rc != 0:
+            c.wrong.append(f"a fresh extraction failed: {fresh.out[-200:]}")
+            return c
+        for eid in store_entries(store):
+            old = np.load(store / eid / f"{test_video.stem}.npy")
+            new = np.load(d / "fresh" / eid / f"{test_video.stem}.npy")
+            if old.shape != new.shape or not np.allclose(old, new, atol=1e-5):
+                c.wrong.append(f"{eid}/{test_video.stem}: the store keeps the features of the replaced video "
+                               "(a fresh extraction of the new one differs)")
+        c.note = "store compared with a fresh extraction"
+        return c
+    return Plan(["extract", "ds", "-q"], "ok", (), (store, d / "fresh"), verify=only_if_ok(verify),
                 label="features follow the new media")
 
 
@@ -2410,6 +2432,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work folder: {work}", flush=True)
     shared = setup_shared(work, env)
     env["AVAFFECT_HOME"] = str(shared.home)
+    shared.env = env
     print(f"set-up done in {time.perf_counter() - t0:.0f} s (dataset, tiny model); running cases", flush=True)
 
     wanted = {w.strip() for w in args.only.split(",")} if args.only else None
