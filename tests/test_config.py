@@ -134,3 +134,10 @@ def test_a_bad_command_line_value_is_blamed_on_the_command_line(tmp_path, capsys
     assert main(["train", str(tmp_path), "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: invalid configuration" in err and "command-line" not in err
+
+
+def test_seeds_zero_is_refused_not_quietly_one(tmp_path, capsys):
+    from avaffect.cli.main import main
+
+    assert main(["train", str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err

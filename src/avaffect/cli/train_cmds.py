@@ -66,7 +66,7 @@ def _train_protocol(cfg, args) -> int:
     from avaffect.training.protocols import run_protocol
 
     out = Path(args.out or Path("runs") / f"{cfg.model.name}-cv")
-    res = run_protocol(cfg, out, args.folds, args.seeds or 1, progress=not args.quiet)
+    res = run_protocol(cfg, out, args.folds, args.seeds if args.seeds is not None else 1, progress=not args.quiet)
     print((out / "summary.md").read_text())
     print(f"protocol directory: {out} (summary.csv, summary.md; evaluate the fold ensemble with "
           f"`avaffect evaluate {out} --split test`)")
