@@ -690,11 +690,13 @@ def check_predict_out(out: Path, items: list[tuple[str, Path]], times_from_video
     """``predict`` outputs: ``<name>.csv`` and ``<name>.json`` per (output name, video)."""
     c = Check()
     notes = []
+    by_name = {unquote(p.stem): p.stem for p in out.glob("*.csv")} if out.is_dir() else {}  # names are encoded
     for name, video in items:
-        r = check_prediction_csv(out / f"{name}.csv", video, times_from_video=times_from_video)
+        stem = by_name.get(name, name)
+        r = check_prediction_csv(out / f"{stem}.csv", video, times_from_video=times_from_video)
         c.wrong += r.wrong
         notes.append(r.note)
-        js = out / f"{name}.json"
+        js = out / f"{stem}.json"
         if not js.is_file():
             c.wrong.append(f"{js.name} not written")
             continue
