@@ -101,6 +101,41 @@ def test_a_stale_or_damaged_entry_is_not_trusted(tmp_path):
     assert summary.ok and store.is_done(ex, "rec1", rec)  # re-done, not "skipped (already done)"
 
 
+def test_source_identity_is_content_not_times(tmp_path):
+    """Same size, new bytes: stale. New times, same bytes (a copy): done, and the new times are recorded.
+    A crops folder with a crop replaced by one of another size: stale. Old ``{name: size}`` entries still read."""
+    store = FeatureStore(tmp_path / "feats")
+    ex = get_extractor("face_hog")
+    rec = fake_recording(tmp_path, "rec1")
+    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    audio = Path(rec.audio_path)
+    data = bytearray(audio.read_bytes())
+    data[-10:] = bytes(10)  # the last samples silenced: same byte size, other media
+    st = audio.stat()
+    audio.write_bytes(bytes(data))
+    os.utime(audio, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert audio.stat().st_size == st.st_size and not store.is_done(ex, "rec1", rec)
+
+    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    os.utime(audio, ns=(10**18, 10**18))
+    assert store.is_done(ex, "rec1", rec)
+    assert store.entry(ex, "rec1")["source"][audio.name]["mtime_ns"] == 10**18  # refreshed: next check is cheap
+
+    crop = sorted(Path(rec.crops_dir).iterdir())[0]
+    crop.write_bytes(crop.read_bytes() + b"\0")
+    assert not store.is_done(ex, "rec1", rec)
+
+    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    sidecar = next((tmp_path / "feats").rglob("_status/*.json"))
+    entry = json.loads(sidecar.read_text())
+    entry["source"] = {audio.name: audio.stat().st_size, Path(rec.crops_dir).name: len(os.listdir(rec.crops_dir))}
+    sidecar.write_text(json.dumps(entry))
+    assert store.is_done(ex, "rec1", rec)
+    entry["source"][audio.name] += 1
+    sidecar.write_text(json.dumps(entry))
+    assert not store.is_done(ex, "rec1", rec)
+
+
 def test_save_rejects_bad_arrays(tmp_path):
     store = FeatureStore(tmp_path)
     ex = get_extractor("face_hog")

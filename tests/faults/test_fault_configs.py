@@ -76,3 +76,16 @@ def test_an_unknown_key_message_says_which_keys_are_allowed(cli, tmp_path, text,
     (tmp_path / "bad.yaml").write_text(text)
     r = cli("config", "show", tmp_path / "bad.yaml")
     assert r.rc == 2 and meant in r.err
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+@pytest.mark.parametrize("command", ["extract", "train"])
+def test_an_out_nobody_can_write_is_a_message(cli, tmp_path, synth_root, command):
+    """``/sys`` refuses new entries even to root (a chmod-ed folder would not, under CI's root)."""
+    write_test_video(tmp_path / "media" / "clip.mp4", 10)
+    args = {"extract": ("extract", tmp_path / "media"),
+            "train": ("train", synth_root, "--config", tmp_path / "tiny.yaml", "--set",
+                      f"features.store={tmp_path / 'nostore'}")}[command]
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    r = cli(*args, "--out", "/sys/avaffect-no-such-output", "-q")
+    assert r.rc == 2 and "avaffect: error: /sys/avaffect-no-such-output" in r.err and "Traceback" not in r.err

@@ -153,8 +153,6 @@ def _same_size_replacement(path, n_frames: int) -> None:
         fh.write(struct.pack(">I", missing) + b"free" + bytes(missing - 8))
 
 
-@pytest.mark.xfail(strict=True, reason="the store's source signature is file names and sizes only: a video replaced "
-                   "by another of the same byte size (and frame count) keeps the old video's features, reported done")
 def test_a_source_replaced_by_a_same_size_clip_is_extracted_again(cli, extracted, tmp_path):
     media, store, frames = extracted
     _same_size_replacement(media / "c.mp4", frames["c"])

@@ -56,18 +56,83 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_signature(rec: Recording) -> dict[str, int]:
-    """``{file name: size}`` of the media a recording's features come from (video, audio; a crops folder by its
-    number of files): an entry computed from other media is stale. Names and sizes only — not paths or
-    modification times — so a dataset copied or mounted elsewhere keeps its features."""
-    out: dict[str, int] = {}
-    for p in dict.fromkeys(x for x in (rec.video_path, rec.audio_path, rec.crops_dir) if x is not None):
-        p = Path(p)
+def _describe(p: Path) -> dict[str, Any]:
+    """One source's identity: byte size and modification time, and a content hash to fall back on (a file's
+    sha256; a crops folder's hash of its sorted ``name:size`` listing)."""
+    st = p.stat()
+    if p.is_dir():
+        names = sorted(os.listdir(p))
+        listing = "\n".join(f"{n}:{(p / n).stat().st_size}" for n in names)
+        return {"bytes": len(names), "mtime_ns": int(st.st_mtime_ns),
+                "sha256": hashlib.sha256(listing.encode()).hexdigest()}
+    key = (str(p.resolve()), int(st.st_size), int(st.st_mtime_ns))
+    digest = _SOURCE_HASHES.get(key)
+    if digest is None:
+        digest = _SOURCE_HASHES[key] = _sha256(p)
+    return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sha256": digest}
+
+
+# sha256 of source media already hashed in this process, by (path, size, mtime): several extractors save
+# features of the same video, and each would otherwise read it in full again.
+_SOURCE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _sources(rec: Recording) -> list[Path]:
+    return [Path(x) for x in dict.fromkeys(x for x in (rec.video_path, rec.audio_path, rec.crops_dir) if x)]
+
+
+def source_signature(rec: Recording) -> dict[str, dict[str, Any]]:
+    """``{file name: {bytes, mtime_ns, sha256}}`` of the media a recording's features come from (video, audio,
+    a crops folder): an entry computed from other media is stale. Keyed by name, not path, so a dataset copied or
+    mounted elsewhere keeps its features (see :func:`same_sources`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in _sources(rec):
         try:
-            out[p.name] = len(os.listdir(p)) if p.is_dir() else int(p.stat().st_size)
+            out[p.name] = _describe(p)
         except OSError:
-            out[p.name] = -1
+            out[p.name] = {"bytes": -1}
     return out
+
+
+def _mtime_ns(p: Path) -> int | None:
+    try:
+        return int(p.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+def same_sources(recorded: dict[str, Any], rec: Recording) -> bool:
+    """Whether ``rec``'s media are the ones ``recorded`` (a :func:`source_signature`) describes.
+
+    Cheap when nothing changed: names, sizes and modification times equal. When only a modification time differs
+    (a copy, a ``touch``), the content hash decides, so a copied dataset keeps its features while a file replaced
+    by another of the same size is extracted again. Entries written before hashes were kept (``{name: size}``)
+    are compared by name and size.
+    """
+    paths = {p.name: p for p in _sources(rec)}
+    if set(paths) != set(recorded):
+        return False
+    for name, want in recorded.items():
+        p = paths[name]
+        try:
+            st = p.stat()
+            size = len(os.listdir(p)) if p.is_dir() else int(st.st_size)
+        except OSError:
+            return False
+        if not isinstance(want, dict):  # legacy entry: the size (or number of crops) alone
+            if size != want:
+                return False
+            continue
+        if size != want.get("bytes"):
+            return False
+        if int(st.st_mtime_ns) == want.get("mtime_ns") and not p.is_dir():
+            continue
+        try:
+            if _describe(p)["sha256"] != want.get("sha256"):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
@@ -248,15 +313,27 @@ class FeatureStore:
 
     def is_done(self, extractor: Extractor | str, rec_name: str, rec: Recording | None = None) -> bool:
         """True when the recording's features were saved, the ``.npy`` is still there with the size recorded,
-        and (given ``rec``) the recording's media are the ones it was computed from (size and modification
-        time); anything else is stale and gets extracted again."""
+        and (given ``rec``) the recording's media are the ones it was computed from (:func:`same_sources`:
+        size and modification time, else content hash); anything else is stale and gets extracted again."""
         e = self.entry(extractor, rec_name)
         path = self.path(extractor, rec_name)
         if not (e and e.get("status") == "done" and path.is_file()):
             return False
         if "bytes" in e and path.stat().st_size != e["bytes"]:
             return False
-        return rec is None or "source" not in e or e["source"] == source_signature(rec)
+        if rec is None or "source" not in e:
+            return True
+        if not same_sources(e["source"], rec):
+            return False
+        if any(isinstance(v, dict) and v.get("mtime_ns") != _mtime_ns(p) for v, p in
+               ((e["source"][p.name], p) for p in _sources(rec))):
+            # same content, new times (a copy): record them so the next check is the cheap one
+            current = source_signature(rec)
+            try:
+                _atomic_write_json(self._sidecar(_id(extractor), rec_name), {**e, "source": current})
+            except OSError:
+                pass  # a read-only store stays usable; the content check simply runs again next time
+        return True
 
     def verify(self, extractor: Extractor | str, rec_name: str) -> bool:
         """The stored file's sha256 is the one recorded when it was written (a full read of the file)."""
