@@ -76,17 +76,17 @@ def test_gpu_asked_for_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = make_config({"training": {"accelerator": "gpu"}})
     with pytest.raises(AvaffectError, match="no CUDA GPU"):
-        run.fit(cfg, tmp_path, AVRegressor("concat", 3, 4, {"hidden": 4}), [], [], False)
+        run.fit(cfg, tmp_path, None, None, False)
 
 
 def test_a_diverged_run_is_never_written_as_finished(synth_root, tmp_path, monkeypatch):
     from avaffect.training import run
 
-    def diverged_fit(cfg, run_dir, model, train_feats, val_feats, progress):
+    def diverged_fit(cfg, run_dir, module, data, progress):
         with torch.no_grad():
-            for p in model.parameters():
+            for p in module.model.parameters():
                 p.fill_(float("nan"))
-        return model, {}
+        return module.model, {"rank": 0}
 
     monkeypatch.setattr(run, "fit", diverged_fit)
     cfg = make_config({"data": {"root": str(synth_root)}, "features": {"store": str(tmp_path / "store")},

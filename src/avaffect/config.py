@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from avaffect.data.datasets import DATASET_NAMES
 from avaffect.data.layout import SPLITS
 from avaffect.data.recording import TARGETS
-from avaffect.errors import ConfigError
-from avaffect.features.extractors.base import ExtractorSpec, needs_weights
+from avaffect.errors import AvaffectError, ConfigError
+from avaffect.features.extractors.base import ExtractorSpec, build_extractor, needs_weights
+from avaffect.features.inputs import check_end_to_end_extractors
 from avaffect.features.pipeline import FeaturePipeline
+from avaffect.models.e2e import backbone_group_names
 from avaffect.models.registry import get_entry, model_config
 
 DatasetName = Literal[DATASET_NAMES]  # the dataset table (avaffect.data.datasets) is the one list
@@ -103,6 +105,8 @@ class TrainingConfig(_Strict):
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: int | str = 1
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp (several GPUs, or under torchrun), "
+                          "ddp_spawn ...")
     num_workers: int = Field(0, ge=0)
     targets: list[TargetName] = Field(
         default_factory=lambda: list(TARGETS),
@@ -115,6 +119,52 @@ class TrainingConfig(_Strict):
         if self.monitor != "auto":
             return self.monitor
         return "p_va" if len(self.targets) > 1 else f"ccc_{self.targets[0]}"
+
+
+class BackboneTuning(_Strict):
+    """How end-to-end training fine-tunes one backbone (the extractor of ``features.video`` / ``features.audio``).
+    Layer groups — ResNet: ``stem``, ``layer1`` … ``layer4``; VGGish: ``block1`` … ``block4``, ``embeddings``."""
+
+    unfreeze: dict[str, int] = Field(
+        default_factory=dict, description="layer group -> the epoch (0-based) it starts training; groups not "
+        "named stay frozen (an empty mapping: the whole backbone frozen)")
+    lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="layer group -> factor on training.lr for its parameters (default 1)")
+    chunk: int = Field(0, ge=0, description="steps per backbone forward pass (0 = the whole batch at once; "
+                       "smaller bounds the activation memory)")
+
+    @model_validator(mode="after")
+    def _positive(self) -> BackboneTuning:
+        bad = [k for k, v in self.unfreeze.items() if v < 0] + [k for k, v in self.lr_scale.items() if v <= 0]
+        if bad:
+            raise ValueError(f"unfreeze epochs must be >= 0 and lr_scale factors > 0 (see {', '.join(bad)})")
+        return self
+
+
+class AugmentConfig(_Strict):
+    """Training-time augmentation of the face crops (validation and prediction take the centre crop)."""
+
+    random_crop: bool = Field(True, description="a random input_size square of the crop_size crop (ABAW: 40 of "
+                              "48); needs the video extractor's resize: center_crop")
+    hflip: bool = Field(True, description="horizontal flip with probability 0.5")
+    per: Literal["frame", "window"] = Field(
+        "frame", description="frame: a new draw for every crop (torchvision transforms applied per image, our "
+        "reading of ABAW8's 'for training images'); window: one draw per window (temporally consistent)")
+
+
+class EndToEndConfig(_Strict):
+    """Fine-tune the backbones jointly with the fusion model from face crops and spectrogram segments
+    (:mod:`avaffect.training.e2e`) instead of training on cached features."""
+
+    enabled: bool = False
+    cache: Path | None = Field(None, description="packed inputs folder (crops, spectrograms); default "
+                               "<feature store>/inputs")
+    video: BackboneTuning = BackboneTuning()
+    audio: BackboneTuning = BackboneTuning()
+    augment: AugmentConfig = AugmentConfig()
+    channels_last: bool = Field(False, description="channels-last memory format for the backbones (faster "
+                                "convolutions on recent GPUs, with AMP)")
+    compile: bool = Field(False, description="torch.compile the backbones (needs a C++ compiler on the CPU)")
 
 
 class EvaluationConfig(_Strict):
@@ -186,11 +236,32 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     protocol: ProtocolConfig = ProtocolConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+    end_to_end: EndToEndConfig = EndToEndConfig()
 
     @model_validator(mode="after")
     def _model_fits_training(self) -> RunConfig:
         self.model_params()  # raises on a mismatch
+        if self.end_to_end.enabled:
+            self._check_end_to_end()
         return self
+
+    def _check_end_to_end(self) -> None:
+        """Backbones that can be fine-tuned, and layer-group names they have — before any work."""
+        try:
+            video, audio = build_extractor(self.features.video), build_extractor(self.features.audio)
+            check_end_to_end_extractors(video, audio)
+        except AvaffectError as e:
+            raise ValueError(f"end_to_end: {e}") from None
+        for modality, ex in (("video", video), ("audio", audio)):
+            tuning = getattr(self.end_to_end, modality)
+            names = backbone_group_names(ex.name)
+            unknown = sorted((set(tuning.unfreeze) | set(tuning.lr_scale)) - set(names))
+            if unknown:
+                raise ValueError(f"end_to_end.{modality}: unknown layer group(s) {', '.join(unknown)}; "
+                                 f"{ex.name} has {', '.join(names)}")
+        if self.end_to_end.augment.random_crop and video.params.get("resize") != "center_crop":
+            raise ValueError("end_to_end.augment.random_crop needs features.video.params.resize: center_crop "
+                             "(a random input_size square of the crop_size crop); or set random_crop: false")
 
     def model_params(self) -> dict[str, Any]:
         """``model.params`` with the sizes the training section fixes: ``num_outputs`` = the number of targets
@@ -210,7 +281,14 @@ class RunConfig(_Strict):
 
     def weight_free(self) -> RunConfig:
         """This config with every extractor that needs downloaded weights replaced by the offline default of its
-        modality (``logmel_stats`` audio, ``face_hog`` video); the rest unchanged."""
+        modality (``logmel_stats`` audio, ``face_hog`` video); the rest unchanged. End-to-end configs keep their
+        backbones, randomly initialised (``allow_random``), since they are trained anyway."""
+        if self.end_to_end.enabled:  # the backbones are trained here: random init instead of downloaded weights
+            features = self.features.model_copy(update={
+                m: getattr(self.features, m).model_copy(update={"params": {
+                    **getattr(self.features, m).params, "weights": None, "allow_random": True}})
+                for m in ("audio", "video")})
+            return self.model_copy(update={"features": features})
         features = self.features.model_copy(update={
             m: (OFFLINE_EXTRACTORS[m] if needs_weights(getattr(self.features, m).name) else getattr(self.features, m))
             for m in ("audio", "video")})

@@ -8,6 +8,7 @@ untyped dict with ``faces.source`` = ``cropped_aligned`` / ``detector``) are rea
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +36,16 @@ class ExtractorRecord(ExtractorSpec):
     @classmethod
     def of(cls, spec: ExtractorSpec, extractor: Extractor) -> ExtractorRecord:
         return cls(name=spec.name, params=dict(spec.params), id=extractor.id)
+
+    def params_beside(self, folder: Path) -> dict[str, Any]:
+        """The parameters with a relative ``weights`` path made absolute against ``folder`` (the checkpoint's
+        own folder: an end-to-end run records its fine-tuned backbones as ``backbones/<file>``, so the run folder
+        can move)."""
+        params = dict(self.params)
+        w = params.get("weights")
+        if isinstance(w, str) and not Path(w).is_absolute() and (folder / w).is_file():
+            params["weights"] = str(folder / w)
+        return params
 
 
 class FaceSpec(_Strict):

@@ -38,20 +38,26 @@ class WindowDataset(Dataset):
 
 
 class WindowDataModule(L.LightningDataModule):
-    """Training windows (shuffled) and validation windows (in order, for stitching)."""
+    """Training windows (shuffled) and validation windows (in order, for stitching). ``train`` and ``val`` are
+    recordings' features (cut into :class:`WindowDataset` windows) or ready window datasets (end-to-end inputs);
+    ``pin_memory``: page-locked batches for a fast copy to a GPU (off on the CPU)."""
 
-    def __init__(self, train: list[RecordingFeatures], val: list[RecordingFeatures], length: int, hop: int,
-                 batch_size: int = 8, num_workers: int = 0) -> None:
+    def __init__(self, train: list[RecordingFeatures] | Dataset, val: list[RecordingFeatures] | Dataset,
+                 length: int, hop: int, batch_size: int = 8, num_workers: int = 0,
+                 pin_memory: bool = False) -> None:
         super().__init__()
-        self.train_set = WindowDataset(train, length, hop)
-        self.val_set = WindowDataset(val, length, hop)
+        self.train_set = train if isinstance(train, Dataset) else WindowDataset(train, length, hop)
+        self.val_set = val if isinstance(val, Dataset) else WindowDataset(val, length, hop)
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
+
+    def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return self._loader(self.train_set, True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return self._loader(self.val_set, False)

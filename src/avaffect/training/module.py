@@ -146,7 +146,11 @@ class AffectRegressionModule(L.LightningModule):
             self.track_best(float(overall[key]) if np.isfinite(overall[key]) else -1.0)
 
     def configure_optimizers(self):
-        params, c = self.model.parameters(), self.cfg
+        return self._optimizer(self.model.parameters())
+
+    def _optimizer(self, params):
+        """``training.optimizer`` over ``params`` (tensors or parameter groups) with its plateau scheduler."""
+        c = self.cfg
         if c.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         elif c.optimizer == "adamw":

@@ -34,12 +34,14 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from avaffect._version import __version__
 from avaffect.config import RunConfig, dump_config
 from avaffect.data.datasets import load_dataset
-from avaffect.data.recording import Recording
+from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.reports import write_predictions_csv
+from avaffect.features.extractors.base import ExtractorSpec
 from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.inputs import InputCache
 from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
 from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
 from avaffect.files import atomic_path, atomic_write_text, output_path, write_json
@@ -47,6 +49,7 @@ from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
 from avaffect.statedict import load_state_dict_file
 from avaffect.training.datamodule import WindowDataModule
+from avaffect.training.e2e import CropGeometry, CropWindowDataset, EndToEndModule, build_end_to_end, export_backbones
 from avaffect.training.module import AffectRegressionModule
 
 log = logging.getLogger(__name__)
@@ -121,23 +124,21 @@ def build_model(cfg: RunConfig, d_audio: int, d_video: int) -> AVRegressor:
     return AVRegressor(cfg.model.name, d_audio, d_video, params)
 
 
-def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[RecordingFeatures],
-        val_feats: list[RecordingFeatures], progress: bool) -> tuple[AVRegressor, dict]:
-    """Lightning fit with early stopping on the validation score, resuming from ``last.ckpt``; returns the
-    best model (CPU, eval mode) and what to record of the fit."""
+def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: WindowDataModule,
+        progress: bool) -> tuple[torch.nn.Module, dict]:
+    """Lightning fit of ``module`` on ``data`` with early stopping on the validation score, resuming from
+    ``last.ckpt``; returns the best model (CPU, eval mode) and what to record of the fit (``rank``: this
+    process's rank under DDP, 0 otherwise)."""
     if cfg.training.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise AvaffectError(f"training.accelerator = {cfg.training.accelerator} but no CUDA GPU is visible here; "
                             "use accelerator: auto or cpu")
-    targets = tuple(cfg.training.targets)
-    module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol, targets)
-    data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
-                            cfg.training.batch_size, cfg.training.num_workers)
     monitor = f"val/{cfg.training.monitor_key()}"
     ckpt = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
         default_root_dir=run_dir, max_epochs=cfg.training.max_epochs, min_epochs=cfg.training.min_epochs,
-        accelerator=cfg.training.accelerator, devices=cfg.training.devices, precision=cfg.training.precision,
+        accelerator=cfg.training.accelerator, devices=cfg.training.devices, strategy=cfg.training.strategy,
+        precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip, deterministic=False, num_sanity_val_steps=0,
         callbacks=[ckpt, EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.patience)],
         plugins=[AtomicCheckpointIO()],
@@ -165,17 +166,22 @@ def fit(cfg: RunConfig, run_dir: Path, model: AVRegressor, train_feats: list[Rec
     best = ckpt.best_model_path or str(last)
     module.load_state_dict(_lightning_state_dict(Path(best)))
     _write_epoch_metrics(run_dir)
-    return module.model.cpu().eval(), {"best_checkpoint": Path(best).name, "epochs_trained": trainer.current_epoch}
+    return module.model.cpu().eval(), {"best_checkpoint": Path(best).name, "epochs_trained": trainer.current_epoch,
+                                        "rank": trainer.global_rank}
 
 
-def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: list[Recording]) -> PreprocessingSpec:
-    """What ``predict`` must rebuild. The face source is the one the training recordings actually used."""
+def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: list[Recording],
+                       specs: tuple[ExtractorSpec, ExtractorSpec] | None = None) -> PreprocessingSpec:
+    """What ``predict`` must rebuild. The face source is the one the training recordings actually used.
+    ``specs``: the (audio, video) extractor specs to record, when not the config's (end-to-end: the exported
+    fine-tuned backbones)."""
+    audio_spec, video_spec = specs or (cfg.features.audio, cfg.features.video)
     params = pipeline.video.params
     detector = params.get("detector", "haar")
     sources = {resolve_face_source(r, params.get("source", "auto"), detector) for r in train_recs}
     return PreprocessingSpec(
-        audio_extractor=ExtractorRecord.of(cfg.features.audio, pipeline.audio),
-        video_extractor=ExtractorRecord.of(cfg.features.video, pipeline.video),
+        audio_extractor=ExtractorRecord.of(audio_spec, pipeline.audio),
+        video_extractor=ExtractorRecord.of(video_spec, pipeline.video),
         faces=FaceSpec(source="crops" if sources == {"crops"} else "video", detector=detector,
                        crop_size=params.get("crop_size", 112)),
         window=cfg.training.window, hop=cfg.training.hop,
@@ -210,27 +216,75 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     pipeline.check_weights()  # before anything is written or extracted
     start_run_dir(cfg, run_dir)
     train_recs, val_recs = split_recordings(cfg, recordings)
-    pipeline.ensure(train_recs + val_recs, progress)
     targets = tuple(cfg.training.targets)
-    train_feats = [pipeline.load(r, targets) for r in train_recs]
-    val_feats = [pipeline.load(r, targets) for r in val_recs]
-
-    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
-    model = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
-    model.set_normalization(np.concatenate([f.audio for f in train_feats]),
-                            np.concatenate([f.video[f.face_mask] for f in train_feats]))
-    model, fit_info = fit(cfg, run_dir, model, train_feats, val_feats, progress)
+    specs = None
+    if cfg.end_to_end.enabled:
+        model, fit_info, pipeline, specs = fit_end_to_end(cfg, run_dir, pipeline, train_recs, val_recs, progress)
+        if fit_info["rank"] != 0:  # DDP: rank 0 writes the run
+            return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)
+        pipeline.ensure(val_recs, progress)  # features of the fine-tuned backbones: what predict computes
+        val_feats = [pipeline.load(r, targets) for r in val_recs]
+    else:
+        pipeline.ensure(train_recs + val_recs, progress)
+        train_feats = [pipeline.load(r, targets) for r in train_recs]
+        val_feats = [pipeline.load(r, targets) for r in val_recs]
+        L.seed_everything(cfg.training.seed, workers=True, verbose=False)
+        model = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
+        model.set_normalization(np.concatenate([f.audio for f in train_feats]),
+                                np.concatenate([f.video[f.face_mask] for f in train_feats]))
+        module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol, targets)
+        data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
+                                cfg.training.batch_size, cfg.training.num_workers)
+        model, fit_info = fit(cfg, run_dir, module, data, progress)
+        if fit_info["rank"] != 0:
+            return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # a diverged run is never written as finished
         raise AvaffectError(f"{run_dir}: training diverged (NaN/Inf in {len(bad)} weight tensors, e.g. {bad[0]}); "
                             "lower training.lr or enable training.gradient_clip, then delete the run folder and "
                             "train again")
     overall, per = score_validation(cfg, run_dir, model, val_feats)
-    checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs),
+    checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs, specs),
                                  fit_info)
     write_json(run_dir / METRICS_FILE, {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,
                                         "split": cfg.data.val_split, "overall": overall, "per_recording": per})
     return RunResult(run_dir, overall, per, checkpoint)
+
+
+def fit_end_to_end(cfg: RunConfig, run_dir: Path, pipeline: FeaturePipeline, train_recs: list[Recording],
+                   val_recs: list[Recording], progress: bool
+                   ) -> tuple[AVRegressor, dict, FeaturePipeline, tuple[ExtractorSpec, ExtractorSpec]]:
+    """End-to-end fit (:mod:`avaffect.training.e2e`): pack the inputs, fine-tune, export the backbones.
+    Returns the fusion head, the fit record, the pipeline of the exported backbones and their (audio, video)
+    specs as the checkpoint records them (weights relative to the run folder)."""
+    targets = tuple(cfg.training.targets)
+    cache = InputCache(cfg.end_to_end.cache or cfg.store_path() / "inputs", pipeline.video, pipeline.audio)
+    cache.ensure(train_recs + val_recs)
+    cols = [TARGETS.index(t) for t in targets]
+    geometry = CropGeometry.of(pipeline.video)
+
+    def windows(recs: list[Recording], augment) -> CropWindowDataset:
+        return CropWindowDataset([cache.load(r) for r in recs], [r.labels[:, cols] for r in recs],
+                                 [r.face_mask for r in recs], cfg.training.window, cfg.training.hop, geometry,
+                                 augment)
+
+    val_light = [RecordingFeatures(r.name, np.zeros((r.num_frames, 0)), np.zeros((r.num_frames, 0)),
+                                   r.labels[:, cols], r.face_mask, r.times) for r in val_recs]
+    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
+    head = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)  # identity normalisation (module docstring)
+    model = build_end_to_end(cfg.end_to_end, pipeline.video, pipeline.audio, head)
+    module = EndToEndModule(model, cfg.training, cfg.end_to_end, val_light, cfg.evaluation.protocol, targets)
+    data = WindowDataModule(windows(train_recs, cfg.end_to_end.augment), windows(val_recs, None),
+                            cfg.training.window, cfg.training.hop, cfg.training.batch_size,
+                            cfg.training.num_workers, pin_memory=torch.cuda.is_available())
+    model, fit_info = fit(cfg, run_dir, module, data, progress)
+    if fit_info["rank"] != 0:
+        return model.head, fit_info, pipeline, (cfg.features.audio, cfg.features.video)
+    video_spec, audio_spec = export_backbones(model, cfg.features.video, cfg.features.audio, run_dir)
+    absolute = [s.model_copy(update={"params": {**s.params, "weights": str(run_dir / s.params["weights"])}})
+                for s in (audio_spec, video_spec)]
+    exported = FeaturePipeline.from_specs(absolute[0], absolute[1], cfg.store_path(), cfg.features.workers)
+    return model.head, fit_info, exported, (audio_spec, video_spec)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

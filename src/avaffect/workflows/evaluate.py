@@ -41,6 +41,7 @@ from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.postprocess import PostProcessor
 from avaffect.evaluation.reports import plot_recording, write_predictions_csv
+from avaffect.features.extractors.base import ExtractorSpec
 from avaffect.features.pipeline import RecordingFeatures
 from avaffect.files import output_path, write_json
 from avaffect.models.checkpoint import load_checkpoint
@@ -78,6 +79,12 @@ def load_run(run_dir: str | Path, data_root: str | Path | None = None):
     if data_root is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": Path(data_root)})})
     model, meta = load_checkpoint(run_dir / MODEL_FILE)
+    if cfg.end_to_end.enabled:  # the features come from the fine-tuned backbones the checkpoint records
+        prep = meta["preprocessing"]
+        features = cfg.features.model_copy(update={
+            m: ExtractorSpec(name=r.name, params=r.params_beside(run_dir))
+            for m, r in (("audio", prep.audio_extractor), ("video", prep.video_extractor))})
+        cfg = cfg.model_copy(update={"features": features})
     return cfg, model, meta
 
 

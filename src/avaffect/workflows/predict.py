@@ -75,7 +75,7 @@ class Predictor:
 
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
-            ex = get_extractor(record.name, **record.params)
+            ex = get_extractor(record.name, **record.params_beside(self.checkpoint.parent))
         except AvaffectError as e:
             raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {what} {record.name!r} this checkpoint "
                                 f"was trained with: {e}") from None

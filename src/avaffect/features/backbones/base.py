@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +41,7 @@ __all__ = [
     "window_starts",
     "gather_windows",
     "face_crops",
+    "SegmentPlan",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -94,6 +96,36 @@ def gather_windows(frames: np.ndarray, first: np.ndarray, length: int, pad_value
     padded[-lo : -lo + f] = frames
     idx = (first - lo)[:, None] + np.arange(length)[None, :]
     return padded[idx]
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """What a spectrogram backbone sees at each timeline step, without building the segments: the recording's
+    standardised log-mel frames ``[F, n_mels]`` and, per step, the first frame of its ``length``-frame
+    segment (any integer: frames before 0 or past the end are ``pad``). ``time_major``: the network takes
+    ``[N, 1, length, n_mels]`` (VGGish), else ``[N, 1, n_mels, length]`` (the RJA spectrogram ResNet).
+
+    One plan serves both the frozen extractor (:meth:`segments` in chunks) and end-to-end training, which
+    packs ``frames`` and ``first`` once per recording and gathers each window's segments from them."""
+
+    frames: np.ndarray
+    first: np.ndarray
+    length: int
+    pad: float
+    time_major: bool
+
+    def segments(self, steps: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """float32 network input ``[N, 1, ...]`` of the selected steps."""
+        return network_segments(self.frames, self.first[steps], self.length, self.pad, self.time_major)
+
+
+def network_segments(frames: np.ndarray, first: np.ndarray, length: int, pad: float,
+                     time_major: bool) -> np.ndarray:
+    """The segments ``[N, 1, length, M]`` (``time_major``) or ``[N, 1, M, length]`` starting at ``first``."""
+    seg = gather_windows(np.asarray(frames, dtype=np.float32), first, length, pad)  # [N, length, M]
+    if not time_major:
+        seg = seg.transpose(0, 2, 1)
+    return np.ascontiguousarray(seg)[:, None]
 
 
 def face_crops(rec: Recording, size: int, detector: str = "haar") -> tuple[np.ndarray, np.ndarray]:

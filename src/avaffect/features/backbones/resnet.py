@@ -20,17 +20,26 @@ from avaffect.features.backbones.base import (
     COMMON_DEFAULTS,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    SegmentPlan,
     TorchExtractor,
     face_crops,
-    gather_windows,
     window_starts,
 )
 from avaffect.features.extractors.base import register_extractor
 from avaffect.media import read_audio
 
-__all__ = ["FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
+__all__ = ["IMAGE_NORMALIZATIONS", "FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
 
 _WIDTH = {"resnet18": 512, "resnet50": 2048}
+
+
+# image normalisations of the face ResNets: (mean, std) per RGB channel on [0, 1] pixels. "half" is ABAW8's
+# "normalized in order to have a mean and standard deviation of 0.5" read as torchvision's Normalize(0.5, 0.5).
+IMAGE_NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
 
 
 def _drop_fc(state: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +71,7 @@ class FaceResNet(TorchExtractor):
     Crops come from :func:`avaffect.features.faces.load_face_crops` at ``crop_size`` (48 for the
     ABAW6/ABAW8 setting, 112 or 224), are brought to ``input_size`` (``resize``: ``center_crop``
     — 48 → 40 as at ABAW test time — or ``resize``), scaled to [0, 1] and normalised with the
-    ImageNet mean/std (``normalize="imagenet"``; ``"none"`` keeps [0, 1]).
+    ImageNet mean/std (``normalize="imagenet"``; ``"half"``: mean and std 0.5, ABAW8; ``"none"`` keeps [0, 1]).
 
     Output per step: the global average pool of ``layer4`` (``dim`` = 512 for ResNet-18, 2048 for
     ResNet-50), or with ``spatial=S`` (e.g. 7) the ``layer4`` map average-pooled to S x S and
@@ -94,8 +103,9 @@ class FaceResNet(TorchExtractor):
                 raise ConfigError(f"{self.name}: {key} must be an integer >= 32 pixels, got {p[key]!r}")
         if p["resize"] not in ("resize", "center_crop"):
             raise ConfigError(f"{self.name}: resize must be 'resize' or 'center_crop', got {p['resize']!r}")
-        if p["normalize"] not in ("imagenet", "none"):
-            raise ConfigError(f"{self.name}: normalize must be 'imagenet' or 'none', got {p['normalize']!r}")
+        if p["normalize"] not in IMAGE_NORMALIZATIONS:
+            raise ConfigError(f"{self.name}: normalize must be one of {', '.join(IMAGE_NORMALIZATIONS)}, "
+                              f"got {p['normalize']!r}")
         if p["missing_face"] not in ("zeros", "black_frame"):
             raise ConfigError(f"{self.name}: missing_face must be 'zeros' or 'black_frame', got {p['missing_face']!r}")
         if not isinstance(p["spatial"], int) or p["spatial"] < 0:
@@ -124,13 +134,12 @@ class FaceResNet(TorchExtractor):
     def _normalizer(self):
         import torch
 
-        imagenet = self.params["normalize"] == "imagenet"
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        mean, std = IMAGE_NORMALIZATIONS[self.params["normalize"]]
+        mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
         def prepare(x):  # uint8 [B, H, W, 3] → float [B, 3, H, W]
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            return (x - mean) / std if imagenet else x
+            return (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
 
         return prepare
 
@@ -272,23 +281,27 @@ class SpecResNet18(TorchExtractor):
             p["fmin"], p["fmax"],
         )
 
-    def features_from_waveform(self, wav: np.ndarray, timeline: np.ndarray) -> np.ndarray:
-        """``[len(timeline), 512]`` from mono audio at ``sample_rate`` starting at time 0."""
+    def segment_plan(self, wav: np.ndarray, timeline: np.ndarray) -> SegmentPlan:
+        """The standardised log-mel frames and each step's segment start (see :class:`SegmentPlan`)."""
         p = self.params
-        timeline = np.asarray(timeline, dtype=np.float64)
-        if len(timeline) == 0:
-            return np.zeros((0, self.dim), np.float32)
         db, _ = self.log_mel(wav)
         db = ((db - p["norm_mean"]) / p["norm_std"]).astype(np.float32)
         silence = float((-100.0 - p["norm_mean"]) / p["norm_std"])  # 10 log10(1e-10), standardised
         n = int(p["segment_frames"])
-        starts = window_starts(timeline, n * p["frame_hop"], p["context"])
+        starts = window_starts(np.asarray(timeline, dtype=np.float64), n * p["frame_hop"], p["context"])
         first = np.round(starts / p["frame_hop"]).astype(np.int64)
+        return SegmentPlan(db, first, n, silence, time_major=False)
+
+    def features_from_waveform(self, wav: np.ndarray, timeline: np.ndarray) -> np.ndarray:
+        """``[len(timeline), 512]`` from mono audio at ``sample_rate`` starting at time 0."""
+        timeline = np.asarray(timeline, dtype=np.float64)
+        if len(timeline) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        plan = self.segment_plan(wav, timeline)
         out = np.empty((len(timeline), self.dim), dtype=np.float32)
-        bs = int(p["batch_size"]) * 8  # build segments in chunks to bound memory on long recordings
-        for lo in range(0, len(first), bs):
-            seg = gather_windows(db, first[lo : lo + bs], n, silence)  # [N, frames, mels]
-            out[lo : lo + bs] = self.run_batches(np.ascontiguousarray(seg.transpose(0, 2, 1))[:, None])
+        bs = int(self.params["batch_size"]) * 8  # build segments in chunks to bound memory on long recordings
+        for lo in range(0, len(timeline), bs):
+            out[lo : lo + bs] = self.run_batches(plan.segments(slice(lo, lo + bs)))
         return out
 
     def extract(self, rec: Recording) -> np.ndarray:

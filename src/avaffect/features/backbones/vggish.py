@@ -48,7 +48,13 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.audio import log_mel_spectrogram
-from avaffect.features.backbones.base import COMMON_DEFAULTS, TorchExtractor, gather_windows, window_starts
+from avaffect.features.backbones.base import (
+    COMMON_DEFAULTS,
+    SegmentPlan,
+    TorchExtractor,
+    gather_windows,
+    window_starts,
+)
 from avaffect.features.extractors.base import register_extractor
 from avaffect.features.temporal_align import align_to_timeline
 from avaffect.features.weights import load_state_dict_file, resolve_weights
@@ -205,6 +211,17 @@ class VGGishExtractor(TorchExtractor):
         for lo in range(0, len(starts), chunk):
             out[lo : lo + chunk] = self.embed_examples(vggish_examples(logmel, starts[lo : lo + chunk]))
         return out
+
+    def segment_plan(self, wav: np.ndarray, timeline: np.ndarray) -> SegmentPlan:
+        """One 96-frame example per timeline step (``hop`` 0), as a :class:`SegmentPlan` — what end-to-end
+        training packs. The AudioSet PCA postprocessing is not part of it (it follows the network)."""
+        if float(self.params["hop"]) != 0:
+            raise ConfigError("vggish: end-to-end training needs hop: 0 (one example per timeline step)")
+        logmel, _ = vggish_log_mel(wav)
+        starts = window_starts(np.asarray(timeline, dtype=np.float64), EXAMPLE_SECONDS, self.params["context"])
+        first = np.round(starts / FRAME_HOP).astype(np.int64)
+        return SegmentPlan(logmel.astype(np.float32), first, EXAMPLE_FRAMES, float(np.log(LOG_OFFSET)),
+                           time_major=True)
 
     def features_from_waveform(self, wav: np.ndarray, timeline: np.ndarray) -> np.ndarray:
         """``[len(timeline), 128]`` from 16 kHz mono audio starting at time 0."""

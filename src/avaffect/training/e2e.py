@@ -1,0 +1,169 @@
+"""End-to-end training (issue 12): backbones fine-tuned with the fusion model from packed crops and spectrograms.
+
+The data path cuts windows from the memory-mapped packed inputs (:mod:`avaffect.features.inputs`): one slice per
+window for the crops, one vectorised gather for the spectrogram segments, augmentation by index arithmetic — no
+per-frame Python loop — in DataLoader worker processes, uint8 crops to the device (a quarter of float32's bytes),
+normalised there. Validation windows take the centre crop with the extractor's own function, so the exported
+backbones (:func:`export_backbones`) compute, in ``predict``, what the model was validated on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+
+from avaffect.config import AugmentConfig, EndToEndConfig, TrainingConfig
+from avaffect.data.windows import cut_window, window_mask, window_starts
+from avaffect.features.backbones.base import TorchExtractor, network_segments
+from avaffect.features.backbones.resnet import prepare_crops
+from avaffect.features.extractors.base import ExtractorSpec
+from avaffect.features.inputs import PackedInputs
+from avaffect.features.weights import sha256sum
+from avaffect.files import atomic_path
+from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, float_preparer, image_preparer
+from avaffect.models.wrapper import AVRegressor
+from avaffect.training.module import AffectRegressionModule
+
+__all__ = ["CropWindowDataset", "EndToEndModule", "build_end_to_end", "export_backbones", "BACKBONE_DIR"]
+
+BACKBONE_DIR = "backbones"  # RUN/backbones/<modality>-<extractor>-<sha8>.safetensors: the fine-tuned weights
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """How a ``crop_size`` crop becomes an ``input_size`` network input: ``resize`` as the extractor's
+    ``prepare_crops`` (centre crop or resize) at validation; at training, optionally a random square and a flip."""
+
+    crop_size: int
+    input_size: int
+    resize: str
+
+    @classmethod
+    def of(cls, video: TorchExtractor) -> CropGeometry:
+        p = video.params
+        return cls(int(p["crop_size"]), int(p["input_size"]), str(p["resize"]))
+
+
+def augment_crops(crops: np.ndarray, geometry: CropGeometry, augment: AugmentConfig,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Random ``input_size`` squares and horizontal flips of uint8 crops ``[L, S, S, 3]`` (per frame or one draw
+    per window), by fancy indexing: one gather, no loop."""
+    n, s = len(crops), crops.shape[1]
+    size = geometry.input_size if augment.random_crop else s
+    draws = n if augment.per == "frame" else 1
+    oy = rng.integers(0, s - size + 1, draws) if size < s else np.zeros(draws, np.int64)
+    ox = rng.integers(0, s - size + 1, draws) if size < s else np.zeros(draws, np.int64)
+    flip = rng.random(draws) < 0.5 if augment.hflip else np.zeros(draws, bool)
+    if draws == 1:
+        oy, ox, flip = (np.repeat(a, n) for a in (oy, ox, flip))
+    cols = np.arange(size)
+    cols = np.where(flip[:, None], size - 1 - cols[None, :], cols[None, :])  # [n, size]
+    rows = oy[:, None] + np.arange(size)[None, :]
+    cols = ox[:, None] + cols
+    out = crops[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if size != geometry.input_size:  # no random crop: bring the (flipped) crop to the network's size
+        out = prepare_crops(np.ascontiguousarray(out), geometry.input_size, geometry.resize)
+    return out
+
+
+class CropWindowDataset(Dataset):
+    """Windows of packed end-to-end inputs: ``crops`` uint8 ``[L, s, s, 3]``, ``segments`` float32
+    ``[L, 1, ...]``, ``labels`` (NaN outside annotations), ``mask``, ``face_mask``, ``allowed`` (the
+    recording's own face mask), ``rec``, ``start``. ``train``: augmented crops, else the validation crop."""
+
+    def __init__(self, inputs: list[PackedInputs], labels: list[np.ndarray], allowed: list[np.ndarray],
+                 length: int, hop: int, geometry: CropGeometry, augment: AugmentConfig | None = None,
+                 seed: int = 0) -> None:
+        self.inputs, self.labels, self.allowed = inputs, labels, allowed
+        self.length, self.geometry, self.augment = length, geometry, augment
+        self.seed = seed
+        self.index = [(i, int(s)) for i, r in enumerate(inputs) for s in window_starts(len(r), length, hop)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
+        i, s = self.index[j]
+        r, n = self.inputs[i], self.length
+        crops = cut_window(r.crops, s, n)  # one read of the memory map
+        if self.augment is not None:
+            # a fresh draw per item from torch's generator (seeded per worker by Lightning's seed_everything)
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            crops = augment_crops(crops, self.geometry, self.augment, rng)
+        else:
+            crops = prepare_crops(crops, self.geometry.input_size, self.geometry.resize)
+        first = cut_window(r.first, s, n, pad_value=0)
+        segments = network_segments(r.frames, first, r.segment_length, r.pad, r.time_major)
+        return {
+            "crops": torch.from_numpy(np.ascontiguousarray(crops)),
+            "segments": torch.from_numpy(segments),
+            "labels": torch.as_tensor(cut_window(self.labels[i], s, n, np.nan), dtype=torch.float32),
+            "mask": torch.as_tensor(window_mask(len(r), s, n)),
+            "face_mask": torch.as_tensor(cut_window(r.face_mask, s, n, False)),
+            "allowed": torch.as_tensor(cut_window(self.allowed[i], s, n, False)),
+            "rec": torch.tensor(i),
+            "start": torch.tensor(s),
+        }
+
+
+def _backbone(extractor: TorchExtractor, tuning, prepare, channels_last: bool, compile_: bool) -> FrameBackbone:
+    net = extractor.build_network()
+    path = extractor.weights_path()  # None: random init (allow_random), reproducibly by the run's seed
+    if path is not None:
+        extractor.load_weights(net, path)
+    backbone = FrameBackbone(net, extractor.dim, prepare, tuning.unfreeze, tuning.chunk, channels_last)
+    if compile_:
+        backbone.compile_network()
+    return backbone
+
+
+def build_end_to_end(e2e: EndToEndConfig, video: TorchExtractor, audio: TorchExtractor, head: AVRegressor
+                     ) -> EndToEndRegressor:
+    """The end-to-end model of a run: the extractors' networks (their weights, or random init) + ``head``."""
+    v = _backbone(video, e2e.video, image_preparer(video.params["normalize"], int(video.params["input_size"])),
+                  e2e.channels_last, e2e.compile)
+    a = _backbone(audio, e2e.audio, float_preparer, e2e.channels_last, e2e.compile)
+    return EndToEndRegressor(v, a, head, black_frames=video.params.get("missing_face") == "black_frame")
+
+
+class EndToEndModule(AffectRegressionModule):
+    """:class:`AffectRegressionModule` on crop/spectrogram windows: per-layer-group learning rates
+    (``end_to_end.*.lr_scale``), gradual unfreezing at each epoch start (``set_epoch``)."""
+
+    def __init__(self, model: EndToEndRegressor, cfg: TrainingConfig, e2e: EndToEndConfig, val_recordings,
+                 protocol: str = "global", targets=("valence", "arousal")) -> None:
+        super().__init__(model, cfg, val_recordings, protocol, tuple(targets))
+        self.e2e = e2e
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        faces = batch["allowed"] if self.model.black_frames else batch["face_mask"]
+        return self.model(batch["crops"], batch["segments"], batch["mask"], faces)
+
+    def configure_optimizers(self):
+        groups = self.model.param_groups(self.cfg.lr, self.e2e.video.lr_scale, self.e2e.audio.lr_scale)
+        return self._optimizer(groups)
+
+
+def export_backbones(model: EndToEndRegressor, video: ExtractorSpec, audio: ExtractorSpec, run_dir: Path
+                     ) -> tuple[ExtractorSpec, ExtractorSpec]:
+    """Write the fine-tuned backbone weights under ``RUN/backbones/`` (file named by content hash, so every
+    fine-tune gets its own feature-store id) and return the extractor specs that load them: ``weights`` is the
+    path relative to the run folder (``predict`` resolves it beside the checkpoint) and ``allow_random`` off."""
+    out = []
+    for modality, spec, backbone in (("video", video, model.video), ("audio", audio, model.audio)):
+        state = {k: v.detach().cpu().contiguous() for k, v in backbone.net.state_dict().items()}
+        folder = run_dir / BACKBONE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp_name = folder / f"{modality}-{spec.name}.safetensors"
+        with atomic_path(tmp_name) as tmp:
+            save_file(state, str(tmp))
+        final = folder / f"{modality}-{spec.name}-{sha256sum(tmp_name)[:8]}.safetensors"
+        tmp_name.replace(final)
+        params = {**spec.params, "weights": f"{BACKBONE_DIR}/{final.name}", "allow_random": False}
+        out.append(ExtractorSpec(name=spec.name, params=params))
+    return out[0], out[1]
