@@ -220,6 +220,13 @@ def test_a_run_directory_refuses_another_configuration(synth_root, tmp_path):
         _check_same_run(run, make_config(raw, {"training": {"max_epochs": 5}}), finished=True)
     with pytest.raises(AvaffectError, match="model"):
         _check_same_run(run, make_config(raw, {"model": {"name": "rjca"}}), finished=False)
+    # a run written by an earlier version, before a section or key existed, is still the same run
+    import yaml
+
+    older = yaml.safe_load(dump_config(make_config(raw)))
+    del older["end_to_end"], older["training"]["strategy"]
+    (run / "config.yaml").write_text(yaml.safe_dump(older))
+    _check_same_run(run, make_config(raw), finished=True)
 
 
 def test_all_zero_visual_vectors_mark_steps_without_a_face(tmp_path):

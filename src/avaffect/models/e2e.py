@@ -7,8 +7,8 @@ once trained, the backbones are exported as the weight files of their extractors
 checkpoint: ``predict`` and ``evaluate`` run it through the feature path unchanged.
 
 The backbones are the extractors' own networks (:meth:`TorchExtractor.build_network`, same parameter names, same
-weight loading), so a registered or user-supplied weight file loads into either. Head normalisation stays the
-identity (its statistics would drift with the backbones); the backbones' own normalisations apply.
+weight loading), so a registered or user-supplied weight file loads into either. The head's input statistics
+are fitted once on the initial backbones' features (:func:`avaffect.training.e2e.fit_head_normalization`).
 
 **Gradual unfreezing.** Each backbone is split into layer groups (:func:`layer_groups`; ResNet: ``stem``,
 ``layer1`` … ``layer4``; VGGish: ``block1`` … ``block4``, ``embeddings``). A group is trainable from the epoch

@@ -29,7 +29,8 @@ from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, float_preparer
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.module import AffectRegressionModule
 
-__all__ = ["CropWindowDataset", "EndToEndModule", "build_end_to_end", "export_backbones", "BACKBONE_DIR"]
+__all__ = ["CropWindowDataset", "EndToEndModule", "build_end_to_end", "export_backbones", "fit_head_normalization",
+           "BACKBONE_DIR"]
 
 BACKBONE_DIR = "backbones"  # RUN/backbones/<modality>-<extractor>-<sha8>.safetensors: the fine-tuned weights
 
@@ -112,10 +113,7 @@ class CropWindowDataset(Dataset):
 
 
 def _backbone(extractor: TorchExtractor, tuning, prepare, channels_last: bool, compile_: bool) -> FrameBackbone:
-    net = extractor.build_network()
-    path = extractor.weights_path()  # None: random init (allow_random), reproducibly by the run's seed
-    if path is not None:
-        extractor.load_weights(net, path)
+    net = extractor.fresh_network()  # the weight file, or (allow_random) the extractor's own random weights
     backbone = FrameBackbone(net, extractor.dim, prepare, tuning.unfreeze, tuning.chunk, channels_last)
     if compile_:
         backbone.compile_network()
@@ -129,6 +127,29 @@ def build_end_to_end(e2e: EndToEndConfig, video: TorchExtractor, audio: TorchExt
                   e2e.channels_last, e2e.compile)
     a = _backbone(audio, e2e.audio, float_preparer, e2e.channels_last, e2e.compile)
     return EndToEndRegressor(v, a, head, black_frames=video.params.get("missing_face") == "black_frame")
+
+
+@torch.no_grad()
+def fit_head_normalization(model: EndToEndRegressor, data: CropWindowDataset, max_windows: int = 64,
+                           batch_size: int = 8) -> None:
+    """Fit the head's input statistics on the *initial* backbones' features of up to ``max_windows`` training
+    windows (evenly spaced), as cached-feature training fits them on its frozen features: the head starts from
+    standardised inputs whatever the backbones' scale. The statistics then stay fixed while the backbones
+    train (the head adapts to the drift); they are saved with the head, so the exported model applies them."""
+    picks = np.unique(np.linspace(0, len(data) - 1, min(max_windows, len(data))).astype(int))
+    was = model.training
+    model.eval()
+    audio, video = [], []
+    for lo in range(0, len(picks), batch_size):
+        items = [data[int(j)] for j in picks[lo:lo + batch_size]]
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("crops", "segments", "mask", "face_mask",
+                                                                   "allowed")}
+        keep = batch["mask"]
+        faces = (batch["allowed"] if model.black_frames else batch["face_mask"]) & keep
+        audio.append(model.audio(batch["segments"])[keep].numpy())
+        video.append(model.video(batch["crops"])[faces].numpy())
+    model.train(was)
+    model.head.set_normalization(np.concatenate(audio), np.concatenate(video))
 
 
 class EndToEndModule(AffectRegressionModule):

@@ -119,8 +119,7 @@ class AffectRegressionModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         buffer, self._val_buffer = self._val_buffer, []
         if self.trainer.world_size > 1 and torch.distributed.is_initialized():
-            # DDP: every rank saw some windows; stitch full recordings from all of them (a window that the
-            # sampler repeated to even out the ranks is averaged with itself, which changes nothing)
+            # DDP: every rank saw some windows; stitch full recordings from all of them
             parts: list = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(parts, buffer)
             buffer = [b for part in parts for b in part]
@@ -129,6 +128,10 @@ class AffectRegressionModule(L.LightningModule):
         recs = np.concatenate([b[0] for b in buffer])
         starts = np.concatenate([b[1] for b in buffer])
         preds = np.concatenate([b[2] for b in buffer])
+        # a window seen twice (DDP's sampler repeats windows to even out the ranks) counts once: a repeat would
+        # weigh its steps double where windows overlap
+        _, first = np.unique(np.stack([recs, starts], axis=1), axis=0, return_index=True)
+        recs, starts, preds = recs[first], starts[first], preds[first]
         stitched, labels = {}, {}
         for i, r in enumerate(self.val_recordings):
             sel = recs == i

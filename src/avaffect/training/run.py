@@ -32,7 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from avaffect._version import __version__
-from avaffect.config import RunConfig, dump_config
+from avaffect.config import RunConfig, dump_config, load_config
 from avaffect.data.datasets import load_dataset
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError
@@ -49,7 +49,14 @@ from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
 from avaffect.statedict import load_state_dict_file
 from avaffect.training.datamodule import WindowDataModule
-from avaffect.training.e2e import CropGeometry, CropWindowDataset, EndToEndModule, build_end_to_end, export_backbones
+from avaffect.training.e2e import (
+    CropGeometry,
+    CropWindowDataset,
+    EndToEndModule,
+    build_end_to_end,
+    export_backbones,
+    fit_head_normalization,
+)
 from avaffect.training.module import AffectRegressionModule
 
 log = logging.getLogger(__name__)
@@ -271,10 +278,12 @@ def fit_end_to_end(cfg: RunConfig, run_dir: Path, pipeline: FeaturePipeline, tra
     val_light = [RecordingFeatures(r.name, np.zeros((r.num_frames, 0)), np.zeros((r.num_frames, 0)),
                                    r.labels[:, cols], r.face_mask, r.times) for r in val_recs]
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
-    head = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)  # identity normalisation (module docstring)
+    head = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
     model = build_end_to_end(cfg.end_to_end, pipeline.video, pipeline.audio, head)
+    train_set = windows(train_recs, cfg.end_to_end.augment)
+    fit_head_normalization(model, windows(train_recs, None))
     module = EndToEndModule(model, cfg.training, cfg.end_to_end, val_light, cfg.evaluation.protocol, targets)
-    data = WindowDataModule(windows(train_recs, cfg.end_to_end.augment), windows(val_recs, None),
+    data = WindowDataModule(train_set, windows(val_recs, None),
                             cfg.training.window, cfg.training.hop, cfg.training.batch_size,
                             cfg.training.num_workers, pin_memory=torch.cuda.is_available())
     model, fit_info = fit(cfg, run_dir, module, data, progress)
@@ -327,7 +336,10 @@ def _check_same_run(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.is_file() or not (finished or (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()):
         return  # nothing trained there yet (e.g. a start that failed on bad data): free to start over
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    try:  # through the current schema: sections and keys added since the run was written take their defaults
+        saved = yaml.safe_load(dump_config(load_config(saved_path)))
+    except AvaffectError:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
     current = yaml.safe_load(dump_config(cfg))
     if not finished:
         for raw in (saved, current):

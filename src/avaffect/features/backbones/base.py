@@ -245,23 +245,28 @@ class TorchExtractor(Extractor):
     def describe_weights_format(self) -> str:
         return "a state dict in the public naming"
 
+    def fresh_network(self):
+        """A new copy of the network with this configuration's weights (CPU, train mode, trainable): the file's,
+        or with ``allow_random`` and no file, random weights from seed 0 — the same every time, and the same as
+        the frozen extractor's, so end-to-end training starts from exactly the features cached ones had."""
+        import torch
+
+        path = self.weights_path()
+        if path is None:
+            log.warning("%s: random weights (allow_random=True): the features are meaningless", self.name)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # random weights are at least reproducible
+                return self.build_network()
+        with torch.device("meta"):  # shapes only: the weights come from the file
+            net = self.build_network()
+        self.load_weights(net, path)
+        return net
+
     def network(self):
         net = self.__dict__.get("_net")
         if net is None:
-            import torch
-
             device = self.device  # an unavailable device fails before any work
-            path = self.weights_path()
-            if path is None:
-                log.warning("%s: random weights (allow_random=True): the features are meaningless", self.name)
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)  # random weights are at least reproducible
-                    net = self.build_network()
-            else:
-                with torch.device("meta"):  # shapes only: the weights come from the file
-                    net = self.build_network()
-                self.load_weights(net, path)
-            net = net.eval().to(device)
+            net = self.fresh_network().eval().to(device)
             for param in net.parameters():
                 param.requires_grad_(False)
             self._net = net
