@@ -141,7 +141,8 @@ def main() -> None:
             print(f"| {res['workers']} workers | {res['recordings']} | {res['windows']} | "
                   f"{res['crops_per_s']:.0f} | {res['peak_rss_mb']:.0f} |")
     if a.only in (None, "step"):
-        print("\n| training step | B x L | bf16 | compile | s/step | frames/s | peak GPU GB |\n|---|---|---|---|---|---|---|")
+        print("\n| training step | B x L | bf16 | compile | s/step | frames/s | peak GPU GB |\n"
+              "|---|---|---|---|---|---|---|")
         variants = [(False, False)] + ([(True, False), (False, True), (True, True)] if a.device == "cuda" else [])
         for amp, comp in variants:
             r = train_step(a.device, a.step_batch, a.step_window, a.steps, amp, comp)

@@ -145,7 +145,8 @@ def test_end_to_end_trains_resumes_after_a_kill_and_exports_its_backbones(synth_
             "--set", f"features.store={tmp_path / 'store'}"]
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from avaffect.cli.main import main; "
                              "sys.exit(main(sys.argv[1:]))", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": "0"})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONHASHSEED": "0"})
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 600
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
