@@ -5,7 +5,7 @@
 1. **Data path**: crops/s that :class:`~avaffect.training.e2e.CropWindowDataset` delivers from the packed,
    memory-mapped cache (JPEG decoding already done once), through a DataLoader with 0 and 2 worker processes,
    batch 12 windows of L=300, 48x48 crops cut to 40x40 with the training augmentation, plus the spectrogram
-   segments. Peak resident memory is measured in a fresh process for 2 and for all recordings: the data path
+   segments. Peak resident memory is measured in a fresh process for 4 and for all recordings: the data path
    memory-maps the cache, so it should not grow with the number of recordings.
 2. **Training step**: seconds per optimisation step of ResNet-50 (40x40) + spectrogram ResNet-18 + RJCA at
    B x L frames (forward, backward, Adam), every layer trainable; with ``--device cuda`` also bf16 autocast and
@@ -58,7 +58,8 @@ def dataset(root: Path, n: int | None, window: int, hop: int) -> CropWindowDatas
 
 def data_path(root: Path, n: int | None, workers: int, batches: int, batch: int, window: int) -> dict:
     data = dataset(root, n, window, window // 2)
-    loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+    loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
+                        drop_last=True)  # every batch the same shape, whatever the number of recordings
     it = iter(loader)
     next(it)  # start-up (worker processes) not counted
     t0, crops = time.perf_counter(), 0
@@ -134,7 +135,7 @@ def main() -> None:
     if a.only in (None, "data"):
         dataset(root, None, 300, 150)  # pack once (not timed)
         print("\n| data path | recordings | windows | crops/s | peak RSS (MB) |\n|---|---|---|---|---|")
-        for n, workers in ((2, 0), (0, 0), (0, 2)):
+        for n, workers in ((4, 0), (0, 0), (0, 2)):
             res = json.loads(subprocess.run([sys.executable, __file__, "--_child", str(root), str(n), str(workers),
                                              "--batches", str(a.batches)], capture_output=True, text=True,
                                             check=True).stdout.strip().splitlines()[-1])

@@ -170,3 +170,47 @@ def test_end_to_end_trains_resumes_after_a_kill_and_exports_its_backbones(synth_
     spec = read_checkpoint_meta(run / "model.safetensors")["preprocessing"]
     for record in (spec.audio_extractor, spec.video_extractor):
         assert record.params["weights"].startswith("backbones/") and (run / record.params["weights"]).is_file()
+
+
+def test_stages_start_on_a_validation_plateau():
+    from avaffect.training.schedules import StageSchedule
+
+    s = StageSchedule(last=2, patience=2)
+    scores = [0.1, 0.2, 0.15, 0.1, 0.05, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0]
+    released = [e for e, x in enumerate(scores) if s.update(x, e)]
+    # stage 1 after epochs 2-3 fail to beat 0.2; its best starts afresh (0.05, then 0.3); stage 2 after epochs
+    # 6-7; no stage 3 (last = 2) however long the plateau
+    assert released == [3, 7] and s.stage == 2 and s.start_epoch == 8
+    again = StageSchedule(2, 2)
+    again.load_state_dict(s.state_dict())
+    assert again.state_dict() == s.state_dict()
+
+
+def test_a_new_stage_releases_its_groups_and_restarts_the_learning_rates():
+    from types import SimpleNamespace
+
+    cfg = make_config({**CONFIG, "end_to_end": {
+        "enabled": True, "release": "plateau", "release_patience": 1,
+        "video": {"unfreeze": {"layer4": 0, "layer3": 1}, "lr_scale": {"layer3": 0.5}},
+        "audio": {"unfreeze": {"layer4": 1}}}})
+    video, audio = _extractors()
+    model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 512, 512, {"hidden": 8}))
+    module = EndToEndModule(model, cfg.training, cfg.end_to_end, [])
+    opt = module.configure_optimizers()
+    stopper = SimpleNamespace(wait_count=3)
+    module._trainer = SimpleNamespace(optimizers=[opt["optimizer"]], early_stopping_callback=stopper,
+                                      lr_scheduler_configs=[SimpleNamespace(scheduler=opt["lr_scheduler"]["scheduler"])],
+                                      current_epoch=0)
+    module.model.set_epoch(0, module.stages.stage)
+    assert model.video.trainable_groups() == ["layer4"] and model.audio.trainable_groups() == []
+    for g in opt["optimizer"].param_groups:
+        g["lr"] *= 0.01  # the plateau scheduler lowered them meanwhile
+    module.end_of_validation(0.3)
+    module.end_of_validation(0.2)  # one epoch without a better score: stage 1
+    assert module.stages.stage == 1 and stopper.wait_count == 0
+    lrs = {g["name"]: g["lr"] for g in opt["optimizer"].param_groups}
+    assert lrs["head"] == pytest.approx(0.003) and lrs["video.layer3"] == pytest.approx(0.0015)
+    module.model.set_epoch(1, module.stages.stage)
+    assert model.video.trainable_groups() == ["layer3", "layer4"] and model.audio.trainable_groups() == ["layer4"]
+    assert all(p.requires_grad for p in model.video.net.layer3.parameters())
+    assert not any(p.requires_grad for p in model.video.net.layer2.parameters())

@@ -162,6 +162,13 @@ class EndToEndConfig(_Strict):
     video: BackboneTuning = BackboneTuning()
     audio: BackboneTuning = BackboneTuning()
     augment: AugmentConfig = AugmentConfig()
+    release: Literal["epochs", "plateau"] = Field(
+        "epochs", description="how the unfreeze numbers count: epochs = the epoch a group starts training; plateau "
+        "= stages 0, 1, 2 ...: the next stage starts when the validation score has not improved for "
+        "release_patience epochs, and restarts the learning rate (training.lr, the warm-up, the plateau scheduler) "
+        "— ABAW8's 'the process is repeated until all the layers are finetuned'")
+    release_patience: int = Field(5, ge=1, description="release: plateau — epochs without a better validation score "
+                                  "before the next stage (must be below training.patience)")
     channels_last: bool = Field(False, description="channels-last memory format for the backbones (faster "
                                 "convolutions on recent GPUs, with AMP)")
     compile: bool = Field(False, description="torch.compile the backbones (needs a C++ compiler on the CPU)")
@@ -259,6 +266,10 @@ class RunConfig(_Strict):
             if unknown:
                 raise ValueError(f"end_to_end.{modality}: unknown layer group(s) {', '.join(unknown)}; "
                                  f"{ex.name} has {', '.join(names)}")
+        if self.end_to_end.release == "plateau" and self.end_to_end.release_patience >= self.training.patience:
+            raise ValueError(f"end_to_end.release_patience ({self.end_to_end.release_patience}) must be below "
+                             f"training.patience ({self.training.patience}): early stopping would end the run before "
+                             "the next layer group is released")
         if self.end_to_end.augment.random_crop and video.params.get("resize") != "center_crop":
             raise ValueError("end_to_end.augment.random_crop needs features.video.params.resize: center_crop "
                              "(a random input_size square of the crop_size crop); or set random_crop: false")

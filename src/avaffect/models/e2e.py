@@ -162,9 +162,11 @@ class EndToEndRegressor(nn.Module):
         self.head = head
         self.black_frames = black_frames
 
-    def set_epoch(self, epoch: int) -> None:
-        self.video.set_epoch(epoch)
-        self.audio.set_epoch(epoch)
+    def set_epoch(self, epoch: int, stage: int | None = None) -> None:
+        """The epoch starting; the backbones count their unfreeze schedule in ``stage`` when given (stages
+        released on a validation plateau), else in epochs. The head sees the epoch."""
+        self.video.set_epoch(epoch if stage is None else stage)
+        self.audio.set_epoch(epoch if stage is None else stage)
         if hasattr(self.head.net, "set_epoch"):
             self.head.net.set_epoch(epoch)
 
@@ -182,4 +184,6 @@ class EndToEndRegressor(nn.Module):
             for name, params in backbone.group_parameters().items():
                 if params:
                     groups.append({"params": params, "lr": lr * scale.get(name, 1.0), "name": f"{prefix}.{name}"})
+        for g in groups:
+            g["base_lr"] = g["lr"]  # what a new stage restarts from
         return groups

@@ -9,6 +9,7 @@ backbones (:func:`export_backbones`) compute, in ``predict``, what the model was
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from avaffect.files import atomic_path
 from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, float_preparer, image_preparer
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.module import AffectRegressionModule
+from avaffect.training.schedules import StageSchedule
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CropWindowDataset", "EndToEndModule", "build_end_to_end", "export_backbones", "fit_head_normalization",
            "BACKBONE_DIR"]
@@ -154,12 +158,18 @@ def fit_head_normalization(model: EndToEndRegressor, data: CropWindowDataset, ma
 
 class EndToEndModule(AffectRegressionModule):
     """:class:`AffectRegressionModule` on crop/spectrogram windows: per-layer-group learning rates
-    (``end_to_end.*.lr_scale``), gradual unfreezing at each epoch start (``set_epoch``)."""
+    (``end_to_end.*.lr_scale``) and gradual unfreezing at each epoch start — by epoch, or by stage
+    (``release: plateau``: a :class:`StageSchedule` on the validation score; a new stage restarts every group's
+    learning rate, the warm-up and the plateau scheduler, as ABAW8 does for each new layer group)."""
 
     def __init__(self, model: EndToEndRegressor, cfg: TrainingConfig, e2e: EndToEndConfig, val_recordings,
                  protocol: str = "global", targets=("valence", "arousal")) -> None:
         super().__init__(model, cfg, val_recordings, protocol, tuple(targets))
         self.e2e = e2e
+        self.stages = None
+        if e2e.release == "plateau":
+            last = max([*e2e.video.unfreeze.values(), *e2e.audio.unfreeze.values(), 0])
+            self.stages = StageSchedule(last, e2e.release_patience)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         faces = batch["allowed"] if self.model.black_frames else batch["face_mask"]
@@ -168,6 +178,42 @@ class EndToEndModule(AffectRegressionModule):
     def configure_optimizers(self):
         groups = self.model.param_groups(self.cfg.lr, self.e2e.video.lr_scale, self.e2e.audio.lr_scale)
         return self._optimizer(groups)
+
+    def on_train_epoch_start(self) -> None:
+        self.model.set_epoch(self.current_epoch, None if self.stages is None else self.stages.stage)
+
+    def warmup_origin(self) -> int:
+        return 0 if self.stages is None else self.stages.start_epoch
+
+    def end_of_validation(self, score: float) -> None:
+        super().end_of_validation(score)
+        if self.stages is not None and self.stages.update(score, self.current_epoch):
+            self.restart_learning_rates()
+            log.info("epoch %d: no better validation score for %d epochs: stage %d starts (groups %s), learning "
+                     "rates restarted", self.current_epoch, self.stages.patience, self.stages.stage,
+                     ", ".join(self.model.video.trainable_groups(self.stages.stage)
+                               + self.model.audio.trainable_groups(self.stages.stage)))
+
+    def restart_learning_rates(self) -> None:
+        for opt in self.trainer.optimizers:
+            for g in opt.param_groups:
+                g["lr"], g["warmup_factor"] = g["base_lr"], 1.0
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                config.scheduler._reset()  # its best score and bad-epoch count start again
+        stopper = self.trainer.early_stopping_callback
+        if stopper is not None:
+            stopper.wait_count = 0
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.stages is not None:
+            checkpoint["stages"] = self.stages.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.stages is not None and "stages" in checkpoint:
+            self.stages.load_state_dict(checkpoint["stages"])
 
 
 def export_backbones(model: EndToEndRegressor, video: ExtractorSpec, audio: ExtractorSpec, run_dir: Path

@@ -68,11 +68,16 @@ class AffectRegressionModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx) -> None:
         if self.cfg.warmup.kind == "none":
             return
-        f = warmup_factor(self.cfg.warmup, self.current_epoch, batch_idx, int(self.trainer.num_training_batches))
+        f = warmup_factor(self.cfg.warmup, self.current_epoch - self.warmup_origin(), batch_idx,
+                          int(self.trainer.num_training_batches))
         for opt in self.trainer.optimizers:
             for g in opt.param_groups:
                 base = g["lr"] / g.get("warmup_factor", 1.0)  # keeps what the plateau scheduler set meanwhile
                 g["lr"], g["warmup_factor"] = base * f, f
+
+    def warmup_origin(self) -> int:
+        """The epoch the warm-up counts from (0; a later stage of end-to-end training restarts it)."""
+        return 0
 
     def track_best(self, score: float) -> bool:
         """``reload_best``: remember the weights of a new best ``score``; after a worse epoch, reload the best
@@ -144,9 +149,14 @@ class AffectRegressionModule(L.LightningModule):
         for k in [f"ccc_{t}" for t in self.targets] + (["p_va"] if "p_va" in overall else []):
             value = overall[k] if np.isfinite(overall[k]) else -1.0  # nothing scorable: worst value
             self.log(f"val/{k}", float(value), prog_bar=k in ("p_va", "ccc_valence", "ccc_arousal"))
-        if self.cfg.reload_best and not self.trainer.sanity_checking:
+        if not self.trainer.sanity_checking:
             key = self.cfg.monitor_key()
-            self.track_best(float(overall[key]) if np.isfinite(overall[key]) else -1.0)
+            self.end_of_validation(float(overall[key]) if np.isfinite(overall[key]) else -1.0)
+
+    def end_of_validation(self, score: float) -> None:
+        """What an epoch's validation score drives besides logging (here: ``reload_best``)."""
+        if self.cfg.reload_best:
+            self.track_best(score)
 
     def configure_optimizers(self):
         return self._optimizer(self.model.parameters())
