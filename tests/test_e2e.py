@@ -198,9 +198,9 @@ def test_a_new_stage_releases_its_groups_and_restarts_the_learning_rates():
     module = EndToEndModule(model, cfg.training, cfg.end_to_end, [])
     opt = module.configure_optimizers()
     stopper = SimpleNamespace(wait_count=3)
+    schedulers = [SimpleNamespace(scheduler=opt["lr_scheduler"]["scheduler"])]
     module._trainer = SimpleNamespace(optimizers=[opt["optimizer"]], early_stopping_callback=stopper,
-                                      lr_scheduler_configs=[SimpleNamespace(scheduler=opt["lr_scheduler"]["scheduler"])],
-                                      current_epoch=0)
+                                      lr_scheduler_configs=schedulers, current_epoch=0)
     module.model.set_epoch(0, module.stages.stage)
     assert model.video.trainable_groups() == ["layer4"] and model.audio.trainable_groups() == []
     for g in opt["optimizer"].param_groups:
@@ -214,3 +214,32 @@ def test_a_new_stage_releases_its_groups_and_restarts_the_learning_rates():
     assert model.video.trainable_groups() == ["layer3", "layer4"] and model.audio.trainable_groups() == ["layer4"]
     assert all(p.requires_grad for p in model.video.net.layer3.parameters())
     assert not any(p.requires_grad for p in model.video.net.layer2.parameters())
+
+
+def test_vggish_and_resnet50_backbones_train_end_to_end(synth_root, tmp_path):
+    """The ABAW8 pair: VGGish examples (time-major) and ResNet-50 on 40 of 48; one backward pass reaches exactly
+    the released groups."""
+    cfg = make_config({**CONFIG, "features": {
+        "video": {"name": "resnet50_face", "params": {"allow_random": True, "device": "cpu",
+                                                      "missing_face": "black_frame"}},
+        "audio": {"name": "vggish", "params": {"allow_random": True, "device": "cpu"}}},
+        "end_to_end": {"enabled": True, "video": {"unfreeze": {"layer4": 0}},
+                       "audio": {"unfreeze": {"embeddings": 0}}}})
+    from avaffect.features.extractors.base import build_extractor
+
+    video, audio = build_extractor(cfg.features.video), build_extractor(cfg.features.audio)
+    rec = load_dataset("synthetic", synth_root)[0]
+    cache = InputCache(tmp_path / "inputs", video, audio)
+    cache.ensure([rec])
+    data = CropWindowDataset([cache.load(rec)], [rec.labels], [rec.face_mask], 4, 4, CropGeometry.of(video),
+                             cfg.end_to_end.augment)
+    item = data[0]
+    assert item["crops"].shape == (4, 40, 40, 3) and item["segments"].shape == (4, 1, 96, 64)
+    model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 128, 2048, {"hidden": 8}))
+    batch = {k: v[None] for k, v in item.items()}
+    out = model(batch["crops"], batch["segments"], batch["mask"], batch["allowed"])
+    assert out.shape == (1, 4, 2)
+    out.sum().backward()
+    net = model.video.net
+    assert net.layer4[0].conv1.weight.grad is not None and net.layer3[0].conv1.weight.grad is None
+    assert model.audio.net.embeddings[0].weight.grad is not None and model.audio.net.features[0].weight.grad is None
