@@ -5,8 +5,9 @@
 1. **Data path**: crops/s that :class:`~avaffect.training.e2e.CropWindowDataset` delivers from the packed,
    memory-mapped cache (JPEG decoding already done once), through a DataLoader with 0 and 2 worker processes,
    batch 12 windows of L=300, 48x48 crops cut to 40x40 with the training augmentation, plus the spectrogram
-   segments. Peak resident memory is measured in a fresh process for 4 and for all recordings: the data path
-   memory-maps the cache, so it should not grow with the number of recordings.
+   segments. Peak resident memory is measured in a fresh process for 4 and for all recordings, and the private
+   (anonymous) part of it at the end: the data path memory-maps the cache, so private memory should not grow
+   with the number of recordings (mapped pages it touched count in RSS but belong to the page cache).
 2. **Training step**: seconds per optimisation step of ResNet-50 (40x40) + spectrogram ResNet-18 + RJCA at
    B x L frames (forward, backward, Adam), every layer trainable; with ``--device cuda`` also bf16 autocast and
    ``torch.compile`` variants, and peak GPU memory.
@@ -71,8 +72,10 @@ def data_path(root: Path, n: int | None, workers: int, batches: int, batch: int,
             b = next(it)
         crops += int(b["crops"].shape[0] * b["crops"].shape[1])
     dt = time.perf_counter() - t0
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    anon = float(status.get("RssAnon", "0 kB").split()[0]) / 1024  # private memory (not the mapped cache pages)
     return {"workers": workers, "recordings": len(data.inputs), "windows": len(data), "crops_per_s": crops / dt,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "anon_mb": anon}
 
 
 def train_step(device: str, batch: int, window: int, steps: int, amp: bool, compile_: bool) -> dict:
@@ -134,13 +137,14 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     if a.only in (None, "data"):
         dataset(root, None, 300, 150)  # pack once (not timed)
-        print("\n| data path | recordings | windows | crops/s | peak RSS (MB) |\n|---|---|---|---|---|")
+        print("\n| data path | recordings | windows | crops/s | peak RSS (MB) | private RSS at end (MB) |\n"
+              "|---|---|---|---|---|---|")
         for n, workers in ((4, 0), (0, 0), (0, 2)):
             res = json.loads(subprocess.run([sys.executable, __file__, "--_child", str(root), str(n), str(workers),
                                              "--batches", str(a.batches)], capture_output=True, text=True,
                                             check=True).stdout.strip().splitlines()[-1])
             print(f"| {res['workers']} workers | {res['recordings']} | {res['windows']} | "
-                  f"{res['crops_per_s']:.0f} | {res['peak_rss_mb']:.0f} |")
+                  f"{res['crops_per_s']:.0f} | {res['peak_rss_mb']:.0f} | {res['anon_mb']:.0f} |")
     if a.only in (None, "step"):
         print("\n| training step | B x L | bf16 | compile | s/step | frames/s | peak GPU GB |\n"
               "|---|---|---|---|---|---|---|")
