@@ -243,3 +243,36 @@ def test_vggish_and_resnet50_backbones_train_end_to_end(synth_root, tmp_path):
     net = model.video.net
     assert net.layer4[0].conv1.weight.grad is not None and net.layer3[0].conv1.weight.grad is None
     assert model.audio.net.embeddings[0].weight.grad is not None and model.audio.net.features[0].weight.grad is None
+
+
+@pytest.mark.parametrize("video_spec", [
+    VIDEO,
+    {"name": "r2plus1d18_clip", "params": {"arch": "r3d_18", "crop_size": 16, "input_size": 16, "clip_len": 3,
+                                           "frame_stride": 2, "allow_random": True, "device": "cpu"}},
+], ids=["resnet18_face", "r3d_18-clips"])
+def test_the_validation_path_computes_what_the_frozen_extractor_computes(synth_root, tmp_path, video_spec):
+    """A validation window through the end-to-end backbones = the extractor's own features at those steps (the
+    features ``predict`` computes from the exported weights)."""
+    from avaffect.features.extractors.base import build_extractor
+
+    cfg = make_config({**CONFIG, "features": {"video": video_spec, "audio": AUDIO},
+                       "end_to_end": {"enabled": True, "augment": {"random_crop": False, "per": "window"}}})
+    video, audio = build_extractor(cfg.features.video), build_extractor(cfg.features.audio)
+    rec = load_dataset("synthetic", synth_root)[0]
+    cache = InputCache(tmp_path / "inputs", video, audio)
+    cache.ensure([rec])
+    packed = cache.load(rec)
+    geometry = CropGeometry.of(video)
+    clips = [video.clip_plan(rec.num_frames)] if geometry.clips else None
+    data = CropWindowDataset([packed], [rec.labels], [rec.face_mask], 20, 20, geometry, None, clips)
+    model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 512, 512, {"hidden": 8})).eval()
+    item = data[1]  # steps 20..39
+    with torch.no_grad():
+        v = model.video(item["crops"][None])[0].numpy()
+        a = model.audio(item["segments"][None])[0].numpy()
+    want_v = video.features_from_crops(np.asarray(packed.crops), packed.face_mask)[20:40]
+    faces = packed.face_mask[20:40] if video.params.get("missing_face") != "black_frame" else np.ones(20, bool)
+    np.testing.assert_allclose(v[faces], want_v[faces], rtol=1e-4, atol=1e-4)
+    want_a = audio.features_from_waveform(read_audio(rec.audio_path or rec.video_path, sample_rate=16000),
+                                          rec.times)[20:40]
+    np.testing.assert_allclose(a, want_a, rtol=1e-4, atol=1e-4)

@@ -270,6 +270,9 @@ class RunConfig(_Strict):
             raise ValueError(f"end_to_end.release_patience ({self.end_to_end.release_patience}) must be below "
                              f"training.patience ({self.training.patience}): early stopping would end the run before "
                              "the next layer group is released")
+        if hasattr(video, "clip_plan") and self.end_to_end.augment.per != "window":
+            raise ValueError(f"end_to_end.augment.per: {video.name} takes clips of crops, and a clip needs one "
+                             "augmentation draw for all its frames: set per: window")
         if self.end_to_end.augment.random_crop and video.params.get("resize") != "center_crop":
             raise ValueError("end_to_end.augment.random_crop needs features.video.params.resize: center_crop "
                              "(a random input_size square of the crop_size crop); or set random_crop: false")

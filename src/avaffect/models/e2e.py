@@ -23,9 +23,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.video.resnet import VideoResNet
 
 from avaffect.features.backbones.nets import ResNetFeatures, VGGishNet
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS
+from avaffect.features.backbones.video import CLIP_NORMALIZATIONS
 from avaffect.models.wrapper import AVRegressor
 
 __all__ = ["FrameBackbone", "EndToEndRegressor", "layer_groups", "backbone_group_names"]
@@ -33,7 +35,7 @@ __all__ = ["FrameBackbone", "EndToEndRegressor", "layer_groups", "backbone_group
 _RESNET_GROUPS = ("stem", "layer1", "layer2", "layer3", "layer4")
 _VGGISH_GROUPS = ("block1", "block2", "block3", "block4", "embeddings")
 _GROUPS_OF = {"resnet18_face": _RESNET_GROUPS, "resnet50_face": _RESNET_GROUPS, "spec_resnet18": _RESNET_GROUPS,
-              "vggish": _VGGISH_GROUPS}
+              "r2plus1d18_clip": _RESNET_GROUPS, "vggish": _VGGISH_GROUPS}
 
 
 def backbone_group_names(extractor: str) -> tuple[str, ...]:
@@ -47,6 +49,9 @@ def layer_groups(net: nn.Module) -> dict[str, list[nn.Module]]:
     if isinstance(net, ResNetFeatures):  # names: _RESNET_GROUPS
         return {"stem": [net.conv1, net.bn1], "layer1": [net.layer1], "layer2": [net.layer2],
                 "layer3": [net.layer3], "layer4": [net.layer4]}
+    if isinstance(net, VideoResNet):  # R(2+1)D / R3D / MC3: the same names, a 3-D stem
+        return {"stem": [net.stem], "layer1": [net.layer1], "layer2": [net.layer2], "layer3": [net.layer3],
+                "layer4": [net.layer4]}
     if isinstance(net, VGGishNet):
         groups: dict[str, list[nn.Module]] = {}
         block = 1
@@ -139,6 +144,19 @@ def image_preparer(normalize: str, input_size: int) -> Callable[[torch.Tensor], 
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-1] != input_size:
             x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        return (x - mean_t.to(x.device)) / std_t.to(x.device)
+
+    return prepare
+
+
+def clip_preparer(normalize: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 clips ``[N, k, s, s, 3]`` → float ``[N, 3, k, s, s]`` normalised as the clip extractor does."""
+    mean, std = CLIP_NORMALIZATIONS[normalize]
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1, 1)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 4, 1, 2, 3).float().div_(255.0)
         return (x - mean_t.to(x.device)) / std_t.to(x.device)
 
     return prepare

@@ -26,7 +26,7 @@ from avaffect.features.extractors.base import ExtractorSpec
 from avaffect.features.inputs import PackedInputs
 from avaffect.features.weights import sha256sum
 from avaffect.files import atomic_path
-from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, float_preparer, image_preparer
+from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, clip_preparer, float_preparer, image_preparer
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.module import AffectRegressionModule
 from avaffect.training.schedules import StageSchedule
@@ -42,16 +42,19 @@ BACKBONE_DIR = "backbones"  # RUN/backbones/<modality>-<extractor>-<sha8>.safete
 @dataclass(frozen=True)
 class CropGeometry:
     """How a ``crop_size`` crop becomes an ``input_size`` network input: ``resize`` as the extractor's
-    ``prepare_crops`` (centre crop or resize) at validation; at training, optionally a random square and a flip."""
+    ``prepare_crops`` (centre crop or resize) at validation; at training, optionally a random square and a flip.
+    ``clips``: the backbone takes a clip of crops per step (its extractor's ``clip_plan``)."""
 
     crop_size: int
     input_size: int
     resize: str
+    clips: bool = False
 
     @classmethod
     def of(cls, video: TorchExtractor) -> CropGeometry:
         p = video.params
-        return cls(int(p["crop_size"]), int(p["input_size"]), str(p["resize"]))
+        clips = hasattr(video, "clip_plan")  # the clip extractor always resizes its crops
+        return cls(int(p["crop_size"]), int(p["input_size"]), "resize" if clips else str(p["resize"]), clips)
 
 
 def augment_crops(crops: np.ndarray, geometry: CropGeometry, augment: AugmentConfig,
@@ -83,10 +86,12 @@ class CropWindowDataset(Dataset):
 
     def __init__(self, inputs: list[PackedInputs], labels: list[np.ndarray], allowed: list[np.ndarray],
                  length: int, hop: int, geometry: CropGeometry, augment: AugmentConfig | None = None,
-                 seed: int = 0) -> None:
+                 clip_plans: list[np.ndarray] | None = None) -> None:
         self.inputs, self.labels, self.allowed = inputs, labels, allowed
         self.length, self.geometry, self.augment = length, geometry, augment
-        self.seed = seed
+        if geometry.clips and clip_plans is None:
+            raise ValueError("a clip backbone needs each recording's clip plan")
+        self.clip_plans = clip_plans  # per recording [T, k] step indices (-1: blank), for clip backbones
         self.index = [(i, int(s)) for i, r in enumerate(inputs) for s in window_starts(len(r), length, hop)]
 
     def __len__(self) -> int:
@@ -95,13 +100,23 @@ class CropWindowDataset(Dataset):
     def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
         i, s = self.index[j]
         r, n = self.inputs[i], self.length
-        crops = cut_window(r.crops, s, n)  # one read of the memory map
+        if self.clip_plans is not None:  # [L, k] crops per window: the clips of its steps, blank where -1
+            idx = cut_window(self.clip_plans[i], s, n, pad_value=-1)
+            crops = np.zeros((*idx.shape, *r.crops.shape[1:]), np.uint8)
+            crops[idx >= 0] = r.crops[idx[idx >= 0]]
+            shape = idx.shape
+            crops = crops.reshape(-1, *r.crops.shape[1:])
+        else:
+            shape = None
+            crops = cut_window(r.crops, s, n)  # one read of the memory map
         if self.augment is not None:
             # a fresh draw per item from torch's generator (seeded per worker by Lightning's seed_everything)
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
             crops = augment_crops(crops, self.geometry, self.augment, rng)
         else:
             crops = prepare_crops(crops, self.geometry.input_size, self.geometry.resize)
+        if shape is not None:
+            crops = crops.reshape(*shape, *crops.shape[1:])
         first = cut_window(r.first, s, n, pad_value=0)
         segments = network_segments(r.frames, first, r.segment_length, r.pad, r.time_major)
         return {
@@ -127,8 +142,9 @@ def _backbone(extractor: TorchExtractor, tuning, prepare, channels_last: bool, c
 def build_end_to_end(e2e: EndToEndConfig, video: TorchExtractor, audio: TorchExtractor, head: AVRegressor
                      ) -> EndToEndRegressor:
     """The end-to-end model of a run: the extractors' networks (their weights, or random init) + ``head``."""
-    v = _backbone(video, e2e.video, image_preparer(video.params["normalize"], int(video.params["input_size"])),
-                  e2e.channels_last, e2e.compile)
+    prepare = (clip_preparer(video.params["normalize"]) if hasattr(video, "clip_plan")
+               else image_preparer(video.params["normalize"], int(video.params["input_size"])))
+    v = _backbone(video, e2e.video, prepare, e2e.channels_last and not hasattr(video, "clip_plan"), e2e.compile)
     a = _backbone(audio, e2e.audio, float_preparer, e2e.channels_last, e2e.compile)
     return EndToEndRegressor(v, a, head, black_frames=video.params.get("missing_face") == "black_frame")
 

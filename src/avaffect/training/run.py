@@ -271,9 +271,10 @@ def fit_end_to_end(cfg: RunConfig, run_dir: Path, pipeline: FeaturePipeline, tra
     geometry = CropGeometry.of(pipeline.video)
 
     def windows(recs: list[Recording], augment) -> CropWindowDataset:
+        clips = [pipeline.video.clip_plan(r.num_frames) for r in recs] if geometry.clips else None
         return CropWindowDataset([cache.load(r) for r in recs], [r.labels[:, cols] for r in recs],
                                  [r.face_mask for r in recs], cfg.training.window, cfg.training.hop, geometry,
-                                 augment)
+                                 augment, clips)
 
     val_light = [RecordingFeatures(r.name, np.zeros((r.num_frames, 0)), np.zeros((r.num_frames, 0)),
                                    r.labels[:, cols], r.face_mask, r.times) for r in val_recs]

@@ -10,10 +10,14 @@ from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMA
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import register_extractor
 
-__all__ = ["R2Plus1D18Clip", "clip_indices", "KINETICS_MEAN", "KINETICS_STD"]
+__all__ = ["R2Plus1D18Clip", "clip_indices", "CLIP_NORMALIZATIONS", "KINETICS_MEAN", "KINETICS_STD"]
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+# (mean, std) per RGB channel on [0, 1] pixels; pm1: (x - 0.5) / 0.5 = x/127.5 - 1 on uint8
+CLIP_NORMALIZATIONS = {"kinetics": (KINETICS_MEAN, KINETICS_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+                       "pm1": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 
 _ARCH_WEIGHTS = {
     "r2plus1d_18": "r2plus1d18_kinetics400",
@@ -78,7 +82,7 @@ class R2Plus1D18Clip(TorchExtractor):
         for key, low in (("clip_len", 1), ("frame_stride", 1), ("crop_size", 16), ("input_size", 16)):
             if not isinstance(p[key], int) or p[key] < low:
                 raise ConfigError(f"r2plus1d18_clip: {key} must be an integer >= {low}, got {p[key]!r}")
-        if p["normalize"] not in ("kinetics", "imagenet", "pm1"):
+        if p["normalize"] not in CLIP_NORMALIZATIONS:
             raise ConfigError(f"r2plus1d18_clip: normalize must be kinetics, imagenet or pm1, got {p['normalize']!r}")
 
     @property
@@ -100,13 +104,15 @@ class R2Plus1D18Clip(TorchExtractor):
     def describe_weights_format(self) -> str:
         return f"torchvision's {self.params['arch']} naming (stem, layer1..layer4; fc ignored)"
 
+    def clip_plan(self, num_steps: int) -> np.ndarray:
+        """``[T, clip_len]`` the step indices of each step's clip (-1: a blank frame), as extraction uses them."""
+        p = self.params
+        return clip_indices(num_steps, int(p["clip_len"]), int(p["frame_stride"]), p["context"])
+
     def _normalizer(self):
         import torch
 
-        mode = self.params["normalize"]
-        mean, std = {"kinetics": (KINETICS_MEAN, KINETICS_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}.get(
-            mode, ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # pm1: (x - 0.5) / 0.5 = x/127.5 - 1 on uint8
-        )
+        mean, std = CLIP_NORMALIZATIONS[self.params["normalize"]]
         m = torch.tensor(mean, device=self.device).view(1, 3, 1, 1, 1)
         s = torch.tensor(std, device=self.device).view(1, 3, 1, 1, 1)
 
@@ -127,7 +133,7 @@ class R2Plus1D18Clip(TorchExtractor):
         size = int(p["input_size"])
         frames = np.zeros((t + 1, size, size, 3), dtype=np.uint8)  # last row: the blank frame (index -1)
         frames[steps] = prepare_crops(np.asarray(crops)[steps], size, "resize")
-        idx = clip_indices(t, int(p["clip_len"]), int(p["frame_stride"]), p["context"])[steps]
+        idx = self.clip_plan(t)[steps]
         prepare = self._normalizer()
         chunk = int(p["batch_size"])
         for lo in range(0, len(steps), chunk):
