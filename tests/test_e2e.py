@@ -276,3 +276,27 @@ def test_the_validation_path_computes_what_the_frozen_extractor_computes(synth_r
     want_a = audio.features_from_waveform(read_audio(rec.audio_path or rec.video_path, sample_rate=16000),
                                           rec.times)[20:40]
     np.testing.assert_allclose(a, want_a, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_mixed_precision_trains_a_step(synth_root, tmp_path):
+    """``training.precision: bf16-mixed`` (autocast) through the whole end-to-end model, here on the CPU."""
+    cfg = make_config(CONFIG)
+    video, audio = _extractors()
+    rec = [r for r in load_dataset("synthetic", synth_root) if r.split == "train"][0]
+    cache = InputCache(tmp_path / "inputs", video, audio)
+    cache.ensure([rec])
+    data = CropWindowDataset([cache.load(rec)], [rec.labels], [rec.face_mask], 30, 30, CropGeometry.of(video),
+                             cfg.end_to_end.augment)
+    model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 512, 512, {"hidden": 8}))
+    val = [RecordingFeatures(rec.name, np.zeros((rec.num_frames, 0)), np.zeros((rec.num_frames, 0)), rec.labels,
+                             rec.face_mask, rec.times)]
+    module = EndToEndModule(model, cfg.training.model_copy(update={"precision": "bf16-mixed"}), cfg.end_to_end, val)
+    before = {k: v.clone() for k, v in model.head.state_dict().items()}
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu",
+                        precision="bf16-mixed", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, WindowDataModule(data, data, 30, 30, 4))
+    after = model.head.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert np.isfinite(float(trainer.callback_metrics["val/p_va"]))

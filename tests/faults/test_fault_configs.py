@@ -16,7 +16,13 @@ TINY = "model: {name: concat, params: {hidden: 8, head_hidden: 8}}\ntraining: {w
     ("model: {name: concat, params: {hiden: 8}}\n", "hiden"),
     ("model: {name: rjca, params: {window_length: 100}}\ntraining: {window: 60}\n", "window_length"),
     (TINY + "data: {dataset: affwild3}\n", "affwild3"),
-], ids=["list", "invalid-yaml", "unknown-section", "unknown-model", "param-typo", "window-length", "dataset"])
+    (TINY + "end_to_end: {enabled: true}\n", "fine-tunes a face ResNet"),
+    (TINY + "features: {video: {name: resnet18_face}, audio: {name: vggish}}\n"
+     "end_to_end: {enabled: true, video: {unfreeze: {layer5: 0}}}\n", "layer5"),
+    (TINY + "features: {video: {name: resnet18_face}, audio: {name: vggish}}\n"
+     "end_to_end: {enabled: true, release: plateau, release_patience: 9}\n", "release_patience"),
+], ids=["list", "invalid-yaml", "unknown-section", "unknown-model", "param-typo", "window-length", "dataset",
+        "e2e-frozen-features", "e2e-unknown-group", "e2e-patience"])
 def test_a_bad_config_file_is_refused_naming_the_file_and_the_key(cli, tmp_path, text, needle):
     (tmp_path / "bad.yaml").write_text(text)
     r = cli("config", "show", tmp_path / "bad.yaml")

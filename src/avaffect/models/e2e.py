@@ -192,7 +192,12 @@ class EndToEndRegressor(nn.Module):
                 face_mask: torch.Tensor) -> torch.Tensor:
         """``face_mask``: the steps whose visual vector the head keeps — with ``black_frames`` the recording's
         own face mask (a black crop's features count, as the exported extractor's do), else the found faces."""
-        return self.head(self.audio(segments), self.video(crops), mask, face_mask)
+        a, v = self.audio(segments), self.video(crops)
+        # under mixed precision the backbones (nearly all the compute) run in bf16/fp16; the fusion head stays in
+        # fp32: it is cheap, its CCC-trained outputs are small differences, and oneDNN has no bf16 LSTM on CPUs
+        # without AMX/AVX512-BF16
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            return self.head(a.float(), v.float(), mask, face_mask)
 
     def param_groups(self, lr: float, video_scale: dict[str, float], audio_scale: dict[str, float]) -> list[dict]:
         """Optimizer parameter groups: the head at ``lr``, each backbone layer group at ``lr`` times its scale
