@@ -50,6 +50,8 @@ def run_rows(args) -> dict:
     for name in paper_config_names():
         if (args.only and name.split("/")[0] not in args.only) or name in results:
             continue
+        if load_config(name).end_to_end.enabled:  # backbones trained on the CPU: hours (docs/benchmarks/train_e2e.md)
+            continue
         cfg = load_config(name, {"data": {"dataset": "synthetic", "root": str(root)},
                                  "features": {"store": str(root / "features")},
                                  "protocol": {"repetitions": 1, "fold": None}}).weight_free()
@@ -74,8 +76,13 @@ def _needs(cfg) -> str:
         if needs_weights(spec.name):
             w = spec.params.get("weights") or get_extractor(spec.name, **spec.params).weights_name
             entry = WEIGHTS.get(w, None) if isinstance(w, str) else None
-            parts.append(f"`{spec.name}` weights ({entry.filename}, {entry.url})" if entry else
-                         f"`{spec.name}` weights (your file: `features.*.params.weights`)")
+            if entry is not None and not entry.url:
+                parts.append(f"`{spec.name}` weights ({entry.filename}: no public URL, ask the authors)")
+            else:
+                parts.append(f"`{spec.name}` weights ({entry.filename}, {entry.url})" if entry else
+                             f"`{spec.name}` weights (your file: `features.*.params.weights`)")
+        if cfg.end_to_end.enabled:
+            parts.append("a GPU (end-to-end: the backbones are fine-tuned; not run on the synthetic set here)")
     return "; ".join(parts)
 
 

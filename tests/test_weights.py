@@ -27,7 +27,8 @@ def test_registry_entries_are_complete():
     extractors = set(list_extractors())
     for name in names:
         w = W.get_weight_file(name)
-        assert w.url.startswith("https://") and w.url.endswith(w.filename)
+        # a public file has its URL; a user-supplied one (no URL) says where it comes from and its format
+        assert (w.url.startswith("https://") and w.url.endswith(w.filename)) or (not w.url and w.note)
         assert w.license and w.used_by and set(w.used_by) <= extractors
         assert w.sha256 or w.note, name  # a checksum, or a note saying what is checked and why
         if w.sha256_prefix:
@@ -55,6 +56,19 @@ def test_missing_registered_file_says_what_to_download(home):
     target = home / "weights" / "resnet18-f37072fd.pth"
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
     assert str(target) in msg and "params.weights: PATH" in msg and "AVAFFECT_HOME" in msg
+
+
+def test_a_user_supplied_file_says_where_it_comes_from(home, tmp_path):
+    with pytest.raises(AvaffectError) as err:
+        W.resolve_weights("resnet50_msceleb_ferplus")
+    msg = str(err.value)
+    assert "No public URL" in msg and "FER+" in msg and "torchvision's resnet50 parameter names" in msg
+    assert str(home / "weights" / "resnet50_msceleb_ferplus.pth") in msg and "curl" not in msg
+    from avaffect.features.extractors import get_extractor
+
+    ex = get_extractor("resnet50_face", weights="resnet50_msceleb_ferplus")
+    with pytest.raises(AvaffectError, match="No public URL"):
+        ex.weights_path()
 
 
 def test_resolve_paths_and_unknown_names(home, tmp_path):

@@ -199,6 +199,21 @@ _hub(
 )
 
 
+# Files the papers name that no public URL serves: registered so that configs can name them and a missing file
+# says where it comes from and what format it must have; the user supplies the file (url empty).
+register_weights(WeightFile(
+    name="resnet50_msceleb_ferplus",
+    url="",
+    filename="resnet50_msceleb_ferplus.pth",
+    license="unknown: ask the file's authors",
+    used_by=("resnet50_face",),
+    description="ResNet-50 pretrained on MS-Celeb-1M and fine-tuned on FER+, the visual backbone of the ABAW6 and "
+    "ABAW8 systems (Praveen et al.); not publicly served — obtain it from the papers' authors",
+    note="needs torchvision's resnet50 parameter names (conv1, bn1, layer1..layer4; fc ignored); a file in another "
+    "naming must be converted first. Its checksum is unknown, so it is not checked.",
+))
+
+
 def get_weight_file(name: str) -> WeightFile:
     try:
         return WEIGHTS.get(name)
@@ -259,6 +274,12 @@ WEIGHTS_PARAM = "features.<audio|video>.params.weights: PATH in the run config"
 
 
 def _missing_message(entry: WeightFile, target: Path) -> str:
+    if not entry.url:  # user-supplied: nowhere to download it from
+        return (
+            f"weight file {entry.name!r} ({entry.description}) is not at {target}. No public URL serves it. Save "
+            f"your copy as {target} ({entry.note}) or give its path as the extractor's weights parameter "
+            f"({WEIGHTS_PARAM}); set AVAFFECT_HOME to use another cache folder than {avaffect_home()}."
+        )
     return (
         f"weight file {entry.name!r} ({entry.description}) is not at {target}. It is never downloaded "
         f"automatically. Download {entry.url} and save it as {target}, e.g.\n"
