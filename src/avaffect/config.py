@@ -108,6 +108,9 @@ class TrainingConfig(_Strict):
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp (several GPUs, or under torchrun), "
                           "ddp_spawn ...")
     num_workers: int = Field(0, ge=0)
+    checkpoint_every_n_steps: int | None = Field(
+        None, ge=1, description="also write checkpoints/last.ckpt every N optimisation steps, so that a killed run "
+        "resumes mid-epoch at the next batch (one process; long epochs). None: at the end of each epoch")
     targets: list[TargetName] = Field(
         default_factory=lambda: list(TARGETS),
         description="targets the model predicts; one target = one model per target (ABAW8)")

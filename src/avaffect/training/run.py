@@ -142,12 +142,17 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
     monitor = f"val/{cfg.training.monitor_key()}"
     ckpt = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
+    callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.patience)]
+    if cfg.training.checkpoint_every_n_steps:  # last.ckpt mid-epoch too (the loader saves its position)
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True,
+                                         every_n_train_steps=cfg.training.checkpoint_every_n_steps))
+        data.resumable_seed = cfg.training.seed
     trainer = L.Trainer(
         default_root_dir=run_dir, max_epochs=cfg.training.max_epochs, min_epochs=cfg.training.min_epochs,
         accelerator=cfg.training.accelerator, devices=cfg.training.devices, strategy=cfg.training.strategy,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip, deterministic=False, num_sanity_val_steps=0,
-        callbacks=[ckpt, EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.patience)],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(run_dir, name="logs", version=""), enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=1,
