@@ -369,7 +369,11 @@ def run_cli(argv: list[str], cwd: Path, env: dict, timeout: float,
             return Result(None, _text(e.stdout), _text(e.stderr), time.perf_counter() - t0, timed_out=True)
     sig, when, limit = interrupt
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
-        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe, text=True, stdin=subprocess.DEVNULL)
+        # the default Ctrl-C action in the child: a suite started in the background by a non-interactive shell
+        # (`python benchmarks/faults.py &`) ignores SIGINT, children inherit that, and Python then installs no
+        # KeyboardInterrupt handler — the case would test the harness's shell, not avaffect
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe, text=True, stdin=subprocess.DEVNULL,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         sent = False
         while p.poll() is None and time.perf_counter() - t0 < timeout:
             if not sent and (when() or time.perf_counter() - t0 > limit):
