@@ -300,3 +300,14 @@ def test_bf16_mixed_precision_trains_a_step(synth_root, tmp_path):
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert np.isfinite(float(trainer.callback_metrics["val/p_va"]))
+
+
+def test_packing_in_worker_processes_gives_the_same_files(synth_root, tmp_path):
+    video, audio = _extractors()
+    recs = load_dataset("synthetic", synth_root)[:3]
+    InputCache(tmp_path / "one", video, audio).ensure(recs)
+    InputCache(tmp_path / "two", video, audio).ensure(recs, workers=2)
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.npy"))
+    assert one == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.npy")) and one
+    for rel in one:
+        np.testing.assert_array_equal(np.load(tmp_path / "one" / rel), np.load(tmp_path / "two" / rel))

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,15 @@ def check_end_to_end_extractors(video: Extractor, audio: Extractor) -> None:
     if audio.params.get("pca_params") is not None:
         raise ConfigError("vggish: end-to-end training fine-tunes the network itself; drop pca_params "
                           "(the AudioSet PCA postprocessing cannot be trained through)")
+
+
+def _build_one(cache: InputCache, rec: Recording) -> str | None:
+    """Pack one recording; the error message if it cannot be (module level: runs in worker processes)."""
+    try:
+        cache.build(rec)
+    except AvaffectError as e:
+        return str(e)
+    return None
 
 
 @dataclass
@@ -151,20 +162,27 @@ class InputCache:
             self._write({p["frames"]: frames, p["first"]: plan.first.astype(np.int64)}, p["audio_json"], rec,
                         {"segment_length": plan.length, "pad": plan.pad, "time_major": plan.time_major})
 
-    def ensure(self, recordings: list[Recording]) -> None:
-        """Build every recording not yet packed (resumable: a killed run keeps what it finished); one error
-        listing every recording that failed."""
-        failed = []
+    def ensure(self, recordings: list[Recording], workers: int = 1) -> None:
+        """Build every recording not yet packed (resumable: a killed run keeps what it finished), in ``workers``
+        processes (``spawn``; decoding the JPEG crops of a large dataset is the slow part); one error listing
+        every recording that failed."""
         todo = [r for r in recordings if not self.is_done(r)]
-        for i, rec in enumerate(todo):
-            log.info("packing end-to-end inputs %d/%d: %s", i + 1, len(todo), rec.name)
-            try:
-                self.build(rec)
-            except AvaffectError as e:
-                failed.append(f"  - {rec.name}: {e}")
+        failed = []
+        if workers > 1 and len(todo) > 1:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+                futures = {pool.submit(_build_one, self, rec): rec for rec in todo}
+                for future in as_completed(futures):
+                    if (error := future.result()) is not None:
+                        failed.append(f"  - {futures[future].name}: {error}")
+        else:
+            for i, rec in enumerate(todo):
+                log.info("packing end-to-end inputs %d/%d: %s", i + 1, len(todo), rec.name)
+                if (error := _build_one(self, rec)) is not None:
+                    failed.append(f"  - {rec.name}: {error}")
         if failed:
             raise AvaffectError(f"packing the end-to-end inputs under {self.root} failed for {len(failed)} "
-                                "recording(s):\n" + "\n".join(failed))
+                                "recording(s):\n" + "\n".join(sorted(failed)))
 
     # ------------------------------------------------------------------ read
     def load(self, rec: Recording) -> PackedInputs:

@@ -271,7 +271,7 @@ def fit_end_to_end(cfg: RunConfig, run_dir: Path, pipeline: FeaturePipeline, tra
     specs as the checkpoint records them (weights relative to the run folder)."""
     targets = tuple(cfg.training.targets)
     cache = InputCache(cfg.end_to_end.cache or cfg.store_path() / "inputs", pipeline.video, pipeline.audio)
-    cache.ensure(train_recs + val_recs)
+    cache.ensure(train_recs + val_recs, cfg.features.workers)
     cols = [TARGETS.index(t) for t in targets]
     geometry = CropGeometry.of(pipeline.video)
 
