@@ -325,3 +325,20 @@ def test_lightning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         io.save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_log_cut_short_by_ctrl_c_still_gives_the_epoch_table(tmp_path):
+    """Lightning adds a column by rewriting its CSV; a Ctrl-C between the longer row and the rewrite leaves a row
+    wider than its header (fault case K31). The resumed run must still collapse the logs, not crash."""
+    from avaffect.training.run import _write_epoch_metrics
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics-part0.csv").write_text("epoch,step,val/ccc_arousal,val/p_va\n0,2,0.02,0.014\n0,2,1.97,,\n")
+    (logs / "metrics.csv").write_text("epoch,step,train/loss,val/ccc_arousal,val/p_va\n1,5,,0.05,0.03\n"
+                                      "1,5,1.87,,\n9,9,1,2\n")
+    _write_epoch_metrics(tmp_path)
+    df = pd.read_csv(tmp_path / "metrics_per_epoch.csv")
+    assert df.columns.tolist() == ["epoch", "train/loss", "val/ccc_arousal", "val/p_va"]
+    assert df["epoch"].tolist() == [0, 1]  # the row that fits no header is left out
+    assert df["train/loss"].tolist() == [1.97, 1.87] and df["val/p_va"].tolist() == [0.014, 0.03]

@@ -15,6 +15,7 @@ Run directory (SPEC §7)::
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import platform
@@ -357,6 +358,30 @@ def _check_same_run(run_dir: Path, cfg: RunConfig, finished: bool) -> None:
                             "or delete that one to start again")
 
 
+def _read_log_rows(parts: list[Path]) -> list[dict[str, str]]:
+    """The rows of Lightning's CSV logs as dicts. A log cut short by an interrupt can hold rows longer than its
+    header (Lightning adds a column by rewriting the file; Ctrl-C can land between the row and the rewrite): such
+    a row is read with the widest header of the run (the columns are sorted names, so a wider header is the same
+    list with the new names in place), and a row that fits no header is dropped with a warning."""
+    tables = []
+    for path in parts:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        if rows:
+            tables.append((path, rows[0], rows[1:]))
+    widest = max((header for _, header, _ in tables), key=len, default=[])
+    out = []
+    for path, header, rows in tables:
+        for row in rows:
+            names = header if len(row) == len(header) else widest if len(row) == len(widest) else None
+            if names is None:
+                log.warning("%s: a log row with %d fields fits no header; left out of metrics_per_epoch.csv", path,
+                            len(row))
+                continue
+            out.append({k: v for k, v in zip(names, row) if v != ""})
+    return out
+
+
 def _write_epoch_metrics(run_dir: Path) -> None:
     """Collapse Lightning's CSV logs (one row per logged key group; one file per resume) into one row per epoch."""
     logs = run_dir / "logs"
@@ -365,7 +390,11 @@ def _write_epoch_metrics(run_dir: Path) -> None:
         parts.append(logs / "metrics.csv")
     if not parts:
         return
-    df = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)  # earlier parts: epochs before a resume
+    df = pd.DataFrame(_read_log_rows(parts))  # earlier parts: epochs before a resume
+    if df.empty:
+        return
+    df = df.apply(pd.to_numeric, errors="coerce")
     if "epoch" in df:
         df = df.drop(columns=[c for c in ("step",) if c in df]).groupby("epoch", as_index=False).last()
+        df = df[["epoch"] + sorted(c for c in df.columns if c != "epoch")]
     atomic_write_text(run_dir / "metrics_per_epoch.csv", df.to_csv(index=False))
