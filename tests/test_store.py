@@ -103,7 +103,9 @@ def test_a_stale_or_damaged_entry_is_not_trusted(tmp_path):
 
 def test_source_identity_is_content_not_times(tmp_path):
     """Same size, new bytes: stale. New times, same bytes (a copy): done, and the new times are recorded.
-    A crops folder with a crop replaced by one of another size: stale. Old ``{name: size}`` entries still read."""
+    A crops folder with a crop replaced by one of another size: stale. Old ``{name: size}`` entries still read.
+    (A crop rewritten in place under its own name leaves the folder's time alone and is not seen: the cost of
+    not stat-ing every crop on each check.)"""
     store = FeatureStore(tmp_path / "feats")
     ex = get_extractor("face_hog")
     rec = fake_recording(tmp_path, "rec1")
@@ -122,7 +124,9 @@ def test_source_identity_is_content_not_times(tmp_path):
     assert store.entry(ex, "rec1")["source"][audio.name]["mtime_ns"] == 10**18  # refreshed: next check is cheap
 
     crop = sorted(Path(rec.crops_dir).iterdir())[0]
-    crop.write_bytes(crop.read_bytes() + b"\0")
+    tmp = crop.with_name("new.tmp")
+    tmp.write_bytes(crop.read_bytes() + b"\0")
+    os.replace(tmp, crop)  # a crop replaced by another (the folder's listing changed): stale
     assert not store.is_done(ex, "rec1", rec)
 
     store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))

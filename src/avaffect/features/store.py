@@ -104,8 +104,9 @@ def _mtime_ns(p: Path) -> int | None:
 def same_sources(recorded: dict[str, Any], rec: Recording) -> bool:
     """Whether ``rec``'s media are the ones ``recorded`` (a :func:`source_signature`) describes.
 
-    Cheap when nothing changed: names, sizes and modification times equal. When only a modification time differs
-    (a copy, a ``touch``), the content hash decides, so a copied dataset keeps its features while a file replaced
+    Cheap when nothing changed: names, sizes (a folder: its number of crops) and modification times equal. When
+    only a modification time differs (a copy, a ``touch``), the content hash decides (a folder: its listing of
+    names and sizes), so a copied dataset keeps its features while a file replaced
     by another of the same size is extracted again. Entries written before hashes were kept (``{name: size}``)
     are compared by name and size.
     """
@@ -125,7 +126,10 @@ def same_sources(recorded: dict[str, Any], rec: Recording) -> bool:
             continue
         if size != want.get("bytes"):
             return False
-        if int(st.st_mtime_ns) == want.get("mtime_ns") and not p.is_dir():
+        if int(st.st_mtime_ns) == want.get("mtime_ns"):
+            # unchanged time: the same file; for a crops folder, no entry added, removed or renamed since (a crop
+            # rewritten in place under its own name is not seen — listing every crop's size on each check would
+            # cost a stat per frame, millions on Aff-Wild2)
             continue
         try:
             if _describe(p)["sha256"] != want.get("sha256"):
