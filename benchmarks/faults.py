@@ -33,6 +33,7 @@ import io
 import json
 import math
 import os
+import platform
 import pickle
 import re
 import shutil
@@ -2391,8 +2392,20 @@ def cell(text: str, limit: int = 110) -> str:
     return text.replace("|", "\\|")
 
 
+def _provenance() -> str:
+    """When, where and at which commit the table was made (the figures belong to their machine)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return (f"Run on {time.strftime('%Y-%m-%d')} on {platform.machine()} with {os.cpu_count()} cores (Python "
+            f"{platform.python_version()}), at commit {commit}; the summary line at the end gives the counts and "
+            "the wall time (not a speed figure: cases run side by side).")
+
+
 def format_report(outcomes: list[Outcome], wall: float, jobs: int) -> str:
-    lines = ["# Fault suite", "",
+    lines = ["# Fault suite", "", _provenance(), "",
              "`python benchmarks/faults.py` — every case is one `avaffect` command on a small hostile or careless "
              "input (see the script's docstring for the rules). A case passes when no traceback is printed, nothing "
              "is written outside its output folders, no data is lost, a resume works, and the command either "
