@@ -33,8 +33,8 @@ import io
 import json
 import math
 import os
-import platform
 import pickle
+import platform
 import re
 import shutil
 import signal
