@@ -9,6 +9,7 @@ backbones (:func:`export_backbones`) compute, in ``predict``, what the model was
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,12 @@ class CropWindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def without_augmentation(self) -> CropWindowDataset:
+        """The same windows (sharing the packed inputs) with the validation crop instead of augmentation."""
+        view = copy.copy(self)
+        view.augment = None
+        return view
+
     def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
         i, s = self.index[j]
         r, n = self.inputs[i], self.length
@@ -149,6 +156,12 @@ def build_end_to_end(e2e: EndToEndConfig, video: TorchExtractor, audio: TorchExt
     return EndToEndRegressor(v, a, head, black_frames=video.params.get("missing_face") == "black_frame")
 
 
+def head_face_mask(model: EndToEndRegressor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The steps whose visual vector the head keeps: with black frames the recording's own face mask (a black
+    crop's features count, as the exported extractor's do), else the steps with a face found."""
+    return batch["allowed"] if model.black_frames else batch["face_mask"]
+
+
 @torch.no_grad()
 def fit_head_normalization(model: EndToEndRegressor, data: CropWindowDataset, max_windows: int = 64,
                            batch_size: int = 8) -> None:
@@ -165,7 +178,7 @@ def fit_head_normalization(model: EndToEndRegressor, data: CropWindowDataset, ma
         batch = {k: torch.stack([it[k] for it in items]) for k in ("crops", "segments", "mask", "face_mask",
                                                                    "allowed")}
         keep = batch["mask"]
-        faces = (batch["allowed"] if model.black_frames else batch["face_mask"]) & keep
+        faces = head_face_mask(model, batch) & keep
         audio.append(model.audio(batch["segments"])[keep].numpy())
         video.append(model.video(batch["crops"])[faces].numpy())
     model.train(was)
@@ -188,8 +201,7 @@ class EndToEndModule(AffectRegressionModule):
             self.stages = StageSchedule(last, e2e.release_patience)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        faces = batch["allowed"] if self.model.black_frames else batch["face_mask"]
-        return self.model(batch["crops"], batch["segments"], batch["mask"], faces)
+        return self.model(batch["crops"], batch["segments"], batch["mask"], head_face_mask(self.model, batch))
 
     def configure_optimizers(self):
         groups = self.model.param_groups(self.cfg.lr, self.e2e.video.lr_scale, self.e2e.audio.lr_scale)

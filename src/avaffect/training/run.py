@@ -233,10 +233,6 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     specs = None
     if cfg.end_to_end.enabled:
         model, fit_info, pipeline, specs = fit_end_to_end(cfg, run_dir, pipeline, train_recs, val_recs, progress)
-        if fit_info["rank"] != 0:  # DDP: rank 0 writes the run
-            return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)
-        pipeline.ensure(val_recs, progress)  # features of the fine-tuned backbones: what predict computes
-        val_feats = [pipeline.load(r, targets) for r in val_recs]
     else:
         pipeline.ensure(train_recs + val_recs, progress)
         train_feats = [pipeline.load(r, targets) for r in train_recs]
@@ -249,8 +245,11 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
         data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
                                 cfg.training.batch_size, cfg.training.num_workers)
         model, fit_info = fit(cfg, run_dir, module, data, progress)
-        if fit_info["rank"] != 0:
-            return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)
+    if fit_info["rank"] != 0:  # DDP: rank 0 writes the run
+        return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)
+    if cfg.end_to_end.enabled:  # features of the fine-tuned backbones: what predict computes
+        pipeline.ensure(val_recs, progress)
+        val_feats = [pipeline.load(r, targets) for r in val_recs]
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # a diverged run is never written as finished
         raise AvaffectError(f"{run_dir}: training diverged (NaN/Inf in {len(bad)} weight tensors, e.g. {bad[0]}); "
@@ -288,7 +287,7 @@ def fit_end_to_end(cfg: RunConfig, run_dir: Path, pipeline: FeaturePipeline, tra
     head = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
     model = build_end_to_end(cfg.end_to_end, pipeline.video, pipeline.audio, head)
     train_set = windows(train_recs, cfg.end_to_end.augment)
-    fit_head_normalization(model, windows(train_recs, None))
+    fit_head_normalization(model, train_set.without_augmentation())
     module = EndToEndModule(model, cfg.training, cfg.end_to_end, val_light, cfg.evaluation.protocol, targets)
     data = WindowDataModule(train_set, windows(val_recs, None),
                             cfg.training.window, cfg.training.hop, cfg.training.batch_size,
