@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video.resnet import VideoResNet
 
-from avaffect.features.backbones.nets import ResNetFeatures, VGGishNet
+from avaffect.features.backbones.nets import ResNetFeatures, VGGishNet, pixel_normalizer
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS
 from avaffect.features.backbones.video import CLIP_NORMALIZATIONS
 from avaffect.models.wrapper import AVRegressor
@@ -136,30 +136,20 @@ class FrameBackbone(nn.Module):
 def image_preparer(normalize: str, input_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 crops ``[N, S, S, 3]`` → float ``[N, 3, input_size, input_size]`` normalised as the extractor does
     (crops arrive already cut to ``input_size`` from the data path; other sizes are resized bilinearly)."""
-    mean, std = IMAGE_NORMALIZATIONS[normalize]
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    normalise = pixel_normalizer(*IMAGE_NORMALIZATIONS[normalize])
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = normalise(x)
         if x.shape[-1] != input_size:
             x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
-        return (x - mean_t.to(x.device)) / std_t.to(x.device)
+        return x
 
     return prepare
 
 
 def clip_preparer(normalize: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 clips ``[N, k, s, s, 3]`` → float ``[N, 3, k, s, s]`` normalised as the clip extractor does."""
-    mean, std = CLIP_NORMALIZATIONS[normalize]
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1, 1)
-
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 4, 1, 2, 3).float().div_(255.0)
-        return (x - mean_t.to(x.device)) / std_t.to(x.device)
-
-    return prepare
+    return pixel_normalizer(*CLIP_NORMALIZATIONS[normalize])
 
 
 def float_preparer(x: torch.Tensor) -> torch.Tensor:

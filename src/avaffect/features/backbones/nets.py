@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-__all__ = ["VGGishNet", "ResNetFeatures", "resnet_features", "video_resnet_features", "conv1_to_gray"]
+__all__ = ["VGGishNet", "ResNetFeatures", "resnet_features", "video_resnet_features", "conv1_to_gray",
+           "pixel_normalizer"]
 
 
 class VGGishNet(nn.Module):
@@ -92,3 +93,17 @@ def conv1_to_gray(weight: torch.Tensor) -> torch.Tensor:
     """Adapt a ``[O, 3, k, k]`` RGB first-layer kernel to one input channel by summing over the
     colour channels: the 1-channel conv on x equals the RGB conv on (x, x, x)."""
     return weight.sum(dim=1, keepdim=True)
+
+
+def pixel_normalizer(mean, std):
+    """uint8 channels-last pixels → float channels-first, ``(x / 255 - mean) / std`` per RGB channel: images
+    ``[N, H, W, 3] → [N, 3, H, W]``, clips ``[N, T, H, W, 3] → [N, 3, T, H, W]`` (torchvision's layouts). The one
+    input normalisation of the face and clip networks, frozen (extractors) and fine-tuned (end-to-end) alike."""
+    mean_t, std_t = torch.tensor(mean), torch.tensor(std)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = x.movedim(-1, 1).float().div_(255.0)
+        shape = (1, 3) + (1,) * (x.dim() - 2)
+        return (x - mean_t.to(x.device).view(shape)) / std_t.to(x.device).view(shape)
+
+    return prepare

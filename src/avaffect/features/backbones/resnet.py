@@ -132,16 +132,9 @@ class FaceResNet(TorchExtractor):
         return f"torchvision's {self.arch} naming (conv1, bn1, layer1..layer4; fc ignored)"
 
     def _normalizer(self):
-        import torch
+        from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch + torchvision
 
-        mean, std = IMAGE_NORMALIZATIONS[self.params["normalize"]]
-        mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
-
-        def prepare(x):  # uint8 [B, H, W, 3] → float [B, 3, H, W]
-            return (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
-
-        return prepare
+        return pixel_normalizer(*IMAGE_NORMALIZATIONS[self.params["normalize"]])
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[T, dim]`` from uint8 RGB crops ``[T, S, S, 3]`` and the face mask ``[T]`` (zeros where no face)."""

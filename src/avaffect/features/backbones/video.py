@@ -110,16 +110,9 @@ class R2Plus1D18Clip(TorchExtractor):
         return clip_indices(num_steps, int(p["clip_len"]), int(p["frame_stride"]), p["context"])
 
     def _normalizer(self):
-        import torch
+        from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch + torchvision
 
-        mean, std = CLIP_NORMALIZATIONS[self.params["normalize"]]
-        m = torch.tensor(mean, device=self.device).view(1, 3, 1, 1, 1)
-        s = torch.tensor(std, device=self.device).view(1, 3, 1, 1, 1)
-
-        def prepare(x):  # uint8 [B, L, H, W, 3] → float [B, 3, L, H, W]
-            return (x.permute(0, 4, 1, 2, 3).float().div_(255.0) - m) / s
-
-        return prepare
+        return pixel_normalizer(*CLIP_NORMALIZATIONS[self.params["normalize"]])
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[T, 512]`` from uint8 RGB crops ``[T, S, S, 3]`` and the face mask ``[T]``."""
