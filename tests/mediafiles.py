@@ -32,12 +32,14 @@ def write_test_video(path: Path, n_frames: int, fps: int = 25, audio: bool = Tru
     return path
 
 
-def write_tone(container, astream, seconds: float, tone_hz: float = 440.0, level: float = 0.5) -> None:
-    """Encode and mux a mono sine of ``seconds`` at ``SR`` into ``astream``, flushing it."""
+def write_tone(container, astream, seconds: float, tone_hz: float = 440.0, level: float = 0.5,
+               chunk: int = 1024) -> None:
+    """Encode and mux a mono sine of ``seconds`` at ``SR`` into ``astream`` in frames of ``chunk`` samples (mp3
+    takes 1152), flushing it."""
     n = int(round(seconds * SR))
     x = (level * np.sin(2 * np.pi * tone_hz * np.arange(n) / SR)).astype(np.float32)
-    for s in range(0, n, 1024):
-        af = av.AudioFrame.from_ndarray(x[None, s: s + 1024], format="fltp", layout="mono")
+    for s in range(0, n, chunk):
+        af = av.AudioFrame.from_ndarray(x[None, s: s + chunk], format="fltp", layout="mono")
         af.sample_rate, af.pts, af.time_base = SR, s, Fraction(1, SR)
         for p in astream.encode(af):
             container.mux(p)

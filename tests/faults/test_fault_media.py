@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 from faultkit import decoded_frames
-from mediafiles import write_primed_mp4, write_test_video
+from mediafiles import SR, write_primed_mp4, write_test_video, write_tone
 
 needs_x264 = pytest.mark.skipif("libx264" not in av.codecs_available, reason="this FFmpeg build has no libx264")
 
@@ -65,15 +65,7 @@ def test_a_video_without_audio_is_predicted_and_says_so(cli, checkpoint, tmp_pat
 def test_an_mp3_given_to_predict_is_refused_with_what_to_do(cli, checkpoint, tmp_path):
     path = tmp_path / "voice.mp3"
     with av.open(str(path), "w") as c:
-        s = c.add_stream("mp3", rate=16000, layout="mono")
-        x = (0.3 * np.sin(np.arange(16000) / 10)).astype(np.float32)
-        for k in range(0, len(x), 1152):
-            frame = av.AudioFrame.from_ndarray(x[None, k:k + 1152], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 16000, k, Fraction(1, 16000)
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+        write_tone(c, c.add_stream("mp3", rate=SR, layout="mono"), 1.0, level=0.3, chunk=1152)
     r = cli("predict", checkpoint, path, "--out", tmp_path / "out")
     assert r.rc == 1 and "voice.mp3" in r.out and "audio-only" in r.out and "manifest" in r.out
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from faultkit import decoded_frames
-from mediafiles import write_test_video
+from mediafiles import SR, write_test_video, write_tone
 
 from avaffect.errors import DataError
 from avaffect.features.store import FeatureStore
@@ -122,7 +122,6 @@ def _same_size_replacement(path, n_frames: int) -> None:
     """Overwrite ``path`` with other pictures and sound of ``n_frames`` frames, padded (an mp4 ``free`` box) to the
     original's exact byte size."""
     import struct
-    from fractions import Fraction
 
     import av
 
@@ -139,14 +138,7 @@ def _same_size_replacement(path, n_frames: int) -> None:
                 c.mux(p)
         for p in vs.encode(None):
             c.mux(p)
-        x = (0.2 * np.sin(np.arange(n_frames * 640) / 3)).astype(np.float32)
-        for k in range(0, len(x), 1024):
-            af = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="fltp", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 16000, k, Fraction(1, 16000)
-            for p in a.encode(af):
-                c.mux(p)
-        for p in a.encode(None):
-            c.mux(p)
+        write_tone(c, a, n_frames / 25, tone_hz=SR / (6 * np.pi), level=0.2)  # sin(k / 3), 640 samples a frame
     missing = size - path.stat().st_size
     assert missing >= 8, "the replacement must come out smaller to be padded"
     with open(path, "ab") as fh:
