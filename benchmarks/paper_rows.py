@@ -77,7 +77,7 @@ def _needs(cfg) -> str:
             w = spec.params.get("weights") or get_extractor(spec.name, **spec.params).weights_name
             entry = WEIGHTS.get(w, None) if isinstance(w, str) else None
             if entry is not None and not entry.url:
-                parts.append(f"`{spec.name}` weights ({entry.filename}: no public URL, ask the authors)")
+                parts.append(f"`{spec.name}` weights ({entry.filename}, user-supplied: {entry.source})")
             else:
                 parts.append(f"`{spec.name}` weights ({entry.filename}, {entry.url})" if entry else
                              f"`{spec.name}` weights (your file: `features.*.params.weights`)")

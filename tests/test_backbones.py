@@ -282,3 +282,48 @@ def test_egemaps_optional_extra(rec, monkeypatch):
     both = get_extractor("egemaps", std=True, context="causal").extract(rec)
     assert both.shape == (T, 50) and (both[:, 25:] >= 0).all()
     assert np.all(both[3:, 1] <= rec.times[3:] + 1e-9)  # causal: only frames up to the step
+
+
+def _vgg16_reference():
+    """torchvision's own VGG-16 convolution stack (config "D"), the independent reference for vggface_face."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(3)
+    return make_layers(cfgs["D"]).eval()  # ... conv5_3, ReLU, pool5 (index 30)
+
+
+def test_vggface_face_is_vgg16_conv5_3_in_either_naming(rec, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))  # an empty cache: the default file is missing
+    ref = _vgg16_reference()
+    tv_state = {f"features.{k}": v for k, v in ref.state_dict().items()}
+    tv_path = tmp_path / "vgg16_tv.pth"
+    torch.save({**tv_state, "classifier.0.weight": torch.zeros(2, 2)}, tv_path)  # torchvision naming + a classifier
+    conv = [i for i, m in enumerate(ref) if isinstance(m, torch.nn.Conv2d)]
+    names = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+    dag = {f"{nm}.{p}": ref[i].state_dict()[p] for nm, i in zip(names, conv, strict=True) for p in ("weight", "bias")}
+    dag_path = tmp_path / "vgg_face_dag.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({**dag, "fc8.weight": torch.zeros(3, 4)}, str(dag_path))  # the release's layer names, fc ignored
+
+    ex = get_extractor("vggface_face", weights=str(tv_path), crop_size=64, input_size=64, batch_size=4)
+    assert ex.dim == 512 and get_extractor("vggface_face", spatial=7).dim == 49 * 512
+    feats = ex.extract(rec)
+    _check(feats, 512)
+    crops, mask = face_crops(rec, 64)
+    # the reference: 0-255 RGB minus VGG-Face's mean pixel, conv stack up to relu5_3 (pool5 left out), spatial mean
+    mean = torch.tensor([129.186279296875, 104.76238250732422, 93.59396362304688]).view(1, 3, 1, 1)
+    x = torch.from_numpy(crops[mask]).permute(0, 3, 1, 2).float() - mean
+    with torch.no_grad():
+        want = ref[:30](x).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(feats[mask], want, rtol=1e-4, atol=1e-4)
+    dag_feats = get_extractor("vggface_face", weights=str(dag_path), crop_size=64, input_size=64).extract(rec)
+    np.testing.assert_allclose(dag_feats, feats, rtol=1e-5, atol=1e-5)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1_1.weight": dag["conv1_1.weight"]}, bad)
+    with pytest.raises(AvaffectError, match="do not match.*conv1_1 ... conv5_3"):
+        get_extractor("vggface_face", weights=str(bad)).network()
+    with pytest.raises(AvaffectError) as err:  # the registered, user-supplied default
+        get_extractor("vggface_face").network()
+    msg = str(err.value)
+    assert "vggface_vgg16.pth" in msg and "robots.ox.ac.uk/~vgg/software/vgg_face" in msg and "conv1_1" in msg

@@ -62,12 +62,13 @@ def test_a_user_supplied_file_says_where_it_comes_from(home, tmp_path):
     with pytest.raises(AvaffectError) as err:
         W.resolve_weights("resnet50_msceleb_ferplus")
     msg = str(err.value)
-    assert "No public URL" in msg and "FER+" in msg and "torchvision's resnet50 parameter names" in msg
+    assert "No registered URL" in msg and "not published" in msg and "FER+" in msg
+    assert "torchvision's resnet50 parameter names" in msg
     assert str(home / "weights" / "resnet50_msceleb_ferplus.pth") in msg and "curl" not in msg
     from avaffect.features.extractors import get_extractor
 
     ex = get_extractor("resnet50_face", weights="resnet50_msceleb_ferplus")
-    with pytest.raises(AvaffectError, match="No public URL"):
+    with pytest.raises(AvaffectError, match="No registered URL"):
         ex.weights_path()
 
 

@@ -74,6 +74,7 @@ class WeightFile:
     sha256: str | None = None
     sha256_prefix: str | None = None
     note: str = ""
+    source: str = ""  # user-supplied files (no url): where a user gets one
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class WeightFile:
             "sha256": self.sha256,
             "sha256_prefix": self.sha256_prefix,
             "note": self.note,
+            "source": self.source,
         }
 
 
@@ -211,6 +213,22 @@ register_weights(WeightFile(
     "ABAW8 systems (Praveen et al.); not publicly served — obtain it from the papers' authors",
     note="needs torchvision's resnet50 parameter names (conv1, bn1, layer1..layer4; fc ignored); a file in another "
     "naming must be converted first. Its checksum is unknown, so it is not checked.",
+    source="the authors of the ABAW6 / ABAW8 papers (R. G. Praveen et al.); it is not published",
+))
+register_weights(WeightFile(
+    name="vggface_vgg16",
+    url="",
+    filename="vggface_vgg16.pth",
+    license="the VGG-Face release's terms (Oxford VGG: non-commercial research use); check them for your use",
+    used_by=("vggface_face",),
+    description="VGG-Face (VGG-16 trained on 2.6k identities, Parkhi et al., BMVC 2015), the visual embedding "
+    "network of DLSTM-ATT (Lucas et al.)",
+    note="a PyTorch state dict in torchvision's vgg16 naming (features.0 ... features.28) or the release's own layer "
+    "names (conv1_1 ... conv5_3, fc6-fc8 ignored); the Caffe / MatConvNet / Torch7 files of the release must be "
+    "converted to such a state dict first. No checksum is recorded, so it is not checked.",
+    source="the VGG-Face page of Oxford's Visual Geometry Group, https://www.robots.ox.ac.uk/~vgg/software/vgg_face/ "
+    "(the original Caffe / MatConvNet / Torch7 files), or a PyTorch conversion of them; no PyTorch file is "
+    "registered because none was checked here",
 ))
 
 
@@ -276,7 +294,8 @@ WEIGHTS_PARAM = "features.<audio|video>.params.weights: PATH in the run config"
 def _missing_message(entry: WeightFile, target: Path) -> str:
     if not entry.url:  # user-supplied: nowhere to download it from
         return (
-            f"weight file {entry.name!r} ({entry.description}) is not at {target}. No public URL serves it. Save "
+            f"weight file {entry.name!r} ({entry.description}) is not at {target}. No registered URL serves it: "
+            f"get it from {entry.source or 'its authors'}. Save "
             f"your copy as {target} ({entry.note}) or give its path as the extractor's weights parameter "
             f"({WEIGHTS_PARAM}); set AVAFFECT_HOME to use another cache folder than {avaffect_home()}."
         )

@@ -8,6 +8,8 @@ spec_resnet18      audio    64-mel spectrogram at 44.1 kHz (~1.07 s per step) �
                             ResNet-18 with a 1-channel first conv (RJA)
 resnet18_face      video    torchvision ResNet-18 per face crop (ImageNet norm)         512 (or 49·512 with spatial=7)
 resnet50_face      video    torchvision ResNet-50 per face crop (ABAW 48 → 40 crops)    2048 (or 49·2048)
+vggface_face       video    VGG-16 (VGG-Face) conv5_3 per 224 x 224 crop, mean-pooled   512 (or 49·512)
+                            (DLSTM-ATT; user-supplied weights)
 r2plus1d18_clip    video    torchvision R(2+1)D-18 on 8-frame face clips (RJA)           512
 egemaps            audio    openSMILE eGeMAPS LLDs, 100 Hz → timeline (optional extra)  25 (eGeMAPSv02)
 =================  =======  ==========================================================  ===========
@@ -20,6 +22,7 @@ does not import torch; the networks are built on the first ``extract``.
 from avaffect.features.backbones.base import TorchExtractor, face_crops, resolve_device
 from avaffect.features.backbones.egemaps import EGeMAPS
 from avaffect.features.backbones.resnet import FaceResNet, ResNet18Face, ResNet50Face, SpecResNet18
+from avaffect.features.backbones.vggface import VGGFaceFace
 from avaffect.features.backbones.vggish import VGGISH_PARAMETER_NAMES, VGGish, VGGishExtractor
 from avaffect.features.backbones.video import R2Plus1D18Clip
 
@@ -34,6 +37,7 @@ __all__ = [
     "FaceResNet",
     "ResNet18Face",
     "ResNet50Face",
+    "VGGFaceFace",
     "R2Plus1D18Clip",
     "EGeMAPS",
 ]

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-__all__ = ["VGGishNet", "ResNetFeatures", "resnet_features", "video_resnet_features", "conv1_to_gray",
-           "pixel_normalizer"]
+__all__ = ["VGGishNet", "ResNetFeatures", "resnet_features", "VGG16Features", "VGG16_CONV_INDICES",
+           "video_resnet_features", "conv1_to_gray", "pixel_normalizer"]
 
 
 class VGGishNet(nn.Module):
@@ -78,6 +78,38 @@ _RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3,
 def resnet_features(arch: str, in_channels: int = 3, spatial: int = 0) -> ResNetFeatures:
     block, layers = _RESNETS[arch]
     return ResNetFeatures(block, layers, in_channels=in_channels, spatial=spatial)
+
+
+# torchvision's VGG-16 ("D") convolution stack up to relu5_3: 13 convolutions (3x3, padding 1) with ReLUs, a 2x2
+# max-pool after the first four blocks; pool5 and the classifier are left out. Module indices = torchvision's.
+_VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # features.<i> of conv1_1 ... conv5_3
+
+
+class VGG16Features(nn.Module):
+    """VGG-16 up to the last convolutional layer (conv5_3 + ReLU), in torchvision's naming (``features.0`` ...
+    ``features.28``). Returns the global average pool of the conv5_3 activations ``[B, 512]`` (``spatial=0``) or
+    the map average-pooled to ``spatial x spatial`` and flattened region-major ``[B, spatial^2 * 512]``."""
+
+    def __init__(self, spatial: int = 0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for b, block in enumerate(_VGG16_BLOCKS):
+            for out in block:
+                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                channels = out
+            if b < len(_VGG16_BLOCKS) - 1:
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        self.features = nn.Sequential(*layers)
+        self.spatial = int(spatial)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # [B, 512, H/16, W/16]: 14 x 14 at 224 x 224
+        if self.spatial:
+            x = F.adaptive_avg_pool2d(x, self.spatial)
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+        return x.mean(dim=(2, 3))
 
 
 def video_resnet_features(arch: str = "r2plus1d_18") -> nn.Module:

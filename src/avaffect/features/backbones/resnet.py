@@ -38,6 +38,8 @@ _WIDTH = {"resnet18": 512, "resnet50": 2048}
 IMAGE_NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    # VGG-Face's inputs: 0-255 RGB minus the training set's mean pixel (129.186, 104.762, 93.594), unit scale
+    "vggface": ((129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255), (1 / 255,) * 3),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 
@@ -71,7 +73,8 @@ class FaceResNet(TorchExtractor):
     Crops come from :func:`avaffect.features.faces.load_face_crops` at ``crop_size`` (48 for the
     ABAW6/ABAW8 setting, 112 or 224), are brought to ``input_size`` (``resize``: ``center_crop``
     — 48 → 40 as at ABAW test time — or ``resize``), scaled to [0, 1] and normalised with the
-    ImageNet mean/std (``normalize="imagenet"``; ``"half"``: mean and std 0.5, ABAW8; ``"none"`` keeps [0, 1]).
+    ImageNet mean/std (``normalize="imagenet"``; ``"half"``: mean and std 0.5, ABAW8; ``"vggface"``: VGG-Face's
+    mean pixel on the 0-255 scale; ``"none"`` keeps [0, 1]).
 
     Output per step: the global average pool of ``layer4`` (``dim`` = 512 for ResNet-18, 2048 for
     ResNet-50), or with ``spatial=S`` (e.g. 7) the ``layer4`` map average-pooled to S x S and
