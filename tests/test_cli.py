@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,13 @@ def test_bench_media_reports_rates(crema_d, capsys):
     assert main(["bench", "media", str(clip), "--extractors", "logmel_stats", "face_hog"]) == 0
     out = capsys.readouterr().out
     assert "decode video" in out and "extractor face_hog" in out and "frames/s" in out
+
+
+def test_help_imports_no_heavy_library():
+    """`avaffect --help` (and building the parser of any command) must not import torch, Lightning, the media
+    libraries (OpenCV; PyAV, 50 ms, is allowed) or SciPy: together they cost seconds before anything is printed."""
+    code = ("import sys; from avaffect.cli.main import build_parser; build_parser(); "
+            "print(','.join(m for m in ('torch', 'lightning', 'torchvision', 'cv2', 'scipy', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"building the CLI parser imported: {out}"

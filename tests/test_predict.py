@@ -75,13 +75,13 @@ def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, t
                 packet.stream = vout
                 out.mux(packet)
     seen = {}
-    real_predict = predict_module.predict_recording
+    real_predict = predict_module.predict_chunks  # the streaming path (the default)
 
-    def spy(model, audio, video, face_mask, *args, **kwargs):
+    def spy(model, audio, *args, **kwargs):
         seen["audio"], seen["mean"] = np.asarray(audio), model.audio_mean.cpu().numpy()
-        return real_predict(model, audio, video, face_mask, *args, **kwargs)
+        return real_predict(model, audio, *args, **kwargs)
 
-    monkeypatch.setattr(predict_module, "predict_recording", spy)
+    monkeypatch.setattr(predict_module, "predict_chunks", spy)
     df = avaffect.predict(tiny_run / "model.safetensors", silent)
     assert df.attrs["summary"]["audio"] == "missing"
     assert len(df) == rec.num_frames and np.isfinite(df[["valence", "arousal"]].to_numpy()).all()
@@ -147,21 +147,67 @@ def test_checkpoint_needing_missing_backbone_weights_says_what_to_download(tmp_p
     assert "vggish" in err and "vggish-10086976.pth" in err and str(tmp_path / "home") in err
 
 
-def test_predict_detects_faces_once_per_video(tiny_run, synth_root, monkeypatch):
-    """The overlay's boxes and the visual extractor share one detection pass (same face-source key)."""
+@pytest.mark.parametrize("stream", [True, False])
+def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkeypatch, stream):
+    """The overlay's boxes and the visual extractor share one decode and detection pass."""
+    from avaffect.features import stream as stream_module
     from avaffect.features.faces import crops as crops_module
 
     calls = []
-    real = crops_module.track_faces
 
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
+    def counting(real):
+        def wrapper(*args, **kwargs):
+            calls.append(args[0])
+            return real(*args, **kwargs)
+        return wrapper
 
-    monkeypatch.setattr(crops_module, "track_faces", counting)
+    for module in (crops_module, stream_module):
+        monkeypatch.setattr(module, "iter_video_frames", counting(module.iter_video_frames))
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
-    result = predict_module.Predictor(tiny_run / "model.safetensors")(rec.video_path)
+    result = predict_module.Predictor(tiny_run / "model.safetensors", stream=stream)(rec.video_path)
     assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_frames
+    assert result.summary["streamed"] is stream
+
+
+def _same_predictions(a, b) -> None:
+    np.testing.assert_allclose(a.frame[["valence", "arousal"]].to_numpy(), b.frame[["valence", "arousal"]].to_numpy(),
+                               atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(a.frame["face_detected"].to_numpy(), b.frame["face_detected"].to_numpy())
+    np.testing.assert_array_equal(a.boxes, b.boxes)  # NaN where no face, in both
+
+
+def test_streaming_predictions_equal_the_whole_video_path(tiny_run, synth_root, crema_d, monkeypatch):
+    """Same frames with a face, same values (detection on every frame), on a synthetic video and CREMA-D clips;
+    and the streaming path never holds more than one chunk of crops, nor the whole video's crops."""
+    from avaffect.features import stream as stream_module
+
+    held = []
+    real_chunks = stream_module.iter_face_feature_chunks
+
+    def small_chunks(rec, extractor, chunk=256, **kwargs):  # chunk boundaries inside every video
+        if "features_from_crops" not in vars(extractor):  # wrap the predictor's extractor once
+            real_from_crops = extractor.features_from_crops
+
+            def from_crops(crops, mask):
+                held.append(len(crops))
+                return real_from_crops(crops, mask)
+
+            monkeypatch.setattr(extractor, "features_from_crops", from_crops)
+        return real_chunks(rec, extractor, 13, **kwargs)
+
+    monkeypatch.setattr(predict_module, "iter_face_feature_chunks", small_chunks)
+    streaming = predict_module.Predictor(tiny_run / "model.safetensors", stream=True)
+    whole = predict_module.Predictor(tiny_run / "model.safetensors", stream=False)
+    rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
+    videos = [rec.video_path, *sorted(crema_d.glob("*.flv"))[:3]]
+    for video in videos:
+        held.clear()
+        a, b = streaming(video), whole(video)
+        assert a.summary["streamed"] and not b.summary["streamed"]
+        _same_predictions(a, b)
+        assert held and max(held) == 13 and sum(held) == a.summary["frames"]  # the last chunk may be short
+        if video.suffix == ".flv":  # Haar finds the CREMA-D actors' faces (not the synthetic set's drawn ones)
+            assert a.frame["face_detected"].mean() > 0.9, video
 
 
 def test_predict_over_folders_never_lets_two_inputs_share_an_output(tiny_run, synth_root, tmp_path, capsys):

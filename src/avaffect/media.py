@@ -16,7 +16,10 @@ a file without audio raises :class:`~avaffect.errors.NoAudioStreamError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +34,7 @@ __all__ = [
     "probe",
     "read_video",
     "iter_video_frames",
+    "prefetch",
     "read_audio",
     "DECODE_FIX",
     "NO_AUDIO_FIX",
@@ -233,6 +237,61 @@ def iter_video_frames(path: str | Path, threads: bool = True) -> Iterator[tuple[
             raise MediaError(path, f"cannot decode the video: {exc}", DECODE_FIX) from exc
     finally:
         container.close()
+
+
+def prefetch(items: Iterable, depth: int = 8, stats: dict | None = None) -> Iterator:
+    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer: decoding (PyAV
+    releases the GIL) overlaps with the work done on the frames. An exception in the producer is raised in the
+    consumer; closing the consumer stops the producer. ``stats["produce_seconds"]``, when given, sums the time
+    the producer spent making items (e.g. decoding)."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+    done = object()
+    st = stats if stats is not None else {}
+    st.setdefault("produce_seconds", 0.0)
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            it = iter(items)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                st["produce_seconds"] += time.perf_counter() - t0
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None and stop.is_set():
+                close()
+
+    worker = threading.Thread(target=produce, name="avaffect-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -51,10 +51,11 @@ def cmd_convert_official(args) -> int:
 
 
 def register_convert(sub) -> None:
-    from avaffect.models.official import VARIANTS
-
+    # no `choices=`: listing the variants imports torch, which would make every `avaffect --help` slow; an unknown
+    # name is answered by the variant registry with the list of known ones
     p = sub.add_parser("convert-official", help="convert an authors' released checkpoint to our format")
     p.add_argument("checkpoint", type=Path, help="the authors' .pt/.pth/.tar file")
-    p.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    p.add_argument("--variant", required=True, help="the authors' model family (e.g. rja_blstm; an unknown name "
+                   "lists the known ones)")
     p.add_argument("--out", type=Path, required=True, help="output folder (model.safetensors is written)")
     p.set_defaults(func=cmd_convert_official)

@@ -37,7 +37,7 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
 def cmd_predict(args) -> int:
     from avaffect.workflows.predict import Predictor, write_outputs
 
-    predictor = Predictor(args.checkpoint, device=args.device)
+    predictor = Predictor(args.checkpoint, device=args.device, stream=not args.no_stream)
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
     if not videos:
@@ -78,4 +78,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
                    "00001.jpg ...): use them instead of detecting faces (one video only)")
+    p.add_argument("--no-stream", action="store_true", help="hold the whole video's face crops and features in "
+                   "memory before running the model (the older path; same values): by default a video streams "
+                   "through decoding, faces, features and the model in chunks, in memory that does not grow with "
+                   "its length")
     p.set_defaults(func=cmd_predict)

@@ -80,14 +80,21 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
 
 
 def bench_predict(checkpoint: Path, videos: list[Path], device: str = "cpu") -> list[dict]:
-    """Real-time factor (video seconds per wall second) of ``predict`` end to end."""
-    predictor = Predictor(checkpoint, device)
-    predictor(videos[0])  # warm-up
+    """Real-time factor (video seconds per wall second) of ``predict`` end to end, the streaming path and the
+    whole-video path side by side (alternating per video), with the streaming path's seconds per stage."""
+    paths = {"streaming": Predictor(checkpoint, device, stream=True),
+             "whole video": Predictor(checkpoint, device, stream=False)}
+    for predictor in paths.values():
+        predictor(videos[0])  # warm-up
     rows = []
     for v in videos:
-        s = predictor(v).summary
-        rows.append({"stage": f"predict {Path(v).name}", "seconds": s["timings_s"]["total"],
-                     "rate": s["realtime_factor"], "unit": "x real time", "note": f"{s['frames']} frames"})
+        for label, predictor in paths.items():
+            s = predictor(v).summary
+            stages = s["timings_s"]["stages"]
+            note = f"{s['frames']} frames; " + ", ".join(f"{k} {val:.2f} s" for k, val in stages.items())
+            rows.append({"stage": f"predict {Path(v).name} ({label})", "seconds": s["timings_s"]["total"],
+                         "rate": s["realtime_factor"], "unit": "x real time",
+                         "note": note + f", model {s['timings_s']['model']:.2f} s"})
     return rows
 
 

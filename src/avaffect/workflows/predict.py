@@ -37,10 +37,12 @@ from avaffect.errors import AvaffectError, NoAudioStreamError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.overlay import write_overlay
 from avaffect.evaluation.reports import plot_recording
+from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors import Extractor, get_extractor
 from avaffect.features.faces import load_face_crops
 from avaffect.features.pipeline import face_mask_from_features
 from avaffect.features.preprocessing import ExtractorRecord
+from avaffect.features.stream import StreamStats, can_stream, iter_face_feature_chunks
 from avaffect.features.weights import sha256sum
 from avaffect.files import atomic_write_text, output_path
 from avaffect.models.checkpoint import load_checkpoint
@@ -61,11 +63,12 @@ class Prediction:
 class Predictor:
     """A checkpoint loaded once, ready for many videos."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True) -> None:
         if device == "cuda" and not torch.cuda.is_available():
             raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
         self.checkpoint = Path(checkpoint)
         self.device = device
+        self.stream = stream
         self.model, self.meta = load_checkpoint(self.checkpoint, device=device)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.targets)
@@ -108,17 +111,31 @@ class Predictor:
             audio_missing = True
             log.info("%s has no audio track: audio features set to the training mean", video)
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (rec.num_frames, 1))
+        t_audio = time.perf_counter() - t0
         boxes = None
         faces = self.spec.faces
-        if rec.crops_dir is None:  # detect once, for the overlay's boxes: the extractor reuses it (cached)
-            _, _, boxes = load_face_crops(rec, size=faces.crop_size, detector=faces.detector)
-        video_feats = self.video_ex.extract(rec)
-        face_mask = face_mask_from_features(rec.face_mask, video_feats)
-        t_features = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        pred = predict_recording(self.model, audio, video_feats, face_mask, self.spec.window, self.spec.hop,
-                                 device=self.device)
-        t_model = time.perf_counter() - t1
+        stages: dict[str, float] = {"audio": round(t_audio, 3)}
+        streamed = self.stream and can_stream(rec, self.video_ex)
+        if streamed:  # one decode, chunks of crops, windows as they fill
+            st, timing = StreamStats(), {}
+            chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st)
+            pred, face_mask, boxes = predict_chunks(self.model, audio, chunks, rec.num_frames, self.spec.window,
+                                                    self.spec.hop, device=self.device, timings=timing)
+            t_model = timing.get("model", 0.0)
+            t_features = time.perf_counter() - t0 - t_model
+            stages.update(st.as_dict())
+            stages["video"] = stages.pop("total")
+        else:
+            if rec.crops_dir is None:  # detect once, for the overlay's boxes: the extractor reuses it (cached)
+                _, _, boxes = load_face_crops(rec, size=faces.crop_size, detector=faces.detector)
+            video_feats = self.video_ex.extract(rec)
+            face_mask = face_mask_from_features(rec.face_mask, video_feats)
+            t_features = time.perf_counter() - t0
+            stages["video"] = round(t_features - t_audio, 3)
+            t1 = time.perf_counter()
+            pred = predict_recording(self.model, audio, video_feats, face_mask, self.spec.window, self.spec.hop,
+                                     device=self.device)
+            t_model = time.perf_counter() - t1
         if not np.isfinite(pred).all():
             raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {video}; the checkpoint "
                                 "is broken (train it again)")
@@ -145,7 +162,9 @@ class Predictor:
             "model": self.meta["model"]["name"], "checkpoint": str(self.checkpoint),
             "checkpoint_sha256_16": self.checkpoint_id, "face_source": "crops" if rec.crops_dir else
             faces.detector,
-            "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3)},
+            "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3),
+                          "stages": stages},
+            "streamed": bool(streamed),
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None,
             "device": self.device,
         }
@@ -153,12 +172,12 @@ class Predictor:
 
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
-            crops_dir: str | Path | None = None) -> pd.DataFrame:
+            crops_dir: str | Path | None = None, stream: bool = True) -> pd.DataFrame:
     """Per-frame predictions for one video: ``frame,time,valence,arousal,face_detected``.
 
     The summary (means, face fraction, timings, real-time factor) is in ``df.attrs["summary"]``.
     Load a :class:`Predictor` once to run many videos."""
-    result = Predictor(checkpoint, device)(video, crops_dir)
+    result = Predictor(checkpoint, device, stream)(video, crops_dir)
     result.frame.attrs["summary"] = result.summary
     return result.frame
 

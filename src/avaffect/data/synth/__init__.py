@@ -48,7 +48,18 @@ from avaffect.data.synth.plan import (
     recording_name,
     recording_plan,
 )
-from avaffect.data.synth.writer import CONFIG_FILE, TMP_DIR, VIDEO_CODECS, video_codec, write_synthetic_dataset
+
+# The writer (PyAV, OpenCV) loads on first use of one of its names (PEP 562), so that reading SynthConfig — as
+# every `avaffect --help` does for the synthetic-set flags — does not import the media libraries.
+_WRITER_NAMES = ("CONFIG_FILE", "TMP_DIR", "VIDEO_CODECS", "video_codec", "write_synthetic_dataset")
+
+
+def __getattr__(name: str):
+    if name in _WRITER_NAMES:
+        from avaffect.data.synth import writer
+
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AAC_FRAME",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.ndimage import gaussian_filter1d
 
 from avaffect.data.layout import SPLITS
 
@@ -84,6 +83,9 @@ def _smooth_noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
     sigma = max(float(sigma), 0.5)
     pad = int(3 * sigma)
     white = rng.standard_normal(n + 2 * pad)
+    from scipy.ndimage import gaussian_filter1d  # lazy: 0.2 s of imports that `avaffect --help` (which reads
+    # SynthConfig for the synthetic-set flags) should not pay
+
     smooth = gaussian_filter1d(white, sigma, mode="wrap")[pad:pad + n]
     return smooth * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
 

@@ -26,6 +26,7 @@ from avaffect.features.backbones.base import (
     window_starts,
 )
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.faces.source import resolve_face_source
 from avaffect.media import read_audio
 
 __all__ = ["IMAGE_NORMALIZATIONS", "FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
@@ -153,6 +154,11 @@ class FaceResNet(TorchExtractor):
         inputs = prepare_crops(np.asarray(crops)[idx], int(p["input_size"]), p["resize"])
         out[idx] = self.run_batches(inputs, self._normalizer())
         return out
+
+    def crop_request(self, rec: Recording) -> tuple[int, str] | None:
+        if resolve_face_source(rec, "auto", self.params["detector"]) != "video":
+            return None
+        return int(self.params["crop_size"]), self.params["detector"]
 
     def extract(self, rec: Recording) -> np.ndarray:
         crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])

@@ -114,6 +114,18 @@ class Extractor(ABC):
     def extract(self, rec: Recording) -> np.ndarray:
         """``[len(rec.times), dim]`` float32 features aligned to ``rec.times``."""
 
+    def crop_request(self, rec: Recording) -> tuple[int, str] | None:
+        """``(crop size, detector)`` when this extractor describes face crops that the face pipeline would cut
+        from ``rec``'s video (then :meth:`features_from_crops` gives its features from any crops of that size,
+        and a video can stream through it); ``None`` otherwise (the default: audio extractors, clip extractors
+        that need neighbouring frames, a recording read from its crops folder)."""
+        return None
+
+    def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``[n, dim]`` float32 features of uint8 RGB crops ``[n, S, S, 3]`` with face mask ``[n]``, equal to what
+        :meth:`extract` gives those steps; only for extractors whose :meth:`crop_request` is not ``None``."""
+        raise NotImplementedError(f"extractor {self.name} does not describe single face crops")
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,

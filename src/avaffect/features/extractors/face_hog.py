@@ -90,14 +90,22 @@ class FaceHOG(Extractor):
         out[self.hog_dim :] = cv2.resize(gray, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
         return out
 
+    def crop_request(self, rec: Recording) -> tuple[int, str] | None:
+        if resolve_face_source(rec, self.params["source"], self.params["detector"]) != "video":
+            return None
+        return int(self.params["crop_size"]), self.params["detector"]
+
+    def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(mask), self.dim), dtype=np.float32)
+        for i in np.flatnonzero(mask):
+            out[i] = self.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
+        return out
+
     def _extract_detected(self, rec: Recording) -> np.ndarray:
         crops, face_mask, _ = load_face_crops(rec, size=self.params["crop_size"], detector=self.params["detector"],
                                               source="video")
-        out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
         # from the raw video the detector decides which steps hold a face
-        for i in np.flatnonzero(face_mask):
-            out[i] = self.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
-        return out
+        return self.features_from_crops(crops, face_mask)
 
     def extract(self, rec: Recording) -> np.ndarray:
         if resolve_face_source(rec, self.params["source"], self.params["detector"]) == "video":

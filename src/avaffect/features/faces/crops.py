@@ -42,8 +42,10 @@ from avaffect.media import DECODE_FIX, iter_video_frames
 
 __all__ = [
     "FaceTrack",
+    "FaceStep",
     "CROP_PARAMS",
     "split_params",
+    "iter_face_steps",
     "track_frames",
     "track_faces",
     "load_face_crops",
@@ -153,6 +155,82 @@ def _assign(
             yield prev[0], prev[1], steps
 
 
+@dataclass
+class FaceStep:
+    """One processed frame of :func:`iter_face_steps`: the frame's time, the timeline steps it serves (sorted),
+    its crop (``None`` without a face), box, whether the detector found it on this very frame, and the
+    alignment angle."""
+
+    frame_time: float
+    steps: np.ndarray
+    crop: np.ndarray | None
+    box: np.ndarray | None
+    detected: bool
+    angle: float
+
+
+def iter_face_steps(
+    frames: Iterable[tuple[float, np.ndarray]],
+    detector: str | FaceDetector = "haar",
+    size: int = 112,
+    times: np.ndarray | None = None,
+    *,
+    margin: float = 0.15,
+    align: bool = True,
+    detect_every: int = 1,
+    roi_search: bool = True,
+    max_gap_frames: float = 1.5,
+    stats: dict[str, Any] | None = None,
+    **params: Any,
+) -> Iterator[FaceStep]:
+    """The face pipeline one frame at a time (what :func:`track_frames` collects): memory stays at one frame,
+    so long videos stream through it. Parameters as :func:`track_frames`; ``stats``, when given, is filled
+    with the counters :attr:`FaceTrack.stats` documents as the frames go by."""
+    size = _check_size(size)
+    if isinstance(detect_every, bool) or int(detect_every) < 1:
+        raise ConfigError(f"detect_every must be an integer >= 1, got {detect_every!r}")
+    detect_every = int(detect_every)
+    if margin < 0:
+        raise ConfigError(f"margin must be >= 0, got {margin!r}")
+    tracker_params = {k: v for k, v in params.items() if k in TrackerConfig.keys()}
+    det_params = {k: v for k, v in params.items() if k not in tracker_params}
+    det = get_detector(detector, **det_params)
+    tracker = FaceTracker(TrackerConfig(**tracker_params))
+    if times is not None:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+    st = stats if stats is not None else {}
+    st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
+              detector=det.name)
+
+    def counted(it):
+        for item in it:
+            st["frames_decoded"] += 1
+            yield item
+
+    for frame_t, rgb, steps in _assign(counted(frames), times, max_gap_frames):
+        if st["frames_processed"] % detect_every == 0:
+            t0 = _time.perf_counter()
+            found = []
+            if roi_search and tracker.active and tracker.lost == 0:
+                found = det.detect_near(rgb, tracker.box, search=1.0)
+                st["roi_calls"] += 1
+            if not found:
+                found = det.detect(rgb)
+                st["detector_calls"] += 1
+            st["detect_seconds"] += _time.perf_counter() - t0
+            state = tracker.update(found)
+        else:
+            state = tracker.carry()
+        st["frames_processed"] += 1
+        st["tracks_started"] = tracker.tracks_started
+        if state.box is not None:
+            angle = state.angle if align else 0.0
+            yield FaceStep(frame_t, steps, align_crop(rgb, state.box, size, margin, angle), state.box,
+                           bool(state.detected), float(angle))
+        else:
+            yield FaceStep(frame_t, steps, None, None, False, 0.0)
+
+
 def track_frames(
     frames: Iterable[tuple[float, np.ndarray]],
     detector: str | FaceDetector = "haar",
@@ -177,16 +255,6 @@ def track_frames(
     :class:`TrackerConfig` fields, then the detector's parameters (when ``detector`` is a name).
     """
     size = _check_size(size)
-    if isinstance(detect_every, bool) or int(detect_every) < 1:
-        raise ConfigError(f"detect_every must be an integer >= 1, got {detect_every!r}")
-    detect_every = int(detect_every)
-    if margin < 0:
-        raise ConfigError(f"margin must be >= 0, got {margin!r}")
-    tracker_params = {k: v for k, v in params.items() if k in TrackerConfig.keys()}
-    det_params = {k: v for k, v in params.items() if k not in tracker_params}
-    det = get_detector(detector, **det_params)
-    tracker = FaceTracker(TrackerConfig(**tracker_params))
-
     fixed = times is not None
     if fixed:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
@@ -200,49 +268,23 @@ def track_frames(
     else:
         rows: list[tuple[float, np.ndarray, np.ndarray | None, bool, float]] = []
 
-    n_decoded = 0
-
-    def counted(it):
-        nonlocal n_decoded
-        for item in it:
-            n_decoded += 1
-            yield item
-
+    stats: dict[str, Any] = {}
     start = _time.perf_counter()
-    detect_seconds = 0.0
-    calls = roi_calls = 0
-    processed = 0
     zero = np.zeros((size, size, 3), dtype=np.uint8)
-    for frame_t, rgb, steps in _assign(counted(frames), times, max_gap_frames):
-        if processed % detect_every == 0:
-            t0 = _time.perf_counter()
-            found = []
-            if roi_search and tracker.active and tracker.lost == 0:
-                found = det.detect_near(rgb, tracker.box, search=1.0)
-                roi_calls += 1
-            if not found:
-                found = det.detect(rgb)
-                calls += 1
-            detect_seconds += _time.perf_counter() - t0
-            state = tracker.update(found)
-        else:
-            state = tracker.carry()
-        processed += 1
-        if state.box is not None:
-            angle = state.angle if align else 0.0
-            crop = align_crop(rgb, state.box, size, margin, angle)
-        else:
-            angle, crop = 0.0, zero
+    for step in iter_face_steps(frames, detector, size, times, margin=margin, align=align,
+                                detect_every=detect_every, roi_search=roi_search, max_gap_frames=max_gap_frames,
+                                stats=stats, **params):
         if fixed:
-            frame_times[steps] = frame_t
-            if state.box is not None:
-                crops[steps] = crop
-                boxes[steps] = state.box
-                mask[steps] = True
-                detected[steps] = state.detected
-                angles[steps] = angle
+            frame_times[step.steps] = step.frame_time
+            if step.box is not None:
+                crops[step.steps] = step.crop
+                boxes[step.steps] = step.box
+                mask[step.steps] = True
+                detected[step.steps] = step.detected
+                angles[step.steps] = step.angle
         else:
-            rows.append((frame_t, crop, state.box, state.detected, angle))
+            rows.append((step.frame_time, zero if step.crop is None else step.crop, step.box, step.detected,
+                         step.angle))
     total = _time.perf_counter() - start
 
     if not fixed:
@@ -257,17 +299,14 @@ def track_frames(
                 boxes[i] = r[2]
         detected = np.array([r[3] for r in rows], dtype=bool)
         angles = np.array([r[4] for r in rows], dtype=np.float32)
-    stats = {
-        "frames_decoded": n_decoded,
-        "frames_processed": processed,
-        "detector_calls": calls,
-        "roi_calls": roi_calls,
-        "detect_seconds": detect_seconds,
-        "total_seconds": total,
-        "detect_fps": max(1, processed // detect_every) / detect_seconds if detect_seconds > 0 else float("nan"),
-        "fps": processed / total if total > 0 else float("nan"),
-        "tracks_started": tracker.tracks_started,
-    }
+    processed, detect_seconds = stats["frames_processed"], stats["detect_seconds"]
+    stats.update(
+        total_seconds=total,
+        detect_fps=max(1, processed // int(detect_every)) / detect_seconds if detect_seconds > 0 else float("nan"),
+        fps=processed / total if total > 0 else float("nan"),
+    )
+    det_name = stats.pop("detector")
+    stats.setdefault("tracks_started", 0)
     return FaceTrack(
         times=times,
         boxes=boxes,
@@ -276,7 +315,7 @@ def track_frames(
         detected=detected,
         angles=angles,
         frame_times=frame_times,
-        detector=det.name,
+        detector=det_name,
         stats=stats,
     )
 

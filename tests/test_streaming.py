@@ -1,0 +1,82 @@
+"""Chunked inference (evaluation.streaming) against the whole-array path, and the decode prefetcher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avaffect.evaluation.inference import predict_recording
+from avaffect.evaluation.streaming import predict_chunks
+from avaffect.features.pipeline import face_mask_from_features
+from avaffect.features.stream import FeatureChunk
+from avaffect.media import prefetch
+from avaffect.models.wrapper import AVRegressor
+
+
+def _chunks(video: np.ndarray, mask: np.ndarray, sizes: list[int]):
+    lo = 0
+    rng = iter(sizes * 1000)
+    while lo < len(video):
+        hi = min(len(video), lo + next(rng))
+        yield FeatureChunk(lo, hi, video[lo:hi], mask[lo:hi], np.full((hi - lo, 4), np.nan, np.float32))
+        lo = hi
+
+
+@pytest.mark.parametrize("num_steps,sizes", [(37, [5]), (150, [1, 7, 64]), (401, [256]), (90, [90]),
+                                             (300, [3, 200])])
+def test_predict_chunks_equals_the_whole_array_path(num_steps, sizes):
+    torch.manual_seed(0)
+    model = AVRegressor("rjca", 6, 10, {"hidden": 8, "head_hidden": 8, "window_length": 60})
+    rng = np.random.default_rng(num_steps)
+    audio = rng.normal(size=(num_steps, 6)).astype(np.float32)
+    video = rng.normal(size=(num_steps, 10)).astype(np.float32)
+    video[rng.random(num_steps) < 0.2] = 0  # steps without a face
+    mask = face_mask_from_features(np.ones(num_steps, bool), video)
+    want = predict_recording(model, audio, video, mask, 60, 25, batch_size=4)
+    got, got_mask, boxes = predict_chunks(model, audio, _chunks(video, mask, sizes), num_steps, 60, 25, batch_size=4)
+    np.testing.assert_array_equal(got, want)  # same windows, same batches: bit for bit
+    np.testing.assert_array_equal(got_mask, mask)
+    assert boxes.shape == (num_steps, 4)
+
+
+def test_predict_chunks_refuses_gaps_and_short_streams():
+    model = AVRegressor("concat", 2, 3, {"hidden": 4, "head_hidden": 4})
+    audio, video, mask = np.zeros((20, 2), np.float32), np.zeros((20, 3), np.float32), np.zeros(20, bool)
+    gap = [FeatureChunk(0, 5, video[:5], mask[:5], np.zeros((5, 4))), FeatureChunk(6, 20, video[6:], mask[6:],
+                                                                               np.zeros((14, 4)))]
+    with pytest.raises(ValueError, match="out of order"):
+        predict_chunks(model, audio, gap, 20, 8, 4)
+    with pytest.raises(ValueError, match="end at step 5"):
+        predict_chunks(model, audio, gap[:1], 20, 8, 4)
+
+
+def test_prefetch_keeps_order_raises_the_producers_error_and_stops_when_closed():
+    assert list(prefetch(range(100), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    it = prefetch(failing())
+    assert next(it) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(it)
+    made = []
+
+    def endless():
+        i = 0
+        while True:
+            made.append(i)
+            yield i
+            i += 1
+
+    it = prefetch(endless(), depth=2)
+    assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+    it.close()  # the producer stops: at most depth + 2 items past what was consumed
+    n = len(made)
+    assert n <= 5 + 2 + 2
+    import time
+
+    time.sleep(0.3)
+    assert len(made) == n
