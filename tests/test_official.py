@@ -254,3 +254,16 @@ def test_variant_table():
     assert set(VARIANTS) == set(ALL_VARIANTS)
     with pytest.raises(ConfigError):
         CAMSizes(dim=7, head_hidden=4, length=4, iterations=1)
+
+
+@pytest.mark.parametrize("variant", CAM_VARIANTS)
+def test_blstm_dropout_rates_are_the_released_ones(variant):
+    """The released models: LSTM(512, 512, 2, 0.1) for audio_extract / video_extract and dropout=0 for Joint, one
+    rate used between the LSTM layers and on [X ; S] (the authors' layer.LSTM wrapper)."""
+    model = build_official(variant, CAMSizes(dim=8, head_hidden=4, length=6, iterations=1, lstm_layers=2,
+                                             regions=4))
+    blstms = {name: m for name, m in model.named_children() if name in ("audio_extract", "video_extract", "Joint")}
+    assert "Joint" in blstms and (variant == "jca_tbiom23") == ("audio_extract" not in blstms)
+    for name, m in blstms.items():
+        want = 0.0 if name == "Joint" else 0.1
+        assert m.rnn.dropout == want and m.dropout.p == want, name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -104,6 +104,9 @@ class TrainingConfig(_Strict):
     seed: int = 0
     precision: str = "32-true"
     accelerator: str = "auto"
+    cpu_threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="torch threads when training on the CPU: auto = half the usable cores (1 on a 2-core "
+        "machine; docs/benchmarks/threads.md), or OMP_NUM_THREADS when set; an integer >= 1 fixes it")
     devices: int | str = 1
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp (several GPUs, or under torchrun), "
                           "ddp_spawn ...")

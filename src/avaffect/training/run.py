@@ -20,6 +20,7 @@ import json
 import logging
 import platform
 import subprocess
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from avaffect.files import atomic_path, atomic_write_text, output_path, write_js
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
 from avaffect.statedict import load_state_dict_file
+from avaffect.threads import torch_threads
 from avaffect.training.datamodule import WindowDataModule
 from avaffect.training.e2e import (
     CropGeometry,
@@ -168,8 +170,10 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
     if last.is_file() and log_csv.is_file():  # resuming: keep the log of the epochs already trained
         log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
     # weights_only: a resume never unpickles code from the run folder
+    on_cpu = cfg.training.accelerator == "cpu" or not torch.cuda.is_available()
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+        with torch_threads(cfg.training.cpu_threads) if on_cpu else nullcontext():
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
     except SystemExit:  # Lightning turns Ctrl-C into sys.exit(1) after its own clean-up
         if trainer.interrupted:
             raise KeyboardInterrupt from None

@@ -103,22 +103,23 @@ class OfficialBLSTM(nn.Module):
     With n = ``num_layers`` and X ``[B, L, d_in]``::
 
         (h_0, c_0) = (init_hidden[:2n], init_hidden[2n:])     learned, shared by the batch
-        S = BiLSTM(X; h_0, c_0)                                [B, L, dim]  (dim/2 units per direction)
-        Y = L2norm(Linear_{d_in+dim → dim}(Dropout([X ; S])))  [B, L, dim]
+        S = BiLSTM_p(X; h_0, c_0)                              [B, L, dim]  (dim/2 units per direction)
+        Y = L2norm(Linear_{d_in+dim → dim}(Dropout_p([X ; S])))  [B, L, dim]
 
     ``init_hidden`` holds the 2n rows of h_0 (layer-major, forward before backward, as ``nn.LSTM``
-    orders them) followed by the 2n rows of c_0. The dropout rates are not stored in a checkpoint;
-    they only matter in training mode.
+    orders them) followed by the 2n rows of c_0. One rate p serves both dropouts, as in the released wrapper:
+    the dropout between the LSTM's layers and the one on ``[X ; S]`` (the released RJA model: p = 0.1 in
+    ``audio_extract`` / ``video_extract``, 0 in ``Joint``). Rates are not stored in a checkpoint; they only
+    matter in training mode.
     """
 
-    def __init__(self, d_in: int, dim: int, num_layers: int = 2, dropout: float = 0.5, lstm_dropout: float = 0.0,
-                 ) -> None:
+    def __init__(self, d_in: int, dim: int, num_layers: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"BLSTM output size must be even, got {dim}")
         self.num_layers = num_layers
         self.rnn = nn.LSTM(d_in, dim // 2, num_layers=num_layers, batch_first=True, bidirectional=True,
-                           dropout=lstm_dropout if num_layers > 1 else 0.0)
+                           dropout=dropout if num_layers > 1 else 0.0)
         self.init_hidden = nn.Parameter(torch.empty(4 * num_layers, dim // 2))
         self.linear = nn.Linear(d_in + dim, dim)
         self.dropout = nn.Dropout(dropout)
@@ -296,13 +297,17 @@ class OfficialCAM(nn.Module):
         j = Joint([v ; a])                                       [B, L, D]
         y = [vregressor(j) ; aregressor(j)]                      regressor: Linear(D→H), ReLU, Dropout(0.6), Linear(H→1)
 
+    Dropout (training mode only): ``blstm_dropout`` 0.1 in ``audio_extract`` / ``video_extract`` and
+    ``joint_dropout`` 0 in ``Joint``, each used both between the LSTM layers and on ``[X ; S]``
+    (:class:`OfficialBLSTM`), as the released models build them; ``dropout`` 0.6 in the co-attention.
+
     JCA = extractors off, no gates (the spatial attention then uses the normalised audio). The window
     length L is part of the co-attention weights. ``mask`` (optional, ``[B, L]``) only zeroes the output at
     padded steps: the released model has no masking, so padded steps still influence valid ones.
     """
 
     def __init__(self, sizes: CAMSizes, extractors: bool = True, gates: bool = False, dropout: float = 0.6,
-                 blstm_dropout: float = 0.5) -> None:
+                 blstm_dropout: float = 0.1, joint_dropout: float = 0.0) -> None:
         super().__init__()
         self.sizes, self.extractors, self.gates = sizes, extractors, gates
         d, h = sizes.dim, sizes.head_hidden
@@ -314,7 +319,7 @@ class OfficialCAM(nn.Module):
         if gates:
             self.video_gating_fc_layer = nn.Linear(d, 2)
             self.audio_gating_fc_layer = nn.Linear(d, 2)
-        self.Joint = OfficialBLSTM(2 * d, d, sizes.lstm_layers, blstm_dropout)
+        self.Joint = OfficialBLSTM(2 * d, d, sizes.lstm_layers, joint_dropout)
         self.vregressor = self._head(d, h)
         self.aregressor = self._head(d, h)
 

@@ -1,0 +1,160 @@
+"""``predict`` on long videos: real-time factor, peak memory and seconds per stage, streaming vs whole-video path.
+
+    python benchmarks/predict_speed.py --checkpoint demo_out/runs/rjca/model.safetensors [--minutes 1 3 10]
+
+The videos are made by looping the CREMA-D clips of one actor (``../shared/data/crema_d``, ODbL; the clips'
+480 x 360 frames centred on a 640 x 360 black canvas, 30 fps H.264 + AAC), so every frame holds a real face and
+a real voice. Each (video, path) runs ``avaffect predict`` in a child process of its own, so that its peak RSS
+(``ru_maxrss``) is its own; the two paths alternate per video. Written to ``docs/benchmarks/predict_speed.md``
+(and ``.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO.parent / "shared" / "data" / "crema_d"
+WIDTH, HEIGHT, FPS, RATE = 640, 360, 30, 44100
+
+
+def _clip_media(clips: list[Path]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every frame of ``clips`` centred on the canvas, and their audio cut or padded to each clip's frames."""
+    from avaffect.media import iter_video_frames, read_audio
+
+    frames, audio = [], []
+    for clip in clips:
+        n = 0
+        for _, rgb in iter_video_frames(clip):
+            canvas = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+            h, w = min(rgb.shape[0], HEIGHT), min(rgb.shape[1], WIDTH)
+            y, x = (HEIGHT - h) // 2, (WIDTH - w) // 2
+            canvas[y:y + h, x:x + w] = rgb[:h, :w]
+            frames.append(canvas)
+            n += 1
+        wav = read_audio(clip, RATE)
+        target = int(round(n / FPS * RATE))
+        audio.append(np.pad(wav[:target], (0, max(0, target - len(wav)))))
+    return frames, np.concatenate(audio)
+
+
+def make_video(path: Path, minutes: float, clips: list[Path]) -> Path:
+    """A ``minutes``-long 640 x 360 30 fps video looping ``clips`` (written once, atomically)."""
+    if path.is_file():
+        return path
+    frames, audio = _clip_media(clips)
+    n = int(round(minutes * 60 * FPS))
+    tmp = path.with_name(path.stem + ".tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "23"})
+        vs.width, vs.height, vs.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        aus = out.add_stream("aac", rate=RATE)
+        aus.layout = "mono"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        total = int(round(n / FPS * RATE))
+        loop = np.resize(audio, total).astype(np.float32)
+        for lo in range(0, total, 1024):
+            chunk = loop[lo:lo + 1024][None, :]
+            af = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            af.sample_rate, af.pts, af.time_base = RATE, lo, Fraction(1, RATE)
+            out.mux(aus.encode(af))
+        out.mux(aus.encode(None))
+    tmp.replace(path)
+    return path
+
+
+def child(checkpoint: Path, video: Path, stream: bool) -> None:
+    from avaffect.logs import quiet_third_party_logs
+    from avaffect.workflows.predict import Predictor, write_outputs
+
+    quiet_third_party_logs()
+    t0 = time.perf_counter()
+    predictor = Predictor(checkpoint, "cpu", stream=stream)
+    result = predictor(video)
+    write_outputs(result, Path("/tmp/avaffect-predict-speed-out"), video.stem + ("-s" if stream else "-w"))
+    s = result.summary
+    print(json.dumps({"wall_s": time.perf_counter() - t0, "predict_s": s["timings_s"]["total"],
+                      "realtime_factor": s["realtime_factor"], "stages": s["timings_s"]["stages"],
+                      "model_s": s["timings_s"]["model"], "frames": s["frames"],
+                      "face_fraction": s["face_fraction"], "streamed": s["streamed"],
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def render(rows: list[dict], args) -> str:
+    from avaffect.workflows.bench import machine
+
+    info = machine()
+    lines = ["# predict on long videos: streaming vs whole-video path", "",
+             f"`python benchmarks/predict_speed.py --minutes {' '.join(map(str, args.minutes))}` on {info['cpu']} "
+             f"({info['cores']} cores, torch {info['torch']}), checkpoint `{args.checkpoint}`. Videos: CREMA-D "
+             "actor 1001's six clips looped, 640 x 360, 30 fps, a face in every frame. One child process per "
+             "row; real-time factor = video seconds / predict seconds (model load excluded, output writing "
+             "included in wall). Stages (seconds): audio features; video = decode + faces + features (streaming: "
+             "decode runs in its own thread, overlapped; crop = tracking, alignment, cutting and waiting for "
+             "frames); model.", "",
+             "| video | path | x real time | predict s | peak RSS MB | face | stages (s) |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        st = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()) + f", model {r['model_s']:.1f}"
+        lines.append(f"| {r['minutes']} min | {r['path']} | {r['realtime_factor']} | {r['predict_s']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['face_fraction']:.0%} | {st} |")
+    lines.append("")
+    by = {(r["path"], r["minutes"]): r for r in rows}
+    lo, hi = min(args.minutes), max(args.minutes)
+    for path in ("whole video", "streaming"):
+        if (path, lo) in by and (path, hi) in by:
+            ratio = by[(path, hi)]["peak_rss_mb"] / by[(path, lo)]["peak_rss_mb"]
+            lines.append(f"- {path}: peak RSS at {hi} min / at {lo} min = {ratio:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
+    p.add_argument("--work", type=Path, default=Path("/tmp/avaffect-predict-speed"))
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "predict_speed.md")
+    p.add_argument("--child", nargs=2, metavar=("VIDEO", "PATH"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args.checkpoint, Path(args.child[0]), args.child[1] == "streaming")
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    clips = sorted(CLIPS.glob("1001_*.flv"))
+    if not clips:
+        raise SystemExit(f"no CREMA-D clips in {CLIPS}")
+    rows = []
+    for minutes in args.minutes:
+        video = make_video(args.work / f"crema_loop_{minutes:g}min.mp4", minutes, clips)
+        for path in ("whole video", "streaming"):
+            out = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--child",
+                                  str(video), path], capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{video} ({path}) failed:\n{out.stderr[-3000:]}")
+            row = {"minutes": minutes, "path": path, **json.loads(out.stdout.strip().splitlines()[-1])}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    text = render(rows, args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
