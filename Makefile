@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/avaffect demo --out $(DEMO_OUT)
 
-# OpenMP threads that wait passively: with the default spin-wait, 2 torch threads on a busy 2-core machine
-# ran a training step many times slower (issue "Where the time goes today"); passive waiting costs nothing idle
+# No OMP_WAIT_POLICY here: training picks its own thread count (training.cpu_threads: auto, 1 on 2 cores), and
+# PASSIVE waiting made a demo-size step 3.5x slower on an idle machine (docs/benchmarks/threads.md)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m pytest -q -ra --durations=15
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache

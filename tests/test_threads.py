@@ -38,7 +38,7 @@ def test_training_cpu_threads_is_validated():
             make_config({"training": {"cpu_threads": bad}})
 
 
-def test_training_on_the_cpu_runs_with_the_configured_threads(synth_root, tmp_path, monkeypatch):
+def test_training_on_the_cpu_runs_with_the_configured_threads(synth_root, tmp_path, monkeypatch, capsys):
     from avaffect.training import run as run_module
 
     seen = []
@@ -62,5 +62,8 @@ def test_training_on_the_cpu_runs_with_the_configured_threads(synth_root, tmp_pa
                        "model": {"name": "concat", "params": {"hidden": 4, "head_hidden": 4}},
                        "training": {"window": 60, "hop": 60, "max_epochs": 1, "accelerator": "cpu",
                                     "cpu_threads": 1}})
-    run_module.train(cfg, tmp_path / "run", progress=False)
+    run_module.train(cfg, tmp_path / "run", progress=True)
     assert seen == [1] and counts == [1] and torch.get_num_threads() == before
+    err = capsys.readouterr().err  # off a terminal: a header and one plain line per epoch, no redrawn bar
+    assert "== training concat (run): up to 1 epochs" in err and "concat (run): epoch 1/1, loss" in err
+    assert "\r" not in err

@@ -27,12 +27,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError
 from avaffect.features.extractors.base import Extractor
 from avaffect.features.store import FeatureStore
+from avaffect.progress import progress_bar
 
 __all__ = ["ExtractionSummary", "extract_features", "select_shard"]
 
@@ -192,9 +191,7 @@ def extract_features(
     root = str(Path(store.root).resolve())
     touched: set[str] = set()
     last_manifest = time.monotonic()
-    bar = tqdm(
-        total=len(tasks), desc="extract features", unit="rec", disable=not progress, dynamic_ncols=True
-    )
+    bar = progress_bar(total=len(tasks), desc="extract features", unit="rec", disable=not progress)
 
     def record(ex: Extractor, rec: Recording, status: str, reason: str | None, frames: int) -> None:
         nonlocal last_manifest

@@ -49,6 +49,7 @@ from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, Preproces
 from avaffect.files import atomic_path, atomic_write_text, output_path, write_json
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
+from avaffect.progress import is_terminal, stage
 from avaffect.statedict import load_state_dict_file
 from avaffect.threads import torch_threads
 from avaffect.training.datamodule import WindowDataModule
@@ -61,6 +62,7 @@ from avaffect.training.e2e import (
     fit_head_normalization,
 )
 from avaffect.training.module import AffectRegressionModule
+from avaffect.training.progress import EpochLines
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,12 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
     ckpt = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
     callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.patience)]
+    bar = progress and is_terminal()
+    if progress:  # who is training what: the bar alone names neither; a log gets one line per epoch instead
+        label = f"{cfg.model.name} ({run_dir.name})"
+        stage(f"training {label}: up to {cfg.training.max_epochs} epochs, monitor {monitor}")
+        if not bar:
+            callbacks.append(EpochLines(label, monitor))
     if cfg.training.checkpoint_every_n_steps:  # last.ckpt mid-epoch too (the loader saves its position)
         callbacks.append(ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True,
                                          every_n_train_steps=cfg.training.checkpoint_every_n_steps))
@@ -157,7 +165,7 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
         gradient_clip_val=cfg.training.gradient_clip, deterministic=False, num_sanity_val_steps=0,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
-        logger=CSVLogger(run_dir, name="logs", version=""), enable_progress_bar=progress,
+        logger=CSVLogger(run_dir, name="logs", version=""), enable_progress_bar=bar,
         enable_model_summary=False, log_every_n_steps=1,
     )
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT

@@ -14,6 +14,7 @@ from avaffect.data.recording import TARGETS
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
 from avaffect.evaluation.reports import plot_recordings
 from avaffect.files import atomic_write_text, write_json
+from avaffect.progress import format_seconds, stage
 from avaffect.training.run import train
 
 DEMO_MODELS = ("audio_only", "video_only", "concat", "rjca")
@@ -32,12 +33,18 @@ def run_demo(out: str | Path = "demo_out", synth: SynthConfig | None = None, mod
     out = Path(out)
     t0 = time.perf_counter()
     data_root = out / "data"
+    say = stage if progress else (lambda text: None)
+    say(f"demo 1/3: the synthetic dataset in {data_root}")
     write_synthetic_dataset(data_root, synth or SynthConfig(), progress=progress)
     recordings = load_affwild2(data_root, splits=("train", "validation"))
     base = make_config(demo_config_dict(), {"data": {"root": str(data_root)}, **(overrides or {})})
+    say(f"demo 2/3: features of {len(recordings)} recordings")
     base.feature_pipeline().ensure(recordings, progress)
     results, timings = {}, {}
-    for name in models:
+    for i, name in enumerate(models):
+        eta = (f", ETA {format_seconds(sum(timings.values()) / len(timings) * (len(models) - i))}" if timings
+               else "")
+        say(f"demo 3/3: model {i + 1}/{len(models)} {name}{eta}")
         cfg = base.model_copy(update={"model": base.model.model_copy(update={"name": name})})
         t = time.perf_counter()
         res = train(cfg, out / "runs" / name, recordings, progress)

@@ -23,6 +23,7 @@ from avaffect.data.synth.plan import AAC_FRAME, WEAK_NOISY, SynthConfig, _Plan, 
 from avaffect.data.synth.voice import _voice
 from avaffect.errors import DataError
 from avaffect.files import atomic_write_text
+from avaffect.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,6 @@ def write_synthetic_dataset(root: str | Path, cfg: SynthConfig | None = None, pr
     Finished recordings are skipped, so re-running after an interruption resumes. ``root`` must be
     new, empty, or a synthetic dataset written with the same config (else :class:`DataError`).
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg or SynthConfig()
     root = Path(root)
     final_cfg = root / CONFIG_FILE
@@ -222,7 +221,7 @@ def write_synthetic_dataset(root: str | Path, cfg: SynthConfig | None = None, pr
 
     written = 0
     plan = recording_plan(cfg)
-    for index, name, split in tqdm(plan, desc="synth", unit="rec", disable=not progress):
+    for index, name, split in progress_bar(plan, desc="synth", unit="rec", disable=not progress):
         if _write_recording(root, cfg, index, split):
             written += 1
         else:

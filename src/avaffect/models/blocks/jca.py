@@ -63,8 +63,9 @@ class TimeMajorJCA(nn.Module):
         joint = _joint(x_a, x_v, self.joint_fc, m)  # [B, L, d]
         outs = []
         for i, x in enumerate((x_a, x_v)):
-            # X^T W_j J: [B, d_m, L] @ [L, L] @ [B, L, d] -> [B, d_m, d]
-            corr = torch.tanh(x.transpose(1, 2) @ self.w_j[i] @ joint * self.scale)
+            # X^T (W_j / sqrt(d)) J: [B, d_m, L] @ [L, L] @ [B, L, d] -> [B, d_m, d]. The scale goes on the small
+            # L x L weight, not on the d_m x d map (~32x the activations; one elementwise pass less over it)
+            corr = torch.tanh(x.transpose(1, 2) @ (self.w_j[i] * self.scale) @ joint)
             h = torch.relu(x @ self.w_c[i] @ corr)  # [B, L, d]
             outs.append(self.dropout(h) @ self.w_h[i] + x)
         if m is not None:
@@ -126,8 +127,8 @@ class FeatureMajorJCA(nn.Module):
         for i, x in enumerate((x_a, x_v)):
             x_f = x.transpose(1, 2)  # X_m: [B, d_m, L]
             # X^T W_j J: [B, L, d_m] @ [d_m, d] @ [B, d, L] -> [B, L, L]
-            corr = torch.tanh(x @ self.w_j[i] @ joint_f * self.scale)
-            h = torch.relu(x_f @ self.w_c[i] @ corr * self.time_scale)  # [B, d_m, L]
+            corr = torch.tanh(x @ (self.w_j[i] * self.scale) @ joint_f)  # scales on the weights: see TimeMajorJCA
+            h = torch.relu(x_f @ (self.w_c[i] * self.time_scale) @ corr)  # [B, d_m, L]
             outs.append((self.dropout(h) @ self.w_h[i] + x_f).transpose(1, 2))
         if m is not None:
             outs = [o * m for o in outs]
