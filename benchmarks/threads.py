@@ -6,8 +6,10 @@ with the cores busy, side by side in one run.
 Each setting runs in its own child process (OpenMP and malloc read their environment once, at start-up); the
 child builds the workload's model, warms up, and times ``--steps`` Adam steps; its median step time is one
 sample. Workloads: ``demo`` (``configs/demo.yaml``: ``rjca`` on 132-d ``logmel_stats`` + 640-d ``face_hog``
-features, batch 8, window 150) and ``paper`` (``rjca`` at the papers' sizes: 512 + 512 features, window 300,
-batch 12; its time-major attention maps are the large tensors the allocator settings are about). Results of
+features, batch 8, window 150), ``paper`` (the ``rjca`` preset on the papers' 512 + 512 features, window 300,
+batch 12; its encoders project to 64 features first) and ``jca_block`` (one time-major JCA block on the raw
+512 + 512 features, window 300, batch 12: its ``[B, 512, 1024]`` attention maps are the large tensors the
+allocator settings are about). Results of
 every workload are kept in ``docs/benchmarks/threads.json`` and the Markdown table is rebuilt from all of them.
 Settings are interleaved round by round, so slow phases of a shared machine hit all of them alike. "Loaded" runs
 ``--load`` busy-looping processes beside the child (on a 2-core machine, 4 keep both cores saturated, as another
@@ -41,7 +43,8 @@ SETTINGS = {
 }
 BASE = next(iter(SETTINGS))
 WORKLOADS = {"demo": {"d": (132, 640), "batch": 8, "window": 150},
-             "paper": {"d": (512, 512), "batch": 12, "window": 300}}
+             "paper": {"d": (512, 512), "batch": 12, "window": 300},
+             "jca_block": {"d": (512, 512), "batch": 12, "window": 300}}
 
 
 def child(threads: int, steps: int, workload: str) -> None:
@@ -57,8 +60,19 @@ def child(threads: int, steps: int, workload: str) -> None:
     (d_a, d_v), b, w = spec["d"], spec["batch"], spec["window"]
     cfg = make_config(demo_config_dict(), {"data": {"root": "/nonexistent"},
                                            "training": {"batch_size": b, "window": w}})
-    model = build_model(cfg, d_a, d_v)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if workload == "jca_block":  # one time-major JCA block on the raw 512-d features: its maps are [B, 512, 1024]
+        from avaffect.models.blocks.jca import TimeMajorJCA
+
+        block = TimeMajorJCA(d_a, d_v, w)
+
+        def model(a, v, mask):
+            return torch.cat(block(a, v, mask), -1)[..., :2]
+
+        params = list(block.parameters())
+    else:
+        model = build_model(cfg, d_a, d_v)
+        params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
     a, v = torch.randn(b, w, d_a), torch.randn(b, w, d_v)
     mask, y = torch.ones(b, w, dtype=torch.bool), torch.randn(b, w, 2)
     times = []
@@ -109,7 +123,8 @@ def render(all_results: dict) -> str:
              "beside the child (4 on this 2-core machine).", ""]
     for workload, entry in all_results.items():
         spec, results, run = WORKLOADS[workload], entry["results"], entry["args"]
-        lines += [f"## {workload}: rjca, {spec['d'][0]} + {spec['d'][1]} features, batch {spec['batch']}, window "
+        what = "one TimeMajorJCA block" if workload == "jca_block" else "rjca"
+        lines += [f"## {workload}: {what}, {spec['d'][0]} + {spec['d'][1]} features, batch {spec['batch']}, window "
                   f"{spec['window']} ({run['rounds']} rounds x {run['steps']} steps, load {run['load']})", "",
                   "| setting | idle: ms / step | idle: ratio | loaded: ms / step | loaded: ratio |",
                   "|---|---:|---:|---:|---:|"]

@@ -80,3 +80,24 @@ def test_prefetch_keeps_order_raises_the_producers_error_and_stops_when_closed()
 
     time.sleep(0.3)
     assert len(made) == n
+
+
+@pytest.mark.parametrize("name,params", [("face_hog", {"detect_every": 3}), ("face_hog", {}),
+                                         ("resnet18_face", {"allow_random": True, "crop_size": 64,
+                                                            "input_size": 64, "missing_face": "black_frame"})])
+def test_streamed_features_equal_extract(crema_d, name, params):
+    """Chunks of the streaming path assemble to what extract() gives, with detection on every k-th frame too."""
+    from avaffect.data.folder import recording_from_video
+    from avaffect.features.extractors import get_extractor
+    from avaffect.features.stream import can_stream, iter_face_feature_chunks
+
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    ex = get_extractor(name, **params)
+    rec = recording_from_video(clip)
+    assert can_stream(rec, ex)
+    chunks = list(iter_face_feature_chunks(rec, ex, chunk=16))
+    assert [c.lo for c in chunks] == list(range(0, rec.num_frames, 16)) and chunks[-1].hi == rec.num_frames
+    streamed = np.concatenate([c.features for c in chunks])
+    whole = ex.extract(recording_from_video(clip))
+    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=1e-5)
+    assert np.concatenate([c.face_mask for c in chunks]).mean() > 0.9

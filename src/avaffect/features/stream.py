@@ -80,12 +80,12 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
                           "avaffect.features.stream.can_stream)")
     if chunk < 1:
         raise ConfigError(f"chunk must be >= 1 step, got {chunk}")
-    size, detector = request
+    size, detector, params = request
     st = stats if stats is not None else StreamStats()
     t_start = time.perf_counter()
     decode: dict[str, float] = {}
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
-    steps_iter = iter_face_steps(frames, detector, size, rec.times, stats=st.faces, **face_params)
+    steps_iter = iter_face_steps(frames, detector, size, rec.times, stats=st.faces, **{**params, **face_params})
     num_steps = rec.num_frames
     allowed = np.asarray(rec.face_mask, dtype=bool)
     lo = 0

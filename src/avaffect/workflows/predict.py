@@ -127,7 +127,9 @@ class Predictor:
             stages["video"] = stages.pop("total")
         else:
             if rec.crops_dir is None:  # detect once, for the overlay's boxes: the extractor reuses it (cached)
-                _, _, boxes = load_face_crops(rec, size=faces.crop_size, detector=faces.detector)
+                request = self.video_ex.crop_request(rec)
+                size, detector, params = request if request else (faces.crop_size, faces.detector, {})
+                _, _, boxes = load_face_crops(rec, size=size, detector=detector, **params)
             video_feats = self.video_ex.extract(rec)
             face_mask = face_mask_from_features(rec.face_mask, video_feats)
             t_features = time.perf_counter() - t0

@@ -17,8 +17,6 @@ The network is built lazily on the first ``extract`` and dropped when the extrac
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,11 +126,12 @@ def network_segments(frames: np.ndarray, first: np.ndarray, length: int, pad: fl
     return np.ascontiguousarray(seg)[:, None]
 
 
-def face_crops(rec: Recording, size: int, detector: str = "haar") -> tuple[np.ndarray, np.ndarray]:
+def face_crops(rec: Recording, size: int, detector: str = "haar", **params: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording, from its crops folder or
-    its video by the face-source rule (:func:`avaffect.features.faces.load_face_crops`, source ``auto``).
-    From a crops folder a step counts as a face only where the recording's own face mask allows one too."""
-    crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector)
+    its video by the face-source rule (:func:`avaffect.features.faces.load_face_crops`, source ``auto``;
+    ``params``: its face-pipeline keywords). From a crops folder a step counts as a face only where the
+    recording's own face mask allows one too."""
+    crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector, **params)
     crops = np.asarray(crops)
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     if len(crops) != rec.num_frames or len(mask) != rec.num_frames:
@@ -169,16 +168,12 @@ class TorchExtractor(Extractor):
         if "context" in p and p["context"] not in CONTEXTS:
             raise ConfigError(f"{self.name}: context must be one of {', '.join(CONTEXTS)}, got {p['context']!r}")
 
-    @property
-    def config_hash(self) -> str:
-        params = {k: v for k, v in self.params.items() if k not in RUNTIME_PARAMS}
-        if params.get("missing_face") == "zeros":  # added later with this default: old feature ids stay valid
-            params.pop("missing_face")
+    def hash_params(self) -> dict[str, Any]:
+        params = {k: v for k, v in super().hash_params().items() if k not in RUNTIME_PARAMS}
         for key in ("weights", "pca_params"):
             if isinstance(params.get(key), str):
                 params[key] = Path(params[key]).name
-        blob = json.dumps({"params": params, "version": self.version}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+        return params
 
     # ------------------------------------------------------------------ network
     @property

@@ -26,6 +26,7 @@ from avaffect.features.backbones.base import (
     window_starts,
 )
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.faces.crops import check_detect_every, face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.media import read_audio
 
@@ -80,7 +81,9 @@ class FaceResNet(TorchExtractor):
     Output per step: the global average pool of ``layer4`` (``dim`` = 512 for ResNet-18, 2048 for
     ResNet-50), or with ``spatial=S`` (e.g. 7) the ``layer4`` map average-pooled to S x S and
     flattened region-major — ``[S*S*C]`` with region r's C features contiguous — for the RJA
-    audio-guided spatial attention (``L x 49 x C`` after reshaping). Steps without a face are zeros
+    audio-guided spatial attention (``L x 49 x C`` after reshaping). ``detect_every``: run the face detector on
+    every k-th frame and carry the tracked box in between (1: every frame; the speed and faces lost per k are in
+    ``docs/benchmarks/face_tracking.md``). Steps without a face are zeros
     (``missing_face="zeros"``), or the network's output on a black frame (``"black_frame"``: the ABAW6/ABAW8
     rule, "black frames" for the frames without a face).
     """
@@ -96,8 +99,10 @@ class FaceResNet(TorchExtractor):
         "normalize": "imagenet",
         "spatial": 0,
         "detector": "haar",
+        "detect_every": 1,
         "missing_face": "zeros",
     }
+    late_defaults = {"missing_face": "zeros", "detect_every": 1}
 
     def validate(self) -> None:
         super().validate()
@@ -110,6 +115,7 @@ class FaceResNet(TorchExtractor):
         if p["normalize"] not in IMAGE_NORMALIZATIONS:
             raise ConfigError(f"{self.name}: normalize must be one of {', '.join(IMAGE_NORMALIZATIONS)}, "
                               f"got {p['normalize']!r}")
+        check_detect_every(self.name, p["detect_every"])
         if p["missing_face"] not in ("zeros", "black_frame"):
             raise ConfigError(f"{self.name}: missing_face must be 'zeros' or 'black_frame', got {p['missing_face']!r}")
         if not isinstance(p["spatial"], int) or p["spatial"] < 0:
@@ -155,13 +161,14 @@ class FaceResNet(TorchExtractor):
         out[idx] = self.run_batches(inputs, self._normalizer())
         return out
 
-    def crop_request(self, rec: Recording) -> tuple[int, str] | None:
+    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
         if resolve_face_source(rec, "auto", self.params["detector"]) != "video":
             return None
-        return int(self.params["crop_size"]), self.params["detector"]
+        return int(self.params["crop_size"]), self.params["detector"], face_pipeline_params(self.params)
 
     def extract(self, rec: Recording) -> np.ndarray:
-        crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])
+        crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"],
+                                 **face_pipeline_params(self.params))
         return self.features_from_crops(crops, mask)
 
 

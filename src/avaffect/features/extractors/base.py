@@ -71,6 +71,9 @@ class Extractor(ABC):
     version: ClassVar[str] = "1"
     defaults: ClassVar[dict[str, Any]] = {}
     _transient: ClassVar[tuple[str, ...]] = ()  # attributes dropped when pickled (rebuilt lazily)
+    # parameters added after feature ids were first published, with the value they implicitly had before: left
+    # out of the id while they keep it, so existing feature stores stay valid
+    late_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any = None, **params: Any) -> None:
         given: dict[str, Any] = {}
@@ -97,8 +100,13 @@ class Extractor(ABC):
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps({"params": self.params, "version": self.version}, sort_keys=True)
+        blob = json.dumps({"params": self.hash_params(), "version": self.version}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    def hash_params(self) -> dict[str, Any]:
+        """The parameters that make the feature id: all but :attr:`late_defaults` at their old value."""
+        late = self.late_defaults
+        return {k: v for k, v in self.params.items() if not (k in late and v == late[k])}
 
     @property
     def id(self) -> str:
@@ -114,11 +122,11 @@ class Extractor(ABC):
     def extract(self, rec: Recording) -> np.ndarray:
         """``[len(rec.times), dim]`` float32 features aligned to ``rec.times``."""
 
-    def crop_request(self, rec: Recording) -> tuple[int, str] | None:
-        """``(crop size, detector)`` when this extractor describes face crops that the face pipeline would cut
-        from ``rec``'s video (then :meth:`features_from_crops` gives its features from any crops of that size,
-        and a video can stream through it); ``None`` otherwise (the default: audio extractors, clip extractors
-        that need neighbouring frames, a recording read from its crops folder)."""
+    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
+        """``(crop size, detector, face-pipeline keywords)`` when this extractor describes face crops that the face
+        pipeline would cut from ``rec``'s video (then :meth:`features_from_crops` gives its features from any crops
+        of that size, and a video can stream through it); ``None`` otherwise (the default: audio extractors, clip
+        extractors that need neighbouring frames, a recording read from its crops folder)."""
         return None
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError
 from avaffect.features.extractors.base import Extractor, register_extractor
-from avaffect.features.faces.crops import load_face_crops, read_crop
+from avaffect.features.faces.crops import check_detect_every, face_pipeline_params, load_face_crops, read_crop
 from avaffect.features.faces.source import FACE_SOURCES, resolve_face_source
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,15 @@ class FaceHOG(Extractor):
     its crops from the face pipeline (:func:`avaffect.features.faces.load_face_crops` with ``detector``,
     ``crop_size``): detection, tracking, eye-levelling alignment; steps where no face is found are zeros.
     ``source="auto"`` (default) prefers the dataset's crops (Aff-Wild2 ``cropped_aligned``) when present.
+    ``detect_every``: run the detector on every k-th frame, tracking in between (see the face ResNets).
     """
 
     name = "face_hog"
     modality = "video"
     version = "1"
     defaults = {"size": 64, "cell": 8, "block": 16, "block_stride": 16, "nbins": 9, "grid": 8,
-                "detector": "haar", "crop_size": 112, "source": "auto"}
+                "detector": "haar", "crop_size": 112, "source": "auto", "detect_every": 1}
+    late_defaults = {"detect_every": 1}
     _transient = ("_hog",)
 
     def validate(self) -> None:
@@ -53,6 +55,7 @@ class FaceHOG(Extractor):
             )
         if p["grid"] > p["size"]:
             raise ConfigError(f"face_hog: grid ({p['grid']}) must not exceed size ({p['size']})")
+        check_detect_every(self.name, p["detect_every"])
         if p["source"] not in FACE_SOURCES:
             raise ConfigError(f"face_hog: source must be one of {', '.join(FACE_SOURCES)}, got {p['source']!r}")
 
@@ -90,10 +93,10 @@ class FaceHOG(Extractor):
         out[self.hog_dim :] = cv2.resize(gray, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
         return out
 
-    def crop_request(self, rec: Recording) -> tuple[int, str] | None:
+    def crop_request(self, rec: Recording) -> tuple[int, str, dict] | None:
         if resolve_face_source(rec, self.params["source"], self.params["detector"]) != "video":
             return None
-        return int(self.params["crop_size"]), self.params["detector"]
+        return int(self.params["crop_size"]), self.params["detector"], face_pipeline_params(self.params)
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = np.zeros((len(mask), self.dim), dtype=np.float32)
@@ -103,7 +106,7 @@ class FaceHOG(Extractor):
 
     def _extract_detected(self, rec: Recording) -> np.ndarray:
         crops, face_mask, _ = load_face_crops(rec, size=self.params["crop_size"], detector=self.params["detector"],
-                                              source="video")
+                                              source="video", **face_pipeline_params(self.params))
         # from the raw video the detector decides which steps hold a face
         return self.features_from_crops(crops, face_mask)
 

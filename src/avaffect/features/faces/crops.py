@@ -44,6 +44,8 @@ __all__ = [
     "FaceTrack",
     "FaceStep",
     "CROP_PARAMS",
+    "face_pipeline_params",
+    "check_detect_every",
     "split_params",
     "iter_face_steps",
     "track_frames",
@@ -102,6 +104,25 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     crop = {k: v for k, v in params.items() if k in CROP_PARAMS}
     det = {k: v for k, v in params.items() if k not in CROP_PARAMS}
     return crop, det
+
+
+#: extractor parameters that are face-pipeline keywords (passed on to :func:`load_face_crops`)
+EXTRACTOR_FACE_PARAMS = ("detect_every",)
+
+
+def face_pipeline_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The face-pipeline keywords among an extractor's parameters, defaults left out (so that the crops cache of
+    :func:`load_face_crops` is shared with callers that give none)."""
+    out = {k: params[k] for k in EXTRACTOR_FACE_PARAMS if k in params}
+    if out.get("detect_every") == 1:
+        out.pop("detect_every")
+    return out
+
+
+def check_detect_every(owner: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{owner}: detect_every must be an integer >= 1 (1: the detector on every frame), "
+                          f"got {value!r}")
 
 
 def _check_size(size: int) -> int:
