@@ -327,3 +327,36 @@ def test_vggface_face_is_vgg16_conv5_3_in_either_naming(rec, tmp_path, monkeypat
         get_extractor("vggface_face").network()
     msg = str(err.value)
     assert "vggface_vgg16.pth" in msg and "robots.ox.ac.uk/~vgg/software/vgg_face" in msg and "conv1_1" in msg
+
+
+def test_r2plus1d18_clip_every_k_runs_every_kth_clip_and_shares_it(rec, tmp_path, monkeypatch):
+    from torchvision.models.video import r2plus1d_18
+
+    path = tmp_path / "r2p1d.pth"
+    torch.save(r2plus1d_18(weights=None).state_dict(), path)
+    kw = {"weights": str(path), "crop_size": 32, "input_size": 32, "batch_size": 4}
+    exact = get_extractor("r2plus1d18_clip", **kw)
+    assert exact.id == get_extractor("r2plus1d18_clip", clip_every=1, **kw).id  # the old feature id
+    every = get_extractor("r2plus1d18_clip", clip_every=3, **kw)
+    assert every.id != exact.id
+    with pytest.raises(ConfigError):
+        get_extractor("r2plus1d18_clip", clip_every=0)
+    seen = []
+    real = type(every).run_batches
+
+    def counting(self, inputs, prepare=None):
+        seen.append(len(inputs))
+        return real(self, inputs, prepare)
+
+    monkeypatch.setattr(type(every), "run_batches", counting)
+    full = exact.extract(rec)
+    n_full = sum(seen)
+    seen.clear()
+    shared = every.extract(rec)
+    faces = [i for i in range(T) if i not in NO_FACE]
+    assert n_full == len(faces) and sum(seen) == len(faces[::3])
+    _check(shared, 512)
+    anchors = faces[::3]
+    for pos, step in enumerate(faces):  # each face step has its nearest anchor's features
+        anchor = anchors[min(round(pos / 3), len(anchors) - 1)]
+        np.testing.assert_allclose(shared[step], full[anchor], atol=1e-5, rtol=1e-5)

@@ -86,9 +86,12 @@ def test_prefetch_keeps_order_raises_the_producers_error_and_stops_when_closed()
                                          ("resnet18_face", {"allow_random": True, "crop_size": 64,
                                                             "input_size": 64, "missing_face": "black_frame"})])
 def test_streamed_features_equal_extract(crema_d, name, params):
-    """Chunks of the streaming path assemble to what extract() gives, with detection on every k-th frame too."""
+    """Chunks of the streaming path assemble to the whole-video computation (every crop of the video cut first,
+    then described), with detection on every k-th frame too; extract() on a video streams and agrees."""
     from avaffect.data.folder import recording_from_video
     from avaffect.features.extractors import get_extractor
+    from avaffect.features.faces import load_face_crops
+    from avaffect.features.faces.crops import face_pipeline_params
     from avaffect.features.stream import can_stream, iter_face_feature_chunks
 
     clip = sorted(crema_d.glob("*.flv"))[0]
@@ -98,6 +101,14 @@ def test_streamed_features_equal_extract(crema_d, name, params):
     chunks = list(iter_face_feature_chunks(rec, ex, chunk=16))
     assert [c.lo for c in chunks] == list(range(0, rec.num_frames, 16)) and chunks[-1].hi == rec.num_frames
     streamed = np.concatenate([c.features for c in chunks])
-    whole = ex.extract(recording_from_video(clip))
+    whole_rec = recording_from_video(clip)
+    crops, mask, _ = load_face_crops(whole_rec, size=ex.params["crop_size"], detector=ex.params["detector"],
+                                     **face_pipeline_params(ex.params))
+    assert len(crops) == rec.num_frames  # the whole video's crops at once: what streaming avoids
+    whole = ex.features_from_crops(crops, mask & whole_rec.face_mask)
     np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(ex.extract(whole_rec), whole, atol=1e-5, rtol=1e-5)  # cached crops: whole path
+    fresh = recording_from_video(clip)
+    np.testing.assert_allclose(ex.extract(fresh), whole, atol=1e-5, rtol=1e-5)
+    assert not any(isinstance(k, tuple) and k[0] == "face_crops" for k in fresh.extra)  # it streamed: no crops kept
     assert np.concatenate([c.face_mask for c in chunks]).mean() > 0.9

@@ -276,6 +276,9 @@ class RunConfig(_Strict):
             raise ValueError(f"end_to_end.release_patience ({self.end_to_end.release_patience}) must be below "
                              f"training.patience ({self.training.patience}): early stopping would end the run before "
                              "the next layer group is released")
+        if video.params.get("clip_every", 1) != 1:
+            raise ValueError(f"features.video.params.clip_every: end-to-end training runs every step's own clip, so "
+                             f"the exported {video.name} would not be what was trained; set clip_every: 1")
         if hasattr(video, "clip_plan") and self.end_to_end.augment.per != "window":
             raise ValueError(f"end_to_end.augment.per: {video.name} takes clips of crops, and a clip needs one "
                              "augmentation draw for all its frames: set per: window")

@@ -1,9 +1,10 @@
 """The feature pipeline of a run: its two extractors over one feature store — extract what is missing
 (resumable, in worker processes), then load a recording's features aligned with its labels.
 
-The missing-face rule lives here, for training, evaluation and prediction alike: a visual extractor writes
-an all-zero vector where it found no face, so a step counts as a face only where the recording allows one
-(``rec.face_mask``) *and* its visual vector is not all zero.
+The missing-face rule (:func:`~avaffect.features.extractors.base.face_mask_from_features`, re-exported here) holds
+for training, evaluation and prediction alike: a visual extractor writes an all-zero vector where it found no face,
+so a step counts as a face only where the recording allows one (``rec.face_mask``) *and* its visual vector is not
+all zero.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, DataError
 from avaffect.features.extract import extract_features
-from avaffect.features.extractors.base import Extractor, ExtractorSpec, build_extractor
+from avaffect.features.extractors.base import Extractor, ExtractorSpec, build_extractor, face_mask_from_features
 from avaffect.features.store import FeatureStore
 
 __all__ = ["FeaturePipeline", "RecordingFeatures", "face_mask_from_features"]
@@ -42,11 +43,6 @@ class RecordingFeatures:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def face_mask_from_features(rec_face_mask: np.ndarray, video: np.ndarray) -> np.ndarray:
-    """The missing-face rule (module docstring): ``rec_face_mask & any(video != 0)`` per step."""
-    return np.asarray(rec_face_mask, dtype=bool) & np.any(np.asarray(video) != 0, axis=1)
 
 
 @dataclass

@@ -23,19 +23,18 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, MediaError
-from avaffect.features.extractors.base import Extractor
+from avaffect.features.extractors.base import Extractor, face_mask_from_features
 from avaffect.features.faces.crops import iter_face_steps
-from avaffect.features.pipeline import face_mask_from_features
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
-__all__ = ["FeatureChunk", "StreamStats", "can_stream", "iter_face_feature_chunks"]
+__all__ = ["FeatureChunk", "StreamStats", "can_stream", "iter_face_feature_chunks", "streamed_features"]
 
 
 @dataclass
 class FeatureChunk:
-    """Steps ``lo:hi`` of the timeline: features ``[n, d]``, the model's face mask ``[n]`` (the missing-face rule
-    of :func:`~avaffect.features.pipeline.face_mask_from_features`), the detected face boxes ``[n, 4]`` (NaN where
-    none was found)."""
+    """Steps ``lo:hi`` of the timeline: features ``[n, d]``, the model's face mask ``[n]`` (the missing-face
+    rule of :func:`~avaffect.features.extractors.base.face_mask_from_features`), the detected face boxes
+    ``[n, 4]`` (NaN where none was found)."""
 
     lo: int
     hi: int
@@ -132,3 +131,12 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
         st.detect = st.faces.get("detect_seconds", 0.0)
         st.total = time.perf_counter() - t_start
         st.crop = max(0.0, st.total - st.detect - st.features)
+
+
+def streamed_features(rec: Recording, extractor: Extractor, chunk: int = 256) -> np.ndarray:
+    """``[T, dim]`` features of ``rec`` through :func:`iter_face_feature_chunks`: what the face extractors'
+    ``extract`` does on a video, so that extraction holds one chunk of crops instead of the whole video's."""
+    out = np.zeros((rec.num_frames, extractor.dim), dtype=np.float32)
+    for c in iter_face_feature_chunks(rec, extractor, chunk):
+        out[c.lo:c.hi] = c.features
+    return out

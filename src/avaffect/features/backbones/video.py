@@ -55,6 +55,11 @@ class R2Plus1D18Clip(TorchExtractor):
     zero vector. ``arch`` selects ``r2plus1d_18`` (default), ``r3d_18`` or ``mc3_18``; parameter
     names are torchvision's (``stem``, ``layer1`` .. ``layer4``; ``fc`` ignored). Default weights:
     the registered Kinetics-400 file of the architecture.
+
+    ``clip_every`` = k > 1 runs the network on every k-th face step's clip only and gives each face step the
+    features of the nearest such step: about k times less compute, an approximation (neighbouring clips overlap
+    in ``clip_len - 1`` of their frames, so their features are close but not equal; measured in
+    ``docs/benchmarks/clip_every.md``). 1 (default): every step's own clip.
     """
 
     name = "r2plus1d18_clip"
@@ -72,14 +77,17 @@ class R2Plus1D18Clip(TorchExtractor):
         "input_size": 112,
         "normalize": "kinetics",
         "detector": "haar",
+        "clip_every": 1,
     }
+    late_defaults = {"clip_every": 1}
 
     def validate(self) -> None:
         super().validate()
         p = self.params
         if p["arch"] not in _ARCH_WEIGHTS:
             raise ConfigError(f"r2plus1d18_clip: arch must be one of {', '.join(_ARCH_WEIGHTS)}, got {p['arch']!r}")
-        for key, low in (("clip_len", 1), ("frame_stride", 1), ("crop_size", 16), ("input_size", 16)):
+        for key, low in (("clip_len", 1), ("frame_stride", 1), ("crop_size", 16), ("input_size", 16),
+                         ("clip_every", 1)):
             if not isinstance(p[key], int) or p[key] < low:
                 raise ConfigError(f"r2plus1d18_clip: {key} must be an integer >= {low}, got {p[key]!r}")
         if p["normalize"] not in CLIP_NORMALIZATIONS:
@@ -126,12 +134,18 @@ class R2Plus1D18Clip(TorchExtractor):
         size = int(p["input_size"])
         frames = np.zeros((t + 1, size, size, 3), dtype=np.uint8)  # last row: the blank frame (index -1)
         frames[steps] = prepare_crops(np.asarray(crops)[steps], size, "resize")
-        idx = self.clip_plan(t)[steps]
+        every = int(p["clip_every"])
+        anchors = steps[::every]  # the steps whose clip runs through the network
+        idx = self.clip_plan(t)[anchors]
         prepare = self._normalizer()
         chunk = int(p["batch_size"])
-        for lo in range(0, len(steps), chunk):
+        feats = np.empty((len(anchors), self.dim), dtype=np.float32)
+        for lo in range(0, len(anchors), chunk):
             clips = frames[idx[lo : lo + chunk]]  # [B, L, H, W, 3]; -1 picks the blank last row
-            out[steps[lo : lo + chunk]] = self.run_batches(clips, prepare)
+            feats[lo : lo + chunk] = self.run_batches(clips, prepare)
+        # each face step takes its nearest anchor's features (itself when clip_every = 1)
+        nearest = np.minimum(np.rint(np.arange(len(steps)) / every).astype(np.int64), len(anchors) - 1)
+        out[steps] = feats[nearest]
         return out
 
     def extract(self, rec: Recording) -> np.ndarray:

@@ -154,6 +154,13 @@ class Extractor(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, params={self.params})"
 
+def face_mask_from_features(rec_face_mask: np.ndarray, video: np.ndarray) -> np.ndarray:
+    """The missing-face rule: a visual extractor writes an all-zero vector where it found no face, so a step is a
+    face step where the recording allows one and its visual vector is not all zero:
+    ``rec_face_mask & any(video != 0)`` per step."""
+    return np.asarray(rec_face_mask, dtype=bool) & np.any(np.asarray(video) != 0, axis=1)
+
+
 def register_extractor(cls: type[Extractor]) -> type[Extractor]:
     """Class decorator: make ``cls`` available as ``get_extractor(cls.name)``."""
     if not cls.name:

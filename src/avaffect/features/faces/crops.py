@@ -51,6 +51,7 @@ __all__ = [
     "track_frames",
     "track_faces",
     "load_face_crops",
+    "cached_face_crops",
     "load_precomputed_crops",
     "draw_face_box",
 ]
@@ -428,12 +429,23 @@ def load_face_crops(
     """
     size = _check_size(size)
     source = resolve_face_source(rec, source, detector)
-    cache_key = ("face_crops", size, detector, source, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    cache_key = _cache_key(size, detector, source, params)
     if cache_key in rec.extra:  # several extractors (and predict's overlay) share one detection pass
         return rec.extra[cache_key]
     result = _load_face_crops(rec, size, detector, source, **params)
     rec.extra[cache_key] = result
     return result
+
+
+def _cache_key(size: int, detector: str, source: str, params: dict[str, Any]) -> tuple:
+    return ("face_crops", size, detector, source, tuple(sorted((k, repr(v)) for k, v in params.items())))
+
+
+def cached_face_crops(
+    rec: Recording, size: int = 112, detector: str = "haar", source: str = "auto", **params: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What :func:`load_face_crops` with these arguments already holds for ``rec`` (``None``: nothing yet)."""
+    return rec.extra.get(_cache_key(_check_size(size), detector, resolve_face_source(rec, source, detector), params))
 
 
 def _load_face_crops(
