@@ -223,3 +223,21 @@ def test_predict_over_folders_never_lets_two_inputs_share_an_output(tiny_run, sy
     assert main(["predict", str(tiny_run / "model.safetensors"), str(videos / "a" / "clip.mp4"),
                  str(videos / "b" / "clip.mp4"), "--out", str(tmp_path / "p2")]) == 2
     assert "would both write clip.csv" in capsys.readouterr().err and not (tmp_path / "p2").exists()
+
+
+@pytest.mark.slow
+def test_predict_a_folder_with_worker_processes_equals_one_process(tiny_run, crema_d, tmp_path, capsys):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for clip in sorted(crema_d.glob("*.flv"))[:3]:
+        (clips / clip.name).symlink_to(clip)
+    ckpt = str(tiny_run / "model.safetensors")
+    assert main(["predict", ckpt, str(clips), "--out", str(tmp_path / "one")]) == 0
+    assert main(["predict", ckpt, str(clips), "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    out = capsys.readouterr()
+    assert "predict: 3/3 video (100%)" in out.err  # one progress line set for the folder, off a terminal
+    for clip in sorted(clips.iterdir()):
+        a = pd.read_csv(tmp_path / "one" / f"{clip.stem}.csv")
+        b = pd.read_csv(tmp_path / "two" / f"{clip.stem}.csv")
+        pd.testing.assert_frame_equal(a, b, atol=1e-5)
+    assert main(["predict", ckpt, str(clips), "--workers", "0"]) == 2

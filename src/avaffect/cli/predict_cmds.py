@@ -35,8 +35,11 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
 
 
 def cmd_predict(args) -> int:
-    from avaffect.workflows.predict import Predictor, write_outputs
+    from avaffect.progress import progress_bar
+    from avaffect.workflows.predict import Predictor, predict_many
 
+    if args.workers < 1:
+        raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
     predictor = Predictor(args.checkpoint, device=args.device, stream=not args.no_stream)
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
@@ -50,19 +53,20 @@ def cmd_predict(args) -> int:
     if args.crops is not None and len(videos) != 1:
         raise AvaffectError("--crops gives the face crops of one video: pass exactly one video with it")
     failed = 0
-    for video, name in inputs:
-        try:
-            result = predictor(video, args.crops)
-        except AvaffectError as e:  # one bad video does not stop the others
-            print(f"FAILED {video}: {e}")
+    bar = progress_bar(total=len(videos), desc="predict", unit="video", disable=len(videos) < 2)
+    for item in predict_many(predictor, inputs, args.out, workers=args.workers, overlay=args.overlay,
+                             crops_dir=args.crops):
+        bar.update(1)
+        if "error" in item:  # one bad video does not stop the others
+            print(f"FAILED {item['video']}: {item['error']}")
             failed += 1
             continue
-        paths = write_outputs(result, args.out, name, overlay=args.overlay)
-        s = result.summary
-        print(f"{video}: {s['frames']} frames, face in {s['face_fraction']:.0%}, audio {s['audio']}, "
-              f"{s['realtime_factor']}x real time → {paths['csv']}")
+        s = item["summary"]
+        print(f"{item['video']}: {s['frames']} frames, face in {s['face_fraction']:.0%}, audio {s['audio']}, "
+              f"{s['realtime_factor']}x real time → {item['paths']['csv']}")
         for w in s["warnings"]:
             print(f"  warning: {w}")
+    bar.close()
     if failed:
         print(f"{failed} of {len(videos)} videos failed")
     return 1 if failed else 0
@@ -78,6 +82,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
                    "00001.jpg ...): use them instead of detecting faces (one video only)")
+    p.add_argument("--workers", type=int, default=1, help="videos predicted at once, in that many processes of "
+                   "one thread each (a folder of videos: about the number of cores)")
     p.add_argument("--no-stream", action="store_true", help="hold the whole video's face crops and features in "
                    "memory before running the model (the older path; same values): by default a video streams "
                    "through decoding, faces, features and the model in chunks, in memory that does not grow with "

@@ -4,6 +4,13 @@
 settings, the same face source, the same window length and hop — and stitches window predictions over
 the whole video.
 
+A video streams (the default, ``stream=True``) when its visual extractor describes single face crops: one
+decode in a background thread, the face pipeline frame by frame, crops described in chunks, each window run as
+soon as its steps are there (:mod:`avaffect.features.stream`, :mod:`avaffect.evaluation.streaming`), so memory
+does not grow with the video's length; the values are those of the whole-video path (``stream=False``, which
+holds every crop and feature first). Clip extractors and recordings read from a crops folder take the
+whole-video path.
+
 Rules at the edges (documented, never silent):
 
 - **Frames without a face**: ``face_detected`` is false in the CSV; the model sees a missing visual
@@ -123,6 +130,8 @@ class Predictor:
                                                     self.spec.hop, device=self.device, timings=timing)
             t_model = timing.get("model", 0.0)
             t_features = time.perf_counter() - t0 - t_model
+            # the chunks' clock ran on while the model worked between chunks: take that out of crop and video
+            st.crop, st.total = max(0.0, st.crop - t_model), max(0.0, st.total - t_model)
             stages.update(st.as_dict())
             stages["video"] = stages.pop("total")
         else:
@@ -203,3 +212,59 @@ def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: b
         result.summary["timings_s"]["overlay"] = round(time.perf_counter() - t0, 3)
     atomic_write_text(paths["json"], json.dumps(result.summary, indent=2) + "\n")
     return paths
+
+
+# ------------------------------------------------------------------------------- many videos, several processes
+
+_WORKER: Predictor | None = None  # the checkpoint loaded once per worker process
+
+
+def _init_worker(checkpoint: str, device: str, stream: bool) -> None:
+    global _WORKER
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool is the parallelism: one thread per worker, no oversubscription
+    torch.set_num_threads(1)
+    _WORKER = Predictor(checkpoint, device, stream)
+
+
+def _predict_one(predictor: Predictor, video: str, name: str, out_dir: str, overlay: bool,
+                 crops_dir: str | None) -> dict:
+    try:
+        result = predictor(video, crops_dir)
+        paths = write_outputs(result, out_dir, name, overlay=overlay)
+    except AvaffectError as e:
+        return {"video": video, "error": str(e)}
+    return {"video": video, "summary": result.summary, "paths": {k: str(v) for k, v in paths.items()}}
+
+
+def _predict_in_worker(video: str, name: str, out_dir: str, overlay: bool) -> dict:
+    return _predict_one(_WORKER, video, name, out_dir, overlay, None)
+
+
+def predict_many(predictor: Predictor, inputs: list[tuple[Path, str]], out_dir: str | Path, *, workers: int = 1,
+                 overlay: bool = False, crops_dir: str | Path | None = None):
+    """Predict ``(video, output name)`` pairs into ``out_dir`` with ``predictor``, or in ``workers`` processes
+    that each load its checkpoint once and run one torch thread; yields, as videos finish,
+    ``{"video", "summary", "paths"}`` or ``{"video", "error"}`` (one bad video does not stop the others).
+    ``crops_dir``: one video's own crops."""
+    args = (str(predictor.checkpoint), predictor.device, predictor.stream)
+    if workers <= 1 or len(inputs) <= 1:
+        for video, name in inputs:
+            yield _predict_one(predictor, str(video), name, str(out_dir), overlay,
+                               None if crops_dir is None else str(crops_dir))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(inputs)), mp_context=ctx, initializer=_init_worker,
+                             initargs=args) as pool:
+        futures = {pool.submit(_predict_in_worker, str(v), n, str(out_dir), overlay): v for v, n in inputs}
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                yield {"video": str(futures[fut]), "error": "its worker process died (out of memory?); run it "
+                       "again alone with --workers 1"}

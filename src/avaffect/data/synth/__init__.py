@@ -56,7 +56,7 @@ _WRITER_NAMES = ("CONFIG_FILE", "TMP_DIR", "VIDEO_CODECS", "video_codec", "write
 
 def __getattr__(name: str):
     if name in _WRITER_NAMES:
-        from avaffect.data.synth import writer
+        from avaffect.data.synth import writer  # lazy: PyAV and OpenCV, on first use only
 
         return getattr(writer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
