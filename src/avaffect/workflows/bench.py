@@ -14,6 +14,7 @@ from avaffect.data.folder import recording_from_video
 from avaffect.features.extractors import get_extractor, list_extractors
 from avaffect.features.faces import track_faces
 from avaffect.media import iter_video_frames, read_audio
+from avaffect.progress import stage
 from avaffect.workflows.predict import Predictor
 
 
@@ -50,9 +51,10 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
     seconds = sum(float(r.times[-1] + 1 / r.fps) for r in recs)
     rows = []
 
-    def add(stage: str, secs: float, unit_count: float, unit: str = "frames/s", note: str = "") -> None:
-        rows.append({"stage": stage, "seconds": round(secs, 3), "rate": round(unit_count / secs, 1), "unit": unit,
+    def add(name: str, secs: float, unit_count: float, unit: str = "frames/s", note: str = "") -> None:
+        rows.append({"stage": name, "seconds": round(secs, 3), "rate": round(unit_count / secs, 1), "unit": unit,
                      "note": note})
+        stage(f"bench media: {name}: {unit_count / secs:,.1f} {unit} ({secs:.1f} s)")  # a long run says where it is
 
     add("decode video (PyAV, RGB)", _timed(lambda: [None for v in videos for _ in iter_video_frames(v)], repeat),
         frames)
