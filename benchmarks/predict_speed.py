@@ -6,7 +6,8 @@ The videos are made by looping the CREMA-D clips of one actor (``../shared/data/
 480 x 360 frames centred on a 640 x 360 black canvas, 30 fps H.264 + AAC), so every frame holds a real face and
 a real voice. Each (video, path) runs ``avaffect predict`` in a child process of its own, so that its peak RSS
 (``ru_maxrss``) is its own; the two paths alternate per video. Written to ``docs/benchmarks/predict_speed.md``
-(and ``.json``).
+(and ``.json``). Rows per video: the whole-video path, the streaming path, and the streaming path with the face
+detector on every ``--detect-every``-th frame only (``predict --detect-every``).
 """
 
 from __future__ import annotations
@@ -77,13 +78,19 @@ def make_video(path: Path, minutes: float, clips: list[Path]) -> Path:
     return path
 
 
-def child(checkpoint: Path, video: Path, stream: bool) -> None:
+def _paths(detect_every: int) -> dict[str, tuple[bool, int | None]]:
+    """Row label → (stream, detect_every override)."""
+    return {"whole video": (False, None), "streaming": (True, None),
+            f"streaming, detect_every {detect_every}": (True, detect_every)}
+
+
+def child(checkpoint: Path, video: Path, stream: bool, detect_every: int | None) -> None:
     from avaffect.logs import quiet_third_party_logs
     from avaffect.workflows.predict import Predictor, write_outputs
 
     quiet_third_party_logs()
     t0 = time.perf_counter()
-    predictor = Predictor(checkpoint, "cpu", stream=stream)
+    predictor = Predictor(checkpoint, "cpu", stream=stream, detect_every=detect_every)
     result = predictor(video)
     write_outputs(result, Path("/tmp/avaffect-predict-speed-out"), video.stem + ("-s" if stream else "-w"))
     s = result.summary
@@ -115,7 +122,7 @@ def render(rows: list[dict], args) -> str:
     lines.append("")
     by = {(r["path"], r["minutes"]): r for r in rows}
     lo, hi = min(args.minutes), max(args.minutes)
-    for path in ("whole video", "streaming"):
+    for path in _paths(args.detect_every):
         if (path, lo) in by and (path, hi) in by:
             ratio = by[(path, hi)]["peak_rss_mb"] / by[(path, lo)]["peak_rss_mb"]
             lines.append(f"- {path}: peak RSS at {hi} min / at {lo} min = {ratio:.2f}")
@@ -128,10 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
     p.add_argument("--work", type=Path, default=Path("/tmp/avaffect-predict-speed"))
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "predict_speed.md")
+    p.add_argument("--detect-every", type=int, default=5, help="the third row's face detection interval")
     p.add_argument("--child", nargs=2, metavar=("VIDEO", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    paths = _paths(args.detect_every)
     if args.child:
-        child(args.checkpoint, Path(args.child[0]), args.child[1] == "streaming")
+        child(args.checkpoint, Path(args.child[0]), *paths[args.child[1]])
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     clips = sorted(CLIPS.glob("1001_*.flv"))
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for minutes in args.minutes:
         video = make_video(args.work / f"crema_loop_{minutes:g}min.mp4", minutes, clips)
-        for path in ("whole video", "streaming"):
+        for path in paths:
             out = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--child",
                                   str(video), path], capture_output=True, text=True)
             if out.returncode:

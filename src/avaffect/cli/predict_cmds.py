@@ -40,7 +40,8 @@ def cmd_predict(args) -> int:
 
     if args.workers < 1:
         raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
-    predictor = Predictor(args.checkpoint, device=args.device, stream=not args.no_stream)
+    predictor = Predictor(args.checkpoint, device=args.device, stream=not args.no_stream,
+                          detect_every=args.detect_every)
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
     if not videos:
@@ -84,6 +85,9 @@ def register(sub) -> None:
                    "00001.jpg ...): use them instead of detecting faces (one video only)")
     p.add_argument("--workers", type=int, default=1, help="videos predicted at once, in that many processes of "
                    "one thread each (a folder of videos: about the number of cores)")
+    p.add_argument("--detect-every", type=int, default=None, metavar="K", help="run the face detector on every "
+                   "K-th frame only, tracking in between (faster; slightly different crops than the checkpoint's "
+                   "recorded pipeline, measured in docs/benchmarks/face_tracking.md); default: the checkpoint's")
     p.add_argument("--no-stream", action="store_true", help="hold the whole video's face crops and features in "
                    "memory before running the model (the older path; same values): by default a video streams "
                    "through decoding, faces, features and the model in chunks, in memory that does not grow with "

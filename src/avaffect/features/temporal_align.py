@@ -31,6 +31,9 @@ def window_bounds(timeline: np.ndarray, window: float, context: str) -> tuple[np
     raise ValueError(f"unknown context {context!r}; use one of {', '.join(CONTEXTS)}")
 
 
+ALIGN_COLUMNS = 16  # columns per prefix-sum pass of align_to_timeline (its memory: F x 16 doubles, not F x d)
+
+
 def align_to_timeline(
     values: np.ndarray,
     value_times: np.ndarray,
@@ -64,10 +67,14 @@ def align_to_timeline(
     right = np.searchsorted(vt, hi, side="right")  # first row with time > hi
     counts = right - left
 
-    prefix = np.zeros((len(vals) + 1, vals.shape[1]), dtype=np.float64)
-    np.cumsum(vals, axis=0, out=prefix[1:])
     safe = np.maximum(counts, 1)[:, None]
-    out = (prefix[right] - prefix[left]) / safe
+    out = np.empty((len(tl), vals.shape[1]), dtype=np.float64)
+    prefix = np.zeros((len(vals) + 1, min(ALIGN_COLUMNS, vals.shape[1])), dtype=np.float64)
+    for c in range(0, vals.shape[1], ALIGN_COLUMNS):  # a few columns at a time: the prefix sums stay small
+        block = vals[:, c:c + ALIGN_COLUMNS]
+        pre = prefix[:, :block.shape[1]]
+        np.cumsum(block, axis=0, out=pre[1:])
+        out[:, c:c + block.shape[1]] = (pre[right] - pre[left]) / safe
 
     empty = counts <= 0
     if np.any(empty):

@@ -203,33 +203,33 @@ _hub(
 
 # Files the papers name that no public URL serves: registered so that configs can name them and a missing file
 # says where it comes from and what format it must have; the user supplies the file (url empty).
-register_weights(WeightFile(
-    name="resnet50_msceleb_ferplus",
-    url="",
-    filename="resnet50_msceleb_ferplus.pth",
-    license="unknown: ask the file's authors",
-    used_by=("resnet50_face",),
-    description="ResNet-50 pretrained on MS-Celeb-1M and fine-tuned on FER+, the visual backbone of the ABAW6 and "
-    "ABAW8 systems (Praveen et al.); not publicly served — obtain it from the papers' authors",
-    note="needs torchvision's resnet50 parameter names (conv1, bn1, layer1..layer4; fc ignored); a file in another "
-    "naming must be converted first. Its checksum is unknown, so it is not checked.",
-    source="the authors of the ABAW6 / ABAW8 papers (R. G. Praveen et al.); it is not published",
-))
-register_weights(WeightFile(
-    name="vggface_vgg16",
-    url="",
-    filename="vggface_vgg16.pth",
-    license="the VGG-Face release's terms (Oxford VGG: non-commercial research use); check them for your use",
-    used_by=("vggface_face",),
-    description="VGG-Face (VGG-16 trained on 2.6k identities, Parkhi et al., BMVC 2015), the visual embedding "
-    "network of DLSTM-ATT (Lucas et al.)",
-    note="a PyTorch state dict in torchvision's vgg16 naming (features.0 ... features.28) or the release's own layer "
-    "names (conv1_1 ... conv5_3, fc6-fc8 ignored); the Caffe / MatConvNet / Torch7 files of the release must be "
-    "converted to such a state dict first. No checksum is recorded, so it is not checked.",
-    source="the VGG-Face page of Oxford's Visual Geometry Group, https://www.robots.ox.ac.uk/~vgg/software/vgg_face/ "
-    "(the original Caffe / MatConvNet / Torch7 files), or a PyTorch conversion of them; no PyTorch file is "
-    "registered because none was checked here",
-))
+def _user_supplied(name: str, filename: str, license: str, used_by: tuple[str, ...], description: str, note: str,
+                   source: str) -> WeightFile:
+    return register_weights(WeightFile(name=name, url="", filename=filename, license=license, used_by=used_by,
+                                       description=description, note=note, source=source))
+
+
+_user_supplied(
+    "resnet50_msceleb_ferplus", "resnet50_msceleb_ferplus.pth", "unknown: ask the file's authors", ("resnet50_face",),
+    "ResNet-50 pretrained on MS-Celeb-1M and fine-tuned on FER+, the visual backbone of the ABAW6 and ABAW8 systems "
+    "(Praveen et al.); not publicly served — obtain it from the papers' authors",
+    "needs torchvision's resnet50 parameter names (conv1, bn1, layer1..layer4; fc ignored); a file in another naming "
+    "must be converted first. Its checksum is unknown, so it is not checked.",
+    "the authors of the ABAW6 / ABAW8 papers (R. G. Praveen et al.); it is not published",
+)
+_user_supplied(
+    "vggface_vgg16", "vggface_vgg16.pth",
+    "the VGG-Face release's terms (Oxford VGG: non-commercial research use); check them for your use",
+    ("vggface_face",),
+    "VGG-Face (VGG-16 trained on 2.6k identities, Parkhi et al., BMVC 2015), the visual embedding network of "
+    "DLSTM-ATT (Lucas et al.)",
+    "a PyTorch state dict in torchvision's vgg16 naming (features.0 ... features.28) or the release's own layer names "
+    "(conv1_1 ... conv5_3, fc6-fc8 ignored); the Caffe / MatConvNet / Torch7 files of the release must be converted "
+    "to such a state dict first. No checksum is recorded, so it is not checked.",
+    "the VGG-Face page of Oxford's Visual Geometry Group, https://www.robots.ox.ac.uk/~vgg/software/vgg_face/ (the "
+    "original Caffe / MatConvNet / Torch7 files), or a PyTorch conversion of them; no PyTorch file is registered "
+    "because none was checked here",
+)
 
 
 def get_weight_file(name: str) -> WeightFile:

@@ -70,18 +70,29 @@ class Prediction:
 class Predictor:
     """A checkpoint loaded once, ready for many videos."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True) -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
+                 detect_every: int | None = None) -> None:
+        """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
+        checkpoint recorded (faster; the crops, and so the values, then differ slightly from the recorded
+        pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting."""
         if device == "cuda" and not torch.cuda.is_available():
             raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.stream = stream
+        self.detect_every = detect_every
         self.model, self.meta = load_checkpoint(self.checkpoint, device=device)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.targets)
         self.checkpoint_id = sha256sum(self.checkpoint)[:16]
         self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
         self.video_ex = self._extractor("video extractor", self.spec.video_extractor)
+        if detect_every is not None:
+            if "detect_every" not in self.video_ex.params:
+                raise AvaffectError(f"--detect-every: the video extractor {self.video_ex.name} of {self.checkpoint} "
+                                    "does not detect faces frame by frame")
+            params = {**self.video_ex.params, "detect_every": int(detect_every)}
+            self.video_ex = get_extractor(self.video_ex.name, **params)
 
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
@@ -176,6 +187,7 @@ class Predictor:
             "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3),
                           "stages": stages},
             "streamed": bool(streamed),
+            "detect_every": self.video_ex.params.get("detect_every"),
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None,
             "device": self.device,
         }
@@ -219,13 +231,13 @@ def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: b
 _WORKER: Predictor | None = None  # the checkpoint loaded once per worker process
 
 
-def _init_worker(checkpoint: str, device: str, stream: bool) -> None:
+def _init_worker(checkpoint: str, device: str, stream: bool, detect_every: int | None) -> None:
     global _WORKER
     import cv2
 
     cv2.setNumThreads(1)  # the pool is the parallelism: one thread per worker, no oversubscription
     torch.set_num_threads(1)
-    _WORKER = Predictor(checkpoint, device, stream)
+    _WORKER = Predictor(checkpoint, device, stream, detect_every)
 
 
 def _predict_one(predictor: Predictor, video: str, name: str, out_dir: str, overlay: bool,
@@ -248,7 +260,7 @@ def predict_many(predictor: Predictor, inputs: list[tuple[Path, str]], out_dir: 
     that each load its checkpoint once and run one torch thread; yields, as videos finish,
     ``{"video", "summary", "paths"}`` or ``{"video", "error"}`` (one bad video does not stop the others).
     ``crops_dir``: one video's own crops."""
-    args = (str(predictor.checkpoint), predictor.device, predictor.stream)
+    args = (str(predictor.checkpoint), predictor.device, predictor.stream, predictor.detect_every)
     if workers <= 1 or len(inputs) <= 1:
         for video, name in inputs:
             yield _predict_one(predictor, str(video), name, str(out_dir), overlay,

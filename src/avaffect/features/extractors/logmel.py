@@ -122,12 +122,8 @@ class LogMelStats(Extractor):
         p = self.params
         n = p["n_mels"]
         feats, times = self.frame_features(np.asarray(wav, dtype=np.float32))
-        sq = feats[:, : n + 1] ** 2
-        both = align_to_timeline(
-            np.concatenate([feats, sq], axis=1), times, timeline, p["window"], p["context"]
-        )
-        mean = both[:, : n + 3]
-        mean_sq = both[:, n + 3 :]
+        mean = align_to_timeline(feats, times, timeline, p["window"], p["context"])
+        mean_sq = align_to_timeline(feats[:, : n + 1] ** 2, times, timeline, p["window"], p["context"])
         std = np.sqrt(np.maximum(mean_sq - mean[:, : n + 1] ** 2, 0.0))
         out = np.concatenate(
             [mean[:, :n], std[:, :n], mean[:, n : n + 1], std[:, n : n + 1], mean[:, n + 1 : n + 3]], axis=1

@@ -222,7 +222,7 @@ def iter_face_steps(
         times = np.asarray(times, dtype=np.float64).reshape(-1)
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
-              detector=det.name)
+              detector=det.name, detect_every=detect_every)
 
     def counted(it):
         for item in it:
@@ -258,19 +258,15 @@ def track_frames(
     detector: str | FaceDetector = "haar",
     size: int = 112,
     times: np.ndarray | None = None,
-    *,
-    margin: float = 0.15,
-    align: bool = True,
-    detect_every: int = 1,
-    roi_search: bool = True,
-    max_gap_frames: float = 1.5,
     **params: Any,
 ) -> FaceTrack:
     """Detect, track, align and crop the face in ``(time, rgb uint8 [H, W, 3])`` frames.
 
     ``times``: the timeline (seconds); default: the frames' own times. ``margin``: extra border
     around the face box on each side, as a fraction of its side; ``align``: level the eyes when
-    the detector gives them; ``detect_every``: run the detector every k-th processed frame;
+    the detector gives them (keywords of :func:`iter_face_steps`, which has their defaults: ``margin`` 0.15,
+    ``align`` on, ``detect_every`` 1, ``roi_search`` on, ``max_gap_frames`` 1.5); ``detect_every``: run the
+    detector every k-th processed frame;
     ``roi_search``: while the track holds, search first only around its box
     (:meth:`~avaffect.features.faces.detectors.FaceDetector.detect_near`, much faster), and the whole
     frame when nothing is found there; ``max_gap_frames``: see the module docstring. Other keywords:
@@ -293,9 +289,7 @@ def track_frames(
     stats: dict[str, Any] = {}
     start = _time.perf_counter()
     zero = np.zeros((size, size, 3), dtype=np.uint8)
-    for step in iter_face_steps(frames, detector, size, times, margin=margin, align=align,
-                                detect_every=detect_every, roi_search=roi_search, max_gap_frames=max_gap_frames,
-                                stats=stats, **params):
+    for step in iter_face_steps(frames, detector, size, times, stats=stats, **params):
         if fixed:
             frame_times[step.steps] = step.frame_time
             if step.box is not None:
@@ -324,7 +318,7 @@ def track_frames(
     processed, detect_seconds = stats["frames_processed"], stats["detect_seconds"]
     stats.update(
         total_seconds=total,
-        detect_fps=max(1, processed // int(detect_every)) / detect_seconds if detect_seconds > 0 else float("nan"),
+        detect_fps=max(1, processed // stats["detect_every"]) / detect_seconds if detect_seconds > 0 else float("nan"),
         fps=processed / total if total > 0 else float("nan"),
     )
     det_name = stats.pop("detector")
