@@ -141,3 +141,11 @@ def test_seeds_zero_is_refused_not_quietly_one(tmp_path, capsys):
 
     assert main(["train", str(tmp_path), "--seeds", "0"]) == 2
     assert "--seeds must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("video", ["face_hog", "vggface_face"])
+def test_end_to_end_refuses_video_extractors_it_cannot_fine_tune(video):
+    """Every extractor answers features_from_crops now; only the networks with layer groups can be fine-tuned."""
+    with pytest.raises(ConfigError, match="fine-tunes a face ResNet"):
+        make_config({"features": {"video": {"name": video}, "audio": {"name": "spec_resnet18"}},
+                     "end_to_end": {"enabled": True}})

@@ -51,7 +51,7 @@ _NOT_INPUTS = (*RUNTIME_PARAMS, "weights", "allow_random", "pca_params", "quanti
 
 def check_end_to_end_extractors(video: Extractor, audio: Extractor) -> None:
     """The backbones end-to-end training can fine-tune: a face ResNet on crops and a spectrogram network."""
-    if not hasattr(video, "features_from_crops"):
+    if not getattr(video, "fine_tunable", False):
         raise ConfigError(f"end-to-end training fine-tunes a face ResNet (resnet18_face, resnet50_face) or a clip "
                           f"network (r2plus1d18_clip); features.video is {video.name!r}")
     if not hasattr(audio, "segment_plan"):

@@ -154,6 +154,8 @@ class TorchExtractor(Extractor):
     """
 
     default_weights: ClassVar[str | None] = None
+    # end-to-end training can fine-tune this network on crops or clips (it has layer groups in models/e2e.py)
+    fine_tunable: ClassVar[bool] = False
     _transient = ("_net", "_device")
 
     # ------------------------------------------------------------------ parameters and identity

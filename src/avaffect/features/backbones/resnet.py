@@ -92,6 +92,7 @@ class FaceResNet(TorchExtractor):
     modality = "video"
     version = "1"
     arch = "resnet18"
+    fine_tunable = True
     defaults = {
         **COMMON_DEFAULTS,
         "crop_size": 112,

@@ -43,6 +43,7 @@ class VGGFaceFace(FaceResNet):
     name = "vggface_face"
     version = "1"
     arch = "vgg16"
+    fine_tunable = False  # no layer groups for end-to-end training (frozen features only)
     default_weights = "vggface_vgg16"
     defaults = {**FaceResNet.defaults, "crop_size": 224, "input_size": 224, "normalize": "vggface",
                 "batch_size": 16}

@@ -63,6 +63,7 @@ class R2Plus1D18Clip(TorchExtractor):
     """
 
     name = "r2plus1d18_clip"
+    fine_tunable = True
     modality = "video"
     version = "1"
     default_weights = "r2plus1d18_kinetics400"

@@ -5,7 +5,9 @@ Entry points:
 * :func:`load_face_crops` — a recording's face crops on ``rec.times``: the Aff-Wild2
   ``cropped_aligned`` jpgs when the recording has a crops folder, else detection on its video;
 * :func:`track_faces` — any video file, on its own frame times (or on given times);
-* :func:`track_frames` — the same on an iterable of ``(time, rgb)`` frames.
+* :func:`track_frames` — the same on an iterable of ``(time, rgb)`` frames;
+* :func:`iter_face_steps` — the pipeline one frame at a time (what the others collect), for streaming a long
+  video (:mod:`avaffect.features.stream`) without holding its crops.
 
 Frames without a face get a zero (black) crop, ``face_mask`` False and a NaN box; they are never
 dropped (the ABAW convention).
