@@ -36,12 +36,21 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
 
 def cmd_predict(args) -> int:
     from avaffect.progress import progress_bar
-    from avaffect.workflows.predict import Predictor, predict_many
+    from avaffect.workflows.predict import FaceModelPredictor, Predictor, predict_many
 
     if args.workers < 1:
         raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
-    predictor = Predictor(args.checkpoint, device=args.device, stream=not args.no_stream,
-                          detect_every=args.detect_every)
+    items = list(args.items)
+    if args.face_model:  # every positional is an input: the face model replaces the checkpoint
+        predictor = FaceModelPredictor(args.face_model, device=args.device, stream=not args.no_stream,
+                                       detect_every=args.detect_every)
+    else:
+        if len(items) < 2:
+            raise AvaffectError("give a checkpoint (model.safetensors of a run) and at least one video or folder, "
+                                "or --face-model NAME_OR_FILE and the videos")
+        predictor = Predictor(items.pop(0), device=args.device, stream=not args.no_stream,
+                              detect_every=args.detect_every)
+    args.inputs = items
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
     if not videos:
@@ -74,9 +83,14 @@ def cmd_predict(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="per-frame valence/arousal of videos with a trained checkpoint")
-    p.add_argument("checkpoint", type=Path, help="model.safetensors of a run")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="VIDEO_OR_FOLDER")
+    p = sub.add_parser("predict", help="per-frame valence/arousal of videos with a trained checkpoint (or a face "
+                       "model's own, --face-model)")
+    p.add_argument("items", type=Path, nargs="+", metavar="[CHECKPOINT] VIDEO_OR_FOLDER",
+                   help="model.safetensors of a run, then videos or folders of videos (with --face-model: the "
+                   "videos only)")
+    p.add_argument("--face-model", metavar="NAME_OR_FILE", help="per-frame valence/arousal from a face model alone, "
+                   "no avaffect training: a registered ONNX file (enet_b0_8_va_mtl, mbf_va_mtl; see the README) or "
+                   "the path of one in their layout")
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default predictions)")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.mp4 with the face box "
                    "and a valence/arousal indicator, audio kept")

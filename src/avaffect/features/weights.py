@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class WeightFile:
     sha256_prefix: str | None = None
     note: str = ""
     source: str = ""  # user-supplied files (no url): where a user gets one
+    meta: dict[str, Any] = field(default_factory=dict)  # how to run the file (input size, normalisation, outputs)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -88,6 +89,7 @@ class WeightFile:
             "sha256_prefix": self.sha256_prefix,
             "note": self.note,
             "source": self.source,
+            "meta": dict(self.meta),
         }
 
 
@@ -204,9 +206,9 @@ _hub(
 # Files the papers name that no public URL serves: registered so that configs can name them and a missing file
 # says where it comes from and what format it must have; the user supplies the file (url empty).
 def _user_supplied(name: str, filename: str, license: str, used_by: tuple[str, ...], description: str, note: str,
-                   source: str) -> WeightFile:
+                   source: str, meta: dict[str, Any] | None = None) -> WeightFile:
     return register_weights(WeightFile(name=name, url="", filename=filename, license=license, used_by=used_by,
-                                       description=description, note=note, source=source))
+                                       description=description, note=note, source=source, meta=dict(meta or {})))
 
 
 _user_supplied(
@@ -229,6 +231,24 @@ _user_supplied(
     "the VGG-Face page of Oxford's Visual Geometry Group, https://www.robots.ox.ac.uk/~vgg/software/vgg_face/ (the "
     "original Caffe / MatConvNet / Torch7 files), or a PyTorch conversion of them; no PyTorch file is registered "
     "because none was checked here",
+)
+
+_EMOTIEFF = ("the ONNX model files of EmotiEffLib (HSEmotion, A. Savchenko), https://github.com/sb-ai-lab/EmotiEffLib; "
+             "its Python package downloads them at run time, avaffect never does")
+_AFFECTNET = ("EmotiEffLib's code is Apache-2.0; the weights are trained on AffectNet, whose terms restrict use to "
+              "non-commercial research — check them for your use")
+_user_supplied(
+    "enet_b0_8_va_mtl", "enet_b0_8_va_mtl.onnx", _AFFECTNET, ("face_onnx",),
+    "EfficientNet-B0 face model, 8 expressions + valence/arousal (multi-task, AffectNet), EmotiEffLib",
+    "an ONNX file taking [N, 3, 224, 224] ImageNet-normalised RGB; its last two outputs are valence and arousal",
+    _EMOTIEFF, {"input_size": 224, "normalize": "imagenet"},
+)
+_user_supplied(
+    "mbf_va_mtl", "mbf_va_mtl.onnx", _AFFECTNET, ("face_onnx",),
+    "MobileFaceNet face model, expressions + valence/arousal (multi-task, AffectNet), EmotiEffLib",
+    "an ONNX file taking [N, 3, 112, 112] RGB normalised to mean/std 0.5; its last two outputs are valence and "
+    "arousal",
+    _EMOTIEFF, {"input_size": 112, "normalize": "half"},
 )
 
 

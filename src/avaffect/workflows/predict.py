@@ -193,6 +193,10 @@ class Predictor:
         }
         return Prediction(frame, summary, boxes)
 
+    def spawn_args(self) -> tuple:
+        """How a worker process rebuilds this predictor: ``(class, args)``."""
+        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every)
+
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
             crops_dir: str | Path | None = None, stream: bool = True) -> pd.DataFrame:
@@ -231,16 +235,16 @@ def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: b
 _WORKER: Predictor | None = None  # the checkpoint loaded once per worker process
 
 
-def _init_worker(checkpoint: str, device: str, stream: bool, detect_every: int | None) -> None:
+def _init_worker(factory, args: tuple) -> None:
     global _WORKER
     import cv2
 
     cv2.setNumThreads(1)  # the pool is the parallelism: one thread per worker, no oversubscription
     torch.set_num_threads(1)
-    _WORKER = Predictor(checkpoint, device, stream, detect_every)
+    _WORKER = factory(*args)
 
 
-def _predict_one(predictor: Predictor, video: str, name: str, out_dir: str, overlay: bool,
+def _predict_one(predictor, video: str, name: str, out_dir: str, overlay: bool,
                  crops_dir: str | None) -> dict:
     try:
         result = predictor(video, crops_dir)
@@ -254,13 +258,13 @@ def _predict_in_worker(video: str, name: str, out_dir: str, overlay: bool) -> di
     return _predict_one(_WORKER, video, name, out_dir, overlay, None)
 
 
-def predict_many(predictor: Predictor, inputs: list[tuple[Path, str]], out_dir: str | Path, *, workers: int = 1,
+def predict_many(predictor, inputs: list[tuple[Path, str]], out_dir: str | Path, *, workers: int = 1,
                  overlay: bool = False, crops_dir: str | Path | None = None):
     """Predict ``(video, output name)`` pairs into ``out_dir`` with ``predictor``, or in ``workers`` processes
     that each load its checkpoint once and run one torch thread; yields, as videos finish,
     ``{"video", "summary", "paths"}`` or ``{"video", "error"}`` (one bad video does not stop the others).
-    ``crops_dir``: one video's own crops."""
-    args = (str(predictor.checkpoint), predictor.device, predictor.stream, predictor.detect_every)
+    ``predictor``: a :class:`Predictor` or a :class:`FaceModelPredictor`. ``crops_dir``: one video's own crops."""
+    spawn = predictor.spawn_args()
     if workers <= 1 or len(inputs) <= 1:
         for video, name in inputs:
             yield _predict_one(predictor, str(video), name, str(out_dir), overlay,
@@ -272,7 +276,7 @@ def predict_many(predictor: Predictor, inputs: list[tuple[Path, str]], out_dir: 
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(inputs)), mp_context=ctx, initializer=_init_worker,
-                             initargs=args) as pool:
+                             initargs=spawn) as pool:
         futures = {pool.submit(_predict_in_worker, str(v), n, str(out_dir), overlay): v for v, n in inputs}
         for fut in as_completed(futures):
             try:
@@ -280,3 +284,76 @@ def predict_many(predictor: Predictor, inputs: list[tuple[Path, str]], out_dir: 
             except BrokenProcessPool:
                 yield {"video": str(futures[fut]), "error": "its worker process died (out of memory?); run it "
                        "again alone with --workers 1"}
+
+
+# ------------------------------------------------------------------ a face model's own valence/arousal (no training)
+
+
+class FaceModelPredictor:
+    """Per-frame valence/arousal straight from a face model (``predict --face-model``): an ONNX file in the
+    EmotiEffLib layout, run by the ``face_onnx`` extractor on each detected face (the same face pipeline and
+    streaming as :class:`Predictor`). No avaffect training and no audio are involved; frames without a face have
+    no value (NaN). The numbers mean what the model's training set (AffectNet, for the EmotiEffLib files) made
+    them mean: zero-shot still-image estimates, not a model trained on your data."""
+
+    def __init__(self, face_model: str, device: str = "cpu", stream: bool = True, detect_every: int | None = None,
+                 input_size: int | None = None, normalize: str | None = None) -> None:
+        from avaffect.features.backbones.onnx_face import FaceOnnx  # lazy: onnxruntime is an optional extra
+
+        if device != "cpu":
+            raise AvaffectError("--face-model runs on the CPU (onnxruntime's CPU provider); drop --device")
+        self.face_model, self.device, self.stream = face_model, device, stream
+        self.detect_every, self.input_size, self.normalize = detect_every, input_size, normalize
+        params = {"weights": face_model, "output": "va", "input_size": input_size, "normalize": normalize}
+        if detect_every is not None:
+            params["detect_every"] = int(detect_every)
+        self.extractor: FaceOnnx = get_extractor("face_onnx", **params)
+        self.path = self.extractor.weights_path()  # a missing file: where to get it and where to put it
+        self.extractor.dim  # noqa: B018 - loads the model now: a broken file fails before any video
+
+    def spawn_args(self) -> tuple:
+        return type(self), (self.face_model, self.device, self.stream, self.detect_every, self.input_size,
+                            self.normalize)
+
+    def __call__(self, video: str | Path, crops_dir: str | Path | None = None) -> Prediction:
+        t0 = time.perf_counter()
+        rec = recording_from_video(video, crops_dir=crops_dir)
+        boxes = np.full((rec.num_frames, 4), np.nan, np.float32)
+        if self.stream and can_stream(rec, self.extractor):
+            values = np.zeros((rec.num_frames, 2), np.float32)
+            detected = np.zeros(rec.num_frames, bool)
+            for c in iter_face_feature_chunks(rec, self.extractor):
+                values[c.lo:c.hi], detected[c.lo:c.hi], boxes[c.lo:c.hi] = c.features, c.face_mask, c.boxes
+        else:
+            request = self.extractor.crop_request(rec)
+            if request is not None:
+                size, detector, params = request
+                _, _, boxes = load_face_crops(rec, size=size, detector=detector, **params)
+            values = self.extractor.extract(rec)
+            detected = face_mask_from_features(rec.face_mask, values)
+        values = np.where(detected[:, None], values, np.nan)
+        wall = time.perf_counter() - t0
+        duration = float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+        frame = pd.DataFrame({"frame": np.arange(rec.num_frames), "time": np.round(rec.times, 6),
+                              "valence": values[:, 0], "arousal": values[:, 1], "face_detected": detected})
+        warnings = ["no face was found in any frame: there are no values"] if rec.num_frames and not detected.any() \
+            else []
+        for w in warnings:
+            log.warning("%s: %s", video, w)
+        with np.errstate(all="ignore"):
+            stats = {f"{t}_{s}": (float(getattr(np, f"nan{s}")(values[:, k])) if detected.any() else None)
+                     for k, t in enumerate(TARGETS) for s in ("mean", "std")}
+        summary = {
+            "video": str(video), "frames": rec.num_frames, "duration_s": round(duration, 3), "fps": rec.fps,
+            "face_fraction": float(detected.mean()) if rec.num_frames else 0.0, "audio": "not used",
+            "frames_without_face": int((~detected).sum()), "warnings": warnings, **stats,
+            "model": f"face_onnx:{Path(self.path).name}", "checkpoint": str(self.path),
+            "checkpoint_sha256_16": sha256sum(self.path)[:16], "face_source": "crops" if rec.crops_dir else
+            self.extractor.params["detector"],
+            "meaning": "zero-shot valence/arousal of a face model trained elsewhere (its own training set), per "
+                       "frame from the face alone; not an avaffect model trained on your data",
+            "timings_s": {"total": round(wall, 3)}, "streamed": bool(self.stream and can_stream(rec, self.extractor)),
+            "detect_every": self.extractor.params["detect_every"],
+            "realtime_factor": round(duration / wall, 2) if wall > 0 else None, "device": "cpu",
+        }
+        return Prediction(frame, summary, boxes)

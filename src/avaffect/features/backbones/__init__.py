@@ -12,6 +12,8 @@ vggface_face       video    VGG-16 (VGG-Face) conv5_3 per 224 x 224 crop, mean-p
                             (DLSTM-ATT; user-supplied weights)
 r2plus1d18_clip    video    torchvision R(2+1)D-18 on 8-frame face clips (RJA)           512
 egemaps            audio    openSMILE eGeMAPS LLDs, 100 Hz → timeline (optional extra)  25 (eGeMAPSv02)
+face_onnx          video    an ONNX face model per crop (EmotiEffLib layout): embedding  the model's
+                            or its valence/arousal (optional onnxruntime; user weights)
 =================  =======  ==========================================================  ===========
 
 Weights are never downloaded: see :mod:`avaffect.features.weights` for the registry of public
@@ -21,6 +23,7 @@ does not import torch; the networks are built on the first ``extract``.
 
 from avaffect.features.backbones.base import TorchExtractor, face_crops, resolve_device
 from avaffect.features.backbones.egemaps import EGeMAPS
+from avaffect.features.backbones.onnx_face import FaceOnnx
 from avaffect.features.backbones.resnet import FaceResNet, ResNet18Face, ResNet50Face, SpecResNet18
 from avaffect.features.backbones.vggface import VGGFaceFace
 from avaffect.features.backbones.vggish import VGGISH_PARAMETER_NAMES, VGGish, VGGishExtractor
@@ -40,4 +43,5 @@ __all__ = [
     "VGGFaceFace",
     "R2Plus1D18Clip",
     "EGeMAPS",
+    "FaceOnnx",
 ]

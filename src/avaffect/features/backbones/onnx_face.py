@@ -1,0 +1,161 @@
+"""``face_onnx``: a face model in ONNX form run on each face crop — its embedding as visual features, or its own
+valence/arousal (bring-your-own V/A face models, ``predict --face-model``).
+
+Made for the layout of EmotiEffLib / HSEmotion's multi-task V/A models (``enet_b0_8_va_mtl.onnx``: 224 x 224,
+ImageNet normalisation; ``mbf_va_mtl.onnx``: 112 x 112, mean/std 0.5): one input ``[N, 3, S, S]`` float RGB, and
+an output whose **last two columns are valence and arousal** (the columns before them: expression logits). A
+model with two outputs is read as ``(embedding, head)``. Input size and normalisation of the registered files
+live in their weight-registry entries (:attr:`WeightFile.meta`); for your own file the input size is read from
+the model (give ``input_size`` when it is not fixed there) and ``normalize`` defaults to ImageNet's. The
+files are never downloaded: a missing one says where to get it and where to put it.
+
+``output``: ``"embedding"`` (default: the first of two outputs, else the whole single output) or ``"va"`` (the
+model's valence and arousal, 2 columns: what ``predict --face-model`` writes). Steps without a face are zeros.
+Needs the optional ``onnxruntime`` (``pip install 'avaffect[onnx]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from avaffect.data.recording import Recording
+from avaffect.errors import AvaffectError, ConfigError
+from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, prepare_crops
+from avaffect.features.extractors.base import Extractor, register_extractor
+from avaffect.features.faces.crops import (
+    cached_face_crops,
+    check_detect_every,
+    face_pipeline_params,
+    load_face_crops,
+)
+from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.stream import can_stream, streamed_features
+from avaffect.features.weights import WEIGHTS, resolve_weights
+
+__all__ = ["FaceOnnx", "ONNX_FIX"]
+
+ONNX_FIX = "pip install 'avaffect[onnx]' (onnxruntime) to run ONNX face models"
+
+
+@register_extractor
+class FaceOnnx(Extractor):
+    """An ONNX face model per face crop (see the module docstring)."""
+
+    name = "face_onnx"
+    modality = "video"
+    version = "1"
+    defaults = {"weights": "enet_b0_8_va_mtl", "input_size": None, "normalize": None, "output": "embedding",
+                "crop_size": None, "detector": "haar", "detect_every": 1, "batch_size": 32}
+    _transient = ("_session", "_dim")
+
+    def validate(self) -> None:
+        p = self.params
+        if not isinstance(p["weights"], str) or not p["weights"]:
+            raise ConfigError("face_onnx: weights must be a registered name or the path of an .onnx file")
+        if p["output"] not in ("embedding", "va"):
+            raise ConfigError(f"face_onnx: output must be 'embedding' or 'va', got {p['output']!r}")
+        if self.normalize not in IMAGE_NORMALIZATIONS:
+            raise ConfigError(f"face_onnx: normalize must be one of {', '.join(IMAGE_NORMALIZATIONS)}, "
+                              f"got {self.normalize!r}")
+        for key in ("input_size", "crop_size"):
+            v = self.params[key]
+            if v is not None and (not isinstance(v, int) or v < 16):
+                raise ConfigError(f"face_onnx: {key} must be an integer >= 16 pixels, got {v!r}")
+        check_detect_every(self.name, p["detect_every"])
+
+    def weights_path(self):
+        """The .onnx file (a missing registered file says where to get it and where to put it)."""
+        return resolve_weights(self.params["weights"], verify=False)
+
+    # ------------------------------------------------------------------ what the file says
+    @property
+    def _meta(self) -> dict[str, Any]:
+        entry = WEIGHTS.get(self.params["weights"], None) if self.params["weights"] in WEIGHTS else None
+        return dict(entry.meta) if entry is not None else {}
+
+    @property
+    def input_size(self) -> int:
+        """``input_size``, else the registry's, else the model's own static input shape."""
+        size = self.params["input_size"] or self._meta.get("input_size")
+        if size is None:
+            shape = self._sess().get_inputs()[0].shape  # [N, 3, S, S], N usually symbolic
+            size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
+        if size is None:
+            raise ConfigError(f"face_onnx: {self.params['weights']}: the model's input size is not fixed in the "
+                              "file; give input_size (and normalize)")
+        return int(size)
+
+    @property
+    def normalize(self) -> str:
+        return self.params["normalize"] or self._meta.get("normalize", "imagenet")
+
+    def _sess(self):
+        sess = self.__dict__.get("_session")
+        if sess is None:
+            try:
+                import onnxruntime as ort  # lazy: an optional extra
+            except ImportError:
+                raise AvaffectError(f"face_onnx needs onnxruntime, which is not installed: {ONNX_FIX}") from None
+            path = self.weights_path()
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            try:
+                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own exception types for a bad file
+                raise AvaffectError(f"{path}: cannot load this ONNX model ({str(e).splitlines()[0][:200]}); check "
+                                    "that the file is a complete .onnx model") from None
+            if len(sess.get_outputs()) not in (1, 2):
+                raise AvaffectError(f"{path}: face_onnx expects one output (.. , valence, arousal) or two "
+                                    f"(embedding, head); this model has {len(sess.get_outputs())}")
+            self._session = sess
+        return sess
+
+    @property
+    def dim(self) -> int:
+        if self.params["output"] == "va":
+            return 2
+        d = self.__dict__.get("_dim")
+        if d is None:
+            d = self._dim = int(self._run(np.zeros((1, self.input_size, self.input_size, 3), np.uint8)).shape[1])
+        return d
+
+    # ------------------------------------------------------------------ running it
+    def _run(self, crops: np.ndarray) -> np.ndarray:
+        """``[n, out]`` of uint8 RGB crops at ``input_size``."""
+        sess = self._sess()
+        mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in IMAGE_NORMALIZATIONS[self.normalize])
+        name = sess.get_inputs()[0].name
+        outs = []
+        for lo in range(0, len(crops), int(self.params["batch_size"])):
+            x = crops[lo:lo + int(self.params["batch_size"])].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            res = sess.run(None, {name: (x - mean) / std})
+            if self.params["output"] == "va":
+                y = res[-1][:, -2:]
+            else:
+                y = res[0]
+            outs.append(np.asarray(y, np.float32).reshape(len(x), -1))
+        return np.concatenate(outs)
+
+    def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask, dtype=bool)
+        idx = np.flatnonzero(mask)
+        out = np.zeros((len(mask), self.dim), dtype=np.float32)
+        if len(idx):
+            out[idx] = self._run(prepare_crops(np.asarray(crops)[idx], self.input_size, "resize"))
+        return out
+
+    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
+        if resolve_face_source(rec, "auto", self.params["detector"]) != "video":
+            return None
+        return int(self.params["crop_size"] or self.input_size), self.params["detector"], \
+            face_pipeline_params(self.params)
+
+    def extract(self, rec: Recording) -> np.ndarray:
+        size, detector = int(self.params["crop_size"] or self.input_size), self.params["detector"]
+        params = face_pipeline_params(self.params)
+        if can_stream(rec, self) and cached_face_crops(rec, size, detector, **params) is None:
+            return streamed_features(rec, self)
+        crops, mask, _ = load_face_crops(rec, size=size, detector=detector, **params)
+        return self.features_from_crops(crops, mask & np.asarray(rec.face_mask, dtype=bool))
