@@ -98,3 +98,8 @@ def test_a_missing_registered_face_model_says_where_to_get_it_and_where_to_put_i
     assert "github.com/sb-ai-lab/EmotiEffLib" in err and "Traceback" not in err
     ex = get_extractor("face_onnx", weights="mbf_va_mtl")
     assert (ex.input_size, ex.normalize) == (112, "half")  # the registry carries how to run the file
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    assert main(["predict", "--face-model", str(broken), str(clip), "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err  # refused once, before any video, naming the file
+    assert "broken.onnx: cannot load this ONNX model" in err and "Traceback" not in err

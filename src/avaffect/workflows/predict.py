@@ -309,7 +309,7 @@ class FaceModelPredictor:
             params["detect_every"] = int(detect_every)
         self.extractor: FaceOnnx = get_extractor("face_onnx", **params)
         self.path = self.extractor.weights_path()  # a missing file: where to get it and where to put it
-        self.extractor.dim  # noqa: B018 - loads the model now: a broken file fails before any video
+        self.extractor.load_model()  # a broken file fails here, before any video
 
     def spawn_args(self) -> tuple:
         return type(self), (self.face_model, self.device, self.stream, self.detect_every, self.input_size,

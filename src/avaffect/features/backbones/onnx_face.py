@@ -65,6 +65,10 @@ class FaceOnnx(Extractor):
                 raise ConfigError(f"face_onnx: {key} must be an integer >= 16 pixels, got {v!r}")
         check_detect_every(self.name, p["detect_every"])
 
+    def load_model(self) -> None:
+        """Open the model now (a missing or broken file fails here, before any video)."""
+        self._sess()
+
     def weights_path(self):
         """The .onnx file (a missing registered file says where to get it and where to put it)."""
         return resolve_weights(self.params["weights"], verify=False)
@@ -130,7 +134,12 @@ class FaceOnnx(Extractor):
         outs = []
         for lo in range(0, len(crops), int(self.params["batch_size"])):
             x = crops[lo:lo + int(self.params["batch_size"])].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            res = sess.run(None, {name: (x - mean) / std})
+            try:
+                res = sess.run(None, {name: (x - mean) / std})
+            except Exception as e:  # onnxruntime's own exception types: a model of another layout
+                raise AvaffectError(f"{self.params['weights']}: the model does not take [N, 3, {x.shape[2]}, "
+                                    f"{x.shape[3]}] RGB images ({str(e).splitlines()[0][:200]}); face_onnx runs "
+                                    "models in the EmotiEffLib layout (give input_size if it differs)") from None
             if self.params["output"] == "va":
                 y = res[-1][:, -2:]
             else:
