@@ -241,3 +241,15 @@ def test_predict_a_folder_with_worker_processes_equals_one_process(tiny_run, cre
         b = pd.read_csv(tmp_path / "two" / f"{clip.stem}.csv")
         pd.testing.assert_frame_equal(a, b, atol=1e-5)
     assert main(["predict", ckpt, str(clips), "--workers", "0"]) == 2
+
+
+def test_bench_predict_compares_the_streaming_and_whole_video_paths(tiny_run, crema_d, tmp_path, capsys):
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    out = tmp_path / "bench.json"
+    assert main(["bench", "predict", str(clip), "--checkpoint", str(tiny_run / "model.safetensors"),
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["stage"] for r in rows] == [f"predict {clip.name} (streaming)", f"predict {clip.name} (whole video)"]
+    assert all(r["rate"] > 0 and r["unit"] == "x real time" for r in rows)
+    assert "detect" in rows[0]["note"] and "model" in rows[0]["note"]  # the streaming path's seconds per stage
+    assert "x real time" in capsys.readouterr().out
