@@ -24,10 +24,11 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, MediaError
 from avaffect.features.extractors.base import Extractor, face_mask_from_features
-from avaffect.features.faces.crops import iter_face_steps
+from avaffect.features.faces.crops import cached_face_crops, face_crops, iter_face_steps
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
-__all__ = ["FeatureChunk", "StreamStats", "can_stream", "iter_face_feature_chunks", "streamed_features"]
+__all__ = ["FeatureChunk", "StreamStats", "can_stream", "iter_face_feature_chunks", "streamed_features",
+           "face_features"]
 
 
 @dataclass
@@ -140,3 +141,16 @@ def streamed_features(rec: Recording, extractor: Extractor, chunk: int = 256) ->
     for c in iter_face_feature_chunks(rec, extractor, chunk):
         out[c.lo:c.hi] = c.features
     return out
+
+
+def face_features(rec: Recording, extractor: Extractor, size: int, detector: str, source: str = "auto",
+                  **params: Any) -> np.ndarray:
+    """``extract`` of an extractor that describes single face crops (``size`` px crops from ``detector``,
+    face-pipeline keywords ``params``): a video streams through :func:`streamed_features`, one chunk of crops in
+    memory, unless the recording already holds its crops (predict's whole-video path and overlay detect once and
+    share them); otherwise — and for a recording read from its crops folder — the crops of
+    :func:`~avaffect.features.faces.crops.face_crops` are described at once."""
+    if can_stream(rec, extractor) and cached_face_crops(rec, size, detector, source, **params) is None:
+        return streamed_features(rec, extractor)
+    crops, mask = face_crops(rec, size, detector, source, **params)
+    return extractor.features_from_crops(crops, mask)

@@ -67,6 +67,26 @@ class Prediction:
     extra: dict = field(default_factory=dict)
 
 
+def _duration(rec: Recording) -> float:
+    """Seconds of video the timeline covers (the real-time factor's numerator)."""
+    return float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+
+
+def _whole_video_features(rec: Recording, extractor: Extractor, fallback: tuple | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The whole-video path: ``(features [T, d], face mask [T], boxes [T, 4] or None)``. On a video the faces are
+    detected once, with the extractor's own face-pipeline settings (else ``fallback``: ``(size, detector,
+    params)``), for the overlay's boxes; the extractor then reuses those crops (cached in the recording)."""
+    boxes = None
+    if rec.crops_dir is None:
+        request = extractor.crop_request(rec) or fallback
+        if request is not None:
+            size, detector, params = request
+            _, _, boxes = load_face_crops(rec, size=size, detector=detector, **params)
+    feats = extractor.extract(rec)
+    return feats, face_mask_from_features(rec.face_mask, feats), boxes
+
+
 class Predictor:
     """A checkpoint loaded once, ready for many videos."""
 
@@ -130,7 +150,6 @@ class Predictor:
             log.info("%s has no audio track: audio features set to the training mean", video)
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (rec.num_frames, 1))
         t_audio = time.perf_counter() - t0
-        boxes = None
         faces = self.spec.faces
         stages: dict[str, float] = {"audio": round(t_audio, 3)}
         streamed = self.stream and can_stream(rec, self.video_ex)
@@ -146,12 +165,8 @@ class Predictor:
             stages.update(st.as_dict())
             stages["video"] = stages.pop("total")
         else:
-            if rec.crops_dir is None:  # detect once, for the overlay's boxes: the extractor reuses it (cached)
-                request = self.video_ex.crop_request(rec)
-                size, detector, params = request if request else (faces.crop_size, faces.detector, {})
-                _, _, boxes = load_face_crops(rec, size=size, detector=detector, **params)
-            video_feats = self.video_ex.extract(rec)
-            face_mask = face_mask_from_features(rec.face_mask, video_feats)
+            video_feats, face_mask, boxes = _whole_video_features(rec, self.video_ex,
+                                                                  (faces.crop_size, faces.detector, {}))
             t_features = time.perf_counter() - t0
             stages["video"] = round(t_features - t_audio, 3)
             t1 = time.perf_counter()
@@ -169,7 +184,7 @@ class Predictor:
         for w in warnings:
             log.warning("%s: %s", video, w)
         wall = time.perf_counter() - t0
-        duration = float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+        duration = _duration(rec)
         frame = pd.DataFrame({"frame": np.arange(rec.num_frames), "time": np.round(rec.times, 6)})
         for k, t in enumerate(self.targets):
             frame[t] = pred[:, k]
@@ -318,22 +333,19 @@ class FaceModelPredictor:
     def __call__(self, video: str | Path, crops_dir: str | Path | None = None) -> Prediction:
         t0 = time.perf_counter()
         rec = recording_from_video(video, crops_dir=crops_dir)
-        boxes = np.full((rec.num_frames, 4), np.nan, np.float32)
         if self.stream and can_stream(rec, self.extractor):
             values = np.zeros((rec.num_frames, 2), np.float32)
             detected = np.zeros(rec.num_frames, bool)
+            boxes = np.full((rec.num_frames, 4), np.nan, np.float32)
             for c in iter_face_feature_chunks(rec, self.extractor):
                 values[c.lo:c.hi], detected[c.lo:c.hi], boxes[c.lo:c.hi] = c.features, c.face_mask, c.boxes
         else:
-            request = self.extractor.crop_request(rec)
-            if request is not None:
-                size, detector, params = request
-                _, _, boxes = load_face_crops(rec, size=size, detector=detector, **params)
-            values = self.extractor.extract(rec)
-            detected = face_mask_from_features(rec.face_mask, values)
+            values, detected, boxes = _whole_video_features(rec, self.extractor)
+            if boxes is None:  # faces from a crops folder: where they sat in the video is not known
+                boxes = np.full((rec.num_frames, 4), np.nan, np.float32)
         values = np.where(detected[:, None], values, np.nan)
         wall = time.perf_counter() - t0
-        duration = float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+        duration = _duration(rec)
         frame = pd.DataFrame({"frame": np.arange(rec.num_frames), "time": np.round(rec.times, 6),
                               "valence": values[:, 0], "arousal": values[:, 1], "face_detected": detected})
         warnings = ["no face was found in any frame: there are no values"] if rec.num_frames and not detected.any() \

@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from avaffect.data.recording import Recording
-from avaffect.errors import AvaffectError, ConfigError, DataError
+from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors.base import Extractor, audio_source
-from avaffect.features.faces.crops import load_face_crops
+from avaffect.features.faces.crops import face_crops  # re-exported: it lived here first
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import WEIGHTS_PARAM, load_state_dict_file, resolve_weights
 
@@ -124,24 +124,6 @@ def network_segments(frames: np.ndarray, first: np.ndarray, length: int, pad: fl
     if not time_major:
         seg = seg.transpose(0, 2, 1)
     return np.ascontiguousarray(seg)[:, None]
-
-
-def face_crops(rec: Recording, size: int, detector: str = "haar", **params: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording, from its crops folder or
-    its video by the face-source rule (:func:`avaffect.features.faces.load_face_crops`, source ``auto``;
-    ``params``: its face-pipeline keywords). From a crops folder a step counts as a face only where the
-    recording's own face mask allows one too."""
-    crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector, **params)
-    crops = np.asarray(crops)
-    mask = np.asarray(mask, dtype=bool).reshape(-1)
-    if len(crops) != rec.num_frames or len(mask) != rec.num_frames:
-        raise DataError(
-            rec.crops_dir or rec.video_path,
-            f"face cropping gave {len(crops)} crops / {len(mask)} mask steps for {rec.num_frames} timeline steps "
-            f"of recording {rec.name}",
-            "re-run face cropping for this recording",
-        )
-    return crops, mask & rec.face_mask
 
 
 class TorchExtractor(Extractor):

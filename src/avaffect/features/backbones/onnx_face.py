@@ -24,14 +24,9 @@ from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, prepare_crops
 from avaffect.features.extractors.base import Extractor, register_extractor
-from avaffect.features.faces.crops import (
-    cached_face_crops,
-    check_detect_every,
-    face_pipeline_params,
-    load_face_crops,
-)
+from avaffect.features.faces.crops import check_detect_every, face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.stream import can_stream, streamed_features
+from avaffect.features.stream import face_features
 from avaffect.features.weights import WEIGHTS, resolve_weights
 
 __all__ = ["FaceOnnx", "ONNX_FIX"]
@@ -162,9 +157,5 @@ class FaceOnnx(Extractor):
             face_pipeline_params(self.params)
 
     def extract(self, rec: Recording) -> np.ndarray:
-        size, detector = int(self.params["crop_size"] or self.input_size), self.params["detector"]
-        params = face_pipeline_params(self.params)
-        if can_stream(rec, self) and cached_face_crops(rec, size, detector, **params) is None:
-            return streamed_features(rec, self)
-        crops, mask, _ = load_face_crops(rec, size=size, detector=detector, **params)
-        return self.features_from_crops(crops, mask & np.asarray(rec.face_mask, dtype=bool))
+        return face_features(rec, self, int(self.params["crop_size"] or self.input_size), self.params["detector"],
+                             **face_pipeline_params(self.params))

@@ -22,13 +22,12 @@ from avaffect.features.backbones.base import (
     IMAGENET_STD,
     SegmentPlan,
     TorchExtractor,
-    face_crops,
     window_starts,
 )
 from avaffect.features.extractors.base import register_extractor
-from avaffect.features.faces.crops import cached_face_crops, check_detect_every, face_pipeline_params
+from avaffect.features.faces.crops import check_detect_every, face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.stream import can_stream, streamed_features
+from avaffect.features.stream import face_features
 from avaffect.media import read_audio
 
 __all__ = ["IMAGE_NORMALIZATIONS", "FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
@@ -169,12 +168,8 @@ class FaceResNet(TorchExtractor):
         return int(self.params["crop_size"]), self.params["detector"], face_pipeline_params(self.params)
 
     def extract(self, rec: Recording) -> np.ndarray:
-        size, detector = int(self.params["crop_size"]), self.params["detector"]
-        params = face_pipeline_params(self.params)
-        if can_stream(rec, self) and cached_face_crops(rec, size, detector, **params) is None:
-            return streamed_features(rec, self)  # a video: one chunk of crops in memory, not the whole video's
-        crops, mask = face_crops(rec, size, detector, **params)
-        return self.features_from_crops(crops, mask)
+        return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"],
+                             **face_pipeline_params(self.params))
 
 
 @register_extractor

@@ -10,15 +10,9 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError
 from avaffect.features.extractors.base import Extractor, register_extractor
-from avaffect.features.faces.crops import (
-    cached_face_crops,
-    check_detect_every,
-    face_pipeline_params,
-    load_face_crops,
-    read_crop,
-)
+from avaffect.features.faces.crops import check_detect_every, face_pipeline_params, read_crop
 from avaffect.features.faces.source import FACE_SOURCES, resolve_face_source
-from avaffect.features.stream import can_stream, streamed_features
+from avaffect.features.stream import face_features
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +105,11 @@ class FaceHOG(Extractor):
             out[i] = self.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
         return out
 
-    def _extract_detected(self, rec: Recording) -> np.ndarray:
-        # from the raw video the detector decides which steps hold a face (where the recording allows one)
-        size, detector = int(self.params["crop_size"]), self.params["detector"]
-        params = face_pipeline_params(self.params)
-        if cached_face_crops(rec, size, detector, "video", **params) is None and can_stream(rec, self):
-            return streamed_features(rec, self)  # one chunk of crops in memory, not the whole video's
-        crops, face_mask, _ = load_face_crops(rec, size=size, detector=detector, source="video", **params)
-        return self.features_from_crops(crops, face_mask & np.asarray(rec.face_mask, dtype=bool))
-
     def extract(self, rec: Recording) -> np.ndarray:
         if resolve_face_source(rec, self.params["source"], self.params["detector"]) == "video":
-            return self._extract_detected(rec)
+            # from the raw video the detector decides which steps hold a face (where the recording allows one)
+            return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"], "video",
+                                 **face_pipeline_params(self.params))
         out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
         steps = np.flatnonzero(rec.face_mask)
         if len(steps) == 0:

@@ -54,6 +54,7 @@ __all__ = [
     "track_faces",
     "load_face_crops",
     "cached_face_crops",
+    "face_crops",
     "load_precomputed_crops",
     "draw_face_box",
 ]
@@ -431,6 +432,24 @@ def load_face_crops(
     result = _load_face_crops(rec, size, detector, source, **params)
     rec.extra[cache_key] = result
     return result
+
+
+def face_crops(rec: Recording, size: int, detector: str = "haar", source: str = "auto",
+               **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording on its timeline
+    (:func:`load_face_crops` by the face-source rule; ``params``: its face-pipeline keywords), checked to have one
+    crop per step. A step counts as a face only where the recording's own face mask allows one too."""
+    crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector, source=source, **params)
+    crops = np.asarray(crops)
+    mask = np.asarray(mask, dtype=bool).reshape(-1)
+    if len(crops) != rec.num_frames or len(mask) != rec.num_frames:
+        raise DataError(
+            rec.crops_dir or rec.video_path,
+            f"face cropping gave {len(crops)} crops / {len(mask)} mask steps for {rec.num_frames} timeline steps "
+            f"of recording {rec.name}",
+            "re-run face cropping for this recording",
+        )
+    return crops, mask & rec.face_mask
 
 
 def _cache_key(size: int, detector: str, source: str, params: dict[str, Any]) -> tuple:
