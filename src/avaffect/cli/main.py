@@ -19,7 +19,7 @@ from avaffect.errors import AvaffectError
 from avaffect.logs import quiet_third_party_logs
 
 COMMAND_MODULES = ("train_cmds", "config_cmds", "data_cmds", "dataset_cmds", "features_cmds", "models_cmds",
-                   "eval_cmds", "predict_cmds", "bench_cmds")
+                   "eval_cmds", "predict_cmds", "bench_cmds", "weights_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

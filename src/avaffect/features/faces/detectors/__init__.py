@@ -22,6 +22,9 @@ name            needs                                     landmarks
                 (``face_detection_yunet_2023mar.onnx``)
 ``retinaface``  a RetinaFace ONNX export (see              all 5
                 :class:`RetinaFaceDetector`)
+``mediapipe``   ``pip install 'avaffect[faces]'`` and the    eyes and nose (BlazeFace's 6 keypoints; it
+                BlazeFace file from MediaPipe's wheel         gives the mouth centre, not its corners)
+                (``avaffect weights import``)
 ``precomputed`` nothing: the frame *is* a face crop        none (the box is the whole image)
                 (Aff-Wild2 ``cropped_aligned``)
 =============== ========================================= ============================================
@@ -46,6 +49,7 @@ from avaffect.features.faces.detectors.base import (
 )
 from avaffect.features.faces.detectors.dlib import DLIB_INSTALL, DlibDetector
 from avaffect.features.faces.detectors.haar import HaarDetector
+from avaffect.features.faces.detectors.mediapipe import MediaPipeDetector
 from avaffect.features.faces.detectors.precomputed import PrecomputedDetector
 from avaffect.features.faces.detectors.retinaface import (
     RETINAFACE_FILE,
@@ -63,6 +67,7 @@ __all__ = [
     "DlibDetector",
     "YuNetDetector",
     "RetinaFaceDetector",
+    "MediaPipeDetector",
     "PrecomputedDetector",
     "register_detector",
     "get_detector",
