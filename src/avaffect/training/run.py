@@ -210,7 +210,8 @@ def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: li
         faces=FaceSpec(source="crops" if sources == {"crops"} else "video", detector=detector,
                        crop_size=params.get("crop_size", 112)),
         window=cfg.training.window, hop=cfg.training.hop,
-        fps=float(np.median([r.fps for r in train_recs])), targets=list(cfg.training.targets))
+        fps=float(np.median([r.fps for r in train_recs])), targets=list(cfg.training.targets),
+        trained_on=cfg.data.dataset)
 
 
 def score_validation(cfg: RunConfig, run_dir: Path, model: AVRegressor,

@@ -43,6 +43,7 @@ from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, NoAudioStreamError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.overlay import write_overlay
+from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_recording
 from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors import Extractor, get_extractor
@@ -65,6 +66,22 @@ class Prediction:
     summary: dict
     boxes: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+
+
+#: what a prediction's numbers mean, by the data its model was trained on (``trained_on`` of the JSON and CSV)
+MEANINGS = {
+    "synthetic": "SYNTHETIC DEMO MODEL: trained on avaffect's built-in cartoon faces and tones; the numbers show "
+                 "that the pipeline runs, they say nothing about this person's emotion",
+    "face_model": "zero-shot valence/arousal of a face model trained elsewhere (its own training set), per frame "
+                  "from the face alone; not an avaffect model trained on your data",
+    "unknown": "an avaffect model whose training data this checkpoint does not record",
+}
+
+
+def prediction_meaning(trained_on: str) -> str:
+    """The sentence the JSON, the plot and the HTML page carry about what the numbers mean."""
+    return MEANINGS.get(trained_on, f"an avaffect fusion model trained on the {trained_on} dataset; its numbers "
+                                    "mean what that dataset's annotations mean")
 
 
 def _duration(rec: Recording) -> float:
@@ -189,6 +206,7 @@ class Predictor:
         for k, t in enumerate(self.targets):
             frame[t] = pred[:, k]
         frame["face_detected"] = face_mask
+        frame["trained_on"] = self.spec.trained_on
         summary = {
             "video": str(video), "frames": rec.num_frames, "duration_s": round(duration, 3),
             "fps": rec.fps, "face_fraction": float(face_mask.mean()) if rec.num_frames else 0.0,
@@ -197,6 +215,7 @@ class Predictor:
             **{f"{t}_{s}": float(getattr(np, s)(pred[:, k])) for k, t in enumerate(self.targets)
                for s in ("mean", "std")},
             "model": self.meta["model"]["name"], "checkpoint": str(self.checkpoint),
+            "trained_on": self.spec.trained_on, "meaning": prediction_meaning(self.spec.trained_on),
             "checkpoint_sha256_16": self.checkpoint_id, "face_source": "crops" if rec.crops_dir else
             faces.detector,
             "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3),
@@ -224,16 +243,20 @@ def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
     return result.frame
 
 
-def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: bool = False) -> dict[str, Path]:
-    """``<name>.csv``, ``<name>.json``, ``<name>.png`` and with ``overlay`` ``<name>_overlay.mp4``, all directly in
-    ``out_dir`` (``name`` is encoded by :func:`avaffect.files.safe_name`: it never leaves ``out_dir``)."""
+def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: bool = False,
+                  html: bool = False) -> dict[str, Path]:
+    """``<name>.csv``, ``<name>.json``, ``<name>.png``, with ``overlay`` ``<name>_overlay.mp4`` and with ``html``
+    ``<name>.html`` (the page with the overlay embedded; the overlay file is then kept only when asked for or too
+    big to embed), all directly in ``out_dir`` (``name`` is encoded by :func:`avaffect.files.safe_name`: it never
+    leaves ``out_dir``)."""
     out_dir = Path(out_dir)
     paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
     atomic_write_text(paths["csv"], result.frame.to_csv(index=False, float_format="%.6f"))
     targets = [t for t in TARGETS if t in result.frame]
-    plot_recording(paths["png"], f"{name} — {result.summary['model']}", result.frame["time"].to_numpy(),
+    mark = " — SYNTHETIC DEMO MODEL, not real emotion" if result.summary.get("trained_on") == "synthetic" else ""
+    plot_recording(paths["png"], f"{name} — {result.summary['model']}{mark}", result.frame["time"].to_numpy(),
                    result.frame[targets].to_numpy(), None, targets, result.frame["face_detected"].to_numpy())
-    if overlay:
+    if overlay or html:
         t0 = time.perf_counter()
         values = result.frame[targets].to_numpy()
         if values.shape[1] == 1:
@@ -241,6 +264,11 @@ def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: b
         paths["overlay"] = write_overlay(result.summary["video"], output_path(out_dir, name, "_overlay.mp4"),
                                          result.frame["time"].to_numpy(), values, result.boxes)
         result.summary["timings_s"]["overlay"] = round(time.perf_counter() - t0, 3)
+    if html:
+        paths["html"], embedded = write_page(output_path(out_dir, name, ".html"), result.frame, result.summary,
+                                             paths["overlay"], name)
+        if embedded and not overlay:
+            paths.pop("overlay").unlink()
     atomic_write_text(paths["json"], json.dumps(result.summary, indent=2) + "\n")
     return paths
 
@@ -260,21 +288,21 @@ def _init_worker(factory, args: tuple) -> None:
 
 
 def _predict_one(predictor, video: str, name: str, out_dir: str, overlay: bool,
-                 crops_dir: str | None) -> dict:
+                 crops_dir: str | None, html: bool = False) -> dict:
     try:
         result = predictor(video, crops_dir)
-        paths = write_outputs(result, out_dir, name, overlay=overlay)
+        paths = write_outputs(result, out_dir, name, overlay=overlay, html=html)
     except AvaffectError as e:
         return {"video": video, "error": str(e)}
     return {"video": video, "summary": result.summary, "paths": {k: str(v) for k, v in paths.items()}}
 
 
-def _predict_in_worker(video: str, name: str, out_dir: str, overlay: bool) -> dict:
-    return _predict_one(_WORKER, video, name, out_dir, overlay, None)
+def _predict_in_worker(video: str, name: str, out_dir: str, overlay: bool, html: bool = False) -> dict:
+    return _predict_one(_WORKER, video, name, out_dir, overlay, None, html)
 
 
 def predict_many(predictor, inputs: list[tuple[Path, str]], out_dir: str | Path, *, workers: int = 1,
-                 overlay: bool = False, crops_dir: str | Path | None = None):
+                 overlay: bool = False, crops_dir: str | Path | None = None, html: bool = False):
     """Predict ``(video, output name)`` pairs into ``out_dir`` with ``predictor``, or in ``workers`` processes
     that each load its checkpoint once and run one torch thread; yields, as videos finish,
     ``{"video", "summary", "paths"}`` or ``{"video", "error"}`` (one bad video does not stop the others).
@@ -283,7 +311,7 @@ def predict_many(predictor, inputs: list[tuple[Path, str]], out_dir: str | Path,
     if workers <= 1 or len(inputs) <= 1:
         for video, name in inputs:
             yield _predict_one(predictor, str(video), name, str(out_dir), overlay,
-                               None if crops_dir is None else str(crops_dir))
+                               None if crops_dir is None else str(crops_dir), html)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -292,7 +320,7 @@ def predict_many(predictor, inputs: list[tuple[Path, str]], out_dir: str | Path,
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(inputs)), mp_context=ctx, initializer=_init_worker,
                              initargs=spawn) as pool:
-        futures = {pool.submit(_predict_in_worker, str(v), n, str(out_dir), overlay): v for v, n in inputs}
+        futures = {pool.submit(_predict_in_worker, str(v), n, str(out_dir), overlay, html): v for v, n in inputs}
         for fut in as_completed(futures):
             try:
                 yield fut.result()
@@ -347,7 +375,8 @@ class FaceModelPredictor:
         wall = time.perf_counter() - t0
         duration = _duration(rec)
         frame = pd.DataFrame({"frame": np.arange(rec.num_frames), "time": np.round(rec.times, 6),
-                              "valence": values[:, 0], "arousal": values[:, 1], "face_detected": detected})
+                              "valence": values[:, 0], "arousal": values[:, 1], "face_detected": detected,
+                              "trained_on": "face_model"})
         warnings = ["no face was found in any frame: there are no values"] if rec.num_frames and not detected.any() \
             else []
         for w in warnings:
@@ -362,8 +391,7 @@ class FaceModelPredictor:
             "model": f"face_onnx:{Path(self.path).name}", "checkpoint": str(self.path),
             "checkpoint_sha256_16": sha256sum(self.path)[:16], "face_source": "crops" if rec.crops_dir else
             self.extractor.params["detector"],
-            "meaning": "zero-shot valence/arousal of a face model trained elsewhere (its own training set), per "
-                       "frame from the face alone; not an avaffect model trained on your data",
+            "trained_on": "face_model", "meaning": prediction_meaning("face_model"),
             "timings_s": {"total": round(wall, 3)}, "streamed": bool(self.stream and can_stream(rec, self.extractor)),
             "detect_every": self.extractor.params["detect_every"],
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None, "device": "cpu",
