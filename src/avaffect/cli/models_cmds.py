@@ -45,7 +45,8 @@ def register(sub) -> None:
 def cmd_convert_official(args) -> int:
     from avaffect.models.official import convert_official
 
-    path = convert_official(args.checkpoint, args.variant, args.out)
+    path = convert_official(args.checkpoint, args.variant, args.out, audio_weights=args.audio_weights,
+                            video_weights=args.video_weights, hop=args.hop)
     print(f"wrote {path}")
     return 0
 
@@ -58,4 +59,11 @@ def register_convert(sub) -> None:
     p.add_argument("--variant", required=True, help="the authors' model family (e.g. rja_blstm; an unknown name "
                    "lists the known ones)")
     p.add_argument("--out", type=Path, required=True, help="output folder (model.safetensors is written)")
+    p.add_argument("--audio-weights", type=Path, help="the authors' fine-tuned spectrogram ResNet-18 (a state dict in "
+                   "torchvision's naming): copied beside the model for `avaffect predict`; default: the registered "
+                   "ImageNet file")
+    p.add_argument("--video-weights", type=Path, help="the authors' fine-tuned R3D-18 (torchvision's naming): copied "
+                   "beside the model; default: the registered Kinetics-400 file")
+    p.add_argument("--hop", type=int, help="clips between the model's L-clip windows at prediction time (default L: "
+                   "non-overlapping sub-sequences)")
     p.set_defaults(func=cmd_convert_official)

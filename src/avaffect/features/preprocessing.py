@@ -84,6 +84,9 @@ class PreprocessingSpec(_Strict):
         "train_mean_std", description="per-feature (x - mean) / std, statistics of the training split, stored "
         "as buffers in the weights")
     missing: MissingModalityRules = MissingModalityRules()
+    step_frames: int = Field(1, ge=1, description="video frames per timeline step: 1, a step per frame (avaffect "
+                             "models); k, one step per non-overlapping k-frame clip (the authors' RJA / DCA / JCA "
+                             "models), each frame taking its clip's prediction")
     trained_on: str = Field("unknown", description="the training config's data.dataset (synthetic: the built-in "
                             "cartoon demo set, whose predictions say nothing about real emotion); unknown in "
                             "checkpoints written before it was recorded")

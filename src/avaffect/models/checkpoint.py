@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 from avaffect._version import __version__
 from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing import PreprocessingSpec
-from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
+from avaffect.models.official import FORMAT as OFFICIAL_FORMAT
+from avaffect.models.official import load_official_checkpoint
+from avaffect.models.safetensors_io import read_format, read_tagged_metadata, write_tagged
 from avaffect.models.wrapper import AVRegressor
 
 FORMAT = "avaffect-checkpoint-1"
@@ -30,7 +32,8 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     """``{"model": dict, "preprocessing": PreprocessingSpec, "extra": dict, "avaffect_version": str}``."""
     meta = read_tagged_metadata(path, FORMAT, "an avaffect checkpoint",
                                 "pass the model.safetensors of a training run (authors' checkpoints: convert "
-                                "them with `avaffect convert-official`)")
+                                "them with `avaffect convert-official`; `predict` runs those, evaluation and "
+                                "training need a model trained here)")
     try:
         model = json.loads(meta["model"])
         prep = json.loads(meta["preprocessing"])
@@ -42,6 +45,14 @@ def read_checkpoint_meta(path: str | Path) -> dict:
                             "model.safetensors of a finished run, or train again") from None
     return {"model": model, "preprocessing": PreprocessingSpec.from_metadata(prep, str(path)), "extra": extra,
             "avaffect_version": meta.get("avaffect_version")}
+
+
+def load_for_prediction(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """What ``predict`` runs: an avaffect checkpoint (:func:`load_checkpoint`) or an authors' model converted by
+    ``avaffect convert-official`` (its preprocessing recorded at conversion)."""
+    if read_format(path) == OFFICIAL_FORMAT:
+        return load_official_checkpoint(path, device)
+    return load_checkpoint(path, device)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVRegressor, dict]:

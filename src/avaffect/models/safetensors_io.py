@@ -22,6 +22,15 @@ def write_tagged(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     return path
 
 
+def read_format(path: str | Path) -> str | None:
+    """The ``format`` tag of a safetensors file (``None``: no tag, not a safetensors file, or no such file)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # safetensors raises several types for a bad header; the checked reader reports them
+        return None
+
+
 def read_tagged_metadata(path: str | Path, expected_format: str, what: str, fix: str) -> dict[str, str]:
     """The metadata of a file whose ``format`` must be ``expected_format``; each failure (missing file,
     unreadable header, another format) raises :class:`AvaffectError` naming the file, ``what`` it should

@@ -19,6 +19,9 @@ Rules at the edges (documented, never silent):
 - **A video without audio**: the audio features are set to the training mean (zero after
   normalisation), the summary says ``"audio": "missing"`` and a warning is logged; predictions then
   rest on the face alone.
+- **Authors' models** (``avaffect convert-official``): their recorded preprocessing runs one timeline step per
+  non-overlapping clip of ``step_frames`` frames (:mod:`avaffect.models.official.deploy`); every frame gets its
+  clip's prediction, and the CSV stays one row per frame.
 - **Face source**: the checkpoint's preprocessing spec says where training took its faces from. A model
   trained on a dataset's own crops (Aff-Wild2 ``cropped_aligned``) reproduces ``evaluate`` on a video only
   when that video's crops folder is given (``crops_dir`` / ``predict --crops``); otherwise — and for a model
@@ -28,6 +31,7 @@ Rules at the edges (documented, never silent):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -53,7 +57,7 @@ from avaffect.features.preprocessing import ExtractorRecord
 from avaffect.features.stream import StreamStats, can_stream, iter_face_feature_chunks
 from avaffect.features.weights import sha256sum
 from avaffect.files import atomic_write_text, output_path
-from avaffect.models.checkpoint import load_checkpoint
+from avaffect.models.checkpoint import load_for_prediction
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,10 @@ MEANINGS = {
 
 def prediction_meaning(trained_on: str) -> str:
     """The sentence the JSON, the plot and the HTML page carry about what the numbers mean."""
+    if trained_on.startswith("authors:"):
+        return (f"the authors' released {trained_on.split(':', 1)[1]} fusion model (trained by them on Aff-Wild2), "
+                "run on inputs rebuilt by avaffect from their papers; its numbers mean what Aff-Wild2's annotations "
+                "mean only with the authors' own fine-tuned backbone files, not with random or ImageNet ones")
     return MEANINGS.get(trained_on, f"an avaffect fusion model trained on the {trained_on} dataset; its numbers "
                                     "mean what that dataset's annotations mean")
 
@@ -118,7 +126,7 @@ class Predictor:
         self.device = device
         self.stream = stream
         self.detect_every = detect_every
-        self.model, self.meta = load_checkpoint(self.checkpoint, device=device)
+        self.model, self.meta = load_for_prediction(self.checkpoint, device=device)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.targets)
         self.checkpoint_id = sha256sum(self.checkpoint)[:16]
@@ -156,9 +164,45 @@ class Predictor:
                      "on the video instead", video, self.spec.faces.detector)
         return rec
 
+    def _clip_steps(self, rec: Recording, t0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool,
+                                                                 dict[str, float], float]:
+        """An authors' model's path (``spec.step_frames`` = k > 1): one step per non-overlapping k-frame clip, the
+        clip ending at its last frame; returns per-frame ``(pred, face_mask, boxes, audio_missing, stages,
+        model seconds)``, each frame carrying its clip's prediction."""
+        k, n = int(self.spec.step_frames), rec.num_frames
+        if not hasattr(self.video_ex, "clip_features"):
+            raise AvaffectError(f"{self.checkpoint}: step_frames {k} needs a clip extractor, not {self.video_ex.name}")
+        ends = np.minimum(np.arange(k - 1, n + k - 1, k), n - 1)  # the last frame of each clip
+        clips = dataclasses.replace(rec, times=np.asarray(rec.times)[ends], labels=np.asarray(rec.labels)[ends],
+                                    face_mask=np.asarray(rec.face_mask)[ends], extra={})
+        audio_missing = False
+        try:
+            audio = self.audio_ex.extract(clips)
+        except NoAudioStreamError:
+            audio_missing = True
+            audio = np.tile(self.model.audio_mean.cpu().numpy(), (len(ends), 1))
+        t_audio = time.perf_counter() - t0
+        size, detector, params = self.spec.faces.crop_size, self.spec.faces.detector, {}
+        crops, mask, boxes = load_face_crops(rec, size=size, detector=detector, **params)
+        mask = np.asarray(mask, bool) & np.asarray(rec.face_mask, bool)
+        clip_face = np.logical_or.reduceat(mask, np.arange(0, n, k)) if n else np.zeros(0, bool)
+        video = self.video_ex.clip_features(crops, mask, ends)
+        t_video = time.perf_counter() - t0 - t_audio
+        t1 = time.perf_counter()
+        pred = predict_recording(self.model, audio, video, clip_face, self.spec.window, self.spec.hop,
+                                 device=self.device)
+        t_model = time.perf_counter() - t1
+        return pred[np.arange(n) // k], mask, boxes, audio_missing, {"audio": round(t_audio, 3),
+                                                                      "video": round(t_video, 3)}, t_model
+
     def __call__(self, video: str | Path, crops_dir: str | Path | None = None) -> Prediction:
         t0 = time.perf_counter()
         rec = self.recording(video, crops_dir)
+        if self.spec.step_frames > 1:
+            pred, face_mask, boxes, audio_missing, stages, t_model = self._clip_steps(rec, t0)
+            t_features = time.perf_counter() - t0 - t_model
+            return self._result(video, rec, pred, face_mask, boxes, audio_missing, stages, t0, t_features, t_model,
+                                False)
         audio_missing = False
         try:
             audio = self.audio_ex.extract(rec)
@@ -190,6 +234,12 @@ class Predictor:
             pred = predict_recording(self.model, audio, video_feats, face_mask, self.spec.window, self.spec.hop,
                                      device=self.device)
             t_model = time.perf_counter() - t1
+        return self._result(video, rec, pred, face_mask, boxes, audio_missing, stages, t0, t_features, t_model,
+                            streamed)
+
+    def _result(self, video, rec: Recording, pred: np.ndarray, face_mask: np.ndarray, boxes, audio_missing: bool,
+                stages: dict, t0: float, t_features: float, t_model: float, streamed: bool) -> Prediction:
+        """The per-frame table and the summary of one video."""
         if not np.isfinite(pred).all():
             raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {video}; the checkpoint "
                                 "is broken (train it again)")
@@ -217,7 +267,7 @@ class Predictor:
             "model": self.meta["model"]["name"], "checkpoint": str(self.checkpoint),
             "trained_on": self.spec.trained_on, "meaning": prediction_meaning(self.spec.trained_on),
             "checkpoint_sha256_16": self.checkpoint_id, "face_source": "crops" if rec.crops_dir else
-            faces.detector,
+            self.spec.faces.detector,
             "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3),
                           "stages": stages},
             "streamed": bool(streamed),

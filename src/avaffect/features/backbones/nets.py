@@ -112,12 +112,16 @@ class VGG16Features(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def video_resnet_features(arch: str = "r2plus1d_18") -> nn.Module:
-    """torchvision's R(2+1)D-18 / R3D-18 / MC3-18 with ``fc = Identity``: ``[B, 3, T, H, W]`` → ``[B, 512]``."""
+def video_resnet_features(arch: str = "r2plus1d_18", spatial_map: bool = False) -> nn.Module:
+    """torchvision's R(2+1)D-18 / R3D-18 / MC3-18 with ``fc = Identity``: ``[B, 3, T, H, W]`` → ``[B, 512]``;
+    with ``spatial_map`` the pooling averages over time only: ``[B, 512 * H/16 * W/16]``, the map flattened
+    channel-major."""
     from torchvision.models import video
 
     net = getattr(video, arch)(weights=None)
     net.fc = nn.Identity()
+    if spatial_map:
+        net.avgpool = nn.AdaptiveAvgPool3d((1, None, None))
     return net
 
 

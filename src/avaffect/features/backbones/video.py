@@ -60,6 +60,11 @@ class R2Plus1D18Clip(TorchExtractor):
     features of the nearest such step: about k times less compute, an approximation (neighbouring clips overlap
     in ``clip_len - 1`` of their frames, so their features are close but not equal; measured in
     ``docs/benchmarks/clip_every.md``). 1 (default): every step's own clip.
+
+    ``spatial_map``: ``true`` keeps the last convolution's spatial map, averaged over time only: ``512 x S x S``
+    (S = input_size / 16: 7 at 112 px) flattened **channel-major** (``c * S * S + y * S + x``), the memory order of
+    the 512 x 7 x 7 map that the RJA / DCA / JCA authors' fusion modules view as 49 rows of 512 (RJA Sec. 2 B: "the
+    output of the last convolution layer is 512 x 7 x 7"). Default ``false``: global average pooling, 512.
     """
 
     name = "r2plus1d18_clip"
@@ -79,8 +84,9 @@ class R2Plus1D18Clip(TorchExtractor):
         "normalize": "kinetics",
         "detector": "haar",
         "clip_every": 1,
+        "spatial_map": False,
     }
-    late_defaults = {"clip_every": 1}
+    late_defaults = {"clip_every": 1, "spatial_map": False}
 
     def validate(self) -> None:
         super().validate()
@@ -91,12 +97,17 @@ class R2Plus1D18Clip(TorchExtractor):
                          ("clip_every", 1)):
             if not isinstance(p[key], int) or p[key] < low:
                 raise ConfigError(f"r2plus1d18_clip: {key} must be an integer >= {low}, got {p[key]!r}")
+        if not isinstance(p["spatial_map"], bool):
+            raise ConfigError(f"r2plus1d18_clip: spatial_map must be true or false, got {p['spatial_map']!r}")
+        if p["spatial_map"] and p["input_size"] % 16:
+            raise ConfigError(f"r2plus1d18_clip: spatial_map needs input_size a multiple of 16 (the network's "
+                              f"stride), got {p['input_size']}")
         if p["normalize"] not in CLIP_NORMALIZATIONS:
             raise ConfigError(f"r2plus1d18_clip: normalize must be kinetics, imagenet or pm1, got {p['normalize']!r}")
 
     @property
     def dim(self) -> int:
-        return 512
+        return 512 * (self.params["input_size"] // 16) ** 2 if self.params["spatial_map"] else 512
 
     @property
     def weights_name(self) -> str | None:
@@ -105,7 +116,7 @@ class R2Plus1D18Clip(TorchExtractor):
     def build_network(self):
         from avaffect.features.backbones.nets import video_resnet_features  # lazy: nets imports torch + torchvision
 
-        return video_resnet_features(self.params["arch"])
+        return video_resnet_features(self.params["arch"], spatial_map=self.params["spatial_map"])
 
     def adapt_state_dict(self, state, net):
         return {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -132,22 +143,32 @@ class R2Plus1D18Clip(TorchExtractor):
         steps = np.flatnonzero(mask)
         if len(steps) == 0:
             return out
-        size = int(p["input_size"])
-        frames = np.zeros((t + 1, size, size, 3), dtype=np.uint8)  # last row: the blank frame (index -1)
-        frames[steps] = prepare_crops(np.asarray(crops)[steps], size, "resize")
         every = int(p["clip_every"])
         anchors = steps[::every]  # the steps whose clip runs through the network
-        idx = self.clip_plan(t)[anchors]
-        prepare = self._normalizer()
-        chunk = int(p["batch_size"])
-        feats = np.empty((len(anchors), self.dim), dtype=np.float32)
-        for lo in range(0, len(anchors), chunk):
-            clips = frames[idx[lo : lo + chunk]]  # [B, L, H, W, 3]; -1 picks the blank last row
-            feats[lo : lo + chunk] = self.run_batches(clips, prepare)
+        feats = self.clip_features(crops, mask, anchors)
         # each face step takes its nearest anchor's features (itself when clip_every = 1)
         nearest = np.minimum(np.rint(np.arange(len(steps)) / every).astype(np.int64), len(anchors) - 1)
         out[steps] = feats[nearest]
         return out
+
+    def clip_features(self, crops: np.ndarray, mask: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+        """``[len(anchors), dim]``: the features of the clips of the steps ``anchors`` (see :meth:`clip_plan`), frames
+        without a face blank. What :meth:`features_from_crops` runs for its anchor steps; the authors'-model path of
+        ``predict`` calls it for one clip per ``clip_len`` frames (non-overlapping clips)."""
+        p = self.params
+        mask = np.asarray(mask, dtype=bool)
+        steps = np.flatnonzero(mask)
+        size = int(p["input_size"])
+        frames = np.zeros((len(mask) + 1, size, size, 3), dtype=np.uint8)  # last row: the blank frame (index -1)
+        frames[steps] = prepare_crops(np.asarray(crops)[steps], size, "resize")  # steps without a face stay blank
+        idx = self.clip_plan(len(mask))[np.asarray(anchors, dtype=np.int64)]
+        prepare = self._normalizer()
+        chunk = int(p["batch_size"])
+        feats = np.empty((len(idx), self.dim), dtype=np.float32)
+        for lo in range(0, len(idx), chunk):
+            clips = frames[idx[lo : lo + chunk]]  # [B, L, H, W, 3]; -1 picks the blank last row
+            feats[lo : lo + chunk] = self.run_batches(clips, prepare)
+        return feats
 
     def extract(self, rec: Recording) -> np.ndarray:
         crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])

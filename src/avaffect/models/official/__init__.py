@@ -31,8 +31,10 @@ from avaffect.models.official.convert import (
     infer_sizes,
     list_variants,
     load_converted,
+    load_official_checkpoint,
     register_variant,
 )
+from avaffect.models.official.deploy import OfficialRegressor, official_preprocessing
 from avaffect.models.official.modules import (
     GATE_TEMPERATURE,
     CAMSizes,
@@ -68,4 +70,7 @@ __all__ = [
     "from_official",
     "convert_official",
     "load_converted",
+    "load_official_checkpoint",
+    "OfficialRegressor",
+    "official_preprocessing",
 ]

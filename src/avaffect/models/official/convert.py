@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from avaffect.errors import AvaffectError, ConfigError
+from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.models.official.deploy import BACKBONES_DIR, OfficialRegressor, copy_backbone, official_preprocessing
 from avaffect.models.official.modules import CAMSizes, DCNSizes, DCNStack, OfficialCAM
 from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
 from avaffect.registry import Registry
@@ -39,6 +41,7 @@ __all__ = [
     "from_official",
     "convert_official",
     "load_converted",
+    "load_official_checkpoint",
 ]
 
 
@@ -238,20 +241,69 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items()}
 
 
-def convert_official(checkpoint_path: str | Path, variant: str, out_dir: str | Path) -> Path:
+def convert_official(checkpoint_path: str | Path, variant: str, out_dir: str | Path, *,
+                     audio_weights: str | Path | None = None, video_weights: str | Path | None = None,
+                     audio_params: dict[str, Any] | None = None, video_params: dict[str, Any] | None = None,
+                     hop: int | None = None) -> Path:
     """Convert an authors' checkpoint of ``variant`` to ``out_dir/model.safetensors`` (atomic write).
 
     The file may hold a plain state dict or one under ``state_dict`` / ``net`` / ``model``; a DataParallel
     ``module.`` prefix is stripped. The metadata records ``format``, ``variant`` and the inferred ``sizes``
-    (JSON), which :func:`load_converted` uses to rebuild the module.
+    (JSON), which :func:`load_converted` uses to rebuild the module, and — for the 2-modality systems at the
+    released sizes — the authors' preprocessing (:func:`~avaffect.models.official.deploy.official_preprocessing`)
+    that ``predict`` rebuilds: ``audio_weights`` / ``video_weights`` (the authors' fine-tuned ResNet-18 / R3D) are
+    copied beside the model and recorded; ``audio_params`` / ``video_params`` add extractor parameters; ``hop``:
+    steps between the model's windows (default: L, non-overlapping).
     """
     get_variant(variant)
     path = Path(checkpoint_path)
     model = from_official(_read_checkpoint(path), variant)
-    dst = Path(out_dir) / "model.safetensors"
+    out_dir = Path(out_dir)
+    dst = out_dir / "model.safetensors"
     meta = {"format": FORMAT, "variant": variant, "sizes": json.dumps(asdict(_sizes_of(model)))}
+    if isinstance(model, OfficialCAM) and model.sizes.dim == 512 and model.sizes.regions == 49:
+        audio_params, video_params = dict(audio_params or {}), dict(video_params or {})
+        if audio_weights is not None:
+            audio_params["weights"] = copy_backbone(audio_weights, out_dir, "audio_resnet18")
+        if video_weights is not None:
+            video_params["weights"] = copy_backbone(video_weights, out_dir, "video_r3d18")
+        spec = official_preprocessing(model, variant, _beside(audio_params, out_dir), _beside(video_params, out_dir),
+                                      hop)
+        spec = spec.model_copy(update={"audio_extractor": spec.audio_extractor.model_copy(update={
+            "params": {**spec.audio_extractor.params, **audio_params}}), "video_extractor":
+            spec.video_extractor.model_copy(update={"params": {**spec.video_extractor.params, **video_params}})})
+        meta["preprocessing"] = spec.model_dump_json()
+    elif audio_weights is not None or video_weights is not None:
+        raise ConfigError(f"{variant} at these sizes has no predict path (only the released 2-modality systems at "
+                          "D = 512 do): drop --audio-weights / --video-weights")
     write_tagged(dst, model.state_dict(), meta)
     return dst
+
+
+def _beside(params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Extractor params with a copied backbone's relative name made absolute (to build the extractor now)."""
+    w = params.get("weights")
+    return {**params, "weights": str(out_dir / w)} if isinstance(w, str) and w.startswith(BACKBONES_DIR + "/") \
+        else params
+
+
+def load_official_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                             ) -> tuple[OfficialRegressor, dict[str, Any]]:
+    """A converted 2-modality model ready for ``predict``: ``(OfficialRegressor, meta)`` with ``meta`` shaped like
+    :func:`avaffect.models.checkpoint.read_checkpoint_meta`'s (``model``, typed ``preprocessing``, ``extra``)."""
+    path = Path(path)
+    meta = read_tagged_metadata(path, FORMAT, "a converted official model",
+                                "convert the authors' checkpoint with `avaffect convert-official`")
+    if "preprocessing" not in meta:
+        raise AvaffectError(f"{path}: this converted {meta.get('variant')!r} model records no preprocessing, so "
+                            "predict cannot rebuild its inputs: convert the authors' checkpoint again with this "
+                            "version (`avaffect convert-official`; only the released 2-modality systems at D = 512)")
+    module = load_converted(path)
+    spec = PreprocessingSpec.from_metadata(json.loads(meta["preprocessing"]), str(path))
+    variant = meta["variant"]
+    info = {"model": {"name": f"official:{variant}", "params": {"sizes": json.loads(meta["sizes"])}},
+            "preprocessing": spec, "extra": {}, "avaffect_version": None}
+    return OfficialRegressor(module, variant).to(device).eval(), info
 
 
 def load_converted(path: str | Path) -> nn.Module:
