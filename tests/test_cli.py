@@ -81,3 +81,30 @@ def test_help_imports_no_heavy_library():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"building the CLI parser imported: {out}"
+
+
+def test_config_list_imports_no_torch_and_lists_every_shipped_row():
+    """`avaffect config list` reads the shipped configs' paper blocks without validating them (validation builds
+    the model's typed parameters, which imports torch): it starts in well under a second."""
+    code = ("import sys, io, contextlib; from avaffect.cli.main import main; buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf): main(['config', 'list'])\n"
+            "print(len(buf.getvalue().splitlines())); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from avaffect.config import load_config, paper_config_names
+
+    names = paper_config_names()
+    assert out == [str(len(names)), "False"]
+    first = load_config(names[0]).paper  # the raw block says what the validated config says
+    from avaffect.shipped import paper_block
+
+    assert (paper_block(names[0])["table"], paper_block(names[0])["row"]) == (first.table, first.row)
+
+
+def test_a_closed_pipe_ends_the_output_quietly():
+    code = "from avaffect.cli.main import main; raise SystemExit(main(['config', 'list']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # `| head -1`
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "error" not in err and "Traceback" not in err

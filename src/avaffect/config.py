@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +17,7 @@ from avaffect.features.inputs import check_end_to_end_extractors
 from avaffect.features.pipeline import FeaturePipeline
 from avaffect.models.e2e import backbone_group_names
 from avaffect.models.registry import get_entry, model_config
+from avaffect.shipped import PAPER_CONFIG_DIR, paper_config_names, resolve_config_path  # noqa: F401 - re-exported
 
 DatasetName = Literal[DATASET_NAMES]  # the dataset table (avaffect.data.datasets) is the one list
 TargetName = Literal[TARGETS]
@@ -328,32 +328,6 @@ class RunConfig(_Strict):
         if self.data.root is None:
             raise ConfigError("set data.root or features.store")
         return Path(self.data.root) / "features"
-
-
-PAPER_CONFIG_DIR = ("configs", "papers")  # inside the package: avaffect/configs/papers/<paper>/<row>.yaml
-
-
-def paper_config_names() -> list[str]:
-    """The paper configs shipped with the package, as ``<paper>/<row>`` names (``avaffect config list``)."""
-    root = resources.files("avaffect").joinpath(*PAPER_CONFIG_DIR)
-    if not root.is_dir():
-        return []
-    return sorted(f"{d.name}/{f.name[:-5]}" for d in root.iterdir() if d.is_dir()
-                  for f in d.iterdir() if f.name.endswith(".yaml"))
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file: the path itself when it exists, else a shipped paper config named ``<paper>/<row>``
-    (``.yaml`` optional, a leading ``configs/`` ignored)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    name = path.as_posix().removesuffix(".yaml").removeprefix("configs/")
-    shipped = resources.files("avaffect").joinpath(*PAPER_CONFIG_DIR, f"{name}.yaml")
-    if shipped.is_file():
-        return Path(str(shipped))
-    raise ConfigError(f"{path}: config file not found (nor a shipped paper config of that name; "
-                      "`avaffect config list` shows them)")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -17,11 +17,12 @@ def cmd_config_show(args) -> int:
 
 
 def cmd_config_list(args) -> int:
-    from avaffect.config import load_config, paper_config_names
+    from avaffect.shipped import paper_block, paper_config_names  # no torch: see avaffect.shipped
 
     for name in paper_config_names():
-        paper = load_config(name).paper
-        print(f"{name:<44} {paper.table + ': ' + paper.row if paper else ''}")
+        paper = paper_block(name)
+        row = f"{paper.get('table', '')}: {paper.get('row', '')}" if paper else ""
+        print(f"{name:<44} {row}")
     return 0
 
 

@@ -12,6 +12,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 
 from avaffect._version import __version__
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"avaffect: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `avaffect ... | head`: the reader left; stop quietly, as other CLI tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 1
     except KeyboardInterrupt:
         print("avaffect: interrupted; finished work is kept and the next run resumes", file=sys.stderr)
         return 130
