@@ -15,7 +15,7 @@ PACKAGE = SRC / "avaffect"
 # lowest first; a module may import modules of its own layer or below (docs/architecture.md)
 LAYERS: list[tuple[str, ...]] = [
     ("avaffect._version", "avaffect.errors", "avaffect.files", "avaffect.registry", "avaffect.statedict",
-     "avaffect.logs", "avaffect.progress", "avaffect.threads"),
+     "avaffect.logs", "avaffect.progress", "avaffect.threads", "avaffect.shipped"),
     ("avaffect.media",),
     ("avaffect.data",),
     ("avaffect.features",),
