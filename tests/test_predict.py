@@ -254,3 +254,66 @@ def test_bench_predict_compares_the_streaming_and_whole_video_paths(tiny_run, cr
     assert all(r["rate"] > 0 and r["unit"] == "x real time" for r in rows)
     assert "detect" in rows[0]["note"] and "model" in rows[0]["note"]  # the streaming path's seconds per stage
     assert "x real time" in capsys.readouterr().out
+
+
+def test_the_overlay_is_drawn_in_the_streaming_pass_from_its_one_decode(tiny_run, crema_d, monkeypatch, tmp_path):
+    """With --overlay the streaming path draws the overlay from the frames it decodes anyway: one video decode for
+    features, boxes and overlay; the file has a frame per source frame at the source's times, and looks like the
+    second-decode overlay (a JPEG generation apart); frames wait only until their step is final."""
+    from avaffect.evaluation import overlay as overlay_module
+    from avaffect.features import stream as stream_module
+    from avaffect.features.faces import crops as crops_module
+    from avaffect.media import video_frame_times
+
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    calls = []
+
+    def counting(real):
+        def wrapper(*args, **kwargs):
+            calls.append(args[0])
+            return real(*args, **kwargs)
+        return wrapper
+
+    for module in (crops_module, stream_module, overlay_module):
+        monkeypatch.setattr(module, "iter_video_frames", counting(module.iter_video_frames))
+    predictor = predict_module.Predictor(tiny_run / "model.safetensors")
+    out = tmp_path / "pred"
+    result = predictor(clip, None, predict_module.output_path(out, clip.stem, "_overlay.mp4"))
+    paths = predict_module.write_outputs(result, out, clip.stem, overlay=True)
+    assert len(calls) == 1 and result.summary["timings_s"]["overlay"] == "same pass"
+    same_pass = paths["overlay"]
+    np.testing.assert_allclose(video_frame_times(same_pass), video_frame_times(clip), atol=1e-3)
+    assert 0 < result.extra["overlay_frames_buffered"] <= len(result.frame)
+    # the second-decode writer on the same predictions: the same picture within JPEG + H.264 noise
+    targets = ["valence", "arousal"]
+    second = overlay_module.write_overlay(clip, tmp_path / "second.mp4", result.frame["time"].to_numpy(),
+                                          result.frame[targets].to_numpy(), result.boxes)
+    from avaffect.media import iter_video_frames
+
+    diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()
+             for (_, a), (_, b) in zip(iter_video_frames(same_pass), iter_video_frames(second))]
+    assert len(diffs) == len(result.frame) and max(diffs) < 3.0  # mean absolute difference, 0-255 scale
+
+
+def test_the_streaming_overlay_draws_a_frame_only_when_its_step_is_final(tmp_path):
+    from avaffect.evaluation.overlay import StreamingOverlay
+
+    src = tmp_path / "src.mp4"
+    from mediafiles import write_test_video
+
+    write_test_video(src, 12, fps=10)
+    drawn = []
+    ov = StreamingOverlay(src, tmp_path / "ov.mp4", num_steps=12)
+    ov.encoder.write = lambda t, rgb, v, a, box: drawn.append((round(t, 2), v))
+    for i in range(6):
+        ov.frame(i / 10, np.zeros((48, 64, 3), np.uint8))
+    assert drawn == []  # nothing is final yet
+    ov.final(0, np.array([[0.1, 0.2], [0.3, 0.4]]), np.full((2, 4), np.nan))
+    assert drawn == [(0.0, 0.1), (0.1, 0.3)]
+    ov.final(2, np.tile([[0.5, 0.6]], (10, 1)), np.full((10, 4), np.nan))
+    assert len(drawn) == 6
+    for i in range(6, 12):
+        ov.frame(i / 10, np.zeros((48, 64, 3), np.uint8))
+    assert len(drawn) == 12
+    ov.abort()
+    assert not (tmp_path / "ov.mp4").exists()

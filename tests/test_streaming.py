@@ -34,10 +34,15 @@ def test_predict_chunks_equals_the_whole_array_path(num_steps, sizes):
     video[rng.random(num_steps) < 0.2] = 0  # steps without a face
     mask = face_mask_from_features(np.ones(num_steps, bool), video)
     want = predict_recording(model, audio, video, mask, 60, 25, batch_size=4)
-    got, got_mask, boxes = predict_chunks(model, audio, _chunks(video, mask, sizes), num_steps, 60, 25, batch_size=4)
+    finals: list[tuple[int, np.ndarray]] = []
+    got, got_mask, boxes = predict_chunks(model, audio, _chunks(video, mask, sizes), num_steps, 60, 25, batch_size=4,
+                                          on_final=lambda lo, v, b: finals.append((lo, v.copy())))
     np.testing.assert_array_equal(got, want)  # same windows, same batches: bit for bit
     np.testing.assert_array_equal(got_mask, mask)
     assert boxes.shape == (num_steps, 4)
+    # the steps reported final come in order, cover the recording once, and hold the final stitched values
+    assert [lo for lo, _ in finals] == list(np.cumsum([0] + [len(v) for _, v in finals[:-1]]))
+    np.testing.assert_array_equal(np.concatenate([v for _, v in finals]), want)
 
 
 def test_predict_chunks_refuses_gaps_and_short_streams():

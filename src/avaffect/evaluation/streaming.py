@@ -10,7 +10,7 @@ mask, the boxes and the per-window predictions are the only per-step arrays kept
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -24,9 +24,13 @@ __all__ = ["predict_chunks"]
 @torch.no_grad()
 def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[FeatureChunk], num_steps: int,
                    length: int, hop: int, batch_size: int = 16, device: str | torch.device = "cpu",
-                   timings: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   timings: dict | None = None,
+                   on_final: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(predictions [T, K], face mask [T], boxes [T, 4])`` from the audio features ``[T, d_a]`` and the video
-    feature chunks (consecutive, covering ``0:T``). ``timings["model"]`` receives the seconds spent in the model."""
+    feature chunks (consecutive, covering ``0:T``). ``timings["model"]`` receives the seconds spent in the model.
+    ``on_final(lo, values [n, K], boxes [n, 4])`` is called, in order, for the steps ``lo:lo+n`` whose every window
+    has run (their stitched values are final: the same numbers the returned array holds), e.g. to draw them."""
     starts = window_starts(num_steps, length, hop)
     face_mask = np.zeros(num_steps, dtype=bool)
     boxes = np.full((num_steps, 4), np.nan, dtype=np.float32)
@@ -38,6 +42,10 @@ def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[F
     pending: list[int] = []
     next_window = 0
     model_seconds = 0.0
+    run_windows = 0  # windows run so far (they run in start order)
+    total: np.ndarray | None = None  # running stitch sums [T, K] / counts [T] for on_final, float64 as stitch's
+    count = np.zeros(num_steps)
+    final_upto = 0
 
     def run(batch: list[int]) -> None:
         nonlocal model_seconds
@@ -49,6 +57,23 @@ def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[F
         y = model(a.to(device), v.to(device), m.to(device), f.to(device))
         preds.append(y.float().cpu().numpy())
         model_seconds += time.perf_counter() - t0
+        if on_final is not None:
+            report(batch, preds[-1])
+
+    def report(batch: list[int], y: np.ndarray) -> None:
+        nonlocal total, final_upto, run_windows
+        if total is None:
+            total = np.zeros((num_steps, y.shape[-1]))
+        for start, yw in zip(batch, np.asarray(y, dtype=np.float64)):
+            n = min(length, num_steps - start)
+            total[start:start + n] += yw[:n]
+            count[start:start + n] += 1
+        run_windows += len(batch)
+        upto = int(starts[run_windows]) if run_windows < len(starts) else num_steps  # steps before: all run
+        if upto > final_upto:
+            lo = final_upto
+            on_final(lo, (total[lo:upto] / count[lo:upto, None]).astype(np.float32), boxes[lo:upto])
+            final_upto = upto
 
     filled = 0
     for c in chunks:

@@ -15,7 +15,7 @@ from its crops folder has no video to stream.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,10 +70,14 @@ def can_stream(rec: Recording, extractor: Extractor) -> bool:
 
 
 def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,
-                             stats: StreamStats | None = None, **face_params: Any) -> Iterator[FeatureChunk]:
+                             stats: StreamStats | None = None,
+                             frame_sink: Callable[[float, np.ndarray], None] | None = None,
+                             **face_params: Any) -> Iterator[FeatureChunk]:
     """Consecutive :class:`FeatureChunk` s covering ``rec``'s whole timeline, in order. ``chunk``: steps per
-    chunk (and per batch of the extractor); ``depth``: decoded frames buffered ahead; ``face_params``: keywords
-    of the face pipeline (``detect_every``, ...), as given to :func:`~avaffect.features.faces.load_face_crops`."""
+    chunk (and per batch of the extractor); ``depth``: decoded frames buffered ahead; ``frame_sink(t, rgb)``, when
+    given, sees every decoded frame in order (predict's overlay, drawn from this one decode); ``face_params``:
+    keywords of the face pipeline (``detect_every``, ...), as given to
+    :func:`~avaffect.features.faces.load_face_crops`."""
     request = extractor.crop_request(rec)
     if request is None or not can_stream(rec, extractor):
         raise ConfigError(f"{rec.name}: extractor {extractor.name} cannot stream this recording (see "
@@ -85,7 +89,8 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
     t_start = time.perf_counter()
     decode: dict[str, float] = {}
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
-    steps_iter = iter_face_steps(frames, detector, size, rec.times, stats=st.faces, **{**params, **face_params})
+    source = frames if frame_sink is None else _tee(frames, frame_sink)
+    steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, **{**params, **face_params})
     num_steps = rec.num_frames
     allowed = np.asarray(rec.face_mask, dtype=bool)
     lo = 0
@@ -132,6 +137,13 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
         st.detect = st.faces.get("detect_seconds", 0.0)
         st.total = time.perf_counter() - t_start
         st.crop = max(0.0, st.total - st.detect - st.features)
+
+
+def _tee(frames: Iterator[tuple[float, np.ndarray]], sink: Callable[[float, np.ndarray], None]
+         ) -> Iterator[tuple[float, np.ndarray]]:
+    for t, rgb in frames:
+        sink(t, rgb)
+        yield t, rgb
 
 
 def streamed_features(rec: Recording, extractor: Extractor, chunk: int = 256) -> np.ndarray:

@@ -46,7 +46,7 @@ from avaffect.data.folder import recording_from_video
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, NoAudioStreamError
 from avaffect.evaluation.inference import predict_recording
-from avaffect.evaluation.overlay import write_overlay
+from avaffect.evaluation.overlay import StreamingOverlay, va_columns, write_overlay
 from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_recording
 from avaffect.evaluation.streaming import predict_chunks
@@ -195,7 +195,10 @@ class Predictor:
         return pred[np.arange(n) // k], mask, boxes, audio_missing, {"audio": round(t_audio, 3),
                                                                       "video": round(t_video, 3)}, t_model
 
-    def __call__(self, video: str | Path, crops_dir: str | Path | None = None) -> Prediction:
+    def __call__(self, video: str | Path, crops_dir: str | Path | None = None,
+                 overlay_to: str | Path | None = None) -> Prediction:
+        """``overlay_to``: write the overlay video there during a streaming pass (no second decode; in
+        ``Prediction.extra["overlay"]``); other paths leave it to :func:`write_outputs`."""
         t0 = time.perf_counter()
         rec = self.recording(video, crops_dir)
         if self.spec.step_frames > 1:
@@ -214,11 +217,24 @@ class Predictor:
         faces = self.spec.faces
         stages: dict[str, float] = {"audio": round(t_audio, 3)}
         streamed = self.stream and can_stream(rec, self.video_ex)
+        extra: dict = {}
         if streamed:  # one decode, chunks of crops, windows as they fill
             st, timing = StreamStats(), {}
-            chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st)
-            pred, face_mask, boxes = predict_chunks(self.model, audio, chunks, rec.num_frames, self.spec.window,
-                                                    self.spec.hop, device=self.device, timings=timing)
+            overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_frames) if overlay_to else None
+            chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
+                                              frame_sink=overlay.frame if overlay else None)
+            on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
+            try:
+                pred, face_mask, boxes = predict_chunks(self.model, audio, chunks, rec.num_frames, self.spec.window,
+                                                        self.spec.hop, device=self.device, timings=timing,
+                                                        on_final=on_final)
+            except BaseException:
+                if overlay:
+                    overlay.abort()
+                raise
+            if overlay:
+                extra["overlay"] = overlay.close()
+                extra["overlay_frames_buffered"] = overlay.peak_buffered
             t_model = timing.get("model", 0.0)
             t_features = time.perf_counter() - t0 - t_model
             # the chunks' clock ran on while the model worked between chunks: take that out of crop and video
@@ -234,8 +250,10 @@ class Predictor:
             pred = predict_recording(self.model, audio, video_feats, face_mask, self.spec.window, self.spec.hop,
                                      device=self.device)
             t_model = time.perf_counter() - t1
-        return self._result(video, rec, pred, face_mask, boxes, audio_missing, stages, t0, t_features, t_model,
-                            streamed)
+        result = self._result(video, rec, pred, face_mask, boxes, audio_missing, stages, t0, t_features, t_model,
+                              streamed)
+        result.extra.update(extra)
+        return result
 
     def _result(self, video, rec: Recording, pred: np.ndarray, face_mask: np.ndarray, boxes, audio_missing: bool,
                 stages: dict, t0: float, t_features: float, t_model: float, streamed: bool) -> Prediction:
@@ -306,11 +324,12 @@ def write_outputs(result: Prediction, out_dir: str | Path, name: str, overlay: b
     mark = " — SYNTHETIC DEMO MODEL, not real emotion" if result.summary.get("trained_on") == "synthetic" else ""
     plot_recording(paths["png"], f"{name} — {result.summary['model']}{mark}", result.frame["time"].to_numpy(),
                    result.frame[targets].to_numpy(), None, targets, result.frame["face_detected"].to_numpy())
-    if overlay or html:
+    if (overlay or html) and "overlay" in result.extra:  # drawn during the prediction's own decode
+        paths["overlay"] = Path(result.extra["overlay"])
+        result.summary["timings_s"]["overlay"] = "same pass"
+    elif overlay or html:
         t0 = time.perf_counter()
-        values = result.frame[targets].to_numpy()
-        if values.shape[1] == 1:
-            values = np.concatenate([values, np.full_like(values, np.nan)], axis=1)
+        values = va_columns(result.frame[targets].to_numpy(), targets)
         paths["overlay"] = write_overlay(result.summary["video"], output_path(out_dir, name, "_overlay.mp4"),
                                          result.frame["time"].to_numpy(), values, result.boxes)
         result.summary["timings_s"]["overlay"] = round(time.perf_counter() - t0, 3)
@@ -340,7 +359,8 @@ def _init_worker(factory, args: tuple) -> None:
 def _predict_one(predictor, video: str, name: str, out_dir: str, overlay: bool,
                  crops_dir: str | None, html: bool = False) -> dict:
     try:
-        result = predictor(video, crops_dir)
+        overlay_to = output_path(out_dir, name, "_overlay.mp4") if overlay or html else None
+        result = predictor(video, crops_dir, overlay_to)
         paths = write_outputs(result, out_dir, name, overlay=overlay, html=html)
     except AvaffectError as e:
         return {"video": video, "error": str(e)}
@@ -408,15 +428,29 @@ class FaceModelPredictor:
         return type(self), (self.face_model, self.device, self.stream, self.detect_every, self.input_size,
                             self.normalize)
 
-    def __call__(self, video: str | Path, crops_dir: str | Path | None = None) -> Prediction:
+    def __call__(self, video: str | Path, crops_dir: str | Path | None = None,
+                 overlay_to: str | Path | None = None) -> Prediction:
+        """As :meth:`Predictor.__call__` (``overlay_to``: the overlay drawn in the streaming pass)."""
         t0 = time.perf_counter()
         rec = recording_from_video(video, crops_dir=crops_dir)
+        extra: dict = {}
         if self.stream and can_stream(rec, self.extractor):
             values = np.zeros((rec.num_frames, 2), np.float32)
             detected = np.zeros(rec.num_frames, bool)
             boxes = np.full((rec.num_frames, 4), np.nan, np.float32)
-            for c in iter_face_feature_chunks(rec, self.extractor):
-                values[c.lo:c.hi], detected[c.lo:c.hi], boxes[c.lo:c.hi] = c.features, c.face_mask, c.boxes
+            overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_frames) if overlay_to else None
+            try:
+                for c in iter_face_feature_chunks(rec, self.extractor, frame_sink=overlay.frame if overlay else None):
+                    values[c.lo:c.hi], detected[c.lo:c.hi], boxes[c.lo:c.hi] = c.features, c.face_mask, c.boxes
+                    if overlay:  # a frame's value is final with its chunk: no windows here
+                        overlay.final(c.lo, np.where(c.face_mask[:, None], c.features, np.nan), c.boxes)
+            except BaseException:
+                if overlay:
+                    overlay.abort()
+                raise
+            if overlay:
+                extra["overlay"] = overlay.close()
+                extra["overlay_frames_buffered"] = overlay.peak_buffered
         else:
             values, detected, boxes = _whole_video_features(rec, self.extractor)
             if boxes is None:  # faces from a crops folder: where they sat in the video is not known
@@ -446,4 +480,4 @@ class FaceModelPredictor:
             "detect_every": self.extractor.params["detect_every"],
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None, "device": "cpu",
         }
-        return Prediction(frame, summary, boxes)
+        return Prediction(frame, summary, boxes, extra)
