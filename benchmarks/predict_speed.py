@@ -109,6 +109,12 @@ def child(checkpoint: Path, video: Path, stream: bool, detect_every: int | None,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+OVERLAY_NOTE = ("With `--overlay` the real-time factor counts the whole call, prediction and overlay together: the "
+                "whole-video path decodes the video a second time to draw it, the streaming paths draw it from "
+                "their own decode (frames held as JPEG until final; in the table the drawing and H.264 encoding "
+                "sit in `crop`).")
+
+
 def render(rows: list[dict], args) -> str:
     from avaffect.workflows.bench import machine
 
@@ -131,6 +137,8 @@ def render(rows: list[dict], args) -> str:
         lines.append(f"| {r['minutes']} min | {r['path']} | {r['realtime_factor']} | {r['predict_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['face_fraction']:.0%} | {st} |")
     lines.append("")
+    if args.overlay:
+        lines += [OVERLAY_NOTE, ""]
     by = {(r["path"], r["minutes"]): r for r in rows}
     lo, hi = min(args.minutes), max(args.minutes)
     for path in _paths(args.detect_every):

@@ -8,7 +8,6 @@ imported when a model is first opened, so the rest of avaffect does not need it.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from avaffect.errors import AvaffectError
 
-__all__ = ["FACES_FIX", "TfliteModel", "tflite_available"]
+__all__ = ["FACES_FIX", "TfliteModel"]
 
 FACES_FIX = "pip install 'avaffect[faces]' (the LiteRT interpreter, ai-edge-litert)"
 _RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -29,11 +28,6 @@ def _interpreter_module(what: str):
         except ImportError:
             continue
     raise AvaffectError(f"{what} needs a TensorFlow Lite interpreter, which is not installed: {FACES_FIX}")
-
-
-def tflite_available() -> bool:
-    """Whether a TFLite interpreter can be imported."""
-    return any(importlib.util.find_spec(name.split(".")[0]) is not None for name in _RUNTIMES)
 
 
 class TfliteModel:
