@@ -31,6 +31,7 @@ from torch import nn
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors.base import ExtractorSpec, get_extractor
 from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
+from avaffect.files import atomic_path
 from avaffect.models.official.modules import OfficialCAM
 
 __all__ = ["CLIP_FRAMES", "OfficialRegressor", "official_preprocessing", "copy_backbone"]
@@ -71,9 +72,8 @@ def copy_backbone(src: str | Path, out_dir: Path, name: str) -> str:
         raise AvaffectError(f"{src}: backbone weight file not found — pass the authors' fine-tuned file (a state "
                             "dict in torchvision's naming)")
     rel = f"{BACKBONES_DIR}/{name}{src.suffix}"
-    dst = out_dir / rel
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    with atomic_path(out_dir / rel) as tmp:  # a killed copy leaves no partial file behind
+        shutil.copyfile(src, tmp)
     return rel
 
 
