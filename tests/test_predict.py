@@ -148,12 +148,8 @@ def test_checkpoint_needing_missing_backbone_weights_says_what_to_download(tmp_p
     assert "vggish" in err and "vggish-10086976.pth" in err and str(tmp_path / "home") in err
 
 
-@pytest.mark.parametrize("stream", [True, False])
-def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkeypatch, stream):
-    """The overlay's boxes and the visual extractor share one decode and detection pass."""
-    from avaffect.features import stream as stream_module
-    from avaffect.features.faces import crops as crops_module
-
+def _count_decodes(monkeypatch, modules) -> list:
+    """The videos decoded through ``iter_video_frames`` in ``modules`` (one entry per decode), from now on."""
     calls = []
 
     def counting(real):
@@ -162,8 +158,18 @@ def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkey
             return real(*args, **kwargs)
         return wrapper
 
-    for module in (crops_module, stream_module):
+    for module in modules:
         monkeypatch.setattr(module, "iter_video_frames", counting(module.iter_video_frames))
+    return calls
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkeypatch, stream):
+    """The overlay's boxes and the visual extractor share one decode and detection pass."""
+    from avaffect.features import stream as stream_module
+    from avaffect.features.faces import crops as crops_module
+
+    calls = _count_decodes(monkeypatch, (crops_module, stream_module))
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     result = predict_module.Predictor(tiny_run / "model.safetensors", stream=stream)(rec.video_path)
     assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_frames
@@ -266,16 +272,7 @@ def test_the_overlay_is_drawn_in_the_streaming_pass_from_its_one_decode(tiny_run
     from avaffect.media import video_frame_times
 
     clip = sorted(crema_d.glob("*.flv"))[0]
-    calls = []
-
-    def counting(real):
-        def wrapper(*args, **kwargs):
-            calls.append(args[0])
-            return real(*args, **kwargs)
-        return wrapper
-
-    for module in (crops_module, stream_module, overlay_module):
-        monkeypatch.setattr(module, "iter_video_frames", counting(module.iter_video_frames))
+    calls = _count_decodes(monkeypatch, (crops_module, stream_module, overlay_module))
     predictor = predict_module.Predictor(tiny_run / "model.safetensors")
     out = tmp_path / "pred"
     result = predictor(clip, None, predict_module.output_path(out, clip.stem, "_overlay.mp4"))

