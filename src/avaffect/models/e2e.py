@@ -23,9 +23,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.video.resnet import VideoResNet
 
-from avaffect.features.backbones.nets import ResNetFeatures, VGGishNet, pixel_normalizer
+from avaffect.features.backbones.nets import ResNetFeatures, VGGishNet, VideoResNetFeatures, pixel_normalizer
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS
 from avaffect.features.backbones.video import CLIP_NORMALIZATIONS
 from avaffect.models.wrapper import AVRegressor
@@ -49,7 +48,7 @@ def layer_groups(net: nn.Module) -> dict[str, list[nn.Module]]:
     if isinstance(net, ResNetFeatures):  # names: _RESNET_GROUPS
         return {"stem": [net.conv1, net.bn1], "layer1": [net.layer1], "layer2": [net.layer2],
                 "layer3": [net.layer3], "layer4": [net.layer4]}
-    if isinstance(net, VideoResNet):  # R(2+1)D / R3D / MC3: the same names, a 3-D stem
+    if isinstance(net, VideoResNetFeatures):  # R(2+1)D / R3D / MC3: the same names, a 3-D stem
         return {"stem": [net.stem], "layer1": [net.layer1], "layer2": [net.layer2], "layer3": [net.layer3],
                 "layer4": [net.layer4]}
     if isinstance(net, VGGishNet):

@@ -1,8 +1,20 @@
 """The torch networks behind the backbone extractors (imported lazily: importing torch is slow).
 
-Every network keeps the public parameter names of its source (torchvision's ResNet / VideoResNet,
-the torchvggish port's VGGish) so the public weight files load unchanged; classifier layers are
-replaced by ``nn.Identity`` (no parameters), so a file's ``fc.*`` entries are dropped on loading.
+Written here from the architectures' papers, on torch alone (no torchvision: a CPU-only install needs only a CPU
+build of torch, which has no matching torchvision on every index). Every network keeps the public parameter names
+of the weight files it loads (torchvision's ResNet / VideoResNet files, the torchvggish port's VGGish), so those
+files load unchanged; classifier layers are left out, so a file's ``fc.*`` entries are dropped on loading. The
+tests check each network against torchvision's own, loaded with the same weights, where torchvision is installed.
+
+* ResNet (He et al., CVPR 2016): a 7x7/2 convolution and 3x3/2 max-pool stem, four stages of residual blocks
+  (64, 128, 256, 512 planes; stride 2 from the second), ``y = relu(F(x) + P(x))`` with ``P`` the identity or a
+  1x1 strided convolution + BN where the shape changes. Basic block ``F``: two 3x3 convolutions; bottleneck
+  ``F``: 1x1, 3x3 (carrying the stride, the "v1.5" variant of torchvision's files), 1x1 with 4x expansion.
+* Video ResNets (Tran et al., CVPR 2018), 18 layers: R3D (3x3x3 convolutions throughout), MC3 (3-D in the
+  stem and first stage, 1x3x3 after) and R(2+1)D, where each 3x3x3 convolution from ``N_{i-1}`` to ``N_i``
+  channels is a 1x3x3 spatial convolution to ``M_i = floor(27 N_{i-1} N_i / (9 N_{i-1} + 3 N_i))`` channels,
+  BN, ReLU, then a 3x1x1 temporal one (same parameter count as the 3-D kernel). Stems: 3x7x7 (R3D, MC3) or
+  1x7x7 to 45 channels then 3x1x1 to 64 (R(2+1)D), spatial stride 2, no pooling.
 """
 
 from __future__ import annotations
@@ -10,10 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = ["VGGishNet", "ResNetFeatures", "resnet_features", "VGG16Features", "VGG16_CONV_INDICES",
-           "video_resnet_features", "conv1_to_gray", "pixel_normalizer"]
+           "VideoResNetFeatures", "VIDEO_ARCHS", "video_resnet_features", "conv1_to_gray", "pixel_normalizer"]
 
 
 class VGGishNet(nn.Module):
@@ -51,17 +62,69 @@ class VGGishNet(nn.Module):
         return self.embeddings(x)
 
 
-class ResNetFeatures(ResNet):
-    """torchvision's ResNet without the classifier, returning either the global average pool
-    ``[B, C]`` (``spatial=0``) or the last feature map average-pooled to ``spatial x spatial`` and
-    flattened region-major ``[B, spatial^2 * C]`` (region r's C features at ``[r*C:(r+1)*C]``)."""
+def _init_weights(net: nn.Module) -> None:
+    """He initialisation (fan-out, ReLU) of the convolutions; batch norms start as the identity."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
-    def __init__(self, block, layers, in_channels: int = 3, spatial: int = 0) -> None:
-        super().__init__(block, layers)
-        self.fc = nn.Identity()
-        if in_channels != 3:
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+
+class _Residual2d(nn.Module):
+    """One 2-D residual block, ``relu(F(x) + P(x))``: basic (``conv1, bn1, conv2, bn2``) or bottleneck (``conv1 ..
+    bn3``, 4x expansion); ``downsample`` (1x1 convolution + BN) where stride or width change."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int, bottleneck: bool) -> None:
+        super().__init__()
+        out = planes * (4 if bottleneck else 1)
+        self.bottleneck = bottleneck
+        if bottleneck:
+            self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(out)
+        else:
+            self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = (nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+                           if stride != 1 or inplanes != out else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        if self.bottleneck:
+            y = self.bn3(self.conv3(self.relu(y)))
+        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNetFeatures(nn.Module):
+    """ResNet without the classifier (parameter names ``conv1, bn1, layer1 .. layer4``), returning either the
+    global average pool ``[B, C]`` (``spatial=0``) or the last feature map average-pooled to ``spatial x spatial``
+    and flattened region-major ``[B, spatial^2 * C]`` (region r's C features at ``[r*C:(r+1)*C]``)."""
+
+    def __init__(self, bottleneck: bool, layers: tuple[int, ...], in_channels: int = 3, spatial: int = 0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        inplanes = 64
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+            blocks = []
+            for j in range(n):
+                blocks.append(_Residual2d(inplanes, planes, 2 if (i and not j) else 1, bottleneck))
+                inplanes = planes * (4 if bottleneck else 1)
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.out_dim = inplanes
         self.spatial = int(spatial)
+        _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -69,15 +132,15 @@ class ResNetFeatures(ResNet):
         if self.spatial:
             x = F.adaptive_avg_pool2d(x, self.spatial)  # [B, C, s, s]
             return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-        return torch.flatten(self.avgpool(x), 1)
+        return x.mean(dim=(2, 3))
 
 
-_RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
+_RESNETS = {"resnet18": (False, (2, 2, 2, 2)), "resnet50": (True, (3, 4, 6, 3))}
 
 
 def resnet_features(arch: str, in_channels: int = 3, spatial: int = 0) -> ResNetFeatures:
-    block, layers = _RESNETS[arch]
-    return ResNetFeatures(block, layers, in_channels=in_channels, spatial=spatial)
+    bottleneck, layers = _RESNETS[arch]
+    return ResNetFeatures(bottleneck, layers, in_channels=in_channels, spatial=spatial)
 
 
 # torchvision's VGG-16 ("D") convolution stack up to relu5_3: 13 convolutions (3x3, padding 1) with ReLUs, a 2x2
@@ -112,17 +175,81 @@ class VGG16Features(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def video_resnet_features(arch: str = "r2plus1d_18", spatial_map: bool = False) -> nn.Module:
-    """torchvision's R(2+1)D-18 / R3D-18 / MC3-18 with ``fc = Identity``: ``[B, 3, T, H, W]`` → ``[B, 512]``;
-    with ``spatial_map`` the pooling averages over time only: ``[B, 512 * H/16 * W/16]``, the map flattened
-    channel-major."""
-    from torchvision.models import video
+def _conv3d(cin: int, cout: int, kind: str, stride: int, mid: int) -> nn.Module:
+    """The 3x3x3-equivalent convolution of a video block: ``"3d"`` (3x3x3), ``"2d"`` (1x3x3, no temporal extent,
+    MC3) or ``"2+1d"`` (1x3x3 to ``mid`` channels, BN, ReLU, 3x1x1; parameter names ``0, 1, 3``)."""
+    if kind == "3d":
+        return nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False)
+    if kind == "2d":
+        return nn.Conv3d(cin, cout, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+    return nn.Sequential(
+        nn.Conv3d(cin, mid, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+        nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
+        nn.Conv3d(mid, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False))
 
-    net = getattr(video, arch)(weights=None)
-    net.fc = nn.Identity()
-    if spatial_map:
-        net.avgpool = nn.AdaptiveAvgPool3d((1, None, None))
-    return net
+
+class _Residual3d(nn.Module):
+    """A basic video block: ``conv1 = (conv, BN, ReLU)``, ``conv2 = (conv, BN)``, ``relu(conv2(conv1(x)) + P(x))``,
+    ``P`` a 1x1x1 strided convolution + BN where the shape changes (no temporal stride for MC3's 2-D stages)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int, kind: str) -> None:
+        super().__init__()
+        mid = (inplanes * planes * 27) // (inplanes * 9 + 3 * planes)  # M_i of R(2+1)D, both convolutions
+        self.conv1 = nn.Sequential(_conv3d(inplanes, planes, kind, stride, mid), nn.BatchNorm3d(planes),
+                                   nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(_conv3d(planes, planes, kind, 1, mid), nn.BatchNorm3d(planes))
+        self.relu = nn.ReLU(inplace=True)
+        ds = (1, stride, stride) if kind == "2d" else (stride,) * 3
+        self.downsample = (nn.Sequential(nn.Conv3d(inplanes, planes, 1, stride=ds, bias=False), nn.BatchNorm3d(planes))
+                           if stride != 1 or inplanes != planes else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+# arch -> (stem, convolution kind of each of the four stages)
+_VIDEO_RESNETS = {"r3d_18": ("3d", ("3d",) * 4), "mc3_18": ("3d", ("3d", "2d", "2d", "2d")),
+                  "r2plus1d_18": ("2+1d", ("2+1d",) * 4)}
+VIDEO_ARCHS = tuple(_VIDEO_RESNETS)
+
+
+class VideoResNetFeatures(nn.Module):
+    """An 18-layer video ResNet without the classifier (parameter names ``stem, layer1 .. layer4``):
+    ``[B, 3, T, H, W]`` → ``[B, 512]`` (average over time and space), or with ``spatial_map`` the average over
+    time only, ``[B, 512 * H/16 * W/16]``, flattened channel-major."""
+
+    def __init__(self, arch: str = "r2plus1d_18", spatial_map: bool = False) -> None:
+        super().__init__()
+        stem, kinds = _VIDEO_RESNETS[arch]
+        if stem == "2+1d":
+            self.stem = nn.Sequential(
+                nn.Conv3d(3, 45, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False), nn.BatchNorm3d(45),
+                nn.ReLU(inplace=True),
+                nn.Conv3d(45, 64, (3, 1, 1), padding=(1, 0, 0), bias=False), nn.BatchNorm3d(64), nn.ReLU(inplace=True))
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv3d(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False), nn.BatchNorm3d(64),
+                nn.ReLU(inplace=True))
+        inplanes = 64
+        for i, (planes, kind) in enumerate(zip((64, 128, 256, 512), kinds, strict=True)):
+            stride = 2 if i else 1
+            setattr(self, f"layer{i + 1}", nn.Sequential(_Residual3d(inplanes, planes, stride, kind),
+                                                         _Residual3d(planes, planes, 1, kind)))
+            inplanes = planes
+        self.spatial_map = bool(spatial_map)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))  # [B, 512, T', H', W']
+        if self.spatial_map:
+            return x.mean(dim=2).flatten(1)
+        return x.mean(dim=(2, 3, 4))
+
+
+def video_resnet_features(arch: str = "r2plus1d_18", spatial_map: bool = False) -> VideoResNetFeatures:
+    """R(2+1)D-18 / R3D-18 / MC3-18 features (see :class:`VideoResNetFeatures`)."""
+    return VideoResNetFeatures(arch, spatial_map=spatial_map)
 
 
 def conv1_to_gray(weight: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """2-D ResNet extractors: per face crop (``resnet18_face``, ``resnet50_face``) and on audio
 spectrograms (``spec_resnet18``, the RJA audio branch).
 
-All use torchvision's ResNet architecture and parameter names (``conv1``, ``bn1``, ``layer1`` ...
+All use the ResNet architecture in torchvision's parameter names (``conv1``, ``bn1``, ``layer1`` ...
 ``layer4``); the classifier ``fc`` is removed, so ``fc.*`` entries of a weight file are ignored.
 Any state dict in torchvision's naming loads: the registered ImageNet files, or your own
 face-pretrained / fine-tuned ResNet (``weights=PATH``).
@@ -70,7 +70,7 @@ def prepare_crops(crops: np.ndarray, input_size: int, resize: str) -> np.ndarray
 
 
 class FaceResNet(TorchExtractor):
-    """torchvision ResNet features of each face crop.
+    """ResNet features (torchvision's weight files) of each face crop.
 
     Crops come from :func:`avaffect.features.faces.load_face_crops` at ``crop_size`` (48 for the
     ABAW6/ABAW8 setting, 112 or 224), are brought to ``input_size`` (``resize``: ``center_crop``
@@ -132,7 +132,7 @@ class FaceResNet(TorchExtractor):
         return self.channels * (s * s if s else 1)
 
     def build_network(self):
-        from avaffect.features.backbones.nets import resnet_features  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import resnet_features  # lazy: nets imports torch
 
         return resnet_features(self.arch, in_channels=3, spatial=int(self.params["spatial"]))
 
@@ -143,7 +143,7 @@ class FaceResNet(TorchExtractor):
         return f"torchvision's {self.arch} naming (conv1, bn1, layer1..layer4; fc ignored)"
 
     def _normalizer(self):
-        from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch
 
         return pixel_normalizer(*IMAGE_NORMALIZATIONS[self.params["normalize"]])
 
@@ -267,12 +267,12 @@ class SpecResNet18(TorchExtractor):
         return 512
 
     def build_network(self):
-        from avaffect.features.backbones.nets import resnet_features  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import resnet_features  # lazy: nets imports torch
 
         return resnet_features("resnet18", in_channels=1)
 
     def adapt_state_dict(self, state, net):
-        from avaffect.features.backbones.nets import conv1_to_gray  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import conv1_to_gray  # lazy: nets imports torch
 
         state = _drop_fc(state)
         w = state.get("conv1.weight")

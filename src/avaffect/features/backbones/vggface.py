@@ -53,12 +53,12 @@ class VGGFaceFace(FaceResNet):
         return 512
 
     def build_network(self):
-        from avaffect.features.backbones.nets import VGG16Features  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import VGG16Features  # lazy: nets imports torch
 
         return VGG16Features(spatial=int(self.params["spatial"]))
 
     def adapt_state_dict(self, state: dict[str, Any], net) -> dict[str, Any]:
-        from avaffect.features.backbones.nets import VGG16_CONV_INDICES  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import VGG16_CONV_INDICES  # lazy: nets imports torch
 
         if any(_DAG_KEY.match(k) for k in state):  # the original release's layer names
             index = dict(zip(VGGFACE_LAYER_NAMES, VGG16_CONV_INDICES, strict=True))

@@ -97,7 +97,7 @@ VGGISH_PARAMETER_NAMES: tuple[str, ...] = tuple(
 
 def VGGish(final_relu: bool = True):  # noqa: N802 - a factory that reads like the class it returns
     """A randomly initialised VGGish ``nn.Module`` (parameter names: :data:`VGGISH_PARAMETER_NAMES`)."""
-    from avaffect.features.backbones.nets import VGGishNet  # lazy: nets imports torch + torchvision
+    from avaffect.features.backbones.nets import VGGishNet  # lazy: nets imports torch
 
     return VGGishNet(final_relu)
 

@@ -1,4 +1,5 @@
-"""3-D CNN clip extractor: torchvision R(2+1)D-18 (or R3D-18 / MC3-18) on face-crop clips (RJA visual branch)."""
+"""3-D CNN clip extractor: R(2+1)D-18 (or R3D-18 / MC3-18; torchvision's weight files) on face-crop clips
+(RJA visual branch)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def clip_indices(num_steps: int, clip_len: int, stride: int, context: str) -> np
 
 @register_extractor
 class R2Plus1D18Clip(TorchExtractor):
-    """torchvision R(2+1)D-18 features (512-d) of an ``clip_len``-frame clip of face crops per step.
+    """R(2+1)D-18 features (512-d) of an ``clip_len``-frame clip of face crops per step.
 
     The clip of step i holds the crops of steps ``i - (clip_len-1)*frame_stride .. i`` (``context=
     "causal"``, the default: the clip ends at the step), or starts at / is centred on it. Crops come
@@ -114,7 +115,7 @@ class R2Plus1D18Clip(TorchExtractor):
         return _ARCH_WEIGHTS[self.params["arch"]]
 
     def build_network(self):
-        from avaffect.features.backbones.nets import video_resnet_features  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import video_resnet_features  # lazy: nets imports torch
 
         return video_resnet_features(self.params["arch"], spatial_map=self.params["spatial_map"])
 
@@ -130,7 +131,7 @@ class R2Plus1D18Clip(TorchExtractor):
         return clip_indices(num_steps, int(p["clip_len"]), int(p["frame_stride"]), p["context"])
 
     def _normalizer(self):
-        from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch + torchvision
+        from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch
 
         return pixel_normalizer(*CLIP_NORMALIZATIONS[self.params["normalize"]])
 
