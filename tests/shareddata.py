@@ -52,3 +52,20 @@ def model_wheels() -> list[Path]:
     if not wheels:
         require(MODEL_WHEELS / "*.whl", "the model wheels (make install fetches them)")
     return wheels
+
+
+def torchvision_reference(module: str = "torchvision"):
+    """torchvision's ``module``, the independent reference our own networks are checked against (the
+    ``reference`` extra). Skips without it where torch is a CPU-only build (``make install-cpu``: no torchvision
+    imports beside it); with a CUDA build under CI a missing torchvision fails, as ``make install`` installs it."""
+    import importlib
+
+    import torch
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        message = f"torchvision ({module}) is not installed: pip install -e '.[reference]' ({e})"
+        if in_ci() and torch.version.cuda is not None:
+            pytest.fail(f"{message}: make install installs it")
+        pytest.skip(message)

@@ -16,11 +16,13 @@ import pandas as pd
 import pytest
 import torch
 from scipy.io import wavfile
+from shareddata import torchvision_reference
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features import weights as W
 from avaffect.features.backbones.base import face_crops, gather_windows, window_starts
+from avaffect.features.backbones.nets import resnet_features, video_resnet_features
 from avaffect.features.backbones.vggish import VGGISH_PARAMETER_NAMES, VGGish, vggish_examples
 from avaffect.features.backbones.video import clip_indices
 from avaffect.features.extractors import get_extractor, list_extractors
@@ -52,11 +54,11 @@ def rec(tmp_path_factory) -> Recording:
 
 @pytest.fixture(scope="module")
 def resnet18_file(tmp_path_factory) -> Path:
-    from torchvision.models import resnet18
-
     path = tmp_path_factory.mktemp("w18") / "resnet18-random.pth"
     torch.manual_seed(1)
-    state = resnet18(weights=None).state_dict()  # torchvision naming, incl. fc.* and a 3-channel conv1
+    # torchvision's naming (our network's, tests/test_nets.py), incl. a classifier and a 3-channel conv1
+    state = {**resnet_features("resnet18").state_dict(), "fc.weight": torch.zeros(1000, 512),
+             "fc.bias": torch.zeros(1000)}
     # like torchvision's older ImageNet files: no BatchNorm num_batches_tracked entries
     torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, path)
     return path
@@ -216,22 +218,18 @@ def test_resnet18_face_pooled_spatial_and_pickle(rec, resnet18_file):
 
 
 def test_resnet50_face_abaw_crops(rec, tmp_path):
-    from torchvision.models import resnet50
-
     path = tmp_path / "resnet50.safetensors"
     from safetensors.torch import save_file
 
-    save_file(resnet50(weights=None).state_dict(), str(path))
+    save_file(resnet_features("resnet50").state_dict(), str(path))
     ex = get_extractor("resnet50_face", weights=str(path))  # 48 px crops → 40 px centre crop (ABAW)
     assert ex.params["crop_size"] == 48 and ex.params["input_size"] == 40
     _check(ex.extract(rec), 2048)
 
 
 def test_r2plus1d18_clip(rec, tmp_path):
-    from torchvision.models.video import r2plus1d_18
-
     path = tmp_path / "r2p1d.pth"
-    torch.save({"state_dict": r2plus1d_18(weights=None).state_dict()}, path)  # a wrapped checkpoint
+    torch.save({"state_dict": video_resnet_features("r2plus1d_18").state_dict()}, path)  # a wrapped checkpoint
     ex = get_extractor("r2plus1d18_clip", weights=str(path), crop_size=32, input_size=32, batch_size=4)
     feats = ex.extract(rec)
     _check(feats, 512)
@@ -286,10 +284,10 @@ def test_egemaps_optional_extra(rec, monkeypatch):
 
 def _vgg16_reference():
     """torchvision's own VGG-16 convolution stack (config "D"), the independent reference for vggface_face."""
-    from torchvision.models.vgg import cfgs, make_layers
+    vgg = torchvision_reference("torchvision.models.vgg")
 
     torch.manual_seed(3)
-    return make_layers(cfgs["D"]).eval()  # ... conv5_3, ReLU, pool5 (index 30)
+    return vgg.make_layers(vgg.cfgs["D"]).eval()  # ... conv5_3, ReLU, pool5 (index 30)
 
 
 def test_vggface_face_is_vgg16_conv5_3_in_either_naming(rec, tmp_path, monkeypatch):
@@ -330,10 +328,8 @@ def test_vggface_face_is_vgg16_conv5_3_in_either_naming(rec, tmp_path, monkeypat
 
 
 def test_r2plus1d18_clip_every_k_runs_every_kth_clip_and_shares_it(rec, tmp_path, monkeypatch):
-    from torchvision.models.video import r2plus1d_18
-
     path = tmp_path / "r2p1d.pth"
-    torch.save(r2plus1d_18(weights=None).state_dict(), path)
+    torch.save(video_resnet_features("r2plus1d_18").state_dict(), path)
     kw = {"weights": str(path), "crop_size": 32, "input_size": 32, "batch_size": 4}
     exact = get_extractor("r2plus1d18_clip", **kw)
     assert exact.id == get_extractor("r2plus1d18_clip", clip_every=1, **kw).id  # the old feature id

@@ -1,5 +1,6 @@
 """Our torch-only ResNets against torchvision's own networks (the independent reference), loaded with the same
-weights: the same parameter names and shapes, the same outputs. torchvision is a test dependency only."""
+weights: the same parameter names and shapes, the same outputs. torchvision is needed for the tests only
+(the ``reference`` extra, which ``make install`` installs and a CPU-only install leaves out)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import sys
 
 import pytest
 import torch
+from shareddata import torchvision_reference
 from torch import nn
 
 from avaffect.features.backbones.nets import VIDEO_ARCHS, resnet_features, video_resnet_features
 
-tv_models = pytest.importorskip("torchvision.models", reason="torchvision (avaffect[test]) is the reference here")
+
+@pytest.fixture(scope="module")
+def tv_models():
+    return torchvision_reference("torchvision.models")
+
 
 
 def _randomise_bn(net: nn.Module, seed: int) -> None:
@@ -42,7 +48,7 @@ def _load_into(ours: nn.Module, ref: nn.Module) -> None:
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
-def test_resnet_equals_torchvision(arch):
+def test_resnet_equals_torchvision(arch, tv_models):
     ref = _reference(getattr(tv_models, arch), seed=3)
     ours = resnet_features(arch)
     _load_into(ours, ref)
@@ -67,7 +73,7 @@ def test_resnet_one_channel_input_has_the_gray_stem():
 
 
 @pytest.mark.parametrize("arch", VIDEO_ARCHS)
-def test_video_resnet_equals_torchvision(arch):
+def test_video_resnet_equals_torchvision(arch, tv_models):
     ref = _reference(getattr(tv_models.video, arch), seed=5)
     ours = video_resnet_features(arch)
     _load_into(ours, ref)

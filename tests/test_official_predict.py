@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from shareddata import GOLDEN_OFFICIAL, require
+from shareddata import GOLDEN_OFFICIAL, require, torchvision_reference
 
 from avaffect.cli.main import main
 from avaffect.data.folder import recording_from_video
@@ -30,8 +30,7 @@ L = 8  # a short window (the released models use L = 300 clips' worth of sub-seq
 def authors_files(tmp_path_factory):
     """An authors'-layout checkpoint at the released sizes (D = 512, 49 regions) and two backbone files, all
     random: the wiring is what is tested, not the numbers."""
-    import torchvision
-
+    torchvision = torchvision_reference()
     d = tmp_path_factory.mktemp("authors")
     torch.manual_seed(0)
     model = build_official("rja_icassp23", CAMSizes(dim=512, head_hidden=32, length=L, iterations=2)).eval()
