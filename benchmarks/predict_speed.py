@@ -1,6 +1,7 @@
 """``predict`` on long videos: real-time factor, peak memory and seconds per stage, streaming vs whole-video path.
 
     python benchmarks/predict_speed.py --checkpoint demo_out/runs/rjca/model.safetensors [--minutes 1 3 10]
+    python benchmarks/predict_speed.py --authors rja_icassp23 --minutes 1 3 --out docs/benchmarks/predict_authors.md
 
 The videos are made by looping the CREMA-D clips of one actor (``../shared/data/crema_d``, ODbL; the clips'
 480 x 360 frames centred on a 640 x 360 black canvas, 30 fps H.264 + AAC), so every frame holds a real face and
@@ -9,7 +10,11 @@ a real voice. Each (video, path) runs ``avaffect predict`` in a child process of
 (and ``.json``). Rows per video: the whole-video path, the streaming path, and the streaming path with the face
 detector on every ``--detect-every``-th frame only (``predict --detect-every``). With ``--overlay`` every row also
 writes the overlay video (``predict --overlay``): the whole-video path by a second decode, the streaming paths in
-their own pass (``--out docs/benchmarks/predict_overlay.md`` keeps both tables).
+their own pass (``--out docs/benchmarks/predict_overlay.md`` keeps both tables). ``--authors VARIANT`` measures the
+authors'-model path instead (``convert-official``'s preprocessing: one R3D-18 clip of 8 frames per step, its
+512 x 7 x 7 map, the RJA spectrogram ResNet-18): a checkpoint at the released sizes and its two backbone files are
+made with random weights (speed and memory do not depend on the values), and the third row is left out (that path
+has no ``detect_every``).
 """
 
 from __future__ import annotations
@@ -81,9 +86,34 @@ def make_video(path: Path, minutes: float, clips: list[Path]) -> Path:
 
 
 def _paths(detect_every: int) -> dict[str, tuple[bool, int | None]]:
-    """Row label → (stream, detect_every override)."""
-    return {"whole video": (False, None), "streaming": (True, None),
-            f"streaming, detect_every {detect_every}": (True, detect_every)}
+    """Row label → (stream, detect_every override); ``detect_every`` 0: no third row."""
+    rows = {"whole video": (False, None), "streaming": (True, None)}
+    if detect_every:
+        rows[f"streaming, detect_every {detect_every}"] = (True, detect_every)
+    return rows
+
+
+def authors_checkpoint(variant: str, work: Path) -> Path:
+    """A converted authors' model at the released sizes (D = 512, 49 regions, L = 16, H = 128), random weights,
+    with random backbone files beside it (made once)."""
+    out = work / f"authors_{variant}"
+    if (out / "model.safetensors").is_file():
+        return out / "model.safetensors"
+    import torch
+
+    from avaffect.features.extractors import get_extractor
+    from avaffect.models.official import CAMSizes, build_official, convert_official
+
+    raw = work / f"authors_{variant}_raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = build_official(variant, CAMSizes(dim=512, head_hidden=128, length=16, iterations=2))
+    torch.save({"state_dict": model.state_dict()}, raw / "model.pth.tar")
+    for name, ex in (("video", get_extractor("r2plus1d18_clip", arch="r3d_18", allow_random=True)),
+                     ("audio", get_extractor("spec_resnet18", allow_random=True))):
+        torch.save(ex.network().state_dict(), raw / f"{name}.pth")
+    return convert_official(raw / "model.pth.tar", variant, out, audio_weights=raw / "audio.pth",
+                            video_weights=raw / "video.pth")
 
 
 def child(checkpoint: Path, video: Path, stream: bool, detect_every: int | None, overlay: bool = False) -> None:
@@ -121,7 +151,7 @@ def render(rows: list[dict], args) -> str:
     info = machine()
     title = "# predict on long videos: streaming vs whole-video path" + (", with the overlay video" if args.overlay
                                                                          else "")
-    flag = " --overlay" if args.overlay else ""
+    flag = (" --overlay" if args.overlay else "") + (f" --authors {args.authors}" if args.authors else "")
     lines = [title, "",
              f"`python benchmarks/predict_speed.py --minutes {' '.join(map(str, args.minutes))}{flag}` on "
              f"{info['cpu']} ({info['cores']} cores, torch {info['torch']}), checkpoint `{args.checkpoint}`. Videos: "
@@ -129,7 +159,11 @@ def render(rows: list[dict], args) -> str:
              "row; real-time factor = video seconds / predict seconds (model load excluded, output writing "
              "included in wall). Stages (seconds): audio features; video = decode + faces + features (streaming: "
              "decode runs in its own thread, overlapped; crop = tracking, alignment, cutting and waiting for "
-             "frames); model.", "",
+             "frames); model."
+             + (f" Model: the authors' {args.authors} path as `convert-official` records it (an R3D-18 clip of 8 "
+                "frames per step, its 512 x 7 x 7 map; the RJA spectrogram ResNet-18), at the released sizes with "
+                "random weights (made by the script: speed and memory do not depend on the values)."
+                if args.authors else ""), "",
              "| video | path | x real time | predict s | peak RSS MB | face | stages (s) |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -150,14 +184,21 @@ def render(rows: list[dict], args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--authors", metavar="VARIANT", help="measure the authors'-model path (random weights)")
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
     p.add_argument("--work", type=Path, default=Path("/tmp/avaffect-predict-speed"))
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "predict_speed.md")
-    p.add_argument("--detect-every", type=int, default=5, help="the third row's face detection interval")
+    p.add_argument("--detect-every", type=int, default=5, help="the third row's face detection interval (0: none)")
     p.add_argument("--overlay", action="store_true", help="also write the overlay video in every row")
     p.add_argument("--child", nargs=2, metavar=("VIDEO", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.authors:
+        args.detect_every = 0
+        if not args.child:
+            args.checkpoint = authors_checkpoint(args.authors, args.work)
+    if args.checkpoint is None:
+        p.error("give --checkpoint (or --authors VARIANT)")
     paths = _paths(args.detect_every)
     if args.child:
         child(args.checkpoint, Path(args.child[0]), *paths[args.child[1]], overlay=args.overlay)
@@ -171,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         video = make_video(args.work / f"crema_loop_{minutes:g}min.mp4", minutes, clips)
         for path in paths:
             out = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--child",
-                                  str(video), path] + (["--overlay"] if args.overlay else []),
+                                  str(video), path, "--detect-every", str(args.detect_every)]
+                                 + (["--overlay"] if args.overlay else []) + (["--authors", args.authors]
+                                                                               if args.authors else []),
                                  capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(f"{video} ({path}) failed:\n{out.stderr[-3000:]}")

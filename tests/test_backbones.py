@@ -237,6 +237,12 @@ def test_r2plus1d18_clip(rec, tmp_path):
     assert idx[0].tolist() == [-1, -1, 0] and idx[4].tolist() == [2, 3, 4]
     assert clip_indices(5, 3, 2, "centered")[2].tolist() == [0, 2, 4]
     assert clip_indices(5, 2, 1, "forward")[4].tolist() == [4, -1]
+    # the crops a streamed chunk carries around its steps: the clip's reach
+    for context, stride, want in (("causal", 1, (2, 0)), ("forward", 1, (0, 2)), ("centered", 2, (2, 2))):
+        reach = get_extractor("r2plus1d18_clip", clip_len=3, frame_stride=stride, context=context).crop_context()
+        assert reach == want, (context, reach)
+    assert get_extractor("r2plus1d18_clip", clip_len=4, context="centered").crop_context() == (2, 1)
+    assert ex.crop_request(rec) is None  # a crops folder: nothing to stream
 
 
 def test_face_crops_read_the_crops_folder(rec):

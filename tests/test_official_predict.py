@@ -121,6 +121,22 @@ def test_predict_runs_a_converted_authors_model_as_computed_independently(author
     np.testing.assert_allclose(csv[["valence", "arousal"]].to_numpy(), expected, atol=2e-4)
 
 
+@pytest.mark.slow
+def test_the_streamed_authors_path_equals_the_whole_video_one(converted, crema_d, monkeypatch):
+    """One decode, chunks of 2 clips (16 frames) with the clip's 7 frames of context before each: the same
+    per-frame values and faces as holding every crop of the video first."""
+    clip = sorted(crema_d.glob("*.flv"))[1]
+    whole = Predictor(converted, stream=False)(clip)
+    monkeypatch.setattr(Predictor, "CLIP_CHUNK", 2)
+    streamed = Predictor(converted)(clip)
+    assert streamed.summary["streamed"] and not whole.summary["streamed"]
+    assert streamed.summary["frames"] > 3 * 16  # several chunks
+    np.testing.assert_array_equal(streamed.frame["face_detected"], whole.frame["face_detected"])
+    np.testing.assert_allclose(streamed.frame[["valence", "arousal"]], whole.frame[["valence", "arousal"]], atol=1e-5)
+    np.testing.assert_allclose(streamed.boxes, whole.boxes, equal_nan=True)
+    assert {"decode", "detect", "features"} <= set(streamed.summary["timings_s"]["stages"])
+
+
 def test_without_the_backbone_files_predict_says_which_file_and_where(authors_files, tmp_path, monkeypatch):
     d, _, _ = authors_files
     monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))

@@ -89,7 +89,13 @@ def test_prefetch_keeps_order_raises_the_producers_error_and_stops_when_closed()
 
 @pytest.mark.parametrize("name,params", [("face_hog", {"detect_every": 3}), ("face_hog", {}),
                                          ("resnet18_face", {"allow_random": True, "crop_size": 64,
-                                                            "input_size": 64, "missing_face": "black_frame"})])
+                                                            "input_size": 64, "missing_face": "black_frame"}),
+                                         # clips: each chunk carries its context (7 steps before; 4 either side;
+                                         # 7 after), so the chunks' edges must not show
+                                         *[("r2plus1d18_clip", {"allow_random": True, "crop_size": 32,
+                                                                "input_size": 32, "arch": "r3d_18", **clip})
+                                           for clip in ({}, {"context": "centered", "clip_len": 5, "frame_stride": 2},
+                                                        {"context": "forward"})]])
 def test_streamed_features_equal_extract(crema_d, name, params):
     """Chunks of the streaming path assemble to the whole-video computation (every crop of the video cut first,
     then described), with detection on every k-th frame too; extract() on a video streams and agrees."""

@@ -7,9 +7,11 @@ no more than one chunk of crops is ever held. The values equal the whole-recordi
 (``extractor.extract(rec)`` after :func:`~avaffect.features.faces.load_face_crops`): same frames, same detector
 and tracker, same crops, same features (up to the last float bit of a network's batched arithmetic).
 
-Only extractors that describe single face crops stream (:meth:`Extractor.crop_request` is not ``None``:
-``face_hog``, the face ResNets, ``vggface_face``); clip extractors need neighbouring frames, and a recording read
-from its crops folder has no video to stream.
+Extractors that describe face crops stream (:meth:`Extractor.crop_request` is not ``None``: ``face_hog``, the face
+ResNets, ``vggface_face``, and the clip extractor ``r2plus1d18_clip``, whose features need the crops of neighbouring
+steps: its :meth:`~Extractor.crop_context` says how many, and every chunk carries them). A recording read from its
+crops folder has no video to stream. :func:`iter_crop_chunks` is the crops' stream itself, for callers that
+describe them their own way (predict's authors'-model path: one clip per ``step_frames`` frames).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from avaffect.features.extractors.base import Extractor, face_mask_from_features
 from avaffect.features.faces.crops import cached_face_crops, face_crops, iter_face_steps
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
-__all__ = ["FeatureChunk", "StreamStats", "can_stream", "iter_face_feature_chunks", "streamed_features",
-           "face_features"]
+__all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "iter_crop_chunks", "iter_face_feature_chunks",
+           "streamed_features", "face_features"]
 
 
 @dataclass
@@ -69,74 +71,121 @@ def can_stream(rec: Recording, extractor: Extractor) -> bool:
     return extractor.crop_request(rec) is not None and bool(np.all(np.diff(times) > 0))
 
 
-def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,
-                             stats: StreamStats | None = None,
-                             frame_sink: Callable[[float, np.ndarray], None] | None = None,
-                             **face_params: Any) -> Iterator[FeatureChunk]:
-    """Consecutive :class:`FeatureChunk` s covering ``rec``'s whole timeline, in order. ``chunk``: steps per
-    chunk (and per batch of the extractor); ``depth``: decoded frames buffered ahead; ``frame_sink(t, rgb)``, when
-    given, sees every decoded frame in order (predict's overlay, drawn from this one decode); ``face_params``:
-    keywords of the face pipeline (``detect_every``, ...), as given to
-    :func:`~avaffect.features.faces.load_face_crops`."""
-    request = extractor.crop_request(rec)
-    if request is None or not can_stream(rec, extractor):
-        raise ConfigError(f"{rec.name}: extractor {extractor.name} cannot stream this recording (see "
-                          "avaffect.features.stream.can_stream)")
-    if chunk < 1:
-        raise ConfigError(f"chunk must be >= 1 step, got {chunk}")
-    size, detector, params = request
+@dataclass
+class CropChunk:
+    """The face crops around steps ``lo:hi``: rows ``crops[i]`` / ``mask[i]`` are step ``start + i``, from
+    ``before`` steps ahead of ``lo`` to ``after`` steps past ``hi`` (as far as the recording goes; see
+    :func:`iter_crop_chunks`). ``mask``: a face was found there and the recording allows one; ``boxes``
+    ``[hi - lo, 4]``: the detected boxes of ``lo:hi`` (NaN where none). The arrays are views of the stream's buffer:
+    use them before asking for the next chunk."""
+
+    lo: int
+    hi: int
+    start: int
+    crops: np.ndarray
+    mask: np.ndarray
+    boxes: np.ndarray
+
+    @property
+    def own(self) -> slice:
+        """The rows of ``lo:hi`` in ``crops`` / ``mask``."""
+        return slice(self.lo - self.start, self.hi - self.start)
+
+
+def iter_crop_chunks(rec: Recording, size: int, detector: str, params: dict[str, Any], chunk: int = 256,
+                     before: int = 0, after: int = 0, *, depth: int = 16, stats: StreamStats | None = None,
+                     frame_sink: Callable[[float, np.ndarray], None] | None = None) -> Iterator[CropChunk]:
+    """Consecutive :class:`CropChunk` s of ``chunk`` steps covering ``rec``'s timeline, from one decode of its
+    video (in a background thread) through the face pipeline (``size`` px crops, ``detector``, face-pipeline
+    keywords ``params``). Each carries ``before`` / ``after`` steps of context on either side, for features that
+    need neighbouring frames (clips): a chunk is handed out once the step ``after`` past its end has been cut, and
+    the buffer never holds more than ``before + chunk + after`` crops. ``depth``: decoded frames buffered ahead;
+    ``frame_sink(t, rgb)`` sees every decoded frame in order."""
+    if chunk < 1 or before < 0 or after < 0:
+        raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
     st = stats if stats is not None else StreamStats()
     t_start = time.perf_counter()
     decode: dict[str, float] = {}
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
-    steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, **{**params, **face_params})
+    steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, **params)
     num_steps = rec.num_frames
     allowed = np.asarray(rec.face_mask, dtype=bool)
-    lo = 0
-    crops = np.zeros((chunk, size, size, 3), dtype=np.uint8)
-    mask = np.zeros(chunk, dtype=bool)
-    boxes = np.full((chunk, 4), np.nan, dtype=np.float32)
+    cap = before + chunk + after
+    crops = np.zeros((cap, size, size, 3), dtype=np.uint8)
+    found = np.zeros(cap, dtype=bool)
+    boxes = np.full((cap, 4), np.nan, dtype=np.float32)
+    lo = start = 0  # the next chunk's first step; the step of row 0
 
-    def emit(hi: int) -> FeatureChunk:
-        n = hi - lo
-        t0 = time.perf_counter()
-        detected = mask[:n] & allowed[lo:hi]
-        feats = np.asarray(extractor.features_from_crops(crops[:n], detected), dtype=np.float32)
-        st.features += time.perf_counter() - t0
-        return FeatureChunk(lo, hi, feats, face_mask_from_features(allowed[lo:hi], feats),
-                            np.where(detected[:, None], boxes[:n], np.nan).astype(np.float32))
+    def emit(hi: int) -> CropChunk:
+        end = min(num_steps, hi + after)
+        mask = found[:end - start] & allowed[start:end]
+        own = slice(lo - start, hi - start)
+        return CropChunk(lo, hi, start, crops[:end - start], mask,
+                         np.where(mask[own, None], boxes[own], np.nan).astype(np.float32))
 
-    def reset() -> None:
-        crops[:] = 0
-        mask[:] = False
-        boxes[:] = np.nan
+    def advance(hi: int) -> None:  # drop the rows no later chunk needs
+        nonlocal start
+        shift = max(0, hi - before) - start
+        if shift:
+            for buf, blank in ((crops, 0), (found, False), (boxes, np.nan)):
+                buf[:cap - shift] = buf[shift:]
+                buf[cap - shift:] = blank
+            start += shift
 
     try:
         for item in steps_iter:
             for s in item.steps:  # sorted, increasing from one frame to the next (the timeline is sorted)
                 s = int(s)
-                while s >= lo + chunk:  # every step before s is final: no later frame serves it
-                    yield emit(lo + chunk)
-                    lo += chunk
-                    reset()
+                while s >= lo + chunk + after:  # every step before s is final: no later frame serves it
+                    hi = lo + chunk
+                    yield emit(hi)
+                    advance(hi)
+                    lo = hi
                 if item.crop is not None:
-                    crops[s - lo] = item.crop
-                    mask[s - lo] = True
-                    boxes[s - lo] = item.box
+                    crops[s - start] = item.crop
+                    found[s - start] = True
+                    boxes[s - start] = item.box
         if st.faces.get("frames_decoded", 0) == 0:
             raise MediaError(rec.video_path, "cannot decode the video: no frame could be decoded", DECODE_FIX)
         while lo < num_steps:
             hi = min(num_steps, lo + chunk)
             yield emit(hi)
+            advance(hi)
             lo = hi
-            reset()
     finally:
         frames.close()
         st.decode = decode.get("produce_seconds", 0.0)
         st.detect = st.faces.get("detect_seconds", 0.0)
         st.total = time.perf_counter() - t_start
         st.crop = max(0.0, st.total - st.detect - st.features)
+
+
+def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,
+                             stats: StreamStats | None = None,
+                             frame_sink: Callable[[float, np.ndarray], None] | None = None,
+                             **face_params: Any) -> Iterator[FeatureChunk]:
+    """Consecutive :class:`FeatureChunk` s covering ``rec``'s whole timeline, in order: the crops of
+    :func:`iter_crop_chunks` (with the extractor's :meth:`~Extractor.crop_context`) described by
+    :meth:`~Extractor.features_in_context`. ``chunk``: steps per chunk (and per batch of the extractor); ``depth``:
+    decoded frames buffered ahead; ``frame_sink(t, rgb)``, when given, sees every decoded frame in order
+    (predict's overlay, drawn from this one decode); ``face_params``: keywords of the face pipeline
+    (``detect_every``, ...), as given to :func:`~avaffect.features.faces.load_face_crops`."""
+    request = extractor.crop_request(rec)
+    if request is None or not can_stream(rec, extractor):
+        raise ConfigError(f"{rec.name}: extractor {extractor.name} cannot stream this recording (see "
+                          "avaffect.features.stream.can_stream)")
+    size, detector, params = request
+    before, after = extractor.crop_context()
+    st = stats if stats is not None else StreamStats()
+    allowed = np.asarray(rec.face_mask, dtype=bool)
+    for c in iter_crop_chunks(rec, size, detector, {**params, **face_params}, chunk, before, after, depth=depth,
+                              stats=st, frame_sink=frame_sink):
+        t0 = time.perf_counter()
+        own = c.own
+        feats = np.asarray(extractor.features_in_context(c.crops, c.mask, own.start, own.stop), dtype=np.float32)
+        st.features += time.perf_counter() - t0
+        yield FeatureChunk(c.lo, c.hi, feats, face_mask_from_features(allowed[c.lo:c.hi], feats), c.boxes)
 
 
 def _tee(frames: Iterator[tuple[float, np.ndarray]], sink: Callable[[float, np.ndarray], None]

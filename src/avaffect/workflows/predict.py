@@ -56,7 +56,7 @@ from avaffect.features.extractors import Extractor, get_extractor
 from avaffect.features.faces import load_face_crops
 from avaffect.features.pipeline import face_mask_from_features
 from avaffect.features.preprocessing import ExtractorRecord
-from avaffect.features.stream import StreamStats, can_stream, iter_face_feature_chunks
+from avaffect.features.stream import FeatureChunk, StreamStats, can_stream, iter_crop_chunks, iter_face_feature_chunks
 from avaffect.features.weights import sha256sum
 from avaffect.files import atomic_write_text, output_path
 from avaffect.models.checkpoint import load_for_prediction
@@ -134,6 +134,8 @@ def _whole_video_features(rec: Recording, extractor: Extractor, fallback: tuple 
 class Predictor:
     """A checkpoint loaded once, ready for many videos."""
 
+    CLIP_CHUNK = 32  # clips per streamed chunk on the authors'-model path (``_clip_steps``)
+
     def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
                  detect_every: int | None = None) -> None:
         """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
@@ -184,10 +186,14 @@ class Predictor:
         return rec
 
     def _clip_steps(self, rec: Recording, t0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool,
-                                                                 dict[str, float], float]:
+                                                                 dict[str, float], float, bool]:
         """An authors' model's path (``spec.step_frames`` = k > 1): one step per non-overlapping k-frame clip, the
         clip ending at its last frame; returns per-frame ``(pred, face_mask, boxes, audio_missing, stages,
-        model seconds)``, each frame carrying its clip's prediction."""
+        model seconds, streamed)``, each frame carrying its clip's prediction. A video streams (unless
+        ``stream=False``): one decode, the crops of ``k * CLIP_CHUNK`` frames at a time with the clip's reach
+        before them (:func:`~avaffect.features.stream.iter_crop_chunks`), the clips of those frames described and
+        the windows run as they fill, so memory does not grow with the video (the 49 x 512 maps of a long video
+        would)."""
         k, n = int(self.spec.step_frames), rec.num_frames
         if not hasattr(self.video_ex, "clip_features"):
             raise AvaffectError(f"{self.checkpoint}: step_frames {k} needs a clip extractor, not {self.video_ex.name}")
@@ -202,17 +208,43 @@ class Predictor:
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (len(ends), 1))
         t_audio = time.perf_counter() - t0
         size, detector, params = self.spec.faces.crop_size, self.spec.faces.detector, {}
-        crops, mask, boxes = load_face_crops(rec, size=size, detector=detector, **params)
-        mask = np.asarray(mask, bool) & np.asarray(rec.face_mask, bool)
-        clip_face = np.logical_or.reduceat(mask, np.arange(0, n, k)) if n else np.zeros(0, bool)
-        video = self.video_ex.clip_features(crops, mask, ends)
-        t_video = time.perf_counter() - t0 - t_audio
-        t1 = time.perf_counter()
-        pred = predict_recording(self.model, audio, video, clip_face, self.spec.window, self.spec.hop,
-                                 device=self.device)
-        t_model = time.perf_counter() - t1
-        return pred[np.arange(n) // k], mask, boxes, audio_missing, {"audio": round(t_audio, 3),
-                                                                      "video": round(t_video, 3)}, t_model
+        streamed = self.stream and rec.video_path is not None and rec.crops_dir is None and n > 0 \
+            and bool(np.all(np.diff(np.asarray(rec.times)) > 0))
+        stages = {"audio": round(t_audio, 3)}
+        if not streamed:
+            crops, mask, boxes = load_face_crops(rec, size=size, detector=detector, **params)
+            mask = np.asarray(mask, bool) & np.asarray(rec.face_mask, bool)
+            clip_face = np.logical_or.reduceat(mask, np.arange(0, n, k)) if n else np.zeros(0, bool)
+            video = self.video_ex.clip_features(crops, mask, ends)
+            stages["video"] = round(time.perf_counter() - t0 - t_audio, 3)
+            t1 = time.perf_counter()
+            pred = predict_recording(self.model, audio, video, clip_face, self.spec.window, self.spec.hop,
+                                     device=self.device)
+            t_model = time.perf_counter() - t1
+            return pred[np.arange(n) // k], mask, boxes, audio_missing, stages, t_model, False
+        mask = np.zeros(n, bool)
+        boxes = np.full((n, 4), np.nan, np.float32)
+        st, timing = StreamStats(), {}
+        before, _ = self.video_ex.crop_context()
+
+        def clip_chunks() -> Iterator[FeatureChunk]:
+            for c in iter_crop_chunks(rec, size, detector, params, chunk=k * self.CLIP_CHUNK, before=before,
+                                      stats=st):
+                mask[c.lo:c.hi], boxes[c.lo:c.hi] = c.mask[c.own], c.boxes
+                j0, j1 = c.lo // k, -(-c.hi // k)  # the clips that end in c.lo:c.hi (c.lo is a multiple of k)
+                t1 = time.perf_counter()
+                feats = self.video_ex.clip_features(c.crops, c.mask, ends[j0:j1] - c.start)
+                st.features += time.perf_counter() - t1
+                face = np.logical_or.reduceat(c.mask[c.own], np.arange(0, c.hi - c.lo, k))
+                yield FeatureChunk(j0, j1, feats, face, np.full((j1 - j0, 4), np.nan, np.float32))
+
+        pred, _, _ = predict_chunks(self.model, audio, clip_chunks(), len(ends), self.spec.window, self.spec.hop,
+                                    device=self.device, timings=timing)
+        t_model = timing.get("model", 0.0)
+        st.crop, st.total = max(0.0, st.crop - t_model), max(0.0, st.total - t_model)
+        stages.update(st.as_dict())
+        stages["video"] = stages.pop("total")
+        return pred[np.arange(n) // k], mask, boxes, audio_missing, stages, t_model, True
 
     def __call__(self, video: str | Path, crops_dir: str | Path | None = None,
                  overlay_to: str | Path | None = None) -> Prediction:
@@ -221,10 +253,10 @@ class Predictor:
         t0 = time.perf_counter()
         rec = self.recording(video, crops_dir)
         if self.spec.step_frames > 1:
-            pred, face_mask, boxes, audio_missing, stages, t_model = self._clip_steps(rec, t0)
+            pred, face_mask, boxes, audio_missing, stages, t_model, streamed = self._clip_steps(rec, t0)
             t_features = time.perf_counter() - t0 - t_model
             return self._result(video, rec, pred, face_mask, boxes, audio_missing, stages, t0, t_features, t_model,
-                                False)
+                                streamed)
         audio_missing = False
         try:
             audio = self.audio_ex.extract(rec)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from avaffect.data.recording import Recording
@@ -10,6 +12,8 @@ from avaffect.errors import ConfigError
 from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, face_crops
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.stream import face_features
 
 __all__ = ["R2Plus1D18Clip", "clip_indices", "CLIP_NORMALIZATIONS", "KINETICS_MEAN", "KINETICS_STD"]
 
@@ -171,6 +175,35 @@ class R2Plus1D18Clip(TorchExtractor):
             feats[lo : lo + chunk] = self.run_batches(clips, prepare)
         return feats
 
+    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
+        """Streams a video's crops when every face step runs its own clip (``clip_every`` = 1): with ``clip_every``
+        = k > 1 a step may take the features of the next chunk's anchor, so that path holds the whole video's."""
+        if self.params["clip_every"] != 1 or resolve_face_source(rec, "auto", self.params["detector"]) != "video":
+            return None
+        return int(self.params["crop_size"]), self.params["detector"], {}
+
+    def crop_context(self) -> tuple[int, int]:
+        """The clip's reach: ``(clip_len - 1) * frame_stride`` steps before a step (causal), after it (forward), or
+        split around it (centered)."""
+        offsets = self._offsets()
+        return int(max(0, -offsets.min())), int(max(0, offsets.max()))
+
+    def _offsets(self) -> np.ndarray:
+        p = self.params
+        n = (int(p["clip_len"]) - 1) * int(p["frame_stride"]) + 1
+        return self.clip_plan(2 * n + 1)[n] - n  # the clip of a step far from either end, relative to it
+
+    def features_in_context(self, crops: np.ndarray, mask: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """The clips of the face steps in ``lo:hi``, their frames taken from the whole run (``clip_every`` = 1)."""
+        mask = np.asarray(mask, dtype=bool)
+        out = np.zeros((hi - lo, self.dim), dtype=np.float32)
+        steps = np.flatnonzero(mask[lo:hi]) + lo
+        if len(steps):
+            out[steps - lo] = self.clip_features(crops, mask, steps)
+        return out
+
     def extract(self, rec: Recording) -> np.ndarray:
+        if self.crop_request(rec) is not None:  # a video: streamed, one chunk of crops (and its clips' context)
+            return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"])
         crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])
         return self.features_from_crops(crops, mask)

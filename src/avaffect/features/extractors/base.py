@@ -125,14 +125,25 @@ class Extractor(ABC):
     def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
         """``(crop size, detector, face-pipeline keywords)`` when this extractor describes face crops that the face
         pipeline would cut from ``rec``'s video (then :meth:`features_from_crops` gives its features from any crops
-        of that size, and a video can stream through it); ``None`` otherwise (the default: audio extractors, clip
-        extractors that need neighbouring frames, a recording read from its crops folder)."""
+        of that size, and a video can stream through it); ``None`` otherwise (the default: audio extractors, a
+        recording read from its crops folder)."""
         return None
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[n, dim]`` float32 features of uint8 RGB crops ``[n, S, S, 3]`` with face mask ``[n]``, equal to what
         :meth:`extract` gives those steps; only for extractors whose :meth:`crop_request` is not ``None``."""
         raise NotImplementedError(f"extractor {self.name} does not describe single face crops")
+
+    def crop_context(self) -> tuple[int, int]:
+        """``(before, after)``: how many steps of crops ahead of and past a step its features need (a clip
+        extractor's clip); ``(0, 0)``, the default, for features of a step's own crop."""
+        return 0, 0
+
+    def features_in_context(self, crops: np.ndarray, mask: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """``[hi - lo, dim]`` features of rows ``lo:hi`` of a run of consecutive steps' crops ``[n, S, S, 3]`` / mask
+        ``[n]`` that holds :meth:`crop_context` steps around them (fewer only where the recording starts or ends):
+        what :meth:`extract` gives those steps. The streaming path's call (:mod:`avaffect.features.stream`)."""
+        return self.features_from_crops(crops[lo:hi], mask[lo:hi])
 
     def describe(self) -> dict[str, Any]:
         return {
