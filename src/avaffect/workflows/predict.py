@@ -8,8 +8,9 @@ A video streams (the default, ``stream=True``) when its visual extractor describ
 decode in a background thread, the face pipeline frame by frame, crops described in chunks, each window run as
 soon as its steps are there (:mod:`avaffect.features.stream`, :mod:`avaffect.evaluation.streaming`), so memory
 does not grow with the video's length; the values are those of the whole-video path (``stream=False``, which
-holds every crop and feature first). Clip extractors and recordings read from a crops folder take the
-whole-video path.
+holds every crop and feature first). Clip extractors stream too, each chunk with the frames its clips reach
+back to (``r2plus1d18_clip``; with ``clip_every`` > 1 it takes the whole-video path), and so does the
+authors'-model path; recordings read from a crops folder take the whole-video path.
 
 Rules at the edges (documented, never silent):
 
