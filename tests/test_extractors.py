@@ -127,6 +127,7 @@ def test_face_hog_batched_equals_crop_by_crop(crop, size, stacked):
                       rng.integers(0, 256, (9, crop, crop, 3), dtype=np.uint8)])
     mask = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1], bool)
     ex = FaceHOG(size=size, block_stride=8 if size == 48 else 16)
+    ex.BATCH = 4  # several batches
     got = ex.features_from_crops(crops, mask)
     want = np.zeros_like(got)
     for i in np.flatnonzero(mask):

@@ -65,6 +65,7 @@ class FaceHOG(Extractor):
                 "detector": "haar", "crop_size": 112, "source": "auto", "detect_every": 1}
     late_defaults = {"detect_every": 1}
     _transient = ("_hog",)
+    BATCH = 256  # crops converted and resized per OpenCV call (the streaming chunk's size)
 
     def validate(self) -> None:
         p = self.params
@@ -140,9 +141,11 @@ class FaceHOG(Extractor):
         return out
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Batches of at most ``BATCH`` face crops (a whole video's crops are not copied at once)."""
         out = np.zeros((len(mask), self.dim), dtype=np.float32)
-        idx = np.flatnonzero(mask)
-        if len(idx):
+        faces = np.flatnonzero(mask)
+        for lo in range(0, len(faces), self.BATCH):
+            idx = faces[lo:lo + self.BATCH]
             rgb = np.ascontiguousarray(np.asarray(crops)[idx])
             n, h, w = rgb.shape[:3]
             gray = cv2.cvtColor(rgb.reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY).reshape(n, h, w)  # per pixel: exact
