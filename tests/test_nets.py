@@ -102,3 +102,25 @@ def test_networks_and_the_end_to_end_model_import_no_torchvision():
     code = ("import sys; import avaffect.features.backbones.nets, avaffect.models.e2e, avaffect.cli.main; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'torchvision']; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("arch,in_channels", [("resnet18", 3), ("resnet18", 1), ("resnet50", 3),
+                                              *[(a, 3) for a in VIDEO_ARCHS]])
+def test_random_weights_are_torchvisions_for_the_same_seed(arch, in_channels, tv_models):
+    """allow_random extractors keep the features they had when built on torchvision (same seed, same draws)."""
+    torch.manual_seed(11)
+    if arch in VIDEO_ARCHS:
+        ours = video_resnet_features(arch)
+        torch.manual_seed(11)
+        ref = getattr(tv_models.video, arch)(weights=None)
+    else:
+        ours = resnet_features(arch, in_channels=in_channels)
+        torch.manual_seed(11)
+        ref = getattr(tv_models, arch)(weights=None)
+        if in_channels != 3:  # what the torchvision-based extractor did: a fresh grey first layer after init
+            ref.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    want = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+    got = ours.state_dict()
+    assert sorted(got) == sorted(want)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=k)

@@ -62,8 +62,13 @@ class VGGishNet(nn.Module):
         return self.embeddings(x)
 
 
-def _init_weights(net: nn.Module) -> None:
-    """He initialisation (fan-out, ReLU) of the convolutions; batch norms start as the identity."""
+def _init_weights(net: nn.Module, classes: int, features: int) -> None:
+    """He initialisation (fan-out, ReLU) of the convolutions; batch norms start as the identity.
+
+    Random weights are drawn as torchvision draws them for the same seed (its constructors also build a
+    ``features -> classes`` classifier before initialising, which we leave out but whose draws we make and drop),
+    so that an ``allow_random`` extractor gives the features it gave when it was built on torchvision."""
+    nn.Linear(features, classes)  # the classifier's default initialisation: its random draws, then dropped
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -111,7 +116,7 @@ class ResNetFeatures(nn.Module):
 
     def __init__(self, bottleneck: bool, layers: tuple[int, ...], in_channels: int = 3, spatial: int = 0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -124,7 +129,9 @@ class ResNetFeatures(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_dim = inplanes
         self.spatial = int(spatial)
-        _init_weights(self)
+        _init_weights(self, classes=1000, features=inplanes)
+        if in_channels != 3:  # a grey stem (spec_resnet18): a fresh layer with torch's default initialisation
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -238,7 +245,7 @@ class VideoResNetFeatures(nn.Module):
                                                          _Residual3d(planes, planes, 1, kind)))
             inplanes = planes
         self.spatial_map = bool(spatial_map)
-        _init_weights(self)
+        _init_weights(self, classes=400, features=512)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))  # [B, 512, T', H', W']
