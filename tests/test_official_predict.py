@@ -122,14 +122,16 @@ def test_predict_runs_a_converted_authors_model_as_computed_independently(author
 
 
 @pytest.mark.slow
-def test_the_streamed_authors_path_equals_the_whole_video_one(converted, crema_d, monkeypatch):
+@pytest.mark.parametrize("detect_every", [None, 4])
+def test_the_streamed_authors_path_equals_the_whole_video_one(converted, crema_d, monkeypatch, detect_every):
     """One decode, chunks of 2 clips (16 frames) with the clip's 7 frames of context before each: the same
-    per-frame values and faces as holding every crop of the video first."""
+    per-frame values and faces as holding every crop of the video first (also with ``--detect-every``)."""
     clip = sorted(crema_d.glob("*.flv"))[1]
-    whole = Predictor(converted, stream=False)(clip)
+    whole = Predictor(converted, stream=False, detect_every=detect_every)(clip)
     monkeypatch.setattr(Predictor, "CLIP_CHUNK", 2)
-    streamed = Predictor(converted)(clip)
+    streamed = Predictor(converted, detect_every=detect_every)(clip)
     assert streamed.summary["streamed"] and not whole.summary["streamed"]
+    assert streamed.summary["detect_every"] == whole.summary["detect_every"] == (detect_every or 1)
     assert streamed.summary["frames"] > 3 * 16  # several chunks
     np.testing.assert_array_equal(streamed.frame["face_detected"], whole.frame["face_detected"])
     np.testing.assert_allclose(streamed.frame[["valence", "arousal"]], whole.frame[["valence", "arousal"]], atol=1e-5)

@@ -55,6 +55,7 @@ from avaffect.evaluation.reports import plot_recording
 from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors import Extractor, get_extractor
 from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.crops import check_detect_every
 from avaffect.features.pipeline import face_mask_from_features
 from avaffect.features.preprocessing import ExtractorRecord
 from avaffect.features.stream import FeatureChunk, StreamStats, can_stream, iter_crop_chunks, iter_face_feature_chunks
@@ -154,12 +155,18 @@ class Predictor:
         self.checkpoint_id = sha256sum(self.checkpoint)[:16]
         self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
         self.video_ex = self._extractor("video extractor", self.spec.video_extractor)
+        # the authors'-model path cuts its crops itself (``_clip_steps``): its face-pipeline keywords
+        self.clip_face_params: dict[str, int] = {}
         if detect_every is not None:
-            if "detect_every" not in self.video_ex.params:
+            if self.spec.step_frames > 1:
+                check_detect_every("--detect-every", detect_every)
+                self.clip_face_params = {"detect_every": int(detect_every)}
+            elif "detect_every" not in self.video_ex.params:
                 raise AvaffectError(f"--detect-every: the video extractor {self.video_ex.name} of {self.checkpoint} "
                                     "does not detect faces frame by frame")
-            params = {**self.video_ex.params, "detect_every": int(detect_every)}
-            self.video_ex = get_extractor(self.video_ex.name, **params)
+            else:
+                params = {**self.video_ex.params, "detect_every": int(detect_every)}
+                self.video_ex = get_extractor(self.video_ex.name, **params)
 
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
@@ -208,7 +215,7 @@ class Predictor:
             audio_missing = True
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (len(ends), 1))
         t_audio = time.perf_counter() - t0
-        size, detector, params = self.spec.faces.crop_size, self.spec.faces.detector, {}
+        size, detector, params = self.spec.faces.crop_size, self.spec.faces.detector, self.clip_face_params
         streamed = self.stream and rec.video_path is not None and rec.crops_dir is None and n > 0 \
             and bool(np.all(np.diff(np.asarray(rec.times)) > 0))
         stages = {"audio": round(t_audio, 3)}
@@ -333,7 +340,8 @@ class Predictor:
             "timings_s": {"features": round(t_features, 3), "model": round(t_model, 3), "total": round(wall, 3),
                           "stages": stages},
             "streamed": bool(streamed),
-            "detect_every": self.video_ex.params.get("detect_every"),
+            "detect_every": self.clip_face_params.get("detect_every", 1) if self.spec.step_frames > 1
+            else self.video_ex.params.get("detect_every"),
             "realtime_factor": round(duration / wall, 2) if wall > 0 else None,
             "device": self.device,
         }
