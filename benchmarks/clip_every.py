@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pages import publish
 
 from avaffect.data.folder import recording_from_video
 from avaffect.features.extractors import get_extractor
@@ -59,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         cos = (f * ref).sum(1) / np.maximum(np.linalg.norm(f, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
         lines.append(f"| {k} | {secs[k]:.1f} | {secs[1] / secs[k]:.2f}x | {err.mean():.3f} / {err.max():.3f} | "
                      f"{cos.min():.3f} |")
-    text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return publish(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

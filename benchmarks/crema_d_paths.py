@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+from pages import publish
 
 from avaffect.errors import AvaffectError
 from avaffect.logs import quiet_third_party_logs
@@ -71,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     for name, why in missing.items():
         lines.append(f"- {name}: not run here — {why}.")
-    text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return publish(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

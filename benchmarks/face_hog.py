@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pages import publish
 
 from avaffect.data.folder import recording_from_video
 from avaffect.features.extractors import get_extractor
@@ -94,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(ts)
         lines.append(f"| {name} | {med / len(crops) * 1e6:.1f} ({min(ts) / len(crops) * 1e6:.1f}-"
                      f"{max(ts) / len(crops) * 1e6:.1f}) | {med / base:.2f} |")
-    text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return publish(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

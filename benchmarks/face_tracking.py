@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pages import publish
 
 from avaffect.features.faces import track_faces
 
@@ -75,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {k} | {frames / sec:.1f} | {base / sec:.2f}x | {found.mean():.1%} | "
                      f"{np.nanmean(ious):.3f} / {np.nanpercentile(ious, 5):.3f} | {missed:.1%} |")
     text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return publish(args.out, text)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ On a GPU (``--device cuda``) every row is also run with bf16 autocast and with `
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from pages import publish
 
 from avaffect.models.blocks.jca import TimeMajorJCA
 from avaffect.models.official.modules import CAMSizes, DCNLayer, OfficialCAM
@@ -163,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out = args.out if device.type == "cpu" else args.out.with_name(args.out.stem + "_cuda.md")
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({f"{k[0]} [{k[1]}]": v for k, v in times.items()}, indent=1))
-    print(text)
-    return 0
+    return publish(out, text, {f"{k[0]} [{k[1]}]": v for k, v in times.items()})
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ weight file is installed: their speed does not depend on the values.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from pages import publish
 
 from avaffect.cli.predict_cmds import expand_inputs
 from avaffect.logs import quiet_third_party_logs
@@ -35,11 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (f"# Media, faces and extractor speed\n\n{len(videos)} videos "
             f"({', '.join(v.name for v in videos[:3])}{', …' if len(videos) > 3 else ''}).\n\n"
             + format_table(rows, info) + "\n")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
-    print(text)
-    return 0
+    return publish(args.out, text, {"machine": info, "rows": rows}, indent=2)
 
 
 if __name__ == "__main__":

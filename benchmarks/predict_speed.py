@@ -30,6 +30,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from pages import publish
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "crema_d"
@@ -222,11 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     text = render(rows, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(text)
-    return 0
+    return publish(args.out, text, rows)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from pages import publish
+
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"avaffect --help": ["--help"], "avaffect predict --help": ["predict", "--help"],
             "avaffect config list": ["config", "list"]}
@@ -64,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             before = statistics.median(times[(name, args.before_label)])
             row += f" {before:.2f} | {before / now:.1f}x |"
         lines.append(row)
-    text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return publish(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

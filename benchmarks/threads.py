@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from pages import publish
+
 SETTINGS = {
     "2 threads, OpenMP default (before)": {"threads": 2, "env": {}},
     "1 thread (now: cpu_threads auto)": {"threads": 1, "env": {}},
@@ -159,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         store.write_text(json.dumps(all_results, indent=1) + "\n")
     text = render(all_results)
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return publish(args.out, text)
 
 
 if __name__ == "__main__":
