@@ -4,9 +4,9 @@
 
 The crops are the CREMA-D clips' faces (``../shared/data/crema_d``, ODbL), cut by the face pipeline at the
 extractor's ``crop_size`` (112 px) and described ``--chunk`` at a time, as the streaming path hands them over.
-"crop by crop": colour conversion, resize and HOG per crop (:meth:`FaceHOG.describe_crop` on each, the path before
-batching); "batched": :meth:`FaceHOG.features_from_crops` (one colour conversion and one resize for the chunk, the
-HOG per crop). Rounds interleave the two; the features are checked equal bit for bit. Also timed: OpenCV's HOG
+"crop by crop": colour conversion, resizes and HOG with OpenCV on each crop alone (the path before batching);
+"batched": :meth:`FaceHOG.features_from_crops` (one colour conversion and one resize for the chunk, the HOG per
+crop). Rounds interleave the two; the features are checked equal bit for bit. Also timed: OpenCV's HOG
 alone per crop, and OpenCV's one-call HOG over the chunk tiled into one image (windows at given locations).
 Written to ``docs/benchmarks/face_hog.md``.
 """
@@ -53,8 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     hog = ex._descriptor()
     size = int(ex.params["size"])
 
-    def one_by_one() -> np.ndarray:
-        return np.stack([ex.describe_crop(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)) for c in crops])
+    grid = int(ex.params["grid"])
+
+    def one_by_one() -> np.ndarray:  # the path before batching: OpenCV on each crop alone
+        out = []
+        for c in crops:
+            g = cv2.resize(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), (size, size), interpolation=cv2.INTER_AREA)
+            out.append(np.concatenate([hog.compute(g).reshape(-1),
+                                       cv2.resize(g, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0]))
+        return np.stack(out).astype(np.float32)
 
     small = [cv2.resize(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), (size, size), interpolation=cv2.INTER_AREA)
              for c in crops]

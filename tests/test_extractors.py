@@ -130,9 +130,13 @@ def test_face_hog_batched_equals_crop_by_crop(crop, size, stacked):
     ex.BATCH = 4  # several batches
     got = ex.features_from_crops(crops, mask)
     want = np.zeros_like(got)
-    for i in np.flatnonzero(mask):
-        want[i] = ex.describe_crop(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY))
+    hog = cv2.HOGDescriptor((size, size), (16, 16), (ex.params["block_stride"],) * 2, (8, 8), 9)
+    for i in np.flatnonzero(mask):  # the reference: OpenCV on each crop alone
+        small = cv2.resize(cv2.cvtColor(crops[i], cv2.COLOR_RGB2GRAY), (size, size), interpolation=cv2.INTER_AREA)
+        want[i] = np.concatenate([hog.compute(small).reshape(-1),
+                                  cv2.resize(small, (8, 8), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0])
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ex.describe_crop(cv2.cvtColor(crops[0], cv2.COLOR_RGB2GRAY)), want[0])
     assert not got[~mask].any() and got[mask].std() > 0
 
 

@@ -28,9 +28,8 @@ def _exact_when_stacked(src: int, dst: int) -> bool:
 
 
 def resize_stacked(gray: np.ndarray, size: int) -> np.ndarray:
-    """``[n, h, w]`` uint8 crops resized to ``[n, size, size]`` (``cv2.INTER_AREA``, as :meth:`FaceHOG.describe_crop`
-    does each): one call on the crops stacked into one ``n * h`` x ``w`` image where that is exact
-    (:func:`_exact_when_stacked`), else crop by crop."""
+    """``[n, h, w]`` uint8 crops resized to ``[n, size, size]`` (``cv2.INTER_AREA`` on each): one call on the crops
+    stacked into one ``n * h`` x ``w`` image where that is exact (:func:`_exact_when_stacked`), else crop by crop."""
     n, h, w = gray.shape
     if (h, w) == (size, size):
         return gray
@@ -109,14 +108,8 @@ class FaceHOG(Extractor):
         return hog
 
     def describe_crop(self, gray: np.ndarray) -> np.ndarray:
-        """Feature vector ``[dim]`` of one grayscale uint8 crop of any size."""
-        size, grid = self.params["size"], self.params["grid"]
-        if gray.shape[:2] != (size, size):
-            gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-        out = np.empty(self.dim, dtype=np.float32)
-        out[: self.hog_dim] = self._descriptor().compute(gray).reshape(-1)
-        out[self.hog_dim :] = cv2.resize(gray, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
-        return out
+        """Feature vector ``[dim]`` of one grayscale uint8 crop of any size (:meth:`describe_crops` of one)."""
+        return self.describe_crops(np.asarray(gray)[None])[0]
 
     def crop_request(self, rec: Recording) -> tuple[int, str, dict] | None:
         if resolve_face_source(rec, self.params["source"], self.params["detector"]) != "video":
@@ -124,10 +117,11 @@ class FaceHOG(Extractor):
         return int(self.params["crop_size"]), self.params["detector"], face_pipeline_params(self.params)
 
     def describe_crops(self, gray: np.ndarray) -> np.ndarray:
-        """``[n, dim]`` features of ``n`` grayscale uint8 crops of one size ``[n, h, w]``: equal, bit for bit, to
-        :meth:`describe_crop` on each. The resizes run once on the crops stacked into one tall image where that is
-        exact (:func:`resize_stacked`); the HOG runs per crop (OpenCV's one-call HOG over windows of a tiled image
-        gives the same numbers but was slower here: it recomputes each window's blocks)."""
+        """``[n, dim]`` features of ``n`` grayscale uint8 crops of one size ``[n, h, w]``: each crop resized to
+        ``size`` (area), its OpenCV HOG, then the crop area-resized to ``grid x grid`` in [0, 1]. The resizes run
+        once on the crops stacked into one tall image where that equals resizing each, bit for bit
+        (:func:`resize_stacked`); the HOG runs per crop (OpenCV's one-call HOG over windows of a tiled image gives
+        the same numbers but was no faster here)."""
         size, grid = self.params["size"], self.params["grid"]
         n = len(gray)
         out = np.empty((n, self.dim), dtype=np.float32)
