@@ -29,8 +29,8 @@ from avaffect.features.extractors.base import Extractor, face_mask_from_features
 from avaffect.features.faces.crops import cached_face_crops, face_crops, iter_face_steps
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
-__all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "iter_crop_chunks", "iter_face_feature_chunks",
-           "streamed_features", "face_features"]
+__all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "video_streamable", "iter_crop_chunks",
+           "iter_face_feature_chunks", "streamed_features", "face_features"]
 
 
 @dataclass
@@ -63,12 +63,17 @@ class StreamStats:
         return {k: round(getattr(self, k), 3) for k in ("decode", "detect", "crop", "features", "total")}
 
 
-def can_stream(rec: Recording, extractor: Extractor) -> bool:
-    """Whether ``rec``'s video can stream through ``extractor`` (see the module docstring)."""
+def video_streamable(rec: Recording) -> bool:
+    """Whether ``rec`` has what any streaming pass needs: a video and a non-empty, strictly increasing timeline
+    (each decoded frame then serves steps in order, and a chunk is final once a later step is reached)."""
     if rec.video_path is None or rec.num_frames == 0:
         return False
-    times = np.asarray(rec.times)
-    return extractor.crop_request(rec) is not None and bool(np.all(np.diff(times) > 0))
+    return bool(np.all(np.diff(np.asarray(rec.times)) > 0))
+
+
+def can_stream(rec: Recording, extractor: Extractor) -> bool:
+    """Whether ``rec``'s video can stream through ``extractor`` (see the module docstring)."""
+    return video_streamable(rec) and extractor.crop_request(rec) is not None
 
 
 @dataclass

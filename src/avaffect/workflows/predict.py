@@ -56,9 +56,17 @@ from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors import Extractor, get_extractor
 from avaffect.features.faces import load_face_crops
 from avaffect.features.faces.crops import check_detect_every
+from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.pipeline import face_mask_from_features
 from avaffect.features.preprocessing import ExtractorRecord
-from avaffect.features.stream import FeatureChunk, StreamStats, can_stream, iter_crop_chunks, iter_face_feature_chunks
+from avaffect.features.stream import (
+    FeatureChunk,
+    StreamStats,
+    can_stream,
+    iter_crop_chunks,
+    iter_face_feature_chunks,
+    video_streamable,
+)
 from avaffect.features.weights import sha256sum
 from avaffect.files import atomic_write_text, output_path
 from avaffect.models.checkpoint import load_for_prediction
@@ -111,6 +119,12 @@ def _overlay_pass(rec: Recording, overlay_to: str | Path | None, extra: dict) ->
         raise
     extra["overlay"] = overlay.close()
     extra["overlay_frames_buffered"] = overlay.peak_buffered
+
+
+def _clip_faces(mask: np.ndarray, k: int) -> np.ndarray:
+    """The face mask of consecutive ``k``-frame clips (the last may be shorter): a clip has a face where any of its
+    frames has one."""
+    return np.logical_or.reduceat(mask, np.arange(0, len(mask), k)) if len(mask) else np.zeros(0, bool)
 
 
 def _duration(rec: Recording) -> float:
@@ -216,13 +230,13 @@ class Predictor:
             audio = np.tile(self.model.audio_mean.cpu().numpy(), (len(ends), 1))
         t_audio = time.perf_counter() - t0
         size, detector, params = self.spec.faces.crop_size, self.spec.faces.detector, self.clip_face_params
-        streamed = self.stream and rec.video_path is not None and rec.crops_dir is None and n > 0 \
-            and bool(np.all(np.diff(np.asarray(rec.times)) > 0))
+        # the whole-video path's face source rule decides too: a crops folder is read, not streamed
+        streamed = self.stream and video_streamable(rec) and resolve_face_source(rec, "auto", detector) == "video"
         stages = {"audio": round(t_audio, 3)}
         if not streamed:
             crops, mask, boxes = load_face_crops(rec, size=size, detector=detector, **params)
             mask = np.asarray(mask, bool) & np.asarray(rec.face_mask, bool)
-            clip_face = np.logical_or.reduceat(mask, np.arange(0, n, k)) if n else np.zeros(0, bool)
+            clip_face = _clip_faces(mask, k)
             video = self.video_ex.clip_features(crops, mask, ends)
             stages["video"] = round(time.perf_counter() - t0 - t_audio, 3)
             t1 = time.perf_counter()
@@ -243,8 +257,8 @@ class Predictor:
                 t1 = time.perf_counter()
                 feats = self.video_ex.clip_features(c.crops, c.mask, ends[j0:j1] - c.start)
                 st.features += time.perf_counter() - t1
-                face = np.logical_or.reduceat(c.mask[c.own], np.arange(0, c.hi - c.lo, k))
-                yield FeatureChunk(j0, j1, feats, face, np.full((j1 - j0, 4), np.nan, np.float32))
+                yield FeatureChunk(j0, j1, feats, _clip_faces(c.mask[c.own], k),
+                                   np.full((j1 - j0, 4), np.nan, np.float32))
 
         pred, _, _ = predict_chunks(self.model, audio, clip_chunks(), len(ends), self.spec.window, self.spec.hop,
                                     device=self.device, timings=timing)
