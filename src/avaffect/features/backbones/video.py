@@ -9,7 +9,7 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError
-from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, face_crops
+from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import register_extractor
 from avaffect.features.faces.source import resolve_face_source
@@ -203,7 +203,6 @@ class R2Plus1D18Clip(TorchExtractor):
         return out
 
     def extract(self, rec: Recording) -> np.ndarray:
-        if self.crop_request(rec) is not None:  # a video: streamed, one chunk of crops (and its clips' context)
-            return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"])
-        crops, mask = face_crops(rec, int(self.params["crop_size"]), self.params["detector"])
-        return self.features_from_crops(crops, mask)
+        """A video streams (one chunk of crops and its clips' reach); a crops folder, or ``clip_every`` > 1, is
+        described from all its crops at once (:func:`~avaffect.features.stream.face_features` decides)."""
+        return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"])
