@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from avaffect.data.datasets import DATASET_NAMES
+from avaffect.data.datasets import DATASET_NAMES, load_dataset
 from avaffect.data.layout import SPLITS
-from avaffect.data.recording import TARGETS
+from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors.base import ExtractorSpec, build_extractor, needs_weights
 from avaffect.features.inputs import check_end_to_end_extractors
 from avaffect.features.pipeline import FeaturePipeline
+from avaffect.features.store import FeatureStore
 from avaffect.models.e2e import backbone_group_names
 from avaffect.models.registry import get_entry, model_config
 from avaffect.shipped import PAPER_CONFIG_DIR, paper_config_names, resolve_config_path  # noqa: F401 - re-exported
@@ -108,6 +109,8 @@ class TrainingConfig(_Strict):
         "auto", description="torch threads when training on the CPU: auto = half the usable cores (1 on a 2-core "
         "machine; docs/benchmarks/threads.md), or OMP_NUM_THREADS when set; an integer >= 1 fixes it")
     devices: int | str = 1
+    num_nodes: int = Field(1, ge=1, description="machines taking part in DDP training: Lightning requires devices "
+                           "x num_nodes = the world size (under torchrun: --nnodes x --nproc_per_node)")
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp (several GPUs, or under torchrun), "
                           "ddp_spawn ...")
     num_workers: int = Field(0, ge=0)
@@ -321,6 +324,13 @@ class RunConfig(_Strict):
         """The run's extractors over its feature store."""
         return FeaturePipeline.from_specs(self.features.audio, self.features.video, self.store_path(),
                                           self.features.workers)
+
+    def load_recordings(self, splits: tuple[str, ...] = SPLITS) -> list[Recording]:
+        """The recordings of ``data`` (of ``splits``) as every command reads them; a recording whose media are not
+        here takes its timeline from the feature store's timeline index (training from a store and the annotations
+        alone)."""
+        return load_dataset(self.data.dataset, self.data.root, self.data.length_tolerance, splits=splits,
+                            timelines=FeatureStore(self.store_path()).timelines)
 
     def store_path(self) -> Path:
         if self.features.store is not None:

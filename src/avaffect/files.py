@@ -8,6 +8,7 @@ disk — the temporary file is removed and the destination is left as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import numpy as np
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "output_path", "safe_name",
-           "to_jsonable", "write_json"]
+           "sha256_file", "to_jsonable", "write_json"]
 
 _SAFE = "-_.,+=@()[]~ "
 
@@ -87,6 +88,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (read in ``chunk``-byte blocks): the one checksum of stored features, timelines,
+    weight files and checkpoints."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def to_jsonable(o: Any) -> Any:

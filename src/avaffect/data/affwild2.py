@@ -33,6 +33,7 @@ from avaffect.data.layout import (
 )
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.data.timeline import crops_face_mask, fit_frame_labels, read_video_timeline
+from avaffect.data.timeline_index import TimelineIndex, stored_timeline_or_error
 from avaffect.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def base_video_name(name: str) -> str:
 def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validation", "test"),
                   video_dirs: tuple[str, ...] = AFFWILD2_VIDEO_DIRS, default_fps: float = 30.0,
                   length_tolerance: int = 0, check_media: bool = True,
-                  on_error: Callable[[DataError], None] | None = None) -> list[Recording]:
+                  on_error: Callable[[DataError], None] | None = None,
+                  timelines: TimelineIndex | None = None) -> list[Recording]:
     """All recordings of an Aff-Wild2-layout dataset, sorted by split then name.
 
     The timeline is the annotation's (one step per video frame). With ``check_media`` the raw video's
@@ -107,6 +109,11 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
     count within ``length_tolerance`` frames (rows beyond the video are dropped, missing rows are NaN,
     both logged); a larger difference raises :class:`DataError` naming both files. A ``_left`` /
     ``_right`` recording without a video of its own is timed by its base video.
+
+    A recording with neither a video nor face crops here takes its timeline (frame times, face mask) from
+    ``timelines``, the feature store's timeline index (:mod:`avaffect.data.timeline_index`): training and
+    evaluation then run from the features and the annotation files alone; its labels are fitted to the stored
+    frame count by the same rule. Test-split recordings are found there too.
 
     With ``on_error``, a problem of one recording (or an annotation listed in two splits) is passed to it
     and that recording is skipped, so that every problem is seen at once (``avaffect prepare``).
@@ -138,7 +145,7 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
     def load(name: str, split: str, ann: Path | None) -> None:
         try:
             recordings.append(_load_one(root, name, split, ann, video_dirs, default_fps, length_tolerance,
-                                        check_media))
+                                        check_media, timelines))
         except DataError as err:
             if on_error is None:
                 raise
@@ -154,6 +161,8 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
             vd = root / d
             if vd.is_dir() and d != ".":
                 candidates |= {p.stem for p in vd.iterdir() if p.suffix.lower() in VIDEO_EXTS}
+        if timelines is not None:
+            candidates |= set(timelines.names())
         known = candidates | set(annotated)
         shared = {n for n in known if base_video_name(n) != n and base_video_name(n) in known}
         bases = {base_video_name(n) for n in shared}  # the video of a _left/_right pair is no recording
@@ -164,16 +173,24 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
 
 
 def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, default_fps: float,
-              length_tolerance: int, check_media: bool) -> Recording:
+              length_tolerance: int, check_media: bool, timelines: TimelineIndex | None = None) -> Recording:
     crops_dir = root / CROPS_DIR / name
     video = find_video(root, name, video_dirs)
     base = base_video_name(name)
     audio_src = video if base == name else find_video(root, base, video_dirs)
-    if not crops_dir.is_dir() and video is None:
-        raise DataError(ann or crops_dir, f"recording {name!r} has neither face crops nor a video",
-                        f"expected {CROPS_DIR}/{name}/ or a video named {name}.mp4 under one of "
-                        f"{', '.join(video_dirs)}")
     labels = read_annotation(ann) if ann is not None else None
+    if not crops_dir.is_dir() and video is None:
+        stored = stored_timeline_or_error(
+            timelines, name, ann or crops_dir, "has neither face crops nor a video here",
+            f"expected {CROPS_DIR}/{name}/ or a video named {name}.mp4 under one of {', '.join(video_dirs)}; or, "
+            "to train from features alone, run `avaffect extract` where the media are (it records each "
+            "recording's timeline in the feature store) and point features.store at that store")
+        if labels is not None:
+            labels = fit_frame_labels(labels, stored.num_steps, length_tolerance, ann, stored.path)
+        else:
+            labels = np.full((stored.num_steps, 2), np.nan, dtype=np.float32)
+        return Recording(name=name, times=stored.times, labels=labels, face_mask=stored.face_mask, split=split,
+                         annotation_path=ann, subject=base, fps=stored.fps, stored=stored.media)
     timing_video = video or audio_src  # _left/_right: the base video has the frames the crops come from
     timeline = read_video_timeline(timing_video, default_fps) if check_media and timing_video is not None else None
     if timeline is not None:

@@ -12,6 +12,20 @@ from avaffect.data.layout import crop_path
 TARGETS: tuple[str, str] = ("valence", "arousal")
 
 
+@dataclass(frozen=True)
+class StoredMedia:
+    """What a recording's media were when its features were extracted, for a recording whose timeline was read
+    from a feature store's timeline index instead of its media (:mod:`avaffect.data.timeline_index`): the media
+    are not here, so the features cannot be extracted again, only used.
+
+    ``source``: the media signature the timeline (and so the features) came from (file name → size, time,
+    sha256); ``video`` / ``crops``: whether the recording had a video / a face crops folder."""
+
+    source: dict
+    video: bool
+    crops: bool
+
+
 @dataclass
 class Recording:
     """One recording and its timeline.
@@ -34,6 +48,7 @@ class Recording:
     subject: str | None = None
     fps: float = 30.0
     extra: dict = field(default_factory=dict)
+    stored: StoredMedia | None = None  # the timeline came from a feature store, not from media (which are absent)
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times, dtype=np.float64)
@@ -43,6 +58,16 @@ class Recording:
     @property
     def num_frames(self) -> int:
         return int(len(self.times))
+
+    @property
+    def has_video(self) -> bool:
+        """A video here, or (timeline from a feature store) one when the features were extracted."""
+        return self.video_path is not None or bool(self.stored and self.stored.video)
+
+    @property
+    def has_crops(self) -> bool:
+        """A face crops folder here, or (timeline from a feature store) one when the features were extracted."""
+        return self.crops_dir is not None or bool(self.stored and self.stored.crops)
 
     @property
     def label_mask(self) -> np.ndarray:

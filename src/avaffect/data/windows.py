@@ -39,24 +39,43 @@ def window_mask(num_steps: int, start: int, length: int) -> np.ndarray:
     return np.arange(start, start + length) < num_steps
 
 
+class Stitcher:
+    """:func:`stitch` one batch of windows at a time: per-step sums (float64) and window counts of one recording, so
+    that predictions need not be kept until the last window arrives. Windows added in the same order give the same
+    result as :func:`stitch`, to the bit (it is the same computation)."""
+
+    def __init__(self, num_steps: int, k: int) -> None:
+        self.num_steps = int(num_steps)
+        self.total = np.zeros((self.num_steps, k))
+        self.count = np.zeros(self.num_steps)
+
+    def add(self, window_preds: np.ndarray, starts: np.ndarray) -> Stitcher:
+        """Add ``[W, L, K]`` (or ``[W, L]``) window predictions starting at ``starts``."""
+        window_preds = np.asarray(window_preds, dtype=np.float64)
+        if window_preds.ndim == 2:
+            window_preds = window_preds[..., None]
+        num_windows, length, _ = window_preds.shape
+        if len(starts) != num_windows:
+            raise ValueError(f"{num_windows} window predictions but {len(starts)} starts")
+        for w, start in enumerate(starts):
+            n = min(length, self.num_steps - int(start))
+            self.total[start:start + n] += window_preds[w, :n]
+            self.count[start:start + n] += 1
+        return self
+
+    def result(self) -> np.ndarray:
+        """``[num_steps, K]``: the mean prediction per step; NaN where no window covers it."""
+        out = np.full(self.total.shape, np.nan)
+        covered = self.count > 0
+        out[covered] = self.total[covered] / self.count[covered, None]
+        return out
+
+
 def stitch(window_preds: np.ndarray, starts: np.ndarray, num_steps: int) -> np.ndarray:
     """Average overlapping window predictions ``[W, L, K]`` onto ``[num_steps, K]``.
 
     Steps covered by no window (impossible with :func:`window_starts`) are NaN.
     """
     window_preds = np.asarray(window_preds, dtype=np.float64)
-    if window_preds.ndim == 2:
-        window_preds = window_preds[..., None]
-    num_windows, length, k = window_preds.shape
-    if len(starts) != num_windows:
-        raise ValueError(f"{num_windows} window predictions but {len(starts)} starts")
-    total = np.zeros((num_steps, k))
-    count = np.zeros(num_steps)
-    for w, start in enumerate(starts):
-        n = min(length, num_steps - int(start))
-        total[start:start + n] += window_preds[w, :n]
-        count[start:start + n] += 1
-    out = np.full((num_steps, k), np.nan)
-    covered = count > 0
-    out[covered] = total[covered] / count[covered, None]
-    return out
+    k = window_preds.shape[2] if window_preds.ndim == 3 else 1
+    return Stitcher(num_steps, k).add(window_preds, starts).result()

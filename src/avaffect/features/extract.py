@@ -38,6 +38,9 @@ __all__ = ["ExtractionSummary", "extract_features", "select_shard"]
 log = logging.getLogger(__name__)
 
 MANIFEST_EVERY_S = 30.0
+NO_MEDIA_REASON = ("its media are not here (its timeline comes from the feature store) and its features under this "
+                   "extractor are missing, or were computed from other media than that timeline: run `avaffect "
+                   "extract` with this configuration where the media are, and copy the store here")
 
 
 @dataclass
@@ -185,6 +188,9 @@ def extract_features(
         for rec in recs:
             if not force and store.is_done(ex.id, rec.name, rec) and (not verify or store.verify(ex.id, rec.name)):
                 summary.skipped.append((ex.id, rec.name))
+                store.record_timeline(ex.id, rec)  # features from before the timeline index: index them now
+            elif rec.stored is not None:  # timeline from the store, media elsewhere: nothing to extract from
+                summary.failed.append((ex.id, rec.name, NO_MEDIA_REASON))
             else:
                 tasks.append((ex, rec))
 

@@ -5,6 +5,12 @@ The missing-face rule (:func:`~avaffect.features.extractors.base.face_mask_from_
 for training, evaluation and prediction alike: a visual extractor writes an all-zero vector where it found no face,
 so a step counts as a face only where the recording allows one (``rec.face_mask``) *and* its visual vector is not
 all zero.
+
+Memory: :meth:`FeaturePipeline.load` does not copy a recording's features out of the store; its
+:class:`RecordingFeatures` holds :class:`~avaffect.features.store.StoredFeatures` (rows read on demand) and the
+small per-step arrays (labels, times, face mask). Loading reads the features once in chunks — every value checked
+finite, the face mask computed — and, given :class:`TrainingStatistics`, accumulates the normalisation statistics in
+the same pass; memory stays one chunk whatever the number or length of the recordings.
 """
 
 from __future__ import annotations
@@ -19,18 +25,22 @@ from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, DataError
 from avaffect.features.extract import extract_features
 from avaffect.features.extractors.base import Extractor, ExtractorSpec, build_extractor, face_mask_from_features
-from avaffect.features.store import FeatureStore
+from avaffect.features.statistics import RunningMoments
+from avaffect.features.store import FeatureStore, StoredFeatures
 
-__all__ = ["FeaturePipeline", "RecordingFeatures", "face_mask_from_features"]
+__all__ = ["FeaturePipeline", "RecordingFeatures", "TrainingStatistics", "face_mask_from_features"]
+
+SCAN_ROWS = 2048  # rows per chunk when a recording's features are read through (2048 x 2048 float32: 16 MiB)
 
 
 @dataclass
 class RecordingFeatures:
-    """One recording's aligned features and labels (``[T, d_a]``, ``[T, d_v]``, ``[T, K]``, ``[T]``)."""
+    """One recording's aligned features and labels (``[T, d_a]``, ``[T, d_v]``, ``[T, K]``, ``[T]``). The features
+    are arrays or :class:`StoredFeatures` (read on demand; ``f.audio[a:b]`` reads those rows)."""
 
     name: str
-    audio: np.ndarray
-    video: np.ndarray
+    audio: np.ndarray | StoredFeatures
+    video: np.ndarray | StoredFeatures
     labels: np.ndarray
     face_mask: np.ndarray
     times: np.ndarray
@@ -90,21 +100,59 @@ class FeaturePipeline:
         if not summary.ok:
             raise AvaffectError(f"feature extraction failed:\n{summary.format()}")
 
-    def load(self, rec: Recording, targets: Sequence[str] = TARGETS) -> RecordingFeatures:
-        """``rec``'s features (copied out of the store), its labels for ``targets`` and its face mask."""
-        audio = np.array(self.store.load(self.audio.id, rec.name), dtype=np.float32)
-        video = np.array(self.store.load(self.video.id, rec.name), dtype=np.float32)
+    def load(self, rec: Recording, targets: Sequence[str] = TARGETS,
+             statistics: TrainingStatistics | None = None) -> RecordingFeatures:
+        """``rec``'s features (read on demand, not copied), its labels for ``targets`` and its face mask. Reads the
+        features through once: every value must be finite (else a :class:`DataError` naming the file); with
+        ``statistics``, the recording's rows are added to them (pass 1)."""
+        audio = self.store.open(self.audio.id, rec.name)
+        video = self.store.open(self.video.id, rec.name)
         for ex, arr in ((self.audio, audio), (self.video, video)):
             if len(arr) != rec.num_frames:
-                raise DataError(self.store.path(ex.id, rec.name),
-                                f"{len(arr)} feature steps but the recording has {rec.num_frames}",
+                raise DataError(arr.path, f"{len(arr)} feature steps but the recording has {rec.num_frames}",
                                 "delete the stale feature file and extract again")
+            if arr.shape[1] != ex.dim:
+                raise DataError(arr.path, f"{arr.shape[1]} feature dimensions, extractor {ex.id} gives {ex.dim}",
+                                "delete the stale feature file and extract again")
+        face = np.asarray(rec.face_mask, dtype=bool).copy()
+        for start in range(0, rec.num_frames, SCAN_ROWS):
+            a, v = audio.rows(start, start + SCAN_ROWS), video.rows(start, start + SCAN_ROWS)
+            for arr, rows in ((audio, a), (video, v)):
+                if not np.isfinite(rows).all():
+                    raise DataError(arr.path, "the feature file holds NaN/Inf values — it was not written by "
+                                    "avaffect or was damaged", "re-run `avaffect extract --force` for this recording")
+            face[start:start + len(v)] &= face_mask_from_features(np.ones(len(v), dtype=bool), v)
+            if statistics is not None:
+                statistics.audio.add(a)
+                statistics.video.add(v[face[start:start + len(v)]])
         labels = rec.labels[:, [TARGETS.index(t) for t in targets]]
-        return RecordingFeatures(rec.name, audio, video, labels, face_mask_from_features(rec.face_mask, video),
-                                 rec.times)
+        return RecordingFeatures(rec.name, audio, video, labels, face, rec.times)
 
     def load_all(self, recordings: Sequence[Recording], targets: Sequence[str] = TARGETS,
-                 progress: bool = True) -> list[RecordingFeatures]:
-        """:meth:`ensure` then :meth:`load` each recording."""
+                 progress: bool = True, statistics: TrainingStatistics | None = None) -> list[RecordingFeatures]:
+        """:meth:`ensure` then :meth:`load` each recording (``statistics``: see :meth:`load`)."""
         self.ensure(recordings, progress)
-        return [self.load(r, targets) for r in recordings]
+        return [self.load(r, targets, statistics) for r in recordings]
+
+
+@dataclass
+class TrainingStatistics:
+    """The normalisation statistics of the training split (audio: every step; video: face steps), accumulated
+    chunk by chunk: :meth:`FeaturePipeline.load` adds each training recording (pass 1), :meth:`finish` reads them
+    again for the deviations (pass 2). Equal to the mean/std of the concatenated features
+    (:mod:`avaffect.features.statistics`)."""
+
+    audio: RunningMoments
+    video: RunningMoments
+
+    @classmethod
+    def of(cls, pipeline: FeaturePipeline) -> TrainingStatistics:
+        return cls(RunningMoments(pipeline.audio.dim), RunningMoments(pipeline.video.dim))
+
+    def finish(self, recordings: Sequence[RecordingFeatures]) -> TrainingStatistics:
+        """Pass 2 over the recordings pass 1 saw (in the same order)."""
+        for f in recordings:
+            for start in range(0, len(f), SCAN_ROWS):
+                self.audio.add_deviation(f.audio[start:start + SCAN_ROWS])
+                self.video.add_deviation(f.video[start:start + SCAN_ROWS][f.face_mask[start:start + SCAN_ROWS]])
+        return self

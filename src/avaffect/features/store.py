@@ -6,6 +6,9 @@ Layout::
     <root>/<extractor-id>/<recording>.npy       [T, d] float32 (np.load(..., mmap_mode="r"))
     <root>/<extractor-id>/manifest.json         {"extractor_id", "recordings": {name: entry}}
     <root>/<extractor-id>/_status/<recording>.json   one entry per recording (source of truth)
+    <root>/_timelines/<recording>.npz           the recording's timeline (times, face mask, media signature),
+                                                 so training and evaluation need no media
+                                                 (:mod:`avaffect.data.timeline_index`)
 
 An entry holds: recording, status ("done" / "failed"), error, T, dim, fps, extractor, version,
 config_hash, params, file, seconds (extraction time, when known), updated (UTC ISO time).
@@ -18,6 +21,10 @@ unless ``update_manifest=False``; :func:`~avaffect.features.extract.extract_feat
 skip it and rewrites it from the parent). Readers (``is_done``, ``status``, ``load``) consult the
 sidecars, so the manifest can never be the reason a result is lost or redone.
 
+Reading: :meth:`FeatureStore.open` gives a :class:`StoredFeatures`, a read-only view whose rows are read with plain
+file reads on demand (no memory map: the pages stay in the kernel's page cache, shared by every process, and count
+in no process's resident memory); training, evaluation and statistics hold one window or chunk of rows at a time.
+
 Recording names become file names with ``/``, ``\\`` and other unsafe characters percent-encoded.
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,27 +41,24 @@ from typing import Any
 import numpy as np
 
 from avaffect.data.recording import Recording
+from avaffect.data.timeline_index import TimelineIndex
 from avaffect.errors import DataError
 from avaffect.features.extractors.base import Extractor
-from avaffect.files import atomic_write, safe_name, write_json
+from avaffect.files import atomic_write, safe_name, sha256_file, write_json
 
-__all__ = ["FeatureStore"]
+__all__ = ["FeatureStore", "StoredFeatures"]
 
 STATUS_DIR = "_status"
 MANIFEST = "manifest.json"
 EXTRACTOR_JSON = "extractor.json"
+TIMELINES_DIR = "_timelines"
 
 
 def _file_stem(rec_name: str) -> str:
     return safe_name(rec_name)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _describe(p: Path) -> dict[str, Any]:
@@ -151,6 +156,89 @@ def _id(extractor: Extractor | str) -> str:
     return extractor.id if isinstance(extractor, Extractor) else str(extractor)
 
 
+class StoredFeatures:
+    """A stored ``[T, d]`` feature file as a read-only array whose rows are read from the file when asked for.
+
+    ``x[a:b]`` (and ``x[i]``, ``x[a:b, cols]``) read just those rows into a new float array; ``np.asarray(x)``
+    reads the whole file. Nothing is memory-mapped, so a process holds only the rows it asked for; repeated reads
+    come from the kernel's page cache, one copy for every process on the machine (DataLoader workers, DDP ranks).
+    Pickles as its path and header (a DataLoader worker opens the file itself).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        fix = "delete it and re-run `avaffect extract`"
+        try:
+            with open(self.path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(fh)
+                self.offset = fh.tell()
+            size = self.path.stat().st_size
+        except (OSError, ValueError) as exc:
+            raise DataError(self.path, f"cannot read the feature file: {exc}", fix) from exc
+        if len(shape) != 2 or fortran or dtype.kind != "f" or dtype.hasobject:
+            raise DataError(self.path, f"not a [T, d] float feature file (shape {shape}, dtype {dtype}"
+                            f"{', Fortran order' if fortran else ''})", fix)
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.dtype = dtype
+        self.row_bytes = self.shape[1] * dtype.itemsize
+        if size < self.offset + self.shape[0] * self.row_bytes:
+            raise DataError(self.path, f"the file is truncated ({size} bytes, its header announces "
+                            f"{self.shape[0]} x {self.shape[1]} values)", fix)
+
+    ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` (clipped to the file) as a new ``[n, d]`` array."""
+        start, stop = max(0, int(start)), min(len(self), int(stop))
+        out = np.empty((max(0, stop - start), self.shape[1]), dtype=self.dtype)
+        view = memoryview(out).cast("B")
+        done = 0
+        if len(view):
+            with open(self.path, "rb", buffering=0) as fh:
+                fh.seek(self.offset + start * self.row_bytes)
+                while done < len(view):
+                    n = fh.readinto(view[done:])
+                    if not n:
+                        raise DataError(self.path, "the file ended early while reading its rows",
+                                        "delete it and re-run `avaffect extract`")
+                    done += n
+        return out
+
+    def chunks(self, rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, rows start:start+rows)`` over the whole file."""
+        for start in range(0, len(self), rows):
+            yield start, self.rows(start, start + rows)
+
+    def __getitem__(self, key):
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            out = self.rows(start, stop)[::step] if step > 0 else np.asarray(self)[key]
+        elif isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"row {key} of a {len(self)}-row feature file")
+            out = self.rows(i, i + 1)[0]
+        else:  # fancy indexing: the whole file, then numpy's rules
+            out = np.asarray(self)[key]
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.rows(0, len(self))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"StoredFeatures({str(self.path)!r}, shape={self.shape})"
+
+
 class FeatureStore:
     """Features of many recordings under many extractor configurations, on disk."""
 
@@ -164,6 +252,11 @@ class FeatureStore:
     def path(self, extractor: Extractor | str, rec_name: str) -> Path:
         """Path of the ``.npy`` of one recording (whether or not it exists)."""
         return self.folder(extractor) / f"{_file_stem(rec_name)}.npy"
+
+    @property
+    def timelines(self) -> TimelineIndex:
+        """The recordings' timelines beside the features (:mod:`avaffect.data.timeline_index`)."""
+        return TimelineIndex(self.root / TIMELINES_DIR)
 
     def _sidecar(self, extractor_id: str, rec_name: str) -> Path:
         return self.root / extractor_id / STATUS_DIR / f"{_file_stem(rec_name)}.json"
@@ -237,6 +330,7 @@ class FeatureStore:
             )
         self.register(extractor)
         atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+        source = source_signature(rec) if rec.stored is None else rec.stored.source
         entry = self._entry(
             extractor,
             rec.name,
@@ -247,13 +341,23 @@ class FeatureStore:
             file=path.name,
             bytes=path.stat().st_size,
             sha256=_sha256(path),
-            source=source_signature(rec),
+            source=source,
             seconds=None if seconds is None else round(float(seconds), 4),
         )
+        if rec.stored is None:  # the timeline the features are aligned to, so that training needs no media
+            self.timelines.save(rec, source)
         _atomic_write_json(self._sidecar(extractor.id, rec.name), entry)
         if update_manifest:
             self.write_manifest(extractor.id)
         return path
+
+    def record_timeline(self, extractor: Extractor | str, rec: Recording) -> None:
+        """Add ``rec``'s timeline to the index when its features under ``extractor`` are done but the index has no
+        entry (features extracted before the index existed); the media signature is the features' own."""
+        if rec.stored is not None or self.timelines.path(rec.name).is_file():
+            return
+        e = self.entry(extractor, rec.name) or {}
+        self.timelines.save(rec, e["source"] if isinstance(e.get("source"), dict) else source_signature(rec))
 
     def mark_failed(
         self,
@@ -327,6 +431,8 @@ class FeatureStore:
             return False
         if rec is None or "source" not in e:
             return True
+        if rec.stored is not None:  # no media here: the features must come from the media the timeline came from
+            return e["source"] == rec.stored.source
         if not same_sources(e["source"], rec):
             return False
         if any(isinstance(v, dict) and v.get("mtime_ns") != _mtime_ns(p) for v, p in
@@ -345,8 +451,8 @@ class FeatureStore:
         path = self.path(extractor, rec_name)
         return bool(e and path.is_file() and e.get("sha256") in (None, _sha256(path)))
 
-    def load(self, extractor: Extractor | str, rec_name: str, mmap: bool = True) -> np.ndarray:
-        """``[T, d]`` float32 features (a read-only memory map when ``mmap``)."""
+    def _require(self, extractor: Extractor | str, rec_name: str) -> Path:
+        """The ``.npy`` path of a recording's features; :class:`DataError` saying why when there is none."""
         path = self.path(extractor, rec_name)
         if not path.is_file():
             e = self.entry(extractor, rec_name)
@@ -357,6 +463,16 @@ class FeatureStore:
                 problem = f"no features for recording {rec_name} under extractor {_id(extractor)}"
                 fix = "run `avaffect extract` with this extractor configuration first"
             raise DataError(path, problem, fix)
+        return path
+
+    def open(self, extractor: Extractor | str, rec_name: str) -> StoredFeatures:
+        """``[T, d]`` features read on demand (:class:`StoredFeatures`; header checked here, values where read:
+        the caller that reads every row checks them, as :meth:`FeaturePipeline.load` does)."""
+        return StoredFeatures(self._require(extractor, rec_name))
+
+    def load(self, extractor: Extractor | str, rec_name: str, mmap: bool = True) -> np.ndarray:
+        """``[T, d]`` float32 features (a read-only memory map when ``mmap``), all checked finite."""
+        path = self._require(extractor, rec_name)
         try:
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as exc:

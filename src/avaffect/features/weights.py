@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from avaffect.errors import AvaffectError
-from avaffect.files import atomic_write_bytes
+from avaffect.files import atomic_write_bytes, sha256_file
 from avaffect.registry import Registry
 from avaffect.statedict import load_state_dict_file, strip_prefix  # re-exported for existing callers
 
@@ -383,13 +383,7 @@ def weights_dir() -> Path:
     return avaffect_home() / "weights"
 
 
-def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+sha256sum = sha256_file  # the name this module's callers know
 
 
 def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: str | None = None) -> bool:

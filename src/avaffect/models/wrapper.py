@@ -38,10 +38,14 @@ class AVRegressor(nn.Module):
         """Fit the statistics on training steps (``audio [N, d_a]``, ``video [N', d_v]`` face steps only)."""
         for prefix, x in (("audio", audio), ("video", video)):
             x = np.asarray(x, dtype=np.float64)
-            if len(x) == 0:
-                continue
-            getattr(self, f"{prefix}_mean").copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
-            getattr(self, f"{prefix}_std").copy_(torch.as_tensor(x.std(0) + eps, dtype=torch.float32))
+            if len(x):
+                self.set_moments(prefix, x.mean(0), x.std(0), eps)
+
+    def set_moments(self, modality: str, mean: np.ndarray, std: np.ndarray, eps: float = 1e-6) -> None:
+        """Set one modality's statistics from its float64 ``mean`` and ``std`` (e.g. accumulated chunk by chunk,
+        :class:`~avaffect.features.pipeline.TrainingStatistics`): ``mean_m = mean``, ``std_m = std + eps``."""
+        getattr(self, f"{modality}_mean").copy_(torch.as_tensor(mean, dtype=torch.float32))
+        getattr(self, f"{modality}_std").copy_(torch.as_tensor(np.asarray(std) + eps, dtype=torch.float32))
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor, mask: torch.Tensor,
                 face_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,18 +14,24 @@ from avaffect.features.pipeline import RecordingFeatures
 
 class WindowDataset(Dataset):
     """Every window of every recording: ``audio, video, labels (NaN outside annotations), mask
-    (step inside the recording), face_mask, rec (index), start``."""
+    (step inside the recording), face_mask, rec (index), start``. A window's features are read from the store when
+    it is asked for (:class:`~avaffect.features.store.StoredFeatures`): no process holds the data set."""
 
     def __init__(self, recordings: list[RecordingFeatures], length: int, hop: int) -> None:
         self.recordings = recordings
         self.length = length
-        self.index = [(i, int(s)) for i, r in enumerate(recordings) for s in window_starts(len(r), length, hop)]
+        starts = [window_starts(len(r), length, hop) for r in recordings]
+        # two flat arrays, not a list of tuples: no Python object per window (a fork()ed DataLoader worker touching
+        # millions of refcounts would copy the pages that hold them)
+        self.rec_index = np.concatenate([np.full(len(s), i, dtype=np.int64) for i, s in enumerate(starts)] or
+                                        [np.zeros(0, dtype=np.int64)])
+        self.starts = np.concatenate(starts or [np.zeros(0, dtype=np.int64)])
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.starts)
 
     def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
-        i, s = self.index[j]
+        i, s = int(self.rec_index[j]), int(self.starts[j])
         r, n = self.recordings[i], self.length
         return {
             "audio": torch.as_tensor(cut_window(r.audio, s, n), dtype=torch.float32),

@@ -15,7 +15,7 @@ import torch
 
 from avaffect.config import TrainingConfig
 from avaffect.data.recording import TARGETS
-from avaffect.data.windows import stitch
+from avaffect.data.windows import Stitcher
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.features.pipeline import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
@@ -53,7 +53,8 @@ class AffectRegressionModule(L.LightningModule):
         self.val_recordings = val_recordings
         self.protocol = protocol
         self.targets = targets
-        self._val_buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._val_buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # DDP: this rank's windows
+        self._stitchers: dict[int, Stitcher] = {}  # one process: windows stitched as they arrive
         self.last_val_predictions: dict[str, np.ndarray] = {}
         self.best_score: float | None = None  # reload_best: the best validation score and its weights
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -118,32 +119,47 @@ class AffectRegressionModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         pred = self(batch)
         self.log("val/loss", self._loss(pred, batch), on_step=False, on_epoch=True, batch_size=len(batch["rec"]))
-        self._val_buffer.append((batch["rec"].cpu().numpy(), batch["start"].cpu().numpy(),
-                                 pred.detach().float().cpu().numpy()))
+        recs, starts, preds = (batch["rec"].cpu().numpy(), batch["start"].cpu().numpy(),
+                               pred.detach().float().cpu().numpy())
+        if self._distributed():
+            self._val_buffer.append((recs, starts, preds))
+        else:
+            self._stitch(recs, starts, preds)
+
+    def _distributed(self) -> bool:
+        return self.trainer.world_size > 1 and torch.distributed.is_initialized()
+
+    def _stitch(self, recs: np.ndarray, starts: np.ndarray, preds: np.ndarray) -> None:
+        """Add windows to their recordings' running sums (in arrival order: the validation loader's, in order)."""
+        for i in np.unique(recs):
+            sel = recs == i
+            if int(i) not in self._stitchers:
+                self._stitchers[int(i)] = Stitcher(len(self.val_recordings[int(i)]), preds.shape[-1])
+            self._stitchers[int(i)].add(preds[sel], starts[sel])
 
     def on_validation_epoch_end(self) -> None:
         buffer, self._val_buffer = self._val_buffer, []
-        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+        if self._distributed():
             # DDP: every rank saw some windows; stitch full recordings from all of them
             parts: list = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(parts, buffer)
             buffer = [b for part in parts for b in part]
-        if not buffer:
+            if buffer:
+                recs = np.concatenate([b[0] for b in buffer])
+                starts = np.concatenate([b[1] for b in buffer])
+                preds = np.concatenate([b[2] for b in buffer])
+                # a window seen twice (DDP's sampler repeats windows to even out the ranks) counts once: a repeat
+                # would weigh its steps double where windows overlap
+                _, first = np.unique(np.stack([recs, starts], axis=1), axis=0, return_index=True)
+                self._stitch(recs[first], starts[first], preds[first])
+        stitchers, self._stitchers = self._stitchers, {}
+        if not stitchers:
             return
-        recs = np.concatenate([b[0] for b in buffer])
-        starts = np.concatenate([b[1] for b in buffer])
-        preds = np.concatenate([b[2] for b in buffer])
-        # a window seen twice (DDP's sampler repeats windows to even out the ranks) counts once: a repeat would
-        # weigh its steps double where windows overlap
-        _, first = np.unique(np.stack([recs, starts], axis=1), axis=0, return_index=True)
-        recs, starts, preds = recs[first], starts[first], preds[first]
         stitched, labels = {}, {}
         for i, r in enumerate(self.val_recordings):
-            sel = recs == i
-            if not sel.any():
-                continue
-            stitched[r.name] = stitch(preds[sel], starts[sel], len(r))
-            labels[r.name] = r.labels
+            if i in stitchers:
+                stitched[r.name] = stitchers[i].result()
+                labels[r.name] = r.labels
         overall, _ = score_recordings(stitched, labels, self.protocol, self.targets)
         self.last_val_predictions = stitched
         for k in [f"ccc_{t}" for t in self.targets] + (["p_va"] if "p_va" in overall else []):

@@ -10,7 +10,7 @@ import lightning as L
 
 from avaffect.progress import format_seconds
 
-__all__ = ["EpochLines"]
+__all__ = ["EpochLines", "StepTimes"]
 
 
 class EpochLines(L.Callback):
@@ -47,3 +47,44 @@ class EpochLines(L.Callback):
         if left > 0:
             parts.append(f"ETA at most {format_seconds(left * per)}")
         print(", ".join(parts), file=self.stream, flush=True)
+
+
+class StepTimes(L.Callback):
+    """Where the time of a fit goes: training steps (count and time from batch start to batch end, the loader's
+    wait excluded), the time spent waiting for batches, and validation runs, their stitching and scoring included
+(``as_dict`` for ``timings.json``)."""
+
+    def __init__(self) -> None:
+        self.steps, self.step_s, self.wait_s, self.val_s, self.val_epochs = 0, 0.0, 0.0, 0.0, 0
+        self._t: float | None = None
+        self._end: float | None = None
+        self._val: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._end = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t = time.perf_counter()
+        if self._end is not None:
+            self.wait_s += self._t - self._end
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._end = time.perf_counter()
+        if self._t is not None:
+            self.steps += 1
+            self.step_s += self._end - self._t
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the module's stitching and scoring
+        if self._val is not None:
+            self.val_s += time.perf_counter() - self._val
+            self.val_epochs += 1
+        self._end = None  # the wait for the next epoch's first batch starts at its epoch start
+
+    def as_dict(self) -> dict:
+        return {"train_steps": self.steps, "train_step_s": round(self.step_s, 3),
+                "train_steps_per_s": round(self.steps / self.step_s, 3) if self.step_s else None,
+                "batch_wait_s": round(self.wait_s, 3), "validation_epochs": self.val_epochs,
+                "validation_s": round(self.val_s, 3)}

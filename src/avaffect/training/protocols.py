@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from avaffect.config import RunConfig, make_config
-from avaffect.data.datasets import load_dataset
 from avaffect.data.folds import SPLIT_FILE, Fold, assign_fold, make_folds, read_split
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
@@ -106,7 +105,7 @@ def run_protocol(cfg: RunConfig, out: str | Path, folds: Sequence[int] | str | N
     fold_ids = parse_folds(folds, cfg.protocol.num_folds)
     seed_ids = seed_list(seeds, cfg.training.seed) if isinstance(seeds, int) else [int(s) for s in seeds]
     if recordings is None:
-        recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+        recordings = cfg.load_recordings()
     # fold 0 alone needs no partition (which a tiny dataset may not allow)
     all_folds = make_folds(recordings, cfg.protocol.num_folds if max(fold_ids) > 0 else 1, cfg.protocol.fold_seed,
                            cfg.protocol.subject_independent, cfg.data.train_split, cfg.data.val_split)

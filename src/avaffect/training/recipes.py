@@ -34,7 +34,6 @@ from safetensors.torch import load_file
 from torch import nn
 
 from avaffect.config import RunConfig, make_config
-from avaffect.data.datasets import load_dataset
 from avaffect.errors import ConfigError
 from avaffect.models.presets.dlstm import (
     DLSTMBranchConfig,
@@ -191,7 +190,7 @@ def pretrain_then_fuse(cfg: RunConfig, run_dir: str | Path, recordings=None, pro
     run_dir = Path(run_dir)
     stage1, stage2 = stage_configs(cfg, pretrain_training)
     if recordings is None:
-        recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+        recordings = cfg.load_recordings()
     pretrain, states = {}, {}
     for b, c in stage1.items():
         log.info("stage 1: pre-training the %s DLSTM", b)

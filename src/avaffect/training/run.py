@@ -8,6 +8,7 @@ Run directory (SPEC §7)::
     RUN/checkpoints/           Lightning checkpoints (last.ckpt for full resume, best-*.ckpt)
     RUN/model.safetensors      best weights + model config + preprocessing spec (what `predict` loads)
     RUN/predictions/<split>/<recording>.csv
+    RUN/timings.json           where the time went: loading, statistics, training steps, validation (rank 0)
     RUN/metrics.json           validation scores (chosen protocol) + per recording; written last = done
 
 :func:`train` is the sequence of the named steps below; each can be called on its own.
@@ -20,6 +21,7 @@ import json
 import logging
 import platform
 import subprocess
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from avaffect._version import __version__
 from avaffect.config import RunConfig, dump_config, load_config
-from avaffect.data.datasets import load_dataset
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError
 from avaffect.evaluation.inference import predict_recording
@@ -44,7 +45,7 @@ from avaffect.evaluation.reports import write_predictions_csv
 from avaffect.features.extractors.base import ExtractorSpec
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.inputs import InputCache
-from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
+from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures, TrainingStatistics
 from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
 from avaffect.files import atomic_path, atomic_write_text, output_path, write_json
 from avaffect.models.checkpoint import save_checkpoint
@@ -62,7 +63,7 @@ from avaffect.training.e2e import (
     fit_head_normalization,
 )
 from avaffect.training.module import AffectRegressionModule
-from avaffect.training.progress import EpochLines
+from avaffect.training.progress import EpochLines, StepTimes
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ CONFIG_FILE = "config.yaml"
 ENVIRONMENT_FILE = "environment.json"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
+TIMINGS_FILE = "timings.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -117,8 +119,8 @@ def start_run_dir(cfg: RunConfig, run_dir: Path) -> None:
 
 def split_recordings(cfg: RunConfig, recordings: list[Recording] | None) -> tuple[list[Recording], list[Recording]]:
     """The annotated training and validation recordings (the dataset is loaded when not given)."""
-    if recordings is None:
-        recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+    if recordings is None:  # the two splits training reads (no test recordings looked for)
+        recordings = cfg.load_recordings(tuple(dict.fromkeys((cfg.data.train_split, cfg.data.val_split))))
     train_recs = [r for r in recordings if r.split == cfg.data.train_split and r.has_labels]
     val_recs = [r for r in recordings if r.split == cfg.data.val_split and r.has_labels]
     if not train_recs or not val_recs:
@@ -137,7 +139,7 @@ def build_model(cfg: RunConfig, d_audio: int, d_video: int) -> AVRegressor:
 
 
 def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: WindowDataModule,
-        progress: bool) -> tuple[torch.nn.Module, dict]:
+        progress: bool, timer: StepTimes | None = None) -> tuple[torch.nn.Module, dict]:
     """Lightning fit of ``module`` on ``data`` with early stopping on the validation score, resuming from
     ``last.ckpt``; returns the best model (CPU, eval mode) and what to record of the fit (``rank``: this
     process's rank under DDP, 0 otherwise)."""
@@ -148,6 +150,8 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
     ckpt = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
     callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.patience)]
+    if timer is not None:
+        callbacks.append(timer)
     bar = progress and is_terminal()
     if progress:  # who is training what: the bar alone names neither; a log gets one line per epoch instead
         label = f"{cfg.model.name} ({run_dir.name})"
@@ -160,7 +164,8 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
         data.resumable_seed = cfg.training.seed
     trainer = L.Trainer(
         default_root_dir=run_dir, max_epochs=cfg.training.max_epochs, min_epochs=cfg.training.min_epochs,
-        accelerator=cfg.training.accelerator, devices=cfg.training.devices, strategy=cfg.training.strategy,
+        accelerator=cfg.training.accelerator, devices=cfg.training.devices, num_nodes=cfg.training.num_nodes,
+        strategy=cfg.training.strategy,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip, deterministic=False, num_sanity_val_steps=0,
         callbacks=callbacks,
@@ -216,11 +221,12 @@ def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: li
 
 def score_validation(cfg: RunConfig, run_dir: Path, model: AVRegressor,
                      val_feats: list[RecordingFeatures]) -> tuple[dict, dict]:
-    """Stitched full-recording predictions of the validation split, written and scored."""
+    """Stitched full-recording predictions of the validation split, written (one recording at a time: each CSV as
+    soon as its recording is predicted) and scored."""
     targets = tuple(cfg.training.targets)
-    preds = {f.name: predict_recording(model, f.audio, f.video, f.face_mask, cfg.training.window,
-                                       cfg.training.hop) for f in val_feats}
+    preds = {}
     for f in val_feats:
+        preds[f.name] = predict_recording(model, f.audio, f.video, f.face_mask, cfg.training.window, cfg.training.hop)
         write_predictions_csv(output_path(run_dir / "predictions" / cfg.data.val_split, f.name, ".csv"), f.times,
                               preds[f.name], f.labels, targets)
     return score_recordings(preds, {f.name: f.labels for f in val_feats}, cfg.evaluation.protocol, targets)
@@ -241,23 +247,40 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     pipeline = cfg.feature_pipeline()
     pipeline.check_weights()  # before anything is written or extracted
     start_run_dir(cfg, run_dir)
+    clock = time.perf_counter()
+    timings: dict = {}
+
+    def lap(key: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[key] = round(now - clock, 3)
+        clock = now
+
     train_recs, val_recs = split_recordings(cfg, recordings)
+    lap("recordings_s")
     targets = tuple(cfg.training.targets)
     specs = None
+    timer = StepTimes()
     if cfg.end_to_end.enabled:
         model, fit_info, pipeline, specs = fit_end_to_end(cfg, run_dir, pipeline, train_recs, val_recs, progress)
     else:
         pipeline.ensure(train_recs + val_recs, progress)
-        train_feats = [pipeline.load(r, targets) for r in train_recs]
+        lap("features_ready_s")
+        statistics = TrainingStatistics.of(pipeline)  # pass 1 while loading, pass 2 below: one chunk in memory
+        train_feats = [pipeline.load(r, targets, statistics) for r in train_recs]
         val_feats = [pipeline.load(r, targets) for r in val_recs]
+        statistics.finish(train_feats)
+        lap("load_and_statistics_s")
         L.seed_everything(cfg.training.seed, workers=True, verbose=False)
         model = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
-        model.set_normalization(np.concatenate([f.audio for f in train_feats]),
-                                np.concatenate([f.video[f.face_mask] for f in train_feats]))
+        for modality, moments in (("audio", statistics.audio), ("video", statistics.video)):
+            if moments.count:
+                model.set_moments(modality, moments.mean, moments.std())
         module = AffectRegressionModule(model, cfg.training, val_feats, cfg.evaluation.protocol, targets)
         data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
                                 cfg.training.batch_size, cfg.training.num_workers)
-        model, fit_info = fit(cfg, run_dir, module, data, progress)
+        model, fit_info = fit(cfg, run_dir, module, data, progress, timer)
+    lap("fit_s")
     if fit_info["rank"] != 0:  # DDP: rank 0 writes the run
         return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)
     if cfg.end_to_end.enabled:  # features of the fine-tuned backbones: what predict computes
@@ -269,6 +292,11 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
                             "lower training.lr or enable training.gradient_clip, then delete the run folder and "
                             "train again")
     overall, per = score_validation(cfg, run_dir, model, val_feats)
+    lap("final_validation_s")
+    write_json(run_dir / TIMINGS_FILE, {**timings, **timer.as_dict(), "recordings": {
+        "train": len(train_recs), "validation": len(val_recs)},
+        "steps": {"train": int(sum(r.num_frames for r in train_recs)),
+                  "validation": int(sum(r.num_frames for r in val_recs))}})
     checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs, specs),
                                  fit_info)
     write_json(run_dir / METRICS_FILE, {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,

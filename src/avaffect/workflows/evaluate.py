@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from avaffect.config import RunConfig, load_config
-from avaffect.data.datasets import load_dataset
 from avaffect.data.folds import assign_fold, read_split
 from avaffect.data.layout import SPLITS
 from avaffect.data.recording import Recording
@@ -93,7 +92,7 @@ def run_recordings(cfg: RunConfig, run_dir: str | Path | None = None,
     """The dataset as the run saw it: loaded from ``cfg.data`` (unless given), with the fold split of
     ``run_dir/split.json`` applied when the run has one."""
     if recordings is None:
-        recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+        recordings = cfg.load_recordings()
     fold = read_split(run_dir) if run_dir is not None else None
     if fold is not None:
         recordings = assign_fold(recordings, fold, cfg.data.train_split, cfg.data.val_split)
@@ -172,7 +171,7 @@ def evaluate_ensemble(protocol_dir: str | Path, split: str = "test", protocol: s
         if targets is None:
             targets, first_cfg = run_targets, cfg
             if recordings is None:
-                recordings = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+                recordings = cfg.load_recordings()
         elif run_targets != targets:
             raise AvaffectError(f"{run}: predicts {run_targets}, the other runs {targets}; ensemble runs of one "
                                 "target set at a time")

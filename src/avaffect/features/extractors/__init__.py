@@ -19,7 +19,9 @@ from avaffect.features.extractors.base import (
     register_extractor,
 )
 from avaffect.features.extractors.face_hog import FaceHOG
+from avaffect.features.extractors.imported import ImportedAudio, ImportedVideo
 from avaffect.features.extractors.logmel import LogMelStats
 
-__all__ = ["EXTRACTORS", "Extractor", "ExtractorSpec", "FaceHOG", "LogMelStats", "audio_source", "build_extractor",
+__all__ = ["EXTRACTORS", "Extractor", "ExtractorSpec", "FaceHOG", "ImportedAudio", "ImportedVideo", "LogMelStats",
+           "audio_source", "build_extractor",
            "get_extractor", "list_extractors", "needs_weights", "register_extractor"]

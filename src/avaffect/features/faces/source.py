@@ -9,7 +9,9 @@ preprocessing spec follow.
 - ``"auto"`` (default): the crops when the recording has a crops folder, else the video.
 
 The ``precomputed`` detector means ``"crops"`` whatever ``source`` says. Nothing else (a detector's name, a
-dataset's name, a path next to the video) changes the choice.
+dataset's name, a path next to the video) changes the choice. A recording whose timeline came from a feature store
+(its media are not here, :attr:`~avaffect.data.recording.Recording.stored`) answers with the media it had when its
+features were extracted.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ def resolve_face_source(rec: Recording, source: str = "auto", detector: str = "h
     recording when the chosen source is missing."""
     check_face_source(source)
     if detector == "precomputed" or source == "crops":
-        if rec.crops_dir is None:
+        if not rec.has_crops:
             raise DataError(None, f"recording {rec.name} has no face crops folder (face source: crops"
                             f"{', detector: precomputed' if detector == 'precomputed' else ''})",
                             "point the recording at its cropped_aligned/<video>/ folder, or use face source "
                             "'video' with a detector such as 'haar'")
         return "crops"
-    if source == "video" or rec.crops_dir is None:
-        if rec.video_path is None:
+    if source == "video" or not rec.has_crops:
+        if not rec.has_video:
             raise DataError(None, f"recording {rec.name} has neither a video nor a face crops folder",
                             "give the recording's video path (or its cropped_aligned folder)")
         return "video"
