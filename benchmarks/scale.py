@@ -310,7 +310,8 @@ def table(rows: list[dict]) -> str:
         st = r["steps"]
         lines.append(
             f"| {r['recordings']} ({r['train']}/{r['validation']}) | "
-            f"{st.get('train', 0):,} + {st.get('validation', 0):,} | {r['dims'][0]}+{r['dims'][1]} | {r['kind']} | {r['store_build_s']} | {r['wall_s']} | "
+            f"{st.get('train', 0):,} + {st.get('validation', 0):,} | {r['dims'][0]}+{r['dims'][1]} | {r['kind']} | "
+            f"{r['store_build_s']} | {r['wall_s']} | "
             f"{r['startup_s']} ({r['recordings_s']} + {r['load_and_statistics_s']}) | {r['train_steps']} | "
             f"{r['train_steps_per_s']} | {r['validation_s']} + {r['final_validation_s']} | {r['peak_rss_mb']} | "
             f"{', '.join(map(str, r['rank_private_mb']))} |")

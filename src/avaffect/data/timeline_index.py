@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -108,7 +109,7 @@ class TimelineIndex:
                 times, face_mask = np.asarray(z["times"], dtype=np.float64), np.asarray(z["face_mask"], dtype=bool)
                 meta = json.loads(bytes(z["meta"]).decode())
             name, fps, source = meta["name"], float(meta["fps"]), dict(meta["source"])
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, zipfile.BadZipFile) as e:
             raise DataError(path, f"cannot read this stored timeline ({type(e).__name__}: {e})", fix) from None
         if times.ndim != 1 or face_mask.shape != times.shape or meta.get("num_steps") != len(times):
             raise DataError(path, f"inconsistent stored timeline ({len(times)} times, {face_mask.size} face-mask "

@@ -197,6 +197,8 @@ class StoredFeatures:
         """Rows ``start:stop`` (clipped to the file) as a new ``[n, d]`` array."""
         start, stop = max(0, int(start)), min(len(self), int(stop))
         out = np.empty((max(0, stop - start), self.shape[1]), dtype=self.dtype)
+        if not out.size:
+            return out
         view = memoryview(out).cast("B")
         done = 0
         if len(view):

@@ -208,7 +208,9 @@ def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: li
     audio_spec, video_spec = specs or (cfg.features.audio, cfg.features.video)
     params = pipeline.video.params
     detector = params.get("detector", "haar")
-    sources = {resolve_face_source(r, params.get("source", "auto"), detector) for r in train_recs}
+    # recordings that never had media (features imported into the store) have no face source to vote with
+    sources = {resolve_face_source(r, params.get("source", "auto"), detector) for r in train_recs
+               if r.has_video or r.has_crops}
     return PreprocessingSpec(
         audio_extractor=ExtractorRecord.of(audio_spec, pipeline.audio),
         video_extractor=ExtractorRecord.of(video_spec, pipeline.video),
