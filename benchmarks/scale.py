@@ -263,7 +263,7 @@ def train_once(work: Path, n: int, ddp: bool, baseline: str | None, tag: str) ->
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sets = ["--set", f"features.store={store}"]
     if ddp:
-        sets += ["training.devices=2", "training.strategy=ddp"]
+        sets += ["--set", "training.devices=2", "--set", "training.strategy=ddp"]
     if baseline:
         env["PYTHONPATH"] = baseline
         if ddp:
