@@ -240,6 +240,11 @@ class ImportedAudio(_Imported):
 class ImportedVideo(_Imported):
     name, modality = "imported_video", "video"
 
+import avaffect.training.run as run_module
+
+# older code asks every training recording for its face source when it writes the checkpoint; these have no media
+run_module.resolve_face_source = lambda *args, **kwargs: "video"
+
 root, store, config, run = map(Path, sys.argv[1:5])
 cfg = load_config(config, {"data": {"root": str(root)}, "features": {"store": str(store)}})
 recs = []

@@ -254,6 +254,13 @@ def test_training_from_the_store_alone_equals_training_with_the_media(media_run,
     ev = evaluate_run(tmp_path / "store_only", "validation", max_plots=0)
     for k, v in result.metrics.items():
         assert ev.overall[k] == pytest.approx(v, abs=1e-6)
+    # the test split: extracted where the media are, then found and predicted from the store's index alone
+    with_media = evaluate_run(result.run_dir, "test", max_plots=0)
+    alone_test = evaluate_run(tmp_path / "store_only", "test", max_plots=0)
+    assert sorted(alone_test.predictions) == sorted(with_media.predictions) == [
+        r.name for r in load_affwild2(synth_root, splits=("test",))]
+    for name, pred in with_media.predictions.items():
+        np.testing.assert_array_equal(alone_test.predictions[name], pred)
 
 
 @pytest.mark.slow

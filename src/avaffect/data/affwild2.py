@@ -161,8 +161,8 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
             vd = root / d
             if vd.is_dir() and d != ".":
                 candidates |= {p.stem for p in vd.iterdir() if p.suffix.lower() in VIDEO_EXTS}
-        if timelines is not None:
-            candidates |= set(timelines.names())
+        if timelines is not None:  # test recordings whose media are elsewhere; of a store shared by data sets,
+            candidates |= set(timelines.names("test"))  # only those recorded as test recordings
         known = candidates | set(annotated)
         shared = {n for n in known if base_video_name(n) != n and base_video_name(n) in known}
         bases = {base_video_name(n) for n in shared}  # the video of a _left/_right pair is no recording

@@ -12,7 +12,7 @@ written atomically, read with ``allow_pickle=False``::
 
     times      [T] float64   seconds of each step (the video's frame timestamps)
     face_mask  [T] bool      whether the step may hold a face (the crops folder's mask; all True for a video)
-    meta       [n] uint8     UTF-8 JSON: name, fps, num_steps, source (the media signature the features were
+    meta       [n] uint8     UTF-8 JSON: name, split, fps, num_steps, source (the media signature the features were
                              computed from), video / crops (which media the recording had), annotation (the
                              label file's name and sha256 when the timeline was recorded), written (UTC)
 """
@@ -44,6 +44,7 @@ class StoredTimeline:
     """One recording's timeline as the index holds it."""
 
     name: str
+    split: str
     times: np.ndarray
     face_mask: np.ndarray
     fps: float
@@ -78,10 +79,14 @@ class TimelineIndex:
         annotation = None
         if rec.annotation_path is not None and Path(rec.annotation_path).is_file():
             annotation = {"file": Path(rec.annotation_path).name, "sha256": sha256_file(rec.annotation_path)}
-        meta = {"format": FORMAT, "name": rec.name, "fps": float(rec.fps), "num_steps": rec.num_frames,
-                "source": source, "video": rec.has_video, "crops": rec.has_crops, "annotation": annotation}
-        old = self._read(path) if path.is_file() else None
-        if (old is not None and old.source == source and old.num_steps == rec.num_frames
+        meta = {"format": FORMAT, "name": rec.name, "split": rec.split, "fps": float(rec.fps),
+                "num_steps": rec.num_frames, "source": source, "video": rec.has_video, "crops": rec.has_crops,
+                "annotation": annotation}
+        try:
+            old = self._read(path) if path.is_file() else None
+        except DataError:  # a damaged entry is simply written again
+            old = None
+        if (old is not None and old.source == source and old.split == rec.split and old.num_steps == rec.num_frames
                 and np.array_equal(old.times, rec.times) and np.array_equal(old.face_mask, rec.face_mask)
                 and old.annotation == annotation):
             return path
@@ -91,11 +96,12 @@ class TimelineIndex:
                  meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8))
         return atomic_write_bytes(path, buf.getvalue())
 
-    def names(self) -> list[str]:
-        """The recordings with a stored timeline, sorted."""
+    def names(self, split: str | None = None) -> list[str]:
+        """The recordings with a stored timeline (of ``split``: the split they had when it was recorded), sorted."""
         if not self.folder.is_dir():
             return []
-        return sorted(unquote(p.name[:-len(".npz")]) for p in self.folder.glob("*.npz"))
+        names = sorted(unquote(p.name[:-len(".npz")]) for p in self.folder.glob("*.npz"))
+        return names if split is None else [n for n in names if self._read(self.path(n)).split == split]
 
     def get(self, name: str) -> StoredTimeline | None:
         """The stored timeline of ``name``, None when there is none; :class:`DataError` for a damaged file."""
@@ -114,8 +120,8 @@ class TimelineIndex:
         if times.ndim != 1 or face_mask.shape != times.shape or meta.get("num_steps") != len(times):
             raise DataError(path, f"inconsistent stored timeline ({len(times)} times, {face_mask.size} face-mask "
                             f"steps, {meta.get('num_steps')} recorded)", fix)
-        return StoredTimeline(name, times, face_mask, fps, source, bool(meta.get("video")), bool(meta.get("crops")),
-                              meta.get("annotation"), path)
+        return StoredTimeline(name, str(meta.get("split", "")), times, face_mask, fps, source,
+                              bool(meta.get("video")), bool(meta.get("crops")), meta.get("annotation"), path)
 
 
 def stored_timeline_or_error(index: TimelineIndex | None, name: str, where: Path | None, missing: str,
