@@ -152,7 +152,9 @@ def test_a_hostile_recording_name_never_leaves_the_store(cli, tmp_path, name):
     new = {p for p in tmp_path.rglob("*")} - before
     store = tmp_path / "store"
     assert all(p == store or store in p.parents for p in new)  # nothing written outside --out
-    for folder in (p for p in store.iterdir() if p.is_dir()):
+    for folder in (p for p in store.iterdir() if (p / "extractor.json").is_file()):
         (npy,) = folder.glob("*.npy")
         assert unquote(npy.stem) == name and np.load(npy).shape[0] == decoded_frames(video)
+    (timeline,) = (store / "_timelines").glob("*.npz")  # the recording's timeline, named the same safe way
+    assert unquote(timeline.name[:-len(".npz")]) == name
     assert not Path("/ABSOLUTE").exists()

@@ -31,13 +31,15 @@ def _npys(store):
 
 
 def _assert_complete(store, frames):
-    folders = [p for p in store.iterdir() if p.is_dir()]
+    folders = [p for p in store.iterdir() if (p / "extractor.json").is_file()]
     assert len(folders) == 2
     for folder in folders:
         for name, n in frames.items():
             arr = np.load(folder / f"{name}.npy")
             assert arr.shape[0] == n and np.isfinite(arr).all()
             assert json.loads((folder / "_status" / f"{name}.json").read_text())["status"] == "done"
+    for name, n in frames.items():  # each recording's timeline beside its features, as long as they are
+        assert FeatureStore(store).timelines.get(name).num_steps == n
 
 
 def test_a_truncated_feature_file_is_extracted_again(cli, extracted):
@@ -151,6 +153,6 @@ def test_a_source_replaced_by_a_same_size_clip_is_extracted_again(cli, extracted
     assert decoded_frames(media / "c.mp4") == frames["c"]
     assert cli("extract", media, "--out", store, "-q").rc == 0
     assert cli("extract", media, "--out", tmp_path / "fresh", "-q").rc == 0
-    for folder in (p for p in store.iterdir() if p.is_dir()):
+    for folder in (p for p in store.iterdir() if (p / "extractor.json").is_file()):
         np.testing.assert_allclose(np.load(folder / "c.npy"), np.load(tmp_path / "fresh" / folder.name / "c.npy"),
                                    atol=1e-5)
