@@ -285,3 +285,14 @@ def test_store_only_training_names_what_is_missing_or_stale(media_run, synth_roo
         train(cfg, tmp_path / "run2", progress=False)
     assert victim in str(err.value)
     assert (store / audio_id / f"{victim}.npy").is_file()  # a stale entry here never deletes the features
+
+
+def test_torchrun_world_size_must_match_devices_times_nodes(monkeypatch, tmp_path):
+    """Lightning would stop with a bare ValueError deep in its set-up; say which settings to change instead."""
+    from avaffect.training.run import fit
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = make_config({"data": {"root": str(tmp_path)}, "training": {"accelerator": "cpu", "devices": 1}})
+    with pytest.raises(AvaffectError, match="--nproc_per_node") as err:
+        fit(cfg, tmp_path / "run", None, None, progress=False)
+    assert "training.num_nodes" in str(err.value) and "1 x 1" in str(err.value)

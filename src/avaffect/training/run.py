@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -146,6 +147,11 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
     if cfg.training.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise AvaffectError(f"training.accelerator = {cfg.training.accelerator} but no CUDA GPU is visible here; "
                             "use accelerator: auto or cpu")
+    world = os.environ.get("WORLD_SIZE")  # set by torchrun
+    if world and isinstance(cfg.training.devices, int) and cfg.training.devices * cfg.training.num_nodes != int(world):
+        raise AvaffectError(f"torchrun started {world} processes but training.devices x training.num_nodes = "
+                            f"{cfg.training.devices} x {cfg.training.num_nodes}; set training.devices to torchrun's "
+                            "--nproc_per_node and training.num_nodes to its --nnodes")
     monitor = f"val/{cfg.training.monitor_key()}"
     ckpt = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best-{epoch:03d}", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True)
@@ -174,19 +180,21 @@ def fit(cfg: RunConfig, run_dir: Path, module: AffectRegressionModule, data: Win
         enable_model_summary=False, log_every_n_steps=1,
     )
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if last.is_file() and not _readable_checkpoint(last):
+    # DDP: every rank decides alone (the same file gives the same answer); only rank 0 moves files in the run folder
+    resume = last.is_file() and _readable_checkpoint(last)
+    if last.is_file() and not resume and trainer.global_rank == 0:
         damaged = last.with_name(last.name + ".damaged")
         last.replace(damaged)
         log.warning("%s cannot be read (truncated, corrupt, or not a checkpoint of ours; never unpickled): moved "
                     "to %s, training starts again from epoch 0", last, damaged.name)
     log_csv = run_dir / "logs" / "metrics.csv"
-    if last.is_file() and log_csv.is_file():  # resuming: keep the log of the epochs already trained
+    if resume and log_csv.is_file() and trainer.global_rank == 0:  # resuming: keep the log of the epochs trained
         log_csv.rename(log_csv.with_name(f"metrics-part{len(list(log_csv.parent.glob('metrics-part*.csv')))}.csv"))
     # weights_only: a resume never unpickles code from the run folder
     on_cpu = cfg.training.accelerator == "cpu" or not torch.cuda.is_available()
     try:
         with torch_threads(cfg.training.cpu_threads) if on_cpu else nullcontext():
-            trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
     except SystemExit:  # Lightning turns Ctrl-C into sys.exit(1) after its own clean-up
         if trainer.interrupted:
             raise KeyboardInterrupt from None
