@@ -20,9 +20,10 @@ from the store and the annotations alone: no media exist) in a child process, me
 - training steps/s (busy time of the steps, the loader's wait excluded), validation (every validation window,
   stitched, scored: the epoch's own and the final scoring with CSVs);
 - peak RSS: ``ru_maxrss`` of the largest process of the command (a wrapper process waits for it, so no other
-  process's peak mixes in); private RSS: the largest ``Private_Clean + Private_Dirty`` of each process, polled from
-  ``/proc/<pid>/smaps_rollup`` every 0.2 s (memory no other process shares; the page cache the feature reads go
-  through is no process's).
+  process's peak mixes in); private: the largest ``Private_Dirty`` of each process, polled from
+  ``/proc/<pid>/smaps_rollup`` every 0.2 s (memory the process wrote and no other shares: heap, tensors, any copy of
+  the features; the page cache the feature reads go through is no process's, and the library pages counted in
+  ``Private_Clean`` change with whatever else runs on the machine).
 
 ``--ddp``: the same with two processes (``torchrun --standalone --nproc_per_node 2``, gloo, ``training.devices 2``):
 peak and private RSS per rank. ``--baseline-src``: the same training through an older checkout (``PYTHONPATH``),
@@ -160,7 +161,9 @@ def _private_kb(pid: int) -> tuple[int, int] | None:
     except OSError:
         return None
     vals = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()[1:] if line.split()[-1] == "kB"}
-    return vals.get("Private_Clean", 0) + vals.get("Private_Dirty", 0), vals.get("Rss", 0)
+    # Private_Dirty: memory this process wrote and no other shares (heap, tensors, copies of features). Not
+    # Private_Clean: that counts library pages mapped by this process alone, and so changes with what else runs.
+    return vals.get("Private_Dirty", 0), vals.get("Rss", 0)
 
 
 def measure_child(cmd: list[str]) -> int:
@@ -309,7 +312,7 @@ def row(n: int, frames: int, dims, build_s: float, kind: str, m: dict) -> dict:
 def table(rows: list[dict]) -> str:
     head = ("| recordings (train/val) | frames train + val | dims a+v | run | store build s | wall s | start-up s "
             "(recordings + features & statistics) | steps | steps/s | validation s (epoch + final) | peak RSS MB | "
-            "private MB per process |")
+            "private (dirty) MB per process |")
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         st = r["steps"]
