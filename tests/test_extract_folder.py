@@ -83,3 +83,54 @@ def test_broken_files_are_recorded_and_the_rest_is_extracted(crema_d, synth_root
     # the visual features of the video-only file are fine: only its audio failed
     video_id = next(i for i in store.extractor_ids() if i.startswith("face_hog"))
     assert store.is_done(video_id, "no_audio")
+
+
+def test_extract_refuses_a_folder_without_video(tmp_path, capsys):
+    """An empty folder, a folder of audio files, a path that does not exist: a message and exit 2, as predict says
+    it (one rule, `cli.common.no_video_error`), and no store written."""
+    import wave
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["extract", str(empty), "--out", str(tmp_path / "store"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"no video found in {empty}" in err and ".mp4" in err and ".flv" in err and "Traceback" not in err
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    with wave.open(str(audio / "voice.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(1600, "<i2").tobytes())
+    assert main(["extract", str(audio), "--out", str(tmp_path / "store"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no video found" in err and "voice.wav" in err and "audio-only" in err
+
+    typo = tmp_path / "vidoes"
+    for extra in ([], ["--dataset", "affwild2"]):
+        assert main(["extract", str(typo), "--out", str(tmp_path / "store"), "-q", *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{typo}: does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "store").exists() and not (empty / "features").exists()
+
+
+def test_extract_refuses_a_dataset_without_recordings(tmp_path, capsys):
+    """An Aff-Wild2 layout whose split folders hold no annotation (and no video or crops): no recording, a message."""
+    from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR
+
+    root = tmp_path / "aff"
+    for split in ("Train_Set", "Validation_Set"):
+        (root / AFFWILD2_ANNOTATION_DIR / split).mkdir(parents=True)
+    assert main(["extract", str(root), "--out", str(tmp_path / "store"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{root}: no recording found" in err and "affwild2" in err and "avaffect prepare affwild2" in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_shard_that_selects_no_recording_says_so_and_exits_0(synth_root, tmp_path, capsys):
+    """A job array with more tasks than recordings (7 here, shard 7/8): nothing to do is not an error, but said."""
+    assert main(["extract", str(synth_root), "--out", str(tmp_path / "store"), "--shard", "7/8", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "shard 7/8 selects none of the 7 recording(s)" in out and "nothing to do" in out
+    assert not (tmp_path / "store").exists()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 
 def cmd_bench(args) -> int:
+    from avaffect.cli.common import no_video_error
     from avaffect.cli.predict_cmds import expand_inputs
-    from avaffect.errors import AvaffectError
     from avaffect.workflows.bench import bench_media, bench_predict, format_table, machine
 
     videos = expand_inputs(args.videos)
     if not videos:
-        raise AvaffectError(f"no video found in {', '.join(map(str, args.videos))}")
+        raise no_video_error(args.videos)
     rows = bench_media(videos, args.extractors, args.device) if args.what == "media" else \
         bench_predict(args.checkpoint, videos, "cuda" if args.device == "cuda" else "cpu")
     info = machine()

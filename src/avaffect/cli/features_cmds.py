@@ -29,14 +29,22 @@ def worker_count(requested: int) -> int:
 
 
 def cmd_extract(args) -> int:
+    from avaffect.cli.common import no_video_error
     from avaffect.config import load_config, make_config
     from avaffect.data.datasets import load_dataset
-    from avaffect.data.folder import load_video_folder
+    from avaffect.data.folder import list_videos, load_video_folder
     from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR
-    from avaffect.features.extract import extract_features
+    from avaffect.errors import DataError
+    from avaffect.features.extract import extract_features, select_shard
 
     root = Path(args.root)
+    if not root.exists():
+        raise DataError(root, "does not exist", "give a dataset root or a folder of videos")
     dataset = args.dataset or ("affwild2" if (root / AFFWILD2_ANNOTATION_DIR).is_dir() else "folder")
+    if dataset == "folder" and root.is_dir() and not list_videos(root):  # predict's rule, and its message
+        raise no_video_error([root], "pass a folder that holds videos, or a dataset root (an Aff-Wild2 root has "
+                             f"{AFFWILD2_ANNOTATION_DIR}; other kinds: --dataset NAME)")
+    shard = parse_shard(args.shard)
     overrides: dict = {"features": {}}
     if dataset != "folder":
         overrides["data"] = {"root": str(root), "dataset": dataset}
@@ -52,15 +60,26 @@ def cmd_extract(args) -> int:
         recs, broken = load_video_folder(root)
     else:
         recs = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+        if not recs:
+            raise DataError(root, f"no recording found (read as a {cfg.data.dataset} dataset)",
+                            f"check the path and --dataset; `avaffect prepare {cfg.data.dataset} {root}` lists "
+                            "what the layout lacks")
+    if shard is not None and recs and not select_shard(recs, shard):
+        # a job array with more tasks than recordings: this task has nothing to do, the others cover the dataset
+        print(f"extract: shard {shard[0]}/{shard[1]} selects none of the {len(recs)} recording(s) (shards are "
+              f"round-robin over the recordings sorted by name): nothing to do")
+        return 0
     pipeline = cfg.feature_pipeline()
     store, extractors = pipeline.store, list(pipeline.extractors)
     summary = extract_features(recs, extractors, store, workers=cfg.features.workers, progress=not args.quiet,
-                               force=args.force, shard=parse_shard(args.shard), backend=args.backend,
+                               force=args.force, shard=shard, backend=args.backend,
                                verify=True)  # an explicit extract re-reads what it reports as done
     for name, reason in broken.items():  # files that could not even be opened: recorded like any failure
         for ex in extractors:
-            store.mark_failed(ex, name, reason)
+            store.mark_failed(ex, name, reason, update_manifest=False)
             summary.failed.append((ex.id, name, reason))
+    for ex in extractors:  # the manifest from every recording's entry, this run's and other processes' (shards)
+        store.write_manifest(ex)
     print(summary.format())
     print(f"feature store: {store.root}")
     return 0 if summary.ok else 1

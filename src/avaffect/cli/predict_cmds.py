@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avaffect.data.folder import AUDIO_ONLY_FIX, list_videos
-from avaffect.data.layout import AUDIO_EXTS, VIDEO_EXTS
+from avaffect.cli.common import no_video_error
+from avaffect.data.folder import list_videos
 from avaffect.errors import AvaffectError
 
 
@@ -54,12 +54,7 @@ def cmd_predict(args) -> int:
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
     if not videos:
-        audio = [p for item in args.inputs if item.is_dir() for p in sorted(item.rglob("*"))
-                 if p.suffix.lower() in AUDIO_EXTS]
-        skipped = (f"; skipped audio-only file(s) {', '.join(p.name for p in audio[:5])}"
-                   f"{' ...' if len(audio) > 5 else ''} — {AUDIO_ONLY_FIX}") if audio else ""
-        raise AvaffectError(f"no video found in {', '.join(map(str, args.inputs))}{skipped} — pass video files, or "
-                            f"folders that hold some ({', '.join(VIDEO_EXTS)})")
+        raise no_video_error(args.inputs)
     if args.crops is not None and len(videos) != 1:
         raise AvaffectError("--crops gives the face crops of one video: pass exactly one video with it")
     failed = 0
