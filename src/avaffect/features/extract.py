@@ -323,20 +323,111 @@ def _run_pool(tasks, root: str, workers: int, record) -> None:
         record(ex, rec, status, reason, frames)
 
 
-def _run_ray(tasks, root: str, record) -> None:
-    """Run the tasks as Ray tasks (one per pair); workers write to the shared store themselves."""
+RAY_RETRIES = 1  # a Ray task whose worker process dies is run once more, then its pair is reported failed
+RAY_CONNECT_TIMEOUT_S = 10.0
+RAY_FIX = ("start the cluster first (`ray start --head` on one node, `ray start --address HEAD:PORT` on the others) "
+           "and set RAY_ADDRESS to the head's HOST:PORT (6379 unless `ray start --port` said otherwise); or unset "
+           "RAY_ADDRESS to run Ray on this machine alone")
+
+
+def _ray_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``RAY_ADDRESS`` (``HOST:PORT``, ``ray://HOST:PORT``, ``[v6]:PORT``), or None for Ray's
+    own keywords (``auto``, ``local``) and anything without a port (left to Ray)."""
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _check_ray_address(address: str) -> None:
+    """Refuse an address nothing listens on: ``ray.init`` would otherwise wait for it for minutes."""
+    import socket
+
+    target = _ray_host_port(address)
+    if target is None:
+        return
     try:
-        import ray
+        socket.create_connection(target, timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at RAY_ADDRESS={address} "
+                          f"({exc.strerror or exc}) — {RAY_FIX}") from None
+
+
+def _run_one_ray(extractor: Extractor, rec: Recording, root: str) -> tuple[str, str | None, float, int]:
+    """:func:`_run_one` in a Ray worker, on one thread as a pool worker (one task per CPU Ray gives out). Ray has
+    already set ``OMP_NUM_THREADS`` to the task's CPUs, which BLAS and a torch imported later follow; OpenCV's own
+    pool is set here, torch's only if it is loaded (importing it costs every fresh worker seconds)."""
+    import sys
+
+    try:
+        import cv2  # lazy: OpenCV, only to set its thread count
+
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    return _run_one(extractor, rec, root)
+
+
+def _ray_failure(ray, exc: BaseException) -> str:
+    """The reason a Ray task gave no result: its worker died on every try, or Ray could not run it at all."""
+    if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError)):
+        tries = RAY_RETRIES + 1
+        return (f"the Ray worker process running it died on all {tries} tries (crash, kill or out of memory; "
+                f"see the workers' logs on the node): {_reason(exc)}")
+    cause = getattr(exc, "cause", None)  # RayTaskError: the worker could not even start the task
+    if isinstance(cause, BaseException):
+        return f"Ray could not run it: {_reason(cause)}"
+    return f"Ray could not run it: {_reason(exc).splitlines()[0]}"
+
+
+def _run_ray(tasks, root: str, record) -> None:
+    """Run the tasks as Ray tasks (one per pair, one CPU each); Ray workers write to the shared store themselves.
+
+    The cluster: the one Ray is already connected to in this process (left connected), else ``RAY_ADDRESS``
+    (``HOST:PORT`` of a head started with ``ray start --head``; checked to answer within
+    :data:`RAY_CONNECT_TIMEOUT_S`), else Ray's default (a Ray running on this machine, or one started for this call);
+    a connection made here is closed at the end. Retry policy: an extractor's exception is recorded at once (no
+    retry: it would fail again); a task whose worker process dies (a segfault, a kill, Ray's or the kernel's
+    out-of-memory killer) is run again :data:`RAY_RETRIES` time(s), then its pair is reported failed. A worker killed
+    mid-task leaves no file under the final name (writes are atomic) and no entry marked done.
+    """
+    try:
+        import ray  # lazy: the optional Ray extra, only for this backend
     except ImportError:
         raise ConfigError("the Ray backend needs the optional extra: pip install 'avaffect[ray]'") from None
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(_run_one)
-    pending = {remote.remote(ex, rec, root): (ex, rec) for ex, rec in tasks}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        ex, rec = pending.pop(ready[0])
+    connect = not ray.is_initialized()
+    if connect:
+        address = os.environ.get("RAY_ADDRESS") or None
+        if address:
+            _check_ray_address(address)
+        refused = (ConnectionError, RuntimeError, getattr(ray.exceptions, "AuthenticationError", ConnectionError))
         try:
-            status, reason, _, frames = ray.get(ready[0])
-        except Exception as exc:  # the Ray worker died
-            status, reason, frames = "failed", f"Ray worker died: {_reason(exc)}", 0
-        record(ex, rec, status, reason, frames)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except refused as exc:  # it answers, but no Ray session came of it
+            raise ConfigError(
+                f"cannot connect to the Ray cluster at RAY_ADDRESS={address}: {_reason(exc)} — if the cluster uses "
+                f"Ray's token authentication, set RAY_AUTH_MODE=token and its token (~/.ray/auth_token or "
+                f"RAY_AUTH_TOKEN) here too; this Ray ({ray.__version__}) and Python must be the cluster's") from None
+    pending: dict = {}
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_run_one_ray)
+        pending = {remote.remote(ex, rec, root): (ex, rec) for ex, rec in tasks}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ex, rec = pending.pop(ready[0])
+            try:
+                status, reason, _, frames = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                status, reason, frames = "failed", _ray_failure(ray, exc), 0
+            record(ex, rec, status, reason, frames)
+    finally:
+        for ref in pending:  # interrupted: nothing of this run keeps running on the cluster
+            try:
+                ray.cancel(ref, force=True)
+            except Exception as exc:  # pragma: no cover - already finished or gone
+                log.debug("could not cancel a Ray task: %s", exc)
+        if connect:
+            ray.shutdown()
