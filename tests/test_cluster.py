@@ -177,6 +177,25 @@ def test_ray_worker_that_always_dies_is_reported_failed(on_head, synth_root, tmp
     assert json.loads((store.folder(ex) / "manifest.json").read_text())["recordings"][victim]["status"] == "failed"
 
 
+@pytest.mark.slow
+def test_an_extractor_the_workers_cannot_import_is_a_failure_that_says_so(on_head, tmp_path, monkeypatch):
+    """The extractor's module is importable here but not on the workers: each pair failed, one line saying what."""
+    (tmp_path / "driver_only_mod.py").write_text(
+        "import numpy as np\n"
+        "from clusterkit import KillOnce\n"
+        "class DriverOnly(KillOnce):\n"
+        "    name = 'test_driver_only'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from driver_only_mod import DriverOnly
+
+    recs = [_tiny_recording(n) for n in ("a", "b")]
+    store = FeatureStore(tmp_path / "store")
+    summary = extract_features(recs, [DriverOnly()], store, progress=False, backend="ray")
+    assert sorted(r for _, r, _ in summary.failed) == ["a", "b"] and summary.done == []
+    reason = summary.failed[0][2]
+    assert "No module named 'driver_only_mod'" in reason and "every node" in reason and "\n" not in reason
+
+
 def test_unreachable_ray_address_is_a_config_error(tmp_path, monkeypatch):
     """Nothing listens at RAY_ADDRESS: a project error at once (ray.init alone would wait for minutes)."""
     _need_ray()

@@ -377,10 +377,13 @@ def _ray_failure(ray, exc: BaseException) -> str:
         tries = RAY_RETRIES + 1
         return (f"the Ray worker process running it died on all {tries} tries (crash, kill or out of memory; "
                 f"see the workers' logs on the node): {_reason(exc)}")
-    cause = getattr(exc, "cause", None)  # RayTaskError: the worker could not even start the task
-    if isinstance(cause, BaseException):
-        return f"Ray could not run it: {_reason(cause)}"
-    return f"Ray could not run it: {_reason(exc).splitlines()[0]}"
+    while isinstance(getattr(exc, "cause", None), BaseException):  # RayTaskError(RaySystemError(...)) ...
+        exc = exc.cause
+    reason = f"Ray could not run it: {_reason(exc).splitlines()[0]}"  # the rest is Ray's traceback
+    if "No module named" in reason:
+        reason += (" — the Ray workers must import every module the extractor's class comes from: install it (or "
+                   "put it on PYTHONPATH before `ray start`) on every node")
+    return reason
 
 
 def _run_ray(tasks, root: str, record) -> None:
