@@ -309,6 +309,29 @@ def row(n: int, frames: int, dims, build_s: float, kind: str, m: dict) -> dict:
             "rank_rss_mb": m["rank_rss_mb"]}
 
 
+def _cell(value) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def growth(rows: list[dict]) -> str:
+    """Each cost of the largest size over the smallest (one process), beside the growth of the data."""
+    one = [r for r in rows if r["kind"] == "1 process"]
+    if len(one) < 2:
+        return ""
+    a, b = one[0], one[-1]
+    frames = lambda r: r["steps"].get("train", 0) + r["steps"].get("validation", 0)  # noqa: E731
+    lines = [f"Growth from {a['recordings']} to {b['recordings']} recordings (one process; frames x"
+             f"{frames(b) / max(1, frames(a)):.1f}):", "", "| cost | smallest | largest | ratio |", "|---|---|---|---|"]
+    for key, label in (("store_build_s", "store build s"), ("startup_s", "start-up s"),
+                       ("load_and_statistics_s", "features + statistics s"), ("train_steps", "training steps"),
+                       ("train_steps_per_s", "steps/s"), ("final_validation_s", "final validation s"),
+                       ("wall_s", "wall s"), ("peak_rss_mb", "peak RSS MB")):
+        x, y = a.get(key), b.get(key)
+        ratio = f"{y / x:.2f}" if x and y is not None else "n/a"
+        lines.append(f"| {label} | {_cell(x)} | {_cell(y)} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(rows: list[dict]) -> str:
     head = ("| recordings (train/val) | frames train + val | dims a+v | run | store build s | wall s | start-up s "
             "(recordings + features & statistics) | steps | steps/s | validation s (epoch + final) | peak RSS MB | "
@@ -318,10 +341,12 @@ def table(rows: list[dict]) -> str:
         st = r["steps"]
         lines.append(
             f"| {r['recordings']} ({r['train']}/{r['validation']}) | "
-            f"{st.get('train', 0):,} + {st.get('validation', 0):,} | {r['dims'][0]}+{r['dims'][1]} | {r['kind']} | "
+            f"{st.get('train', '')} + {st.get('validation', '')} | {r['dims'][0]}+{r['dims'][1]} | {r['kind']} | "
             f"{r['store_build_s']} | {r['wall_s']} | "
-            f"{r['startup_s']} ({r['recordings_s']} + {r['load_and_statistics_s']}) | {r['train_steps']} | "
-            f"{r['train_steps_per_s']} | {r['validation_s']} + {r['final_validation_s']} | {r['peak_rss_mb']} | "
+            + (f"{r['startup_s']} ({r['recordings_s']} + {r['load_and_statistics_s']}) | {r['train_steps']} | "
+               f"{r['train_steps_per_s']} | {r['validation_s']} + {r['final_validation_s']} | "
+               if r["recordings_s"] is not None else "n/a (older code) | | | | ")
+            + f"{r['peak_rss_mb']} | "
             f"{', '.join(map(str, r['rank_private_mb']))} |")
     return "\n".join(lines)
 
@@ -344,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ddp", action="store_true", help="also train each size with 2 DDP processes (gloo)")
     ap.add_argument("--baseline-src", default=None, help="also train each size with the code under this src folder")
     ap.add_argument("--publish", action="store_true", help=f"write {DOC.relative_to(DOC.parents[2])} (and .json)")
+    ap.add_argument("--render", action="store_true", help="rewrite the page from its JSON, running nothing")
     args = ap.parse_args(argv)
+    if args.render:
+        return publish(DOC, render_doc(json.loads(DOC.with_suffix(".json").read_text())["runs"]))
     sizes = sorted(set(args.recordings))
     work = args.work / f"f{args.frames}_d{args.dims[0]}-{args.dims[1]}_w{args.window}"
     work.mkdir(parents=True, exist_ok=True)
@@ -386,7 +414,8 @@ def render_doc(runs: list[dict]) -> str:
                      f"`python benchmarks/scale.py --recordings {' '.join(map(str, a['recordings']))} --frames "
                      f"{a['frames']} --dims {a['dims'][0]} {a['dims'][1]}{' --ddp' if a['ddp'] else ''}"
                      f"{' --baseline-src OLD/src' if a['baseline_src'] else ''}` on {data['cpus']} cores\n\n"
-                     + table(data["rows"]) + f"\npeak RSS ratio {data['peak_rss_ratio']:.3f}\n")
+                     + table(data["rows"]) + f"\npeak RSS ratio {data['peak_rss_ratio']:.3f}\n\n"
+                     + growth(data["rows"]))
     return "\n".join(parts)
 
 
