@@ -287,6 +287,24 @@ def test_store_only_training_names_what_is_missing_or_stale(media_run, synth_roo
     assert (store / audio_id / f"{victim}.npy").is_file()  # a stale entry here never deletes the features
 
 
+@pytest.mark.slow
+def test_extract_on_a_store_only_root_checks_and_keeps_everything(media_run, synth_root, tmp_path, capsys):
+    """`avaffect extract` where the media are not (a GPU node's check step): every pair verified and skipped."""
+    from avaffect.cli.main import main
+
+    _, tmp = media_run
+    store = tmp_path / "store"
+    shutil.copytree(tmp / "store", store)
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*.npy")}
+    root = _annotations_only(synth_root, tmp_path / "annotations_only")
+    capsys.readouterr()
+    assert main(["extract", str(root), "--out", str(store), "-q", "--dataset", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    pairs = 2 * len(TimelineIndex(store / "_timelines").names())  # train + validation (+ test, if evaluated)
+    assert pairs >= 12 and f"0 done, {pairs} skipped" in out and "0 failed" in out, out
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*.npy")} == before
+
+
 def test_torchrun_world_size_must_match_devices_times_nodes(monkeypatch, tmp_path):
     """Lightning would stop with a bare ValueError deep in its set-up; say which settings to change instead."""
     from avaffect.training.run import fit

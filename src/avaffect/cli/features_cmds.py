@@ -31,7 +31,6 @@ def worker_count(requested: int) -> int:
 def cmd_extract(args) -> int:
     from avaffect.cli.common import no_video_error
     from avaffect.config import load_config, make_config
-    from avaffect.data.datasets import load_dataset
     from avaffect.data.folder import list_videos, load_video_folder
     from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR
     from avaffect.errors import DataError
@@ -59,7 +58,7 @@ def cmd_extract(args) -> int:
     if dataset == "folder":
         recs, broken = load_video_folder(root)
     else:
-        recs = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.length_tolerance)
+        recs = cfg.load_recordings()  # media-less recordings timed by the store: checked, never re-extracted
         if not recs:
             raise DataError(root, f"no recording found (read as a {cfg.data.dataset} dataset)",
                             f"check the path and --dataset; `avaffect prepare {cfg.data.dataset} {root}` lists "
