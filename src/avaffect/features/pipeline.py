@@ -118,10 +118,11 @@ class FeaturePipeline:
         for start in range(0, rec.num_frames, SCAN_ROWS):
             a, v = audio.rows(start, start + SCAN_ROWS), video.rows(start, start + SCAN_ROWS)
             for arr, rows in ((audio, a), (video, v)):
-                if not np.isfinite(rows).all():
+                # all finite <=> min and max finite (NaN propagates through both): no [n, d] temporary
+                if rows.size and not (np.isfinite(rows.min()) and np.isfinite(rows.max())):
                     raise DataError(arr.path, "the feature file holds NaN/Inf values — it was not written by "
                                     "avaffect or was damaged", "re-run `avaffect extract --force` for this recording")
-            face[start:start + len(v)] &= face_mask_from_features(np.ones(len(v), dtype=bool), v)
+            face[start:start + len(v)] = face_mask_from_features(face[start:start + len(v)], v)
             if statistics is not None:
                 statistics.audio.add(a)
                 statistics.video.add(v[face[start:start + len(v)]])

@@ -169,7 +169,7 @@ def face_mask_from_features(rec_face_mask: np.ndarray, video: np.ndarray) -> np.
     """The missing-face rule: a visual extractor writes an all-zero vector where it found no face, so a step is a
     face step where the recording allows one and its visual vector is not all zero:
     ``rec_face_mask & any(video != 0)`` per step."""
-    return np.asarray(rec_face_mask, dtype=bool) & np.any(np.asarray(video) != 0, axis=1)
+    return np.asarray(rec_face_mask, dtype=bool) & np.asarray(video).any(axis=1)  # nonzero (NaN too): no temporary
 
 
 def register_extractor(cls: type[Extractor]) -> type[Extractor]:
