@@ -288,6 +288,21 @@ def test_store_only_training_names_what_is_missing_or_stale(media_run, synth_roo
 
 
 @pytest.mark.slow
+def test_dataloader_workers_read_the_store_themselves(media_run, synth_root, tmp_path):
+    """Worker processes get the recordings' StoredFeatures (paths, not arrays) and read their windows themselves:
+    the same batches, so the same run as reading in the training process."""
+    _, tmp = media_run
+    root = _annotations_only(synth_root, tmp_path / "annotations_only")
+    cfg = _cfg(root, tmp / "store")
+    runs = {}
+    for workers in (0, 2):  # one epoch: beyond it, persistent workers draw fewer loader seeds than a re-created loader
+        c = cfg.model_copy(update={"training": cfg.training.model_copy(update={"num_workers": workers,
+                                                                               "max_epochs": 1})})
+        runs[workers] = train(c, tmp_path / f"workers{workers}", progress=False).metrics
+    assert runs[2] == runs[0]
+
+
+@pytest.mark.slow
 def test_extract_on_a_store_only_root_checks_and_keeps_everything(media_run, synth_root, tmp_path, capsys):
     """`avaffect extract` where the media are not (a GPU node's check step): every pair verified and skipped."""
     from avaffect.cli.main import main
