@@ -82,7 +82,7 @@ def test_gpu_asked_for_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
 def test_a_diverged_run_is_never_written_as_finished(synth_root, tmp_path, monkeypatch):
     from avaffect.training import run
 
-    def diverged_fit(cfg, run_dir, module, data, progress):
+    def diverged_fit(cfg, run_dir, module, data, progress, timer=None):
         with torch.no_grad():
             for p in module.model.parameters():
                 p.fill_(float("nan"))
