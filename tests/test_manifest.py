@@ -135,3 +135,35 @@ def test_rows_of_empty_cells_are_unannotated_steps_not_blank_lines(tmp_path):
     assert kind == "rows" and labels.shape == (5, 2)
     np.testing.assert_allclose(labels[[0, 2, 4]], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], atol=1e-6)
     assert np.isnan(labels[[1, 3]]).all()
+
+
+def test_a_manifest_without_its_media_reads_the_timelines_of_a_feature_store(tmp_path, media):
+    """Extracted where the media are, then read with the manifest and label files alone: the same timelines and
+    labels, marked as stored; a row missing from the store names what to do."""
+    import shutil
+
+    from avaffect.cli.main import main
+    from avaffect.features.store import FeatureStore
+
+    root = _dataset(tmp_path / "ds", media)
+    store = tmp_path / "store"
+    assert main(["extract", str(root), "--dataset", "manifest", "--out", str(store), "-q"]) == 0
+    full = {r.name: r for r in load_manifest(root)}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(root / "manifest.csv", bare)
+    shutil.copytree(root / "labels", bare / "labels")
+    index = FeatureStore(store).timelines
+    got = {r.name: r for r in load_dataset("manifest", bare, timelines=index)}
+    assert list(got) == list(full)
+    for name, rec in got.items():
+        assert rec.stored is not None and rec.video_path is None
+        for field in ("times", "labels", "face_mask"):
+            np.testing.assert_array_equal(getattr(rec, field), getattr(full[name], field))
+        assert rec.split == full[name].split and rec.subject == full[name].subject
+    index.path("c2").unlink()
+    with pytest.raises(DataError, match="none of its media here") as err:
+        load_manifest(bare, timelines=index)
+    assert "'c2'" in str(err.value) and "avaffect extract" in str(err.value)
+    with pytest.raises(DataError, match="not found"):  # without a store: the media are required, as before
+        load_manifest(bare)

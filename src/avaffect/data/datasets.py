@@ -48,8 +48,8 @@ DATASETS: dict[str, DatasetReader] = {r.name: r for r in (
         root, splits=splits, check_media=media, on_error=on_error),
         "RECOLA / AVEC 2016 (dev = validation; labels on their own 25 Hz timeline)"),
     DatasetReader("manifest", lambda root, splits, tol, media, on_error, timelines: load_manifest(
-        root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error),
-        "any dataset described by a manifest CSV (root: the CSV or a folder holding manifest.csv)"),
+        root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error, timelines=timelines),
+        "any dataset described by a manifest CSV (root: the CSV or a folder holding manifest.csv)", False, True),
 )}
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 

@@ -42,6 +42,7 @@ from avaffect.data.timeline import (
     nominal_fps,
     read_video_timeline,
 )
+from avaffect.data.timeline_index import TimelineIndex, stored_timeline_or_error
 from avaffect.errors import DataError
 from avaffect.media import probe
 
@@ -144,7 +145,8 @@ def read_label_csv(path: str | Path) -> tuple[str, np.ndarray | None, np.ndarray
 
 def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validation", "test"),
                   check_media: bool = True, length_tolerance: int = 0, default_fps: float = DEFAULT_FPS,
-                  on_error: Callable[[DataError], None] | None = None) -> list[Recording]:
+                  on_error: Callable[[DataError], None] | None = None,
+                  timelines: TimelineIndex | None = None) -> list[Recording]:
     """The recordings listed in a manifest CSV (``root`` = the CSV or a folder holding ``manifest.csv``),
     in manifest order within each split (train, validation, test).
 
@@ -153,6 +155,10 @@ def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validat
     labels must not run past its end. Without it, frame-style timelines use ``default_fps``. With
     ``on_error``, a row's problem is passed to it and the row skipped (all problems are seen at once);
     a manifest-level problem (missing file or column) always raises.
+
+    A row none of whose media (video, audio, crops) are here takes its timeline from ``timelines``, the feature
+    store's timeline index (:mod:`avaffect.data.timeline_index`), when it holds the recording: training and
+    evaluation then need the manifest, the label files and the store only.
     """
     check_splits(splits)
     path = manifest_path(root)
@@ -199,7 +205,7 @@ def load_manifest(root: str | Path, splits: tuple[str, ...] = ("train", "validat
             continue
         try:
             recordings.append(_load_row(base, path, line, row, name, split, check_media, length_tolerance,
-                                        default_fps))
+                                        default_fps, timelines))
         except DataError as err:
             report(err)
     return sorted(recordings, key=lambda r: split_rank(r.split))  # stable: manifest order within a split
@@ -216,8 +222,45 @@ def _resolve(base: Path, manifest: Path, line: int, cell: str, what: str, name: 
     return p
 
 
+def _media_absent(base: Path, row: dict[str, str]) -> bool:
+    """Whether the row names media and none of them is here."""
+    cells = [row.get(c, "") for c in ("video", "audio", "crops") if row.get(c, "")]
+    return bool(cells) and not any((p if (p := Path(c).expanduser()).is_absolute() else base / p).exists()
+                                   for c in cells)
+
+
+def _stored_row(base: Path, manifest: Path, line: int, row: dict[str, str], name: str, split: str,
+                length_tolerance: int, timelines: TimelineIndex | None) -> Recording:
+    """A row whose media are elsewhere: its timeline from the store, its labels fitted to it."""
+    stored = stored_timeline_or_error(
+        timelines, name, manifest, f"(manifest line {line}) has none of its media here",
+        f"paths are relative to the manifest's folder {base}; fix {manifest.name}, or, to train from features alone, "
+        "run `avaffect extract` where the media are (it records each recording's timeline in the feature store)")
+    labels_path = _resolve(base, manifest, line, row.get("labels", ""), "label file", name)
+    kind, index, values = read_label_csv(labels_path) if labels_path is not None else ("none", None, None)
+    if kind == "time":
+        if len(index) != stored.num_steps or not np.allclose(index, stored.times, atol=1e-6):
+            raise DataError(labels_path, f"its {len(index)} label times are not the {stored.num_steps} steps of the "
+                            f"timeline stored with {name!r}'s features ({stored.path})",
+                            "the label file changed since the features were extracted: extract again where the "
+                            "media are")
+        labels = values
+    elif values is not None:
+        labels = fit_frame_labels(values, stored.num_steps, length_tolerance, labels_path, stored.path,
+                                  frames=index if kind == "frame" else None, noun="label frames",
+                                  short_is_error=kind == "rows")
+    else:
+        labels = np.full((stored.num_steps, 2), np.nan, dtype=np.float32)
+    return Recording(name=name, times=stored.times, labels=labels, face_mask=stored.face_mask, split=split,
+                     annotation_path=labels_path, subject=row.get("subject") or name, fps=stored.fps,
+                     stored=stored.media)
+
+
 def _load_row(base: Path, manifest: Path, line: int, row: dict[str, str], name: str, split: str,
-              check_media: bool, length_tolerance: int, default_fps: float) -> Recording:
+              check_media: bool, length_tolerance: int, default_fps: float,
+              timelines: TimelineIndex | None = None) -> Recording:
+    if timelines is not None and _media_absent(base, row):
+        return _stored_row(base, manifest, line, row, name, split, length_tolerance, timelines)
     video = _resolve(base, manifest, line, row["video"], "video", name)
     audio = _resolve(base, manifest, line, row.get("audio", ""), "audio", name)
     labels_path = _resolve(base, manifest, line, row.get("labels", ""), "label file", name)
