@@ -162,3 +162,30 @@ def test_labels_longer_than_media(tmp_path):
 def test_empty_root(tmp_path):
     with pytest.raises(DataError, match="no RECOLA recording"):
         load_recola(tmp_path)
+
+
+def test_recola_without_its_media_reads_the_timelines_of_a_feature_store(recola_root, tmp_path):
+    """Extracted where the media are, then read from the gold standard and the store alone (test recordings from
+    the store's index): the same timelines and labels."""
+    import shutil
+
+    from avaffect.cli.main import main
+    from avaffect.features.store import FeatureStore
+
+    store = tmp_path / "store"
+    # train_2 has no video: its face features fail (exit 1), its audio features and its timeline are stored
+    assert main(["extract", str(recola_root), "--dataset", "recola", "--out", str(store), "-q"]) == 1
+    bare = tmp_path / "bare"
+    shutil.copytree(recola_root / "ratings_gold_standard", bare / "ratings_gold_standard")
+    index = FeatureStore(store).timelines
+    full = {r.name: r for r in load_recola(recola_root)}
+    got = {r.name: r for r in load_dataset("recola", bare, timelines=index)}
+    assert list(got) == list(full) == ["train_1", "train_2", "dev_1", "test_1"]
+    for name, rec in got.items():
+        assert rec.stored is not None and rec.audio_path is None and rec.split == full[name].split
+        for field in ("times", "labels", "face_mask"):
+            np.testing.assert_array_equal(getattr(rec, field), getattr(full[name], field))
+    index.path("dev_1").unlink()
+    with pytest.raises(DataError, match="neither audio nor video here") as err:
+        load_recola(bare, timelines=index)
+    assert "'dev_1'" in str(err.value) and "avaffect extract" in str(err.value)

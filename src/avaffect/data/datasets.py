@@ -45,8 +45,8 @@ DATASETS: dict[str, DatasetReader] = {r.name: r for r in (
         root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error, timelines=timelines),
         "the built-in synthetic set (`avaffect synth`), in the Aff-Wild2 layout", True, True),
     DatasetReader("recola", lambda root, splits, tol, media, on_error, timelines: load_recola(
-        root, splits=splits, check_media=media, on_error=on_error),
-        "RECOLA / AVEC 2016 (dev = validation; labels on their own 25 Hz timeline)"),
+        root, splits=splits, check_media=media, on_error=on_error, timelines=timelines),
+        "RECOLA / AVEC 2016 (dev = validation; labels on their own 25 Hz timeline)", False, True),
     DatasetReader("manifest", lambda root, splits, tol, media, on_error, timelines: load_manifest(
         root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error, timelines=timelines),
         "any dataset described by a manifest CSV (root: the CSV or a folder holding manifest.csv)", False, True),

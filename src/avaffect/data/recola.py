@@ -28,6 +28,7 @@ import numpy as np
 from avaffect.data.layout import AUDIO_EXTS, CROPS_DIR, VIDEO_EXTS, check_splits, normalise_split, split_rank
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.data.timeline import check_label_times, crops_face_mask, nominal_fps
+from avaffect.data.timeline_index import TimelineIndex, stored_timeline_or_error
 from avaffect.errors import DataError
 from avaffect.media import probe
 
@@ -233,20 +234,25 @@ def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
 
 
 def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validation", "test"),
-                check_media: bool = True, on_error: Callable[[DataError], None] | None = None) -> list[Recording]:
+                check_media: bool = True, on_error: Callable[[DataError], None] | None = None,
+                timelines: TimelineIndex | None = None) -> list[Recording]:
     """All recordings of a RECOLA / AVEC 2016 root, sorted by split (train, validation = dev, test) then
     number.
 
     With ``check_media`` each audio and video file is probed (headers only): it must decode, and the
     labels must not run past its end by more than a second. With ``on_error``, a recording's problem
     is passed to it and the recording skipped, so that every problem is seen at once.
+
+    A recording with neither its audio nor its video here takes its timeline (and face mask) from ``timelines``,
+    the feature store's timeline index (:mod:`avaffect.data.timeline_index`); test recordings are found there too.
     """
     root = Path(root)
     check_splits(splits)
     audio = _files(root / AUDIO_DIR, AUDIO_EXTS)
     video = _files(root / VIDEO_DIR, VIDEO_EXTS)
     gold = {dim: _files(root / GOLD_DIR / dim, (".arff",)) for dim in TARGETS}
-    if not audio and not video and not gold["valence"] and not gold["arousal"]:
+    stored_tests = set(timelines.names("test")) if timelines is not None and "test" in splits else set()
+    if not audio and not video and not gold["valence"] and not gold["arousal"] and not stored_tests:
         raise DataError(root, "no RECOLA recording found",
                         f"expected {AUDIO_DIR}/<split>_N.wav, {VIDEO_DIR}/<split>_N.mp4 and "
                         f"{GOLD_DIR}/{{arousal,valence}}/<split>_N.arff under the root")
@@ -256,7 +262,7 @@ def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validatio
             raise err
         on_error(err)
 
-    names = set(audio) | set(video) | set(gold["valence"]) | set(gold["arousal"])
+    names = set(audio) | set(video) | set(gold["valence"]) | set(gold["arousal"]) | stored_tests
     recordings: list[Recording] = []
     for name in names:
         match = NAME_RE.match(name)
@@ -270,7 +276,8 @@ def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validatio
             continue
         try:
             recordings.append(_load_one(root, name, split, audio.get(name), video.get(name),
-                                        gold["valence"].get(name), gold["arousal"].get(name), check_media))
+                                        gold["valence"].get(name), gold["arousal"].get(name), check_media,
+                                        timelines))
         except DataError as err:
             report(err)
     recordings.sort(key=lambda r: (split_rank(r.split), int(NAME_RE.match(r.name).group(2))))
@@ -278,10 +285,8 @@ def load_recola(root: str | Path, splits: tuple[str, ...] = ("train", "validatio
 
 
 def _load_one(root: Path, name: str, split: str, audio: Path | None, video: Path | None,
-              valence: Path | None, arousal: Path | None, check_media: bool) -> Recording:
-    if audio is None and video is None:
-        raise DataError(valence or arousal, f"recording {name!r} has gold standard but neither audio nor video",
-                        f"expected {AUDIO_DIR}/{name}.wav or {VIDEO_DIR}/{name}.mp4")
+              valence: Path | None, arousal: Path | None, check_media: bool,
+              timelines: TimelineIndex | None = None) -> Recording:
     if (valence is None) != (arousal is None):
         have, missing = ("valence", "arousal") if arousal is None else ("arousal", "valence")
         raise DataError(valence or arousal, f"{have} gold standard of {name!r} without its {missing} file",
@@ -289,6 +294,23 @@ def _load_one(root: Path, name: str, split: str, audio: Path | None, video: Path
     if valence is None and split != "test":
         raise DataError(audio or video, f"{split} recording {name!r} has no gold standard",
                         f"expected {GOLD_DIR}/{{arousal,valence}}/{name}.arff (only test labels are withheld)")
+    if audio is None and video is None:
+        stored = stored_timeline_or_error(
+            timelines, name, valence or root,
+            f"has {'gold standard but ' if valence is not None else ''}neither audio nor video here",
+            f"expected {AUDIO_DIR}/{name}.wav or {VIDEO_DIR}/{name}.mp4; or, to train from features alone, run "
+            "`avaffect extract` where the media are (it records each recording's timeline in the feature store)")
+        labels = np.full((stored.num_steps, 2), np.nan, dtype=np.float32)
+        if valence is not None:
+            times, labels = read_recola_labels(valence, arousal)
+            if len(times) != stored.num_steps or not np.allclose(times, stored.times, atol=1e-6):
+                raise DataError(valence, f"its {len(times)} label steps are not the {stored.num_steps} of the "
+                                f"timeline stored with {name!r}'s features ({stored.path})",
+                                "the gold standard changed since the features were extracted: extract again where "
+                                "the media are")
+        return Recording(name=name, times=stored.times, labels=labels, face_mask=stored.face_mask, split=split,
+                         annotation_path=valence, subject=name, fps=stored.fps, stored=stored.media,
+                         extra={"arousal_path": arousal} if arousal is not None else {})
     durations = {}
     if check_media or valence is None:
         for path in (audio, video):
