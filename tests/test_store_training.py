@@ -329,3 +329,22 @@ def test_torchrun_world_size_must_match_devices_times_nodes(monkeypatch, tmp_pat
     with pytest.raises(AvaffectError, match="--nproc_per_node") as err:
         fit(cfg, tmp_path / "run", None, None, progress=False)
     assert "training.num_nodes" in str(err.value) and "1 x 1" in str(err.value)
+
+
+def test_a_store_that_cannot_take_the_timeline_still_serves_its_features(tmp_path, monkeypatch):
+    """Features from before the index, in a read-only store (EROFS; root ignores chmod, so simulated): the
+    skipped pairs stay skipped and training where the media are goes on without the index entry."""
+    from avaffect.features.extract import extract_features
+
+    store = FeatureStore(tmp_path / "store")
+    ex = ImportedAudio(dim=2)
+    rec = _rec("r", 10)
+    store.save(ex, rec, np.ones((10, 2), np.float32))
+    store.timelines.path("r").unlink()  # as written before the index existed
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(TimelineIndex, "save", read_only)
+    summary = extract_features([rec], [ex], store, progress=False)
+    assert summary.ok and summary.skipped == [(ex.id, "r")] and not store.timelines.path("r").exists()

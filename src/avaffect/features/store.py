@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -47,6 +48,8 @@ from avaffect.features.extractors.base import Extractor
 from avaffect.files import atomic_write, safe_name, sha256_file, write_json
 
 __all__ = ["FeatureStore", "StoredFeatures"]
+
+log = logging.getLogger(__name__)
 
 STATUS_DIR = "_status"
 MANIFEST = "manifest.json"
@@ -359,7 +362,10 @@ class FeatureStore:
         if rec.stored is not None or self.timelines.path(rec.name).is_file():
             return
         e = self.entry(extractor, rec.name) or {}
-        self.timelines.save(rec, e["source"] if isinstance(e.get("source"), dict) else source_signature(rec))
+        try:
+            self.timelines.save(rec, e["source"] if isinstance(e.get("source"), dict) else source_signature(rec))
+        except OSError as exc:  # a read-only store stays usable where the media are; only store-alone runs need it
+            log.debug("could not record the timeline of %s in %s: %s", rec.name, self.root, exc)
 
     def mark_failed(
         self,
