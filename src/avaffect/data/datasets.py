@@ -24,8 +24,8 @@ OnError = Callable[[DataError], None] | None
 class DatasetReader:
     """One dataset kind: ``read(root, splits, length_tolerance, check_media, on_error, timelines)`` → recordings.
 
-    ``timelines``: a feature store's timeline index (:mod:`avaffect.data.timeline_index`), for readers that can
-    build a recording whose media are absent from it (``store_timelines``; the others ignore it).
+    ``timelines``: a feature store's timeline index (:mod:`avaffect.data.timeline_index`), where a reader takes
+    the timeline of a recording whose media are absent.
 
     ``affwild2_layout``: the Aff-Wild2 folder layout (``_left``/``_right`` share their base video's audio,
     ``cropped_aligned`` crops expected); ``prepare`` checks those recordings' audio streams itself."""
@@ -34,22 +34,21 @@ class DatasetReader:
     read: Callable[[Path, tuple[str, ...], int, bool, OnError, TimelineIndex | None], list[Recording]]
     summary: str
     affwild2_layout: bool = False
-    store_timelines: bool = False
 
 
 DATASETS: dict[str, DatasetReader] = {r.name: r for r in (
     DatasetReader("affwild2", lambda root, splits, tol, media, on_error, timelines: load_affwild2(
         root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error, timelines=timelines),
-        "Aff-Wild2 / ABAW VA layout (annotations/VA_Estimation_Challenge, cropped_aligned, videos)", True, True),
+        "Aff-Wild2 / ABAW VA layout (annotations/VA_Estimation_Challenge, cropped_aligned, videos)", True),
     DatasetReader("synthetic", lambda root, splits, tol, media, on_error, timelines: load_affwild2(
         root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error, timelines=timelines),
-        "the built-in synthetic set (`avaffect synth`), in the Aff-Wild2 layout", True, True),
+        "the built-in synthetic set (`avaffect synth`), in the Aff-Wild2 layout", True),
     DatasetReader("recola", lambda root, splits, tol, media, on_error, timelines: load_recola(
         root, splits=splits, check_media=media, on_error=on_error, timelines=timelines),
-        "RECOLA / AVEC 2016 (dev = validation; labels on their own 25 Hz timeline)", False, True),
+        "RECOLA / AVEC 2016 (dev = validation; labels on their own 25 Hz timeline)"),
     DatasetReader("manifest", lambda root, splits, tol, media, on_error, timelines: load_manifest(
         root, splits=splits, length_tolerance=tol, check_media=media, on_error=on_error, timelines=timelines),
-        "any dataset described by a manifest CSV (root: the CSV or a folder holding manifest.csv)", False, True),
+        "any dataset described by a manifest CSV (root: the CSV or a folder holding manifest.csv)"),
 )}
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 
@@ -65,7 +64,7 @@ def load_dataset(kind: str, root: str | Path | None, length_tolerance: int = 0, 
                  check_media: bool = True, on_error: OnError = None,
                  timelines: TimelineIndex | None = None) -> list[Recording]:
     """Recordings of dataset ``kind`` under ``root`` (see :data:`DATASETS`); ``timelines``: where recordings whose
-    media are absent take their timeline from (a feature store's index; readers with ``store_timelines``)."""
+    media are absent take their timeline from (a feature store's index)."""
     reader = get_dataset(kind)
     if root is None:
         raise ConfigError("no dataset root given (data.root)")
