@@ -29,11 +29,10 @@ def expected_features(rec) -> np.ndarray:
     return np.stack([rec.times, np.full(rec.num_frames, len(rec.name))], 1).astype(np.float32)
 
 
-class KillOnce(Extractor):
-    """SIGKILLs its own process on the first try of recording ``victim`` (``marker`` is created then, the pid in
-    it), and computes on every later try; the others it computes at once."""
+class _Killer(Extractor):
+    """Computes :func:`expected_features`, except that on recording ``victim`` it SIGKILLs its own process whenever
+    :meth:`kills` says so (a decoder that segfaults on one file)."""
 
-    name = "test_kill_once"
     modality = "audio"
     defaults = {"victim": "", "marker": ""}
 
@@ -41,33 +40,37 @@ class KillOnce(Extractor):
     def dim(self) -> int:
         return 2
 
-    def extract(self, rec) -> np.ndarray:
-        if rec.name == self.params["victim"]:
-            marker = Path(self.params["marker"])
-            if not marker.exists():
-                marker.write_text(str(os.getpid()))
-                os.kill(os.getpid(), signal.SIGKILL)
-        return expected_features(rec)
-
-
-class KillAlways(Extractor):
-    """SIGKILLs its own process whenever it reaches recording ``victim`` (a decoder that segfaults on one file); each
-    try appends the pid to ``marker``."""
-
-    name = "test_kill_always"
-    modality = "audio"
-    defaults = {"victim": "", "marker": ""}
-
-    @property
-    def dim(self) -> int:
-        return 2
+    def kills(self, marker: Path) -> bool:
+        raise NotImplementedError
 
     def extract(self, rec) -> np.ndarray:
-        if rec.name == self.params["victim"]:
-            with open(self.params["marker"], "a") as fh:
-                fh.write(f"{os.getpid()}\n")
+        if rec.name == self.params["victim"] and self.kills(Path(self.params["marker"])):
             os.kill(os.getpid(), signal.SIGKILL)
         return expected_features(rec)
+
+
+class KillOnce(_Killer):
+    """Kills on the first try of ``victim`` (``marker`` is created then, the pid in it), computes on every later
+    try."""
+
+    name = "test_kill_once"
+
+    def kills(self, marker: Path) -> bool:
+        if marker.exists():
+            return False
+        marker.write_text(str(os.getpid()))
+        return True
+
+
+class KillAlways(_Killer):
+    """Kills on every try of ``victim``; each try appends the pid to ``marker``."""
+
+    name = "test_kill_always"
+
+    def kills(self, marker: Path) -> bool:
+        with open(marker, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return True
 
 
 def free_port() -> int:
