@@ -46,3 +46,35 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_the_temporary_file_of_a_killed_writer_is_swept_and_no_other(tmp_path):
+    """A process SIGKILLed inside atomic_path leaves its temporary file; sweep_orphans removes it (its writer is
+    gone), never the final file, a live writer's temporary file, another machine's or a file of another name."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from avaffect.files import sweep_orphans
+
+    target = tmp_path / "rec.npy"
+    target.write_bytes(b"finished")
+    code = ("import os, signal, sys\nfrom avaffect.files import atomic_path\n"
+            f"with atomic_path({str(target)!r}) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert done.returncode == -signal.SIGKILL
+    (orphan,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert orphan.name.startswith(".rec.npy.")
+    with atomic_path(tmp_path / "other.json") as live:  # this (live) process's own temporary file
+        live.write_text("{}")
+        alive_other = tmp_path / f".x.json.{os.uname().nodename}~1~abc.tmp"  # pid 1 lives
+        alive_other.write_text("")
+        elsewhere = tmp_path / ".x.json.another-host.example~99999999~abc.tmp"
+        elsewhere.write_text("")
+        unrelated = tmp_path / ".notes.tmp"
+        unrelated.write_text("")
+        assert sweep_orphans(tmp_path) == [orphan]
+        assert live.exists() and alive_other.exists() and elsewhere.exists() and unrelated.exists()
+    assert target.read_bytes() == b"finished"

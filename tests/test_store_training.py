@@ -348,3 +348,27 @@ def test_a_store_that_cannot_take_the_timeline_still_serves_its_features(tmp_pat
     monkeypatch.setattr(TimelineIndex, "save", read_only)
     summary = extract_features([rec], [ex], store, progress=False)
     assert summary.ok and summary.skipped == [(ex.id, "r")] and not store.timelines.path("r").exists()
+
+
+def test_extraction_sweeps_what_killed_writers_left(tmp_path):
+    """Temporary files of dead writers of this machine, in an extractor's folders or the timeline index, are removed
+    at the end of an extraction run (here one where everything is already done)."""
+    import subprocess
+    import sys
+
+    from avaffect.features.extract import extract_features
+    from avaffect.files import _owner
+
+    store = FeatureStore(tmp_path / "store")
+    ex = ImportedAudio(dim=2)
+    rec = _rec("r", 10)
+    store.save(ex, rec, np.ones((10, 2), np.float32))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = _owner().split("~")[0] + f"~{int(dead.stdout)}~"
+    left = [store.folder(ex) / f".r.npy.{owner}x1.tmp", store.folder(ex) / "_status" / f".r.json.{owner}x2.tmp",
+            store.root / "_timelines" / f".r.npz.{owner}x3.tmp"]
+    for p in left:
+        p.write_bytes(b"half")
+    summary = extract_features([rec], [ex], store, progress=False)
+    assert summary.skipped == [(ex.id, "r")] and not any(p.exists() for p in left)
+    np.testing.assert_array_equal(np.asarray(store.open(ex, "r")), np.ones((10, 2), np.float32))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from urllib.parse import quote
 import numpy as np
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "output_path", "safe_name",
-           "sha256_file", "to_jsonable", "write_json"]
+           "sha256_file", "sweep_orphans", "to_jsonable", "write_json"]
 
 _SAFE = "-_.,+=@()[]~ "
 
@@ -53,15 +55,23 @@ def output_path(root: str | Path, name: str, suffix: str = "") -> Path:
     return path
 
 
+def _owner() -> str:
+    """``host~pid~`` of this process, in every temporary name (:func:`sweep_orphans` tells a dead writer's)."""
+    return f"{socket.gethostname().replace('~', '-')}~{os.getpid()}~"
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it replaces ``path``, otherwise it is removed.
 
-    The temporary name is hidden and ends in ``.tmp`` (no reader's ``*.npy`` / ``*.json`` glob matches it);
-    ``suffix`` is appended after that for writers that choose a format by extension (FFmpeg: ``".mp4"``)."""
+    The temporary name is hidden, names its writer (``.<name>.<host>~<pid>~<random>``) and ends in ``.tmp`` (no
+    reader's ``*.npy`` / ``*.json`` glob matches it); ``suffix`` is appended after that for writers that choose a
+    format by extension (FFmpeg: ``".mp4"``). A process killed while writing leaves its temporary file behind:
+    :func:`sweep_orphans` removes those of dead processes of this machine."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + (suffix or ""))
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner()}",
+                                    suffix=".tmp" + (suffix or ""))
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared store or run folder must stay readable
@@ -71,6 +81,39 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_orphans(folder: str | Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` that :func:`atomic_path` left behind in a process of this machine
+    that is gone (killed while writing: a worker's out-of-memory kill, a preempted job). Files of live processes,
+    of other machines (a shared filesystem) and of any other name are left alone. Returns what was removed."""
+    folder = Path(folder)
+    mine = re.compile(r"^\..+\." + re.escape(_owner().split("~")[0]) + r"~(?P<pid>\d+)~[^~]*\.tmp(\.\w+)?$")
+    removed = []
+    try:
+        entries = [p for p in folder.iterdir() if p.name.startswith(".") and ".tmp" in p.name]
+    except OSError:
+        return removed
+    for p in entries:
+        m = mine.match(p.name)
+        if m is None or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:

@@ -233,6 +233,9 @@ def extract_features(
         bar.close()
         for eid in touched:
             store.write_manifest(eid)
+        for ex in extractors:  # what workers killed mid-write (here or in an earlier run) left behind
+            for p in store.sweep_orphans(ex):
+                log.info("removed %s, left by a writer that was killed", p)
     summary.seconds = time.perf_counter() - t_start
     return summary
 

@@ -45,7 +45,7 @@ from avaffect.data.recording import Recording
 from avaffect.data.timeline_index import TimelineIndex
 from avaffect.errors import DataError
 from avaffect.features.extractors.base import Extractor
-from avaffect.files import atomic_write, safe_name, sha256_file, write_json
+from avaffect.files import atomic_write, safe_name, sha256_file, sweep_orphans, write_json
 
 __all__ = ["FeatureStore", "StoredFeatures"]
 
@@ -390,6 +390,13 @@ class FeatureStore:
         _atomic_write_json(self._sidecar(eid, rec_name), entry)
         if update_manifest:
             self.write_manifest(eid)
+
+    def sweep_orphans(self, extractor: Extractor | str) -> list[Path]:
+        """Remove the temporary files a killed writer of this machine left in an extractor's folders and the
+        timeline index (:func:`avaffect.files.sweep_orphans`)."""
+        eid = _id(extractor)
+        return [p for folder in (self.folder(eid), self.folder(eid) / STATUS_DIR, self.root / TIMELINES_DIR)
+                for p in sweep_orphans(folder)]
 
     def write_manifest(self, extractor: Extractor | str) -> Path:
         """Regenerate ``manifest.json`` from the per-recording sidecars (atomic)."""
