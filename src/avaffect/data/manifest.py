@@ -239,11 +239,7 @@ def _stored_row(base: Path, manifest: Path, line: int, row: dict[str, str], name
     labels_path = _resolve(base, manifest, line, row.get("labels", ""), "label file", name)
     kind, index, values = read_label_csv(labels_path) if labels_path is not None else ("none", None, None)
     if kind == "time":
-        if len(index) != stored.num_steps or not np.allclose(index, stored.times, atol=1e-6):
-            raise DataError(labels_path, f"its {len(index)} label times are not the {stored.num_steps} steps of the "
-                            f"timeline stored with {name!r}'s features ({stored.path})",
-                            "the label file changed since the features were extracted: extract again where the "
-                            "media are")
+        stored.require_times(index, labels_path, "label file")
         labels = values
     elif values is not None:
         labels = fit_frame_labels(values, stored.num_steps, length_tolerance, labels_path, stored.path,

@@ -303,11 +303,7 @@ def _load_one(root: Path, name: str, split: str, audio: Path | None, video: Path
         labels = np.full((stored.num_steps, 2), np.nan, dtype=np.float32)
         if valence is not None:
             times, labels = read_recola_labels(valence, arousal)
-            if len(times) != stored.num_steps or not np.allclose(times, stored.times, atol=1e-6):
-                raise DataError(valence, f"its {len(times)} label steps are not the {stored.num_steps} of the "
-                                f"timeline stored with {name!r}'s features ({stored.path})",
-                                "the gold standard changed since the features were extracted: extract again where "
-                                "the media are")
+            stored.require_times(times, valence, "gold standard")
         return Recording(name=name, times=stored.times, labels=labels, face_mask=stored.face_mask, split=split,
                          annotation_path=valence, subject=name, fps=stored.fps, stored=stored.media,
                          extra={"arousal_path": arousal} if arousal is not None else {})

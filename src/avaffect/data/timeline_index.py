@@ -62,6 +62,15 @@ class StoredTimeline:
     def media(self) -> StoredMedia:
         return StoredMedia(self.source, self.video, self.crops)
 
+    def require_times(self, times: np.ndarray, label_path: Path | None, labels: str) -> None:
+        """Time-stamped labels (``labels``: what they are, for the message) must be the stored steps: else the
+        label file changed since the features were extracted (a :class:`DataError` naming both files)."""
+        if len(times) != self.num_steps or not np.allclose(times, self.times, atol=1e-6):
+            raise DataError(label_path, f"its {len(times)} label times are not the {self.num_steps} steps of the "
+                            f"timeline stored with {self.name!r}'s features ({self.path})",
+                            f"the {labels} changed since the features were extracted: extract again where the "
+                            "media are")
+
 
 class TimelineIndex:
     """A folder of :class:`StoredTimeline` files, one per recording."""

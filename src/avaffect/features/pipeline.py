@@ -26,7 +26,7 @@ from avaffect.errors import AvaffectError, DataError
 from avaffect.features.extract import extract_features
 from avaffect.features.extractors.base import Extractor, ExtractorSpec, build_extractor, face_mask_from_features
 from avaffect.features.statistics import RunningMoments
-from avaffect.features.store import FeatureStore, StoredFeatures
+from avaffect.features.store import FeatureStore, StoredFeatures, require_finite
 
 __all__ = ["FeaturePipeline", "RecordingFeatures", "TrainingStatistics", "face_mask_from_features"]
 
@@ -118,10 +118,7 @@ class FeaturePipeline:
         for start in range(0, rec.num_frames, SCAN_ROWS):
             a, v = audio.rows(start, start + SCAN_ROWS), video.rows(start, start + SCAN_ROWS)
             for arr, rows in ((audio, a), (video, v)):
-                # all finite <=> min and max finite (NaN propagates through both): no [n, d] temporary
-                if rows.size and not (np.isfinite(rows.min()) and np.isfinite(rows.max())):
-                    raise DataError(arr.path, "the feature file holds NaN/Inf values — it was not written by "
-                                    "avaffect or was damaged", "re-run `avaffect extract --force` for this recording")
+                require_finite(arr.path, rows)
             face[start:start + len(v)] = face_mask_from_features(face[start:start + len(v)], v)
             if statistics is not None:
                 statistics.audio.add(a)

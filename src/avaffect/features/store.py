@@ -47,7 +47,7 @@ from avaffect.errors import DataError
 from avaffect.features.extractors.base import Extractor
 from avaffect.files import atomic_write, safe_name, sha256_file, sweep_orphans, write_json
 
-__all__ = ["FeatureStore", "StoredFeatures"]
+__all__ = ["FeatureStore", "StoredFeatures", "require_finite"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,6 @@ TIMELINES_DIR = "_timelines"
 
 def _file_stem(rec_name: str) -> str:
     return safe_name(rec_name)
-
-
-_sha256 = sha256_file
 
 
 def _describe(p: Path) -> dict[str, Any]:
@@ -76,7 +73,7 @@ def _describe(p: Path) -> dict[str, Any]:
     key = (str(p.resolve()), int(st.st_size), int(st.st_mtime_ns))
     digest = _SOURCE_HASHES.get(key)
     if digest is None:
-        digest = _SOURCE_HASHES[key] = _sha256(p)
+        digest = _SOURCE_HASHES[key] = sha256_file(p)
     return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sha256": digest}
 
 
@@ -159,6 +156,14 @@ def _id(extractor: Extractor | str) -> str:
     return extractor.id if isinstance(extractor, Extractor) else str(extractor)
 
 
+def require_finite(path: Path, rows: np.ndarray) -> None:
+    """Stored features must be finite floats: a :class:`DataError` naming ``path`` otherwise. All finite <=> the
+    minimum and the maximum are (NaN propagates through both), so no ``[n, d]`` temporary is made."""
+    if rows.dtype.kind != "f" or (rows.size and not (np.isfinite(rows.min()) and np.isfinite(rows.max()))):
+        raise DataError(path, "the feature file holds NaN/Inf (or non-float) values — it was not written by avaffect "
+                        "or was damaged", "re-run `avaffect extract --force` for this recording")
+
+
 class StoredFeatures:
     """A stored ``[T, d]`` feature file as a read-only array whose rows are read from the file when asked for.
 
@@ -204,15 +209,14 @@ class StoredFeatures:
             return out
         view = memoryview(out).cast("B")
         done = 0
-        if len(view):
-            with open(self.path, "rb", buffering=0) as fh:
-                fh.seek(self.offset + start * self.row_bytes)
-                while done < len(view):
-                    n = fh.readinto(view[done:])
-                    if not n:
-                        raise DataError(self.path, "the file ended early while reading its rows",
-                                        "delete it and re-run `avaffect extract`")
-                    done += n
+        with open(self.path, "rb", buffering=0) as fh:
+            fh.seek(self.offset + start * self.row_bytes)
+            while done < len(view):
+                n = fh.readinto(view[done:])
+                if not n:
+                    raise DataError(self.path, "the file ended early while reading its rows",
+                                    "delete it and re-run `avaffect extract`")
+                done += n
         return out
 
     def chunks(self, rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
@@ -345,7 +349,7 @@ class FeatureStore:
             fps=float(rec.fps),
             file=path.name,
             bytes=path.stat().st_size,
-            sha256=_sha256(path),
+            sha256=sha256_file(path),
             source=source,
             seconds=None if seconds is None else round(float(seconds), 4),
         )
@@ -464,7 +468,7 @@ class FeatureStore:
         """The stored file's sha256 is the one recorded when it was written (a full read of the file)."""
         e = self.entry(extractor, rec_name)
         path = self.path(extractor, rec_name)
-        return bool(e and path.is_file() and e.get("sha256") in (None, _sha256(path)))
+        return bool(e and path.is_file() and e.get("sha256") in (None, sha256_file(path)))
 
     def _require(self, extractor: Extractor | str, rec_name: str) -> Path:
         """The ``.npy`` path of a recording's features; :class:`DataError` saying why when there is none."""
@@ -494,9 +498,7 @@ class FeatureStore:
             raise DataError(
                 path, f"cannot read the feature file: {exc}", "delete it and re-run `avaffect extract`"
             ) from exc
-        if arr.dtype.kind != "f" or not np.isfinite(arr).all():
-            raise DataError(path, "the feature file holds NaN/Inf (or non-float) values — it was not written "
-                            "by avaffect or was damaged", "re-run `avaffect extract --force` for this recording")
+        require_finite(path, arr)
         return arr
 
     def status(self, extractor: Extractor | str) -> dict[str, Any]:
