@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -123,23 +124,30 @@ def _exit_with_parent(parent_pid: int, period_s: float = 1.0) -> None:
             os._exit(1)
 
 
-def _init_worker(parent_pid: int | None = None) -> None:
-    """One thread per worker process: the pool itself is the parallelism (no oversubscription); the worker
-    watches its parent and exits with it."""
-    if parent_pid is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+def _one_thread(import_torch: bool = True) -> None:
+    """OpenCV and torch on one thread in a worker process: the workers themselves are the parallelism (no
+    oversubscription). ``import_torch=False``: set torch only if something already imported it."""
     try:
-        import cv2
+        import cv2  # lazy: OpenCV, only to set its thread count
 
         cv2.setNumThreads(1)
     except Exception:  # pragma: no cover
         pass
+    if not import_torch and "torch" not in sys.modules:
+        return
     try:
-        import torch
+        import torch  # lazy: torch, only to set its thread count
 
         torch.set_num_threads(1)
     except Exception:  # pragma: no cover
         pass
+
+
+def _init_worker(parent_pid: int | None = None) -> None:
+    """One thread per worker process (:func:`_one_thread`); the worker watches its parent and exits with it."""
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+    _one_thread()
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -361,16 +369,7 @@ def _run_one_ray(extractor: Extractor, rec: Recording, root: str) -> tuple[str, 
     """:func:`_run_one` in a Ray worker, on one thread as a pool worker (one task per CPU Ray gives out). Ray has
     already set ``OMP_NUM_THREADS`` to the task's CPUs, which BLAS and a torch imported later follow; OpenCV's own
     pool is set here, torch's only if it is loaded (importing it costs every fresh worker seconds)."""
-    import sys
-
-    try:
-        import cv2  # lazy: OpenCV, only to set its thread count
-
-        cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover
-        pass
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    _one_thread(import_torch=False)
     return _run_one(extractor, rec, root)
 
 
