@@ -1,15 +1,29 @@
-"""Weak-complementarity benchmark of the model zoo (issue 2 of 5).
+"""Weak-complementarity benchmarks of the model zoo: can the gates be shown to work?
 
-Trains every preset on the synthetic dataset at several weak-complementarity rates (default: none and
-high) and seeds, and writes ``OUT/results.csv`` (one row per run), ``OUT/summary.csv`` (P_VA mean ± std
-per model and rate), ``OUT/report.md`` and, for the gated models, plots of the gate weights over time
-on a validation recording with the weak segments of each modality shaded — the ground truth the synthetic
-set knows.
+Two modes, both training every model with the toolkit's own ``train`` (Lightning) on the synthetic dataset,
+every run resumable (finished runs are reused):
 
-    python benchmarks/zoo.py --out docs/benchmarks/zoo --seeds 3 --rates 0.0 0.5
+* ``--condition NAME`` (the gating benchmark, ``docs/benchmarks/zoo/report.md``): a synthetic plan built so the
+  question has an answer (:data:`CONDITIONS`; ``one_weak``: at every frame at least one modality is reliable, the
+  other is noisy or conflicting in long runs, and both modalities carry both dimensions so a conflict is
+  detectable). Models are preset names with optional variants, ``dca+oracle`` (:data:`VARIANTS`): the **oracle
+  gate** reads the plan's true weak state instead of the features (``oracle_gate_channels``), which bounds what a
+  gate that detected the weak segments perfectly could gain. Paired seeds (the same seed gives every model the
+  same data order); per run: P_VA on all validation frames and on the frames where exactly one modality is weak,
+  each gate's AUROC against the plan's weak codes, the fraction of collapsed gate frames (> 0.99 on one
+  candidate) and a ridge probe on each modality's half of the fused features; per model: ΔCCC against the
+  ungated baseline with a 95 % Student-t interval over seeds. ``--init-collapse`` adds the collapsed fraction at
+  initialisation for every gated preset and gate initialisation. Writes ``OUT/report.md``, ``OUT/condition_runs.csv``,
+  ``OUT/gate_auroc.csv``, ``OUT/init_collapse.csv`` and ``OUT/gates_<condition>_<model>.png``.
 
-Every run is resumable (finished runs are reused). Presets whose default is one model per target
-(ABAW8) are trained here jointly on valence and arousal (K = 2) so every row is comparable.
+      python benchmarks/zoo.py --condition one_weak --seeds 5 --init-collapse
+
+* ``--rates`` (the earlier benchmark, ``OUT/rates_report.md``): every preset at the default plan's shared weak rates.
+
+      python benchmarks/zoo.py --rates 0.0 0.5 --seeds 3
+
+Presets whose default is one model per target (ABAW8) are trained here jointly on valence and arousal (K = 2) so
+every row is comparable.
 """
 
 from __future__ import annotations
@@ -27,12 +41,17 @@ import yaml
 
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
-from avaffect.data.synth import SynthConfig, write_synthetic_dataset
+from avaffect.data.synth import WEAK_NONE, SynthConfig, write_synthetic_dataset
 from avaffect.data.windows import cut_window, window_mask
-from avaffect.files import atomic_write_text
+from avaffect.evaluation.gates import collapsed_fraction, paired_difference, ridge_probe, separation
+from avaffect.evaluation.metrics import ccc
+from avaffect.features.extractors.imported import ImportedAudio
+from avaffect.features.store import FeatureStore
+from avaffect.files import atomic_write_text, write_json
 from avaffect.logs import quiet_third_party_logs
 from avaffect.models import list_models
 from avaffect.models.checkpoint import load_checkpoint, read_checkpoint_meta
+from avaffect.models.registry import create_model
 from avaffect.training.run import train
 from avaffect.workflows.bench import machine
 from avaffect.workflows.demo import demo_config_dict
@@ -129,23 +148,344 @@ def gating_comparison(summary: pd.DataFrame, rates: list[float]) -> list[str]:
     return out or ["- no gated/ungated pair was run"]
 
 
+
+# ------------------------------------------------------------------------------------------- the gating condition
+
+ORACLE_STATE = ("face_weak", "voice_weak", "both_weak")  # the oracle gates' input: one 0/1 channel each
+
+CONDITIONS: dict[str, dict] = {
+    "one_weak": {
+        "description": "at every frame at least one modality is reliable: the face and the voice are each weak 30 % "
+                       "of the time, never at the same time, in 3-8 s runs that are noisy or conflicting (no missing "
+                       "face: the face mask already tells the model); both modalities carry both dimensions "
+                       "(face arousal and voice valence strength 0.7 instead of 0.25), so a conflict is detectable "
+                       "as a disagreement",
+        "synth": {"face_weak_rate": 0.3, "voice_weak_rate": 0.3, "weak_overlap": False,
+                  "face_weak_kinds": "noisy,conflicting", "voice_weak_kinds": "noisy,conflicting",
+                  "face_weak_min_s": 3.0, "face_weak_max_s": 8.0, "voice_weak_min_s": 3.0, "voice_weak_max_s": 8.0,
+                  "face_arousal_strength": 0.7, "voice_valence_strength": 0.7},
+    },
+}
+VARIANTS: dict[str, dict] = {
+    "oracle": {"oracle_gate_channels": len(ORACLE_STATE)},  # gates read the true weak state, not the features
+    "paper_init": {"gate_init": "xavier", "init_residual_scale": 1.0, "gate_bias": False},  # as the configs/papers
+}
+CONDITION_MODELS = ("rjca", "dca", "grjca", "hgrjca", "dca+oracle", "grjca+oracle", "hgrjca+oracle")
+UNGATED = {"dca": "rjca", "grjca": "rjca", "hgrjca": "rjca", "grjca_abaw8": "rjca_abaw8", "hgrjca_abaw8": "rjca_abaw8"}
+GATED_PRESETS = ("dca", "grjca", "hgrjca", "hgrjca_abaw6", "grjca_abaw8", "hgrjca_abaw8")
+INITS = {"toolkit default (nn.Linear init, W_h x 0.1)": {"gate_init": "pytorch", "init_residual_scale": 0.1},
+         "papers (Xavier, W_h plain Xavier, no bias)": {"gate_init": "xavier", "init_residual_scale": 1.0,
+                                                        "gate_bias": False},
+         "Xavier x T (W_h x 0.1)": {"gate_init": "xavier_temperature", "init_residual_scale": 0.1}}
+
+
+def parse_model(spec: str) -> tuple[str, dict]:
+    """``"dca+oracle"`` → ``("dca", {...the oracle's params})``."""
+    preset, *variants = spec.split("+")
+    params: dict = {}
+    for v in variants:
+        if v not in VARIANTS:
+            raise SystemExit(f"unknown model variant {v!r} in {spec!r}; use one of {sorted(VARIANTS)}")
+        params.update(VARIANTS[v])
+    return preset, params
+
+
+def oracle_state(latent: dict) -> np.ndarray:
+    """``[T, 3]`` float32: face weak, voice weak, both weak (the plan's codes, 0/1)."""
+    face, voice = latent["face_weak"] != WEAK_NONE, latent["voice_weak"] != WEAK_NONE
+    return np.stack([face, voice, face & voice], axis=1).astype(np.float32)
+
+
+def write_oracle_features(pipeline, recs, root: Path) -> dict:
+    """Store ``[audio features ; oracle state]`` for every recording as ``imported_audio`` features; returns the
+    extractor spec a run names to train on them."""
+    base = pipeline.audio
+    ex = ImportedAudio(dim=base.dim + len(ORACLE_STATE), tag=f"{base.id}+oracle-state")
+    store: FeatureStore = pipeline.store
+    for rec in recs:
+        if store.is_done(ex, rec.name):
+            continue
+        stored = store.open(base, rec.name)
+        state = oracle_state(np.load(root / "latent" / f"{rec.name}.npz"))
+        store.save(ex, rec, np.concatenate([stored[0:len(stored)], state], axis=1), update_manifest=False)
+    store.write_manifest(ex)
+    return {"name": ex.name, "params": {"dim": ex.dim, "tag": ex.params["tag"]}}
+
+
+def _fusion_forward(model, feats, window: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Fused features ``[T, F]`` and gate weights ``{key: [T, n]}`` of one recording, from non-overlapping windows
+    (the last one padded; padded steps dropped)."""
+    captured: list[torch.Tensor] = []
+    hook = model.net.fusion.register_forward_hook(lambda m, i, o: captured.append(o.detach()))
+    fused, gates = [], {}
+    n = len(feats)
+    try:
+        with torch.no_grad():
+            for start in range(0, n, window):
+                model(torch.as_tensor(cut_window(feats.audio, start, window)[None]),
+                      torch.as_tensor(cut_window(feats.video, start, window)[None]),
+                      torch.as_tensor(window_mask(n, start, window)[None]),
+                      torch.as_tensor(cut_window(feats.face_mask, start, window, False)[None]))
+                keep = min(window, n - start)
+                fused.append(captured.pop()[0, :keep].numpy())
+                for k, w in getattr(model.net, "last_gate_weights", {}).items():
+                    gates.setdefault(k, []).append(w[0, :keep].numpy())
+    finally:
+        hook.remove()
+    return np.concatenate(fused), {k: np.concatenate(v) for k, v in gates.items()}
+
+
+def _p_va(pred: np.ndarray, label: np.ndarray, rows: np.ndarray) -> float:
+    ok = rows & np.isfinite(label).all(1)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(np.mean([ccc(pred[ok, k], label[ok, k]) for k in range(2)]))
+
+
+def analyse_run(run_dir: Path, root: Path, recs: list, window: int) -> dict:
+    """The gate benchmark's measurements of one finished run (cached in ``RUN/gate_analysis.json``)."""
+    cache = run_dir / "gate_analysis.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    model, _ = load_checkpoint(run_dir / "model.safetensors")
+    cfg = make_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    pipeline = cfg.feature_pipeline()
+    parts: dict[str, dict[str, list]] = {"train": {}, "validation": {}}
+    for rec, feats in zip(recs, pipeline.load_all(recs, progress=False), strict=True):
+        latent = dict(np.load(root / "latent" / f"{rec.name}.npz"))
+        fused, gates = _fusion_forward(model, feats, window)
+        face, voice = latent["face_weak"] != WEAK_NONE, latent["voice_weak"] != WEAK_NONE
+        part = parts[rec.split]
+        for key, value in (("fused", fused), ("label", feats.labels), ("face", face), ("voice", voice)):
+            part.setdefault(key, []).append(value)
+        if rec.split == "validation":
+            csv = pd.read_csv(run_dir / "predictions" / "validation" / f"{rec.name}.csv")
+            if len(csv) != len(feats):
+                raise RuntimeError(f"{rec.name}: {len(csv)} prediction rows for {len(feats)} steps")
+            part.setdefault("pred", []).append(csv[["valence", "arousal"]].to_numpy())
+            for k, w in gates.items():
+                part.setdefault(f"gate:{k}", []).append(w)
+    tr = {k: np.concatenate(v) for k, v in parts["train"].items()}
+    va = {k: np.concatenate(v) for k, v in parts["validation"].items()}
+    one_weak = va["face"] ^ va["voice"]
+    out = {"p_va": _p_va(va["pred"], va["label"], np.ones(len(one_weak), bool)),
+           "p_va_one_weak": _p_va(va["pred"], va["label"], one_weak),
+           "p_va_face_weak": _p_va(va["pred"], va["label"], va["face"] & ~va["voice"]),
+           "p_va_voice_weak": _p_va(va["pred"], va["label"], va["voice"] & ~va["face"]),
+           "p_va_clean": _p_va(va["pred"], va["label"], ~va["face"] & ~va["voice"]), "gates": {}}
+    half = tr["fused"].shape[1] // 2
+    fit = np.isfinite(tr["label"]).all(1)
+    for name, cols in (("audio", slice(0, half)), ("video", slice(half, None))):
+        pred = ridge_probe(tr["fused"][fit, cols], tr["label"][fit], va["fused"][:, cols], alpha=10.0)
+        out[f"probe_{name}"] = _p_va(pred, va["label"], np.ones(len(pred), bool))
+        out[f"probe_{name}_one_weak"] = _p_va(pred, va["label"], one_weak)
+    for key in sorted(k for k in va if k.startswith("gate:")):
+        w = va[key]
+        out["gates"][key[len("gate:"):]] = {
+            "collapsed": collapsed_fraction(w) if w.shape[1] > 1 else None,
+            "auroc_face": [separation(w[:, j], va["face"]) for j in range(w.shape[1])] if w.shape[1] > 1 else None,
+            "auroc_voice": [separation(w[:, j], va["voice"]) for j in range(w.shape[1])] if w.shape[1] > 1 else None,
+        }
+    write_json(cache, out)
+    return out
+
+
+def init_collapse(root: Path, base, seeds: int, window: int) -> pd.DataFrame:
+    """Fraction of collapsed gate frames (> 0.99 on one candidate) at initialisation, per gated preset and
+    initialisation, on the validation windows of ``root`` (features standardised with the training statistics)."""
+    recs = load_affwild2(root, splits=("train", "validation"))
+    feats = base.feature_pipeline().load_all(recs, progress=False)
+    train = [f for f, r in zip(feats, recs, strict=True) if r.split == "train"]
+    mean_a = np.concatenate([f.audio[0:len(f)] for f in train]).mean(0)
+    std_a = np.concatenate([f.audio[0:len(f)] for f in train]).std(0) + 1e-6
+    vids = np.concatenate([f.video[0:len(f)][f.face_mask] for f in train])
+    mean_v, std_v = vids.mean(0), vids.std(0) + 1e-6
+    val = [f for f, r in zip(feats, recs, strict=True) if r.split == "validation"]
+    wins = [(f, s) for f in val for s in range(0, len(f) - window + 1, window)]
+    audio = torch.as_tensor(np.stack([(cut_window(f.audio, s, window) - mean_a) / std_a for f, s in wins]),
+                            dtype=torch.float32)
+    video = torch.as_tensor(np.stack([(cut_window(f.video, s, window) - mean_v) / std_v
+                                      * cut_window(f.face_mask, s, window, False)[:, None] for f, s in wins]),
+                            dtype=torch.float32)
+    mask = torch.ones(audio.shape[:2], dtype=torch.bool)
+    rows = []
+    for name in GATED_PRESETS:
+        for label, params in INITS.items():
+            for seed in range(seeds):
+                torch.manual_seed(seed)
+                net = create_model(name, audio.shape[-1], video.shape[-1], {"window_length": window, **params}).eval()
+                with torch.no_grad():
+                    net(audio, video, mask)
+                fr = [collapsed_fraction(w.numpy()) for w in net.last_gate_weights.values() if w.shape[-1] > 1]
+                rows.append({"model": name, "init": label, "seed": seed, "collapsed_mean": float(np.mean(fr)),
+                             "collapsed_max": float(np.max(fr))})
+    return pd.DataFrame(rows)
+
+
+def _ci(mean: float, lo: float, hi: float) -> str:
+    return f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else f"{mean:+.3f}"
+
+
+def _gate_summary(gates: dict) -> tuple[float, float, float]:
+    """Best separation over every gate column of a run (face, voice) and the mean collapsed fraction."""
+    face = [a for g in gates.values() if g["auroc_face"] for a in g["auroc_face"]]
+    voice = [a for g in gates.values() if g["auroc_voice"] for a in g["auroc_voice"]]
+    coll = [g["collapsed"] for g in gates.values() if g["collapsed"] is not None]
+    return _nanmax(face), _nanmax(voice), float(np.mean(coll)) if coll else float("nan")
+
+
+def _nanmax(values: list[float]) -> float:
+    return float(np.nanmax(values)) if values else float("nan")
+
+
+def run_condition(args) -> int:
+    spec = CONDITIONS[args.condition]
+    work = args.work or args.out / "work"
+    models = args.models or list(CONDITION_MODELS)
+    t0 = time.perf_counter()
+    synth = SynthConfig(n_train=args.n_train, n_val=args.n_val, **spec["synth"])
+    root = write_synthetic_dataset(work / f"data-{args.condition}", synth, progress=False)
+    recs = load_affwild2(root, splits=("train", "validation"))
+    base = make_config(demo_config_dict(), {"data": {"root": str(root)},
+                                            "training": {"max_epochs": args.max_epochs}})
+    pipeline = base.feature_pipeline()
+    pipeline.ensure(recs, progress=False)
+    oracle_audio = write_oracle_features(pipeline, recs, root)
+    window = base.training.window
+    rows, auroc_rows = [], []
+    for seed in range(args.seeds):  # seed-major: an interrupted invocation leaves every model with a few seeds
+        for spec_name in models:
+            preset, params = parse_model(spec_name)
+            over = {"model": {"name": preset, "params": params}, "training": {"seed": seed}}
+            if params.get("oracle_gate_channels"):
+                over["features"] = {"audio": oracle_audio}
+            cfg = make_config(base.model_dump(mode="json"), over)
+            run_dir = work / "runs" / args.condition / spec_name / f"seed{seed}"
+            if args.report_only and not (run_dir / "metrics.json").is_file():
+                continue
+            res = train(cfg, run_dir, recs, progress=False)
+            a = analyse_run(run_dir, root, recs, window)
+            face, voice, coll = _gate_summary(a["gates"])
+            epochs = read_checkpoint_meta(run_dir / "model.safetensors")["extra"].get("epochs_trained")
+            rows.append({"model": spec_name, "seed": seed, "epochs": epochs, "p_va_trainer": res.metrics["p_va"],
+                         **{k: v for k, v in a.items() if k != "gates"}, "gate_sep_face": face,
+                         "gate_sep_voice": voice, "collapsed": coll})
+            for key, g in a["gates"].items():
+                auroc_rows.append({"model": spec_name, "seed": seed, "gate": key, "collapsed": g["collapsed"],
+                                   "sep_face": json.dumps(g["auroc_face"]), "sep_voice": json.dumps(g["auroc_voice"])})
+            print(f"{args.condition} {spec_name:<16} seed={seed} P_VA={a['p_va']:.3f} one-weak={a['p_va_one_weak']:.3f}"
+                  f" gate sep face/voice={face:.2f}/{voice:.2f}", flush=True)
+    df = pd.DataFrame(rows)
+    df.to_csv(args.out / "condition_runs.csv", index=False, float_format="%.4f")
+    pd.DataFrame(auroc_rows).to_csv(args.out / "gate_auroc.csv", index=False, float_format="%.4f")
+    for spec_name in models:
+        run = work / "runs" / args.condition / spec_name / "seed0"
+        if parse_model(spec_name)[0] in GATED_PRESETS and (run / "model.safetensors").is_file():
+            plot_run_gates(run, root, args.out, f"{args.condition}_{spec_name}")
+    init = None
+    if args.init_collapse:
+        init = init_collapse(root, base, args.seeds, window)
+        init.to_csv(args.out / "init_collapse.csv", index=False, float_format="%.4f")
+    elif (args.out / "init_collapse.csv").is_file():
+        init = pd.read_csv(args.out / "init_collapse.csv")
+    lines = condition_report(args, spec, df, init, time.perf_counter() - t0)
+    atomic_write_text(args.out / "report.md", "\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'report.md'}")
+    return 0
+
+
+def condition_report(args, spec: dict, df: pd.DataFrame, init: pd.DataFrame | None, seconds: float) -> list[str]:
+    metric = {"p_va": "P_VA all frames", "p_va_one_weak": "P_VA one-weak frames"}
+    lines = [f"# Can the gates be shown to work? Condition `{args.condition}`", "",
+             f"Machine: {platform.machine()} CPU ({machine()['cpu']}), {torch.get_num_threads()} threads, torch "
+             f"{torch.__version__}. Produced by `python benchmarks/zoo.py --condition {args.condition} --seeds "
+             f"{args.seeds}` (this invocation: {seconds:.0f} s; finished runs are reused).", "",
+             f"**Condition.** {spec['description']}. {args.n_train} train / {args.n_val} validation recordings of "
+             "about 20 s; demo training settings (window 150, hop 50, batch 8, Adam 2e-3, early stopping on "
+             f"validation P_VA, at most {args.max_epochs} epochs), each preset with its own defaults.", "",
+             "**Oracle gate** (`+oracle`): the same preset whose gates read the plan's true per-frame weak state "
+             "(face weak, voice weak, both) instead of the attended features; it learns one weighting per state. "
+             "It shows what a gate of that form gains when it detects the weak segments perfectly.", "",
+             "**Metrics** (validation split, global CCC pooled over recordings, P_VA = mean of the valence and "
+             "arousal CCC of the trainer's stitched predictions): all frames; the frames where exactly one "
+             "modality is weak; ΔP_VA = model − its ungated counterpart (`rjca` for the generic presets, "
+             "`rjca_abaw8` for ABAW8), paired by seed (same data order), mean and 95 % Student-t interval over "
+             "seeds; gate separation = max(AUROC, 1 − AUROC) of a gate column's weight against the plan's face "
+             "(voice) weak codes, best column over all of the model's gates (0.5: the gates do not see the weak "
+             "segments; per-gate values in `gate_auroc.csv`); collapsed = fraction of validation frames where a "
+             "gate puts > 0.99 on one candidate (mean over the model's gates); probe = P_VA of a ridge regression "
+             "(fitted on the training frames) from one modality's half of the fused features alone.", "",
+             "| model | seeds | " + " | ".join(f"{m} (mean ± std)" for m in metric.values())
+             + " | ΔP_VA all [95 % CI] | ΔP_VA one-weak [95 % CI] | gate sep. face / voice | collapsed | "
+             "probe audio / video |",
+             "|---|---:|" + "---:|" * (len(metric) + 5)]
+    for name in dict.fromkeys(df["model"]):
+        g = df[df["model"] == name].sort_values("seed")
+        cells = [f"{g[m].mean():.3f} ± {g[m].std(ddof=0):.3f}" for m in metric]
+        base = UNGATED.get(parse_model(name)[0])
+        deltas = ["—", "—"]
+        if base is not None and base in set(df["model"]):
+            b = df[df["model"] == base].set_index("seed")
+            common = [s for s in g["seed"] if s in b.index]
+            gi = g.set_index("seed")
+            deltas = [_ci(*paired_difference(gi.loc[common, m].to_numpy(), b.loc[common, m].to_numpy()))
+                      for m in metric]
+        gates = (f"{g['gate_sep_face'].mean():.2f} / {g['gate_sep_voice'].mean():.2f}"
+                 if np.isfinite(g["gate_sep_face"]).any() else "—")
+        coll = f"{g['collapsed'].mean():.2f}" if np.isfinite(g["collapsed"]).any() else "—"
+        lines.append(f"| {name} | {len(g)} | " + " | ".join(cells) + " | " + " | ".join(deltas) + f" | {gates} | "
+                     f"{coll} | {g['probe_audio'].mean():.3f} / {g['probe_video'].mean():.3f} |")
+    lines += ["", "Per-condition P_VA of each model on the frames where only the face / only the voice is weak and on "
+              "clean frames: `condition_runs.csv`."]
+    if init is not None:
+        lines += ["", "## Gates at initialisation: collapsed frames", "",
+                  "Fraction of validation frames (standardised features, 150-step windows) where a gate puts > 0.99 "
+                  "on one candidate, before any training, mean over the model's gates (max over its gates in "
+                  "brackets), mean over init seeds. T = 0.1 multiplies the logits by 10.", "",
+                  "| preset | " + " | ".join(INITS) + " |", "|---|" + "---:|" * len(INITS)]
+        for name in GATED_PRESETS:
+            g = init[init["model"] == name]
+            cells = []
+            for label in INITS:
+                r = g[g["init"] == label]
+                cells.append(f"{r['collapsed_mean'].mean():.2f} ({r['collapsed_max'].mean():.2f})" if len(r) else "—")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for path in sorted(args.out.glob(f"gates_{args.condition}_*.png")):
+        name = path.stem[len(f"gates_{args.condition}_"):]
+        lines += ["", f"### Gates of {name} (seed 0, first validation window; shaded: weak segments)", "",
+                  f"![{name}]({path.name})"]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks/zoo"))
     p.add_argument("--work", type=Path, default=None, help="data + runs folder (default OUT/work, not committed)")
-    p.add_argument("--models", nargs="+", default=None, help="default: every registered preset")
+    p.add_argument("--condition", choices=sorted(CONDITIONS), default=None,
+                   help="run the gating benchmark on this synthetic condition (otherwise: --rates)")
+    p.add_argument("--models", nargs="+", default=None, help="presets, with +oracle / +paper_init variants for "
+                   f"--condition (default: {' '.join(CONDITION_MODELS)}; for --rates every registered preset)")
     p.add_argument("--rates", nargs="+", type=float, default=[0.0, 0.5])
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=None, help="paired seeds (default 5 with --condition, else 3)")
     p.add_argument("--max-epochs", type=int, default=20)
     p.add_argument("--n-train", type=int, default=16)
-    p.add_argument("--n-val", type=int, default=6)
+    p.add_argument("--n-val", type=int, default=None, help="validation recordings (default 12 with --condition, "
+                   "else 6)")
+    p.add_argument("--init-collapse", action="store_true", help="--condition: also measure collapsed gates at "
+                   "initialisation for every gated preset and gate initialisation")
     p.add_argument("--report-only", action="store_true", help="train nothing: rebuild the report from the runs "
                    "already in --work (e.g. after several invocations with different --models/--seeds)")
     args = p.parse_args(argv)
     quiet_third_party_logs()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.condition:
+        args.seeds = 5 if args.seeds is None else args.seeds
+        args.n_val = 12 if args.n_val is None else args.n_val
+        return run_condition(args)
+    args.seeds = 3 if args.seeds is None else args.seeds
+    args.n_val = 6 if args.n_val is None else args.n_val
     models = args.models or list_models()
     work = args.work or args.out / "work"
-    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for rate in [] if args.report_only else args.rates:
         root = write_synthetic_dataset(work / f"data-weak{rate:g}",
@@ -190,10 +530,12 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "## Does gating help? (computed from the table)", ""] + gating_comparison(summary, rates)
     for path in sorted(args.out.glob("gates_*.png")):
         name = path.stem[len("gates_"):]
+        if name.split("_")[0] in CONDITIONS or name.startswith(tuple(f"{c}_" for c in CONDITIONS)):
+            continue  # a --condition plot
         lines += ["", f"## Gates of {name} (weak={max(rates):g}, seed 0, first validation window)", "",
                   f"![{name}]({path.name})"]
-    atomic_write_text(args.out / "report.md", "\n".join(lines) + "\n")
-    print(f"wrote {args.out / 'report.md'}")
+    atomic_write_text(args.out / "rates_report.md", "\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'rates_report.md'}")
     return 0
 
 

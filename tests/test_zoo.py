@@ -227,6 +227,7 @@ def test_hgrjca_gates(m):
     rjca = RecursiveJCA(da, dv, l, num_iterations=m)
     xa, xv, mask = _inputs(b, l, da, dv)
     gates = HGRJCAGates(da, dv, m)
+    assert gates.recursion_input == "ungated"  # the printed form is the default
     ya, yv = gates(rjca, xa, xv, mask)
     assert ya.shape == (b, l, da) and yv.shape == (b, l, dv)
     w = gates.last_gate_weights
@@ -245,9 +246,9 @@ def test_hgrjca_gates(m):
     _assert_all_grads(gates)
     _assert_all_grads(rjca)
     if m > 1:
-        ungated = HGRJCAGates(da, dv, m, recursion_input="ungated")
-        ungated.load_state_dict(gates.state_dict())
-        assert not torch.allclose(ungated(rjca, xa, xv, mask)[0], ya)
+        gated = HGRJCAGates(da, dv, m, recursion_input="gated")
+        gated.load_state_dict(gates.state_dict())
+        assert not torch.allclose(gated(rjca, xa, xv, mask)[0], ya)
     with pytest.raises(ValueError, match="recursion_input"):
         HGRJCAGates(da, dv, m, recursion_input="sometimes")
 

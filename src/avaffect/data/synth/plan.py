@@ -43,6 +43,17 @@ class SynthConfig(BaseModel):
     frame_height: int = Field(192, ge=32)
     sample_rate: int = Field(16000, ge=8000)
     weak_rate: float = Field(0.2, ge=0, le=0.9)  # fraction of time in weak segments, per modality
+    # per-modality weak segments (benchmarks/zoo.py --condition): None / the defaults keep the shared plan above
+    face_weak_rate: float | None = Field(None, ge=0, le=0.9, description="face weak fraction (default weak_rate)")
+    voice_weak_rate: float | None = Field(None, ge=0, le=0.9, description="voice weak fraction (default weak_rate)")
+    face_weak_kinds: str = Field("missing,noisy,conflicting", description="kinds a face weak segment is drawn from")
+    voice_weak_kinds: str = Field("missing,noisy,conflicting", description="kinds a voice weak segment is drawn from")
+    face_weak_min_s: float = Field(1.0, gt=0, description="shortest face weak segment (s)")
+    face_weak_max_s: float = Field(4.0, gt=0, description="longest face weak segment (s)")
+    voice_weak_min_s: float = Field(1.0, gt=0, description="shortest voice weak segment (s)")
+    voice_weak_max_s: float = Field(4.0, gt=0, description="longest voice weak segment (s)")
+    weak_overlap: bool = Field(True, description="false: voice weak segments avoid the face's, so at every frame at "
+                               "least one modality is reliable")
     gap_rate: float = Field(0.05, ge=0, le=0.9)  # fraction of frames annotated -5 (in runs)
     face_valence_strength: float = Field(1.0, ge=0, le=1)
     face_arousal_strength: float = Field(0.25, ge=0, le=1)
@@ -55,7 +66,27 @@ class SynthConfig(BaseModel):
             raise ValueError("frame_width and frame_height must be even (yuv420p video)")
         if self.crop_size > min(self.frame_width, self.frame_height):
             raise ValueError("crop_size must fit in the raw frame (<= frame_width and frame_height)")
+        for modality in ("face", "voice"):
+            self.weak_kinds(modality)
+            if getattr(self, f"{modality}_weak_min_s") > getattr(self, f"{modality}_weak_max_s"):
+                raise ValueError(f"{modality}_weak_min_s must be <= {modality}_weak_max_s")
+        if not self.weak_overlap and self.weak_rate_of("face") + self.weak_rate_of("voice") > 0.9:
+            raise ValueError("with weak_overlap false the face and voice weak rates must add up to at most 0.9")
         return self
+
+    def weak_rate_of(self, modality: str) -> float:
+        """The fraction of frames in ``modality``'s (``face`` / ``voice``) weak segments."""
+        rate = getattr(self, f"{modality}_weak_rate")
+        return self.weak_rate if rate is None else rate
+
+    def weak_kinds(self, modality: str) -> list[int]:
+        """The weak codes a ``modality`` segment is drawn from (uniformly), from its comma-separated kinds."""
+        names = [k.strip() for k in getattr(self, f"{modality}_weak_kinds").split(",") if k.strip()]
+        bad = [k for k in names if k not in WEAK_CODES or k == "none"]
+        if bad or not names:
+            raise ValueError(f"{modality}_weak_kinds: {bad or 'nothing'} given; use a comma-separated subset of "
+                             "missing, noisy, conflicting")
+        return [WEAK_CODES[k] for k in names]
 
 
 def recording_name(cfg: SynthConfig, index: int) -> str:
@@ -101,9 +132,11 @@ def _trajectory(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
     return np.tanh(offset + amplitude * mix)
 
 
-def _place_runs(rng: np.random.Generator, n: int, target: int, min_len: int, max_len: int) -> list[tuple[int, int]]:
-    """Non-touching runs ``(start, stop)`` at random places covering about ``target`` of ``n`` steps."""
-    taken = np.zeros(n, dtype=bool)
+def _place_runs(rng: np.random.Generator, n: int, target: int, min_len: int, max_len: int,
+                avoid: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Non-touching runs ``(start, stop)`` at random places covering about ``target`` of ``n`` steps, clear of the
+    steps marked in ``avoid``."""
+    taken = np.zeros(n, dtype=bool) if avoid is None else avoid.astype(bool).copy()
     runs: list[tuple[int, int]] = []
     covered = 0
     for _ in range(400):
@@ -121,12 +154,15 @@ def _place_runs(rng: np.random.Generator, n: int, target: int, min_len: int, max
     return sorted(runs)
 
 
-def _weak_codes(rng: np.random.Generator, n: int, fps: float, rate: float) -> np.ndarray:
-    """Per-frame weak-segment codes: 1-4 s runs covering about ``rate`` of the frames."""
+def _weak_codes(rng: np.random.Generator, n: int, fps: float, rate: float, kinds: list[int] | None = None,
+                run_s: tuple[float, float] = (1.0, 4.0), avoid: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame weak-segment codes: runs of ``run_s`` seconds (default 1-4 s) covering about ``rate`` of the
+    frames, clear of ``avoid``, each of a kind drawn uniformly from ``kinds`` (default all three)."""
     codes = np.zeros(n, dtype=np.int8)
-    runs = _place_runs(rng, n, int(round(rate * n)), max(1, int(round(fps))), max(1, int(round(4 * fps))))
+    runs = _place_runs(rng, n, int(round(rate * n)), max(1, int(round(run_s[0] * fps))),
+                       max(1, int(round(run_s[1] * fps))), avoid)
     for start, stop in runs:
-        codes[start:stop] = rng.choice([WEAK_MISSING, WEAK_NOISY, WEAK_CONFLICTING])
+        codes[start:stop] = rng.choice(kinds or [WEAK_MISSING, WEAK_NOISY, WEAK_CONFLICTING])
     return codes
 
 
@@ -203,8 +239,12 @@ class _Plan:
         conflict = {key: _trajectory(rng, n, fps) for key in ("fv", "fa", "vv", "va")}
 
         rng = np.random.default_rng(s_weak)
-        self.face_weak = _weak_codes(rng, n, fps, cfg.weak_rate)
-        self.voice_weak = _weak_codes(rng, n, fps, cfg.weak_rate)
+        self.face_weak = _weak_codes(rng, n, fps, cfg.weak_rate_of("face"), cfg.weak_kinds("face"),
+                                     (cfg.face_weak_min_s, cfg.face_weak_max_s))
+        # with weak_overlap false the voice runs keep one frame clear of the face's (the runs never touch)
+        avoid = None if cfg.weak_overlap else self.face_weak != WEAK_NONE
+        self.voice_weak = _weak_codes(rng, n, fps, cfg.weak_rate_of("voice"), cfg.weak_kinds("voice"),
+                                      (cfg.voice_weak_min_s, cfg.voice_weak_max_s), avoid)
 
         drives = {
             "fv": _drive(self.valence, nuisance["fv"], cfg.face_valence_strength),

@@ -141,13 +141,15 @@ class RecursiveJCA(nn.Module):
     Each iteration has its own weights unless ``share_weights``. ``orientation`` picks
     :class:`TimeMajorJCA` (default) or :class:`FeatureMajorJCA`; ``joint_fc`` uses J = FC([X_a ; X_v]);
     ``time_norm`` is the feature-major block's 1/sqrt(L) (see :class:`FeatureMajorJCA`).
+    Every weight matrix starts Xavier-uniform; ``init_residual_scale`` then multiplies W_h (0.1: each block
+    starts near the identity X_att = X, the toolkit's default; 1.0: plain Xavier, what ABAW6 states).
     ``forward`` returns the concatenated output ``[B, L, d_a + d_v]``; ``iterates`` returns every
     ``(X_a^(t), X_v^(t))``, t = 0..M, for gates; ``block_for(t)`` is the JCA block of iteration t.
     """
 
     def __init__(self, d_audio: int, d_video: int, length: int, num_iterations: int = 2,
                  share_weights: bool = False, dropout: float = 0.0, orientation: Orientation = "time_major",
-                 joint_fc: bool = False, time_norm: bool = True) -> None:
+                 joint_fc: bool = False, time_norm: bool = True, init_residual_scale: float = 0.1) -> None:
         super().__init__()
         if num_iterations < 1:
             raise ValueError("RJCA needs at least one iteration")
@@ -156,7 +158,8 @@ class RecursiveJCA(nn.Module):
             raise ValueError(f"unknown JCA orientation {orientation!r}; use one of {sorted(blocks)}")
         n_blocks = 1 if share_weights else num_iterations
         extra = {"time_norm": time_norm} if orientation == "feature_major" else {}
-        self.blocks = nn.ModuleList([blocks[orientation](d_audio, d_video, length, dropout, joint_fc=joint_fc, **extra)
+        self.blocks = nn.ModuleList([blocks[orientation](d_audio, d_video, length, dropout, init_residual_scale,
+                                                         joint_fc=joint_fc, **extra)
                                      for _ in range(n_blocks)])
         self.num_iterations = num_iterations
         self.orientation = orientation

@@ -59,6 +59,10 @@ class JCAConfig(ZooConfig):
     time_norm: bool = Field(True, description="feature-major only: H_m = ReLU(X_m W_cm C_m / sqrt(L)); false = "
                             "the paper's printed form, which diverged in our runs (see FeatureMajorJCA)")
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on H_m inside each JCA block")
+    init_residual_scale: float = Field(
+        0.1, gt=0.0, le=1.0, description="every JCA weight starts Xavier-uniform, then W_h is multiplied by this: "
+        "0.1 starts each block near the identity X_att = X (toolkit default); 1.0 is plain Xavier, the "
+        "initialisation ABAW6 states ('the cross-attention matrix is initialized with Xavier method')")
 
 
 class RecursiveFusionConfig(JCAConfig):
@@ -69,6 +73,14 @@ class RecursiveFusionConfig(JCAConfig):
     gate_temperature: float = Field(0.1, gt=0.0, description="T in softmax(logits / T) of every gate")
     gate_bias: bool = Field(True, description="a bias in the gates' linear layers; the papers' printed W_g has "
                             "none (false = the equations as printed)")
+    gate_init: Literal["xavier", "xavier_temperature", "pytorch"] = Field(
+        "pytorch", description="how the gate layers start: xavier (Xavier-uniform, zero bias: ABAW6's stated "
+        "initialisation, selected by the paper configs), xavier_temperature (the same times T, so logits / T start "
+        "at Xavier's scale) or pytorch (nn.Linear's Kaiming-uniform default)")
+    oracle_gate_channels: int = Field(
+        0, ge=0, description="benchmark control, not for real data: the last N audio input channels carry the true "
+        "per-frame weak-segment state (benchmarks/zoo.py --condition writes them); they are cut off before the "
+        "audio encoder and are every gate's only input. 0 = off")
 
 
 class DCAConfig(RecursiveFusionConfig):
@@ -83,7 +95,8 @@ class HGRJCAConfig(RecursiveFusionConfig):
     """``hgrjca``: encoders → RJCA with a 2-way gate per iteration and an M-way stage gate → MLP."""
 
     recursion_input: Literal["gated", "ungated"] = Field(
-        "gated", description="what iteration t+1 consumes: the gated X_g^(t) or the ungated X_att^(t)")
+        "ungated", description="what iteration t+1 consumes and its gate weighs against X_att^(t+1): the ungated "
+        "X_att^(t) (the printed equations: ABAW6 Eqs. 12-13, ABAW8 Eqs. 17-18) or the gated X_g^(t) (a variant)")
 
 
 class HGRJCAABAW6Config(HGRJCAConfig):
@@ -169,18 +182,21 @@ class GatedRJCAFusion(nn.Module):
         super().__init__()
         self.rjca = RecursiveJCA(d_audio, d_video, cfg.window_length, num_iterations,
                                  getattr(cfg, "share_weights", False), cfg.attention_dropout,
-                                 cfg.orientation, cfg.joint_fc, cfg.time_norm)
+                                 cfg.orientation, cfg.joint_fc, cfg.time_norm, cfg.init_residual_scale)
         temperature = getattr(cfg, "gate_temperature", 0.1)
-        bias = getattr(cfg, "gate_bias", True)
+        gate_args = {"bias": getattr(cfg, "gate_bias", True), "init": getattr(cfg, "gate_init", "pytorch"),
+                     "state_dim": getattr(cfg, "oracle_gate_channels", 0) or None}
         self.gate_kind = gate
         if gate == "none":
+            if gate_args["state_dim"]:
+                raise ValueError("oracle_gate_channels needs a gated preset (dca, grjca, hgrjca, ...)")
             self.gate = None
         elif gate == "dca":
-            self.gate = DCAGate(d_audio, d_video, temperature, bias)
+            self.gate = DCAGate(d_audio, d_video, temperature, **gate_args)
         elif gate == "grjca":
-            self.gate = GRJCAGate(d_audio, d_video, num_iterations, temperature, bias)
+            self.gate = GRJCAGate(d_audio, d_video, num_iterations, temperature, **gate_args)
         elif gate == "hgrjca":
-            self.gate = HGRJCAGates(d_audio, d_video, num_iterations, temperature, cfg.recursion_input, bias)
+            self.gate = HGRJCAGates(d_audio, d_video, num_iterations, temperature, cfg.recursion_input, **gate_args)
         else:
             raise ValueError(f"unknown gate {gate!r}")
         self.out_dim = d_audio + d_video
@@ -189,17 +205,18 @@ class GatedRJCAFusion(nn.Module):
     def last_gate_weights(self) -> dict[str, torch.Tensor]:
         return self.gate.last_gate_weights if self.gate is not None else {}
 
-    def forward(self, x_a, x_v, mask):
+    def forward(self, x_a, x_v, mask, state=None):
+        """``state``: the oracle gates' input ``[B, L, k]`` (only for a gate built with ``state_dim``)."""
         if self.gate_kind == "hgrjca":
-            y = self.gate(self.rjca, x_a, x_v, mask)
+            y = self.gate(self.rjca, x_a, x_v, mask, state)
         else:
             its = self.rjca.iterates(x_a, x_v, mask)
             if self.gate_kind == "none":
                 y = its[-1]
             elif self.gate_kind == "dca":
-                y = self.gate(its[0], its[-1], mask)
+                y = self.gate(its[0], its[-1], mask, state)
             else:
-                y = self.gate(its, mask)
+                y = self.gate(its, mask, state)
         return torch.cat(y, dim=-1)
 
 
@@ -211,6 +228,10 @@ class FusionModel(nn.Module):
         super().__init__()
         if hasattr(cfg, "window_length"):
             self.window_length = cfg.window_length
+        self.oracle_channels = getattr(cfg, "oracle_gate_channels", 0)
+        if self.oracle_channels >= d_audio:
+            raise ValueError(f"oracle_gate_channels={self.oracle_channels} leaves no audio features of {d_audio}")
+        d_audio -= self.oracle_channels
         self.audio_encoder = make_encoder(d_audio, cfg)
         self.video_encoder = make_encoder(d_video, cfg)
         self.fusion = fusion_factory(cfg.hidden, cfg.hidden)
@@ -222,9 +243,13 @@ class FusionModel(nn.Module):
         return getattr(self.fusion, "last_gate_weights", {})
 
     def forward(self, audio, video, mask):
+        state = None
+        if self.oracle_channels:  # the benchmark's oracle control: the last channels are the gates' input
+            audio, state = audio[..., :-self.oracle_channels], audio[..., -self.oracle_channels:]
         x_a = self.audio_encoder(audio, mask)
         x_v = self.video_encoder(video, mask)
-        return self.head(self.fusion_dropout(self.fusion(x_a, x_v, mask)))
+        fused = self.fusion(x_a, x_v, mask) if state is None else self.fusion(x_a, x_v, mask, state)
+        return self.head(self.fusion_dropout(fused))
 
 
 class PerTargetHeads(nn.Module):
