@@ -289,3 +289,14 @@ def test_weak_segment_options_are_checked():
         SynthConfig(voice_weak_min_s=5, voice_weak_max_s=2)
     with pytest.raises(ValueError, match="add up"):
         SynthConfig(face_weak_rate=0.5, voice_weak_rate=0.5, weak_overlap=False)
+
+
+def test_synth_cli_takes_the_per_modality_options(tmp_path, capsys):
+    from avaffect.cli.main import main
+
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--face-weak-kinds", "noisy,loud"]) == 2
+    assert "face_weak_kinds" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["synth", "--out", str(tmp_path / "ok"), "-q", "--n-train", "1", "--n-val", "0", "--duration-s", "1",
+                 "--no-weak-overlap", "--face-weak-rate", "0.3", "--voice-weak-kinds", "noisy"]) == 0
+    stored = SynthConfig.model_validate_json((tmp_path / "ok" / "synth_config.json").read_text())
+    assert (stored.weak_overlap, stored.face_weak_rate, stored.voice_weak_kinds) == (False, 0.3, "noisy")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avaffect.errors import AvaffectError
+from pydantic import ValidationError
+
+from avaffect.errors import AvaffectError, ConfigError
 
 
 def add_synth_args(p: argparse.ArgumentParser) -> None:
@@ -13,18 +15,25 @@ def add_synth_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("synthetic dataset")
     for name, field in SynthConfig.model_fields.items():
-        kind = field.annotation if field.annotation in (int, float) else None
-        if kind is None:
+        flag, help_ = f"--{name.replace('_', '-')}", f"{field.description or name} (default {field.default})"
+        if field.annotation is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, dest=f"synth_{name}", help=help_)
             continue
-        g.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, dest=f"synth_{name}",
-                       help=f"{field.description or name} (default {field.default})")
+        kind = next((t for t in (int, float, str) if field.annotation in (t, t | None)), None)
+        if kind is not None:
+            g.add_argument(flag, type=kind, default=None, dest=f"synth_{name}", help=help_)
 
 
 def synth_config(args):
     from avaffect.data.synth import SynthConfig
 
     given = {k[len("synth_"):]: v for k, v in vars(args).items() if k.startswith("synth_") and v is not None}
-    return SynthConfig(**given)
+    try:
+        return SynthConfig(**given)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) + ': ' if err['loc'] else ''}"
+                             f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())
+        raise ConfigError(f"synthetic dataset options: {problems} (see --help)") from None
 
 
 def no_video_error(inputs: list[Path], fix: str = "pass video files, or folders that hold some") -> AvaffectError:
