@@ -3,6 +3,7 @@ the gate measurements (``evaluation/gates.py``) and the synthetic plan's per-mod
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,13 +11,18 @@ import pytest
 import torch
 from scipy import stats
 
+from avaffect.cli.main import main
 from avaffect.config import load_config, paper_config_names
 from avaffect.data.synth import WEAK_CONFLICTING, WEAK_NOISY, WEAK_NONE, SynthConfig
 from avaffect.data.synth.plan import _Plan
 from avaffect.evaluation.gates import auroc, collapsed_fraction, paired_difference, ridge_probe, separation
+from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models import create_model
 from avaffect.models.blocks.gates import DCAGate, GRJCAGate, HGRJCAGates, SoftmaxGate
 from avaffect.models.blocks.jca import RecursiveJCA
+from avaffect.models.checkpoint import FORMAT, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from avaffect.models.safetensors_io import write_tagged
+from avaffect.models.wrapper import AVRegressor
 
 B, L, DA, DV = 2, 8, 5, 7
 
@@ -292,11 +298,26 @@ def test_weak_segment_options_are_checked():
 
 
 def test_synth_cli_takes_the_per_modality_options(tmp_path, capsys):
-    from avaffect.cli.main import main
-
     assert main(["synth", "--out", str(tmp_path / "bad"), "--face-weak-kinds", "noisy,loud"]) == 2
     assert "face_weak_kinds" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main(["synth", "--out", str(tmp_path / "ok"), "-q", "--n-train", "1", "--n-val", "0", "--duration-s", "1",
                  "--no-weak-overlap", "--face-weak-rate", "0.3", "--voice-weak-kinds", "noisy"]) == 0
     stored = SynthConfig.model_validate_json((tmp_path / "ok" / "synth_config.json").read_text())
     assert (stored.weak_overlap, stored.face_weak_rate, stored.voice_weak_kinds) == (False, 0.3, "noisy")
+
+
+def test_a_checkpoint_keeps_the_recursion_it_was_trained_with(tmp_path):
+    """Checkpoints store every preset field now; one written before (params silent on recursion_input, then
+    ``gated`` by default) is rebuilt with the gated recursion it was trained with, not today's default."""
+    model = AVRegressor("hgrjca", 6, 8, {"window_length": 5, "hidden": 8})
+    spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats", "params": {}, "id": "logmel_stats-1"},
+                             video_extractor={"name": "face_hog", "params": {}, "id": "face_hog-1"},
+                             window=5, hop=5, fps=30.0, targets=["valence", "arousal"])
+    path = save_checkpoint(tmp_path / "new.safetensors", model, spec)
+    params = read_checkpoint_meta(path)["model"]["params"]
+    assert params["recursion_input"] == "ungated" and params["gate_init"] == "pytorch" and params["hidden"] == 8
+    assert load_checkpoint(path)[0].net.fusion.gate.recursion_input == "ungated"
+    old = {"format": FORMAT, "avaffect_version": "0.1.0", "model": json.dumps(model.describe()),
+           "preprocessing": spec.model_dump_json(), "extra": "{}"}
+    old_path = write_tagged(tmp_path / "old.safetensors", model.state_dict(), old)
+    assert load_checkpoint(old_path)[0].net.fusion.gate.recursion_input == "gated"

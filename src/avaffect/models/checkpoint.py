@@ -14,18 +14,35 @@ from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models.official import FORMAT as OFFICIAL_FORMAT
 from avaffect.models.official import load_official_checkpoint
+from avaffect.models.registry import get_entry, model_config
 from avaffect.models.safetensors_io import read_format, read_tagged_metadata, write_tagged
 from avaffect.models.wrapper import AVRegressor
 
 FORMAT = "avaffect-checkpoint-1"
+# Preset defaults that changed. A checkpoint written before checkpoints stored every preset field
+# ("complete_params") was built with the old default wherever its params are silent, so it is rebuilt with it.
+FORMER_DEFAULTS = {"recursion_input": "gated"}  # HGRJCA presets until 2026-12; the printed "ungated" since
 
 
 def save_checkpoint(path: str | Path, model: AVRegressor, preprocessing: PreprocessingSpec,
                     extra: dict | None = None) -> Path:
-    """Write ``model`` atomically (temp file + rename) to ``path``."""
-    meta = {"format": FORMAT, "avaffect_version": __version__, "model": json.dumps(model.describe()),
+    """Write ``model`` atomically (temp file + rename) to ``path``. The metadata holds every field of the preset's
+    config, defaults included, so a later change of a default cannot change what a saved model computes."""
+    desc = model.describe()
+    desc["params"] = model_config(desc["name"], desc["params"]).model_dump(mode="json")
+    desc["complete_params"] = True
+    meta = {"format": FORMAT, "avaffect_version": __version__, "model": json.dumps(desc),
             "preprocessing": preprocessing.model_dump_json(), "extra": json.dumps(extra or {})}
     return write_tagged(path, model.state_dict(), meta)
+
+
+def _params_as_built(model: dict) -> dict:
+    """The preset params a checkpoint's model was built with (:data:`FORMER_DEFAULTS` for older checkpoints)."""
+    params = dict(model["params"])
+    if not model.get("complete_params"):
+        fields = get_entry(model["name"]).config_cls.model_fields
+        params.update({k: v for k, v in FORMER_DEFAULTS.items() if k in fields and k not in params})
+    return params
 
 
 def read_checkpoint_meta(path: str | Path) -> dict:
@@ -59,7 +76,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild the model (eval mode) and return it with the checkpoint's metadata."""
     meta = read_checkpoint_meta(path)
     m = meta["model"]
-    model = AVRegressor(m["name"], m["d_audio"], m["d_video"], m["params"])
+    model = AVRegressor(m["name"], m["d_audio"], m["d_video"], _params_as_built(m))
     state = load_file(str(path), device=str(device))
     bad = [n for n, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:

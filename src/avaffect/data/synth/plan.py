@@ -44,8 +44,10 @@ class SynthConfig(BaseModel):
     sample_rate: int = Field(16000, ge=8000)
     weak_rate: float = Field(0.2, ge=0, le=0.9)  # fraction of time in weak segments, per modality
     # per-modality weak segments (benchmarks/zoo.py --condition): None / the defaults keep the shared plan above
-    face_weak_rate: float | None = Field(None, ge=0, le=0.9, description="fraction of frames in face weak segments; None: weak_rate")
-    voice_weak_rate: float | None = Field(None, ge=0, le=0.9, description="fraction of frames in voice weak segments; None: weak_rate")
+    face_weak_rate: float | None = Field(None, ge=0, le=0.9,
+                                         description="fraction of frames in face weak segments; None: weak_rate")
+    voice_weak_rate: float | None = Field(None, ge=0, le=0.9,
+                                          description="fraction of frames in voice weak segments; None: weak_rate")
     face_weak_kinds: str = Field("missing,noisy,conflicting", description="kinds a face weak segment is drawn from")
     voice_weak_kinds: str = Field("missing,noisy,conflicting", description="kinds a voice weak segment is drawn from")
     face_weak_min_s: float = Field(1.0, gt=0, description="shortest face weak segment (s)")
