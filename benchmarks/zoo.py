@@ -179,6 +179,14 @@ INITS = {"toolkit default (nn.Linear init, W_h x 0.1)": {"gate_init": "pytorch",
          "Xavier x T (W_h x 0.1)": {"gate_init": "xavier_temperature", "init_residual_scale": 0.1}}
 
 
+def ungated_counterpart(spec: str) -> str | None:
+    """The model a gated ``spec`` is compared with: its preset's ungated counterpart, with the same initialisation
+    (``+paper_init`` carries over; the oracle is compared with the plain counterpart)."""
+    preset, *variants = spec.split("+")
+    base = UNGATED.get(preset)
+    return base + "+paper_init" if base and "paper_init" in variants else base
+
+
 def parse_model(spec: str) -> tuple[str, dict]:
     """``"dca+oracle"`` → ``("dca", {...the oracle's params})``."""
     preset, *variants = spec.split("+")
@@ -343,7 +351,7 @@ def run_condition(args) -> int:
     work = args.work or args.out / "work"
     models = args.models or list(CONDITION_MODELS)
     t0 = time.perf_counter()
-    synth = SynthConfig(n_train=args.n_train, n_val=args.n_val, **spec["synth"])
+    synth = SynthConfig(n_train=args.n_train, n_val=args.n_val, duration_s=args.duration, **spec["synth"])
     root = write_synthetic_dataset(work / f"data-{args.condition}", synth, progress=False)
     recs = load_affwild2(root, splits=("train", "validation"))
     base = make_config(demo_config_dict(), {"data": {"root": str(root)},
@@ -390,6 +398,7 @@ def run_condition(args) -> int:
         init = pd.read_csv(args.out / "init_collapse.csv")
     lines = condition_report(args, spec, df, init, time.perf_counter() - t0)
     atomic_write_text(args.out / "report.md", "\n".join(lines) + "\n")
+    print("\n".join(line for line in lines if line.startswith("|")))
     print(f"wrote {args.out / 'report.md'}")
     return 0
 
@@ -401,15 +410,16 @@ def condition_report(args, spec: dict, df: pd.DataFrame, init: pd.DataFrame | No
              f"{torch.__version__}. Produced by `python benchmarks/zoo.py --condition {args.condition} --seeds "
              f"{args.seeds}` (this invocation: {seconds:.0f} s; finished runs are reused).", "",
              f"**Condition.** {spec['description']}. {args.n_train} train / {args.n_val} validation recordings of "
-             "about 20 s; demo training settings (window 150, hop 50, batch 8, Adam 2e-3, early stopping on "
-             f"validation P_VA, at most {args.max_epochs} epochs), each preset with its own defaults.", "",
+             f"about {args.duration:g} s; demo training settings (window 150, hop 50, batch 8, Adam 2e-3, early "
+             f"stopping on validation P_VA, at most {args.max_epochs} epochs), each preset with its own defaults.", "",
              "**Oracle gate** (`+oracle`): the same preset whose gates read the plan's true per-frame weak state "
              "(face weak, voice weak, both) instead of the attended features; it learns one weighting per state. "
              "It shows what a gate of that form gains when it detects the weak segments perfectly.", "",
              "**Metrics** (validation split, global CCC pooled over recordings, P_VA = mean of the valence and "
              "arousal CCC of the trainer's stitched predictions): all frames; the frames where exactly one "
              "modality is weak; ΔP_VA = model − its ungated counterpart (`rjca` for the generic presets, "
-             "`rjca_abaw8` for ABAW8), paired by seed (same data order), mean and 95 % Student-t interval over "
+             "`rjca_abaw8` for ABAW8; `+paper_init` rows against the counterpart with the same initialisation), "
+             "paired by seed (same data order), mean and 95 % Student-t interval over "
              "seeds; gate separation = max(AUROC, 1 − AUROC) of a gate column's weight against the plan's face "
              "(voice) weak codes, best column over all of the model's gates (0.5: the gates do not see the weak "
              "segments; per-gate values in `gate_auroc.csv`); collapsed = fraction of validation frames where a "
@@ -422,7 +432,7 @@ def condition_report(args, spec: dict, df: pd.DataFrame, init: pd.DataFrame | No
     for name in dict.fromkeys(df["model"]):
         g = df[df["model"] == name].sort_values("seed")
         cells = [f"{g[m].mean():.3f} ± {g[m].std(ddof=0):.3f}" for m in metric]
-        base = UNGATED.get(parse_model(name)[0])
+        base = ungated_counterpart(name)
         deltas = ["—", "—"]
         if base is not None and base in set(df["model"]):
             b = df[df["model"] == base].set_index("seed")
@@ -471,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, default=16)
     p.add_argument("--n-val", type=int, default=None, help="validation recordings (default 12 with --condition, "
                    "else 6)")
+    p.add_argument("--duration", type=float, default=20.0, help="--condition: seconds per recording (+-25 %%)")
     p.add_argument("--init-collapse", action="store_true", help="--condition: also measure collapsed gates at "
                    "initialisation for every gated preset and gate initialisation")
     p.add_argument("--report-only", action="store_true", help="train nothing: rebuild the report from the runs "
