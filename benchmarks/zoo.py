@@ -155,7 +155,7 @@ ORACLE_STATE = ("face_weak", "voice_weak", "both_weak")  # the oracle gates' inp
 
 CONDITIONS: dict[str, dict] = {
     "one_weak": {
-        "description": "at every frame at least one modality is reliable: the face and the voice are each weak 30 % "
+        "description": "At every frame at least one modality is reliable: the face and the voice are each weak 30 % "
                        "of the time, never at the same time, in 3-8 s runs that are noisy or conflicting (no missing "
                        "face: the face mask already tells the model); both modalities carry both dimensions "
                        "(face arousal and voice valence strength 0.7 instead of 0.25), so a conflict is detectable "
@@ -170,7 +170,9 @@ VARIANTS: dict[str, dict] = {
     "oracle": {"oracle_gate_channels": len(ORACLE_STATE)},  # gates read the true weak state, not the features
     "paper_init": {"gate_init": "xavier", "init_residual_scale": 1.0, "gate_bias": False},  # as the configs/papers
 }
-CONDITION_MODELS = ("rjca", "dca", "grjca", "hgrjca", "dca+oracle", "grjca+oracle", "hgrjca+oracle")
+CONDITION_MODELS = ("rjca", "dca", "grjca", "hgrjca", "dca+oracle", "grjca+oracle", "hgrjca+oracle",
+                    "rjca_abaw8", "grjca_abaw8", "hgrjca_abaw8", "hgrjca_abaw8+oracle",
+                    "rjca_abaw8+paper_init", "grjca_abaw8+paper_init", "hgrjca_abaw8+paper_init", "hgrjca+paper_init")
 UNGATED = {"dca": "rjca", "grjca": "rjca", "hgrjca": "rjca", "grjca_abaw8": "rjca_abaw8", "hgrjca_abaw8": "rjca_abaw8"}
 GATED_PRESETS = ("dca", "grjca", "hgrjca", "hgrjca_abaw6", "grjca_abaw8", "hgrjca_abaw8")
 INITS = {"toolkit default (nn.Linear init, W_h x 0.1)": {"gate_init": "pytorch", "init_residual_scale": 0.1},
@@ -375,7 +377,9 @@ def run_condition(args) -> int:
             a = analyse_run(run_dir, root, recs, window)
             face, voice, coll = _gate_summary(a["gates"])
             epochs = read_checkpoint_meta(run_dir / "model.safetensors")["extra"].get("epochs_trained")
-            rows.append({"model": spec_name, "seed": seed, "epochs": epochs, "p_va_trainer": res.metrics["p_va"],
+            fit_s = json.loads((run_dir / "timings.json").read_text()).get("fit_s")
+            rows.append({"model": spec_name, "seed": seed, "epochs": epochs, "fit_s": fit_s,
+                         "p_va_trainer": res.metrics["p_va"],
                          **{k: v for k, v in a.items() if k != "gates"}, "gate_sep_face": face,
                          "gate_sep_voice": voice, "collapsed": coll})
             for key, g in a["gates"].items():
@@ -403,12 +407,37 @@ def run_condition(args) -> int:
     return 0
 
 
+def verdicts(df: pd.DataFrame) -> list[str]:
+    """One line per gated model with a counterpart: does its gate help on the one-weak frames (the 95 % interval of
+    the paired ΔP_VA excludes 0), and how far is it from the oracle gate of the same preset."""
+    out = []
+    for name in dict.fromkeys(df["model"]):
+        base = ungated_counterpart(name)
+        if base is None or base not in set(df["model"]) or "oracle" in name.split("+"):
+            continue
+        b = df[df["model"] == base].set_index("seed")["p_va_one_weak"]
+        g = df[df["model"] == name].set_index("seed")["p_va_one_weak"]
+        common = [s for s in g.index if s in b.index]
+        mean, lo, hi = paired_difference(g.loc[common].to_numpy(), b.loc[common].to_numpy())
+        verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "not shown (the interval includes 0)"
+        line = f"- `{name}` vs `{base}` on one-weak frames: {_ci(mean, lo, hi)} — {verdict}"
+        oracle = f"{name.split('+')[0]}+oracle"
+        if oracle in set(df["model"]) and name == name.split("+")[0]:
+            o = df[df["model"] == oracle].set_index("seed")["p_va_one_weak"]
+            om, olo, ohi = paired_difference(o.loc[common].to_numpy(), b.loc[common].to_numpy())
+            line += f"; the oracle gate of the same preset: {_ci(om, olo, ohi)}"
+        out.append(line + ".")
+    return out or ["- no gated model was run with its ungated counterpart"]
+
+
 def condition_report(args, spec: dict, df: pd.DataFrame, init: pd.DataFrame | None, seconds: float) -> list[str]:
     metric = {"p_va": "P_VA all frames", "p_va_one_weak": "P_VA one-weak frames"}
     lines = [f"# Can the gates be shown to work? Condition `{args.condition}`", "",
              f"Machine: {platform.machine()} CPU ({machine()['cpu']}), {torch.get_num_threads()} threads, torch "
              f"{torch.__version__}. Produced by `python benchmarks/zoo.py --condition {args.condition} --seeds "
-             f"{args.seeds}` (this invocation: {seconds:.0f} s; finished runs are reused).", "",
+             f"{args.seeds}{' --init-collapse' if init is not None else ''}` ({len(df)} runs, "
+             f"{df['fit_s'].sum() / 60:.0f} min of training in all; finished runs are reused, this invocation took "
+             f"{seconds:.0f} s).", "",
              f"**Condition.** {spec['description']}. {args.n_train} train / {args.n_val} validation recordings of "
              f"about {args.duration:g} s; demo training settings (window 150, hop 50, batch 8, Adam 2e-3, early "
              f"stopping on validation P_VA, at most {args.max_epochs} epochs), each preset with its own defaults.", "",
@@ -446,7 +475,8 @@ def condition_report(args, spec: dict, df: pd.DataFrame, init: pd.DataFrame | No
         lines.append(f"| {name} | {len(g)} | " + " | ".join(cells) + " | " + " | ".join(deltas) + f" | {gates} | "
                      f"{coll} | {g['probe_audio'].mean():.3f} / {g['probe_video'].mean():.3f} |")
     lines += ["", "Per-condition P_VA of each model on the frames where only the face / only the voice is weak and on "
-              "clean frames: `condition_runs.csv`."]
+              "clean frames: `condition_runs.csv`.", "", "## What it shows (computed from the table)", ""]
+    lines += verdicts(df)
     if init is not None:
         lines += ["", "## Gates at initialisation: collapsed frames", "",
                   "Fraction of validation frames (standardised features, 150-step windows) where a gate puts > 0.99 "
