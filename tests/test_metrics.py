@@ -49,7 +49,7 @@ def test_edge_cases():
     # all masked / all NaN: nothing to score
     assert math.isnan(metrics.ccc([1.0, 2.0], [1.0, 2.0], mask=[False, False]))
     assert math.isnan(metrics.ccc([1.0, 2.0], [np.nan, np.nan]))
-    # constant series: defined as 0, never NaN (SPEC §3)
+    # constant series: defined as 0, never NaN (docs/design.md §3)
     assert metrics.ccc([0.5] * 10, [0.5] * 10) == 0.0
     assert metrics.ccc([0.2] * 10, [0.5] * 10) == 0.0
     assert metrics.pcc([0.2] * 10, np.arange(10.0)) == 0.0

@@ -1,4 +1,4 @@
-"""Reference-compatible modules of the authors' released fusion code (SPEC §4.6, §9)."""
+"""Reference-compatible modules of the authors' released fusion code (docs/design.md §4.6, §9)."""
 
 from __future__ import annotations
 

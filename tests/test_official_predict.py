@@ -100,8 +100,8 @@ def test_predict_runs_a_converted_authors_model_as_computed_independently(author
     audio_ex = get_extractor("spec_resnet18", weights=str(converted.parent / "backbones" / "audio_resnet18.pth"))
     audio = audio_ex.extract(dataclasses.replace(rec, times=rec.times[ends], labels=rec.labels[ends],
                                                  face_mask=rec.face_mask[ends], extra={}))
-    # windows of L clips every L clips, the last one end-aligned (SPEC §2: no padding where the video is longer
-    # than a window), overlapping predictions averaged
+    # windows of L clips every L clips, the last one end-aligned (docs/design.md §2: no padding where the video
+    # is longer than a window), overlapping predictions averaged
     c = len(ends)
     starts = sorted(set(list(range(0, c - L + 1, L)) + [c - L])) if c > L else [0]
     total, count = np.zeros((c, 2)), np.zeros(c)

@@ -1,4 +1,4 @@
-"""The synthetic Aff-Wild2-format dataset writer (SPEC §6, "Synthetic set")."""
+"""The synthetic Aff-Wild2-format dataset writer (docs/design.md §6, "Synthetic set")."""
 
 from __future__ import annotations
 

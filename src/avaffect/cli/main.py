@@ -1,4 +1,4 @@
-"""``avaffect`` command line: one sub-command per step of the research flow (SPEC §1).
+"""``avaffect`` command line: one sub-command per step of the research flow (docs/design.md §1).
 
 Each ``avaffect.cli.*_cmds`` module registers its sub-commands; add a module to ``COMMAND_MODULES``.
 
@@ -21,10 +21,12 @@ from avaffect.logs import quiet_third_party_logs
 
 COMMAND_MODULES = ("train_cmds", "config_cmds", "data_cmds", "dataset_cmds", "features_cmds", "models_cmds",
                    "eval_cmds", "predict_cmds", "bench_cmds", "weights_cmds")
+DESCRIPTION = ("avaffect: per-frame valence and arousal from a video's face and voice. One sub-command per step: "
+               "prepare a dataset, extract features, train, evaluate, submit, or predict on any video.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avaffect", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="avaffect", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"avaffect {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,4 +1,4 @@
-"""Reader of the Aff-Wild2 / ABAW valence-arousal layout (SPEC §6); the synthetic set uses it too.
+"""Reader of the Aff-Wild2 / ABAW valence-arousal layout (docs/design.md §6); the synthetic set uses it too.
 
 Layout::
 

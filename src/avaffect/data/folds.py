@@ -1,4 +1,4 @@
-"""Cross-validation folds over a dataset's recordings, and the split file a run keeps (SPEC §6–7).
+"""Cross-validation folds over a dataset's recordings, and the split file a run keeps (docs/design.md §6–7).
 
 **Folds.** :func:`make_folds` builds ``k`` folds over the annotated recordings of the train and
 validation splits (ABAW8: ``k = 6``):

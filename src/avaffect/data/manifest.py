@@ -1,4 +1,4 @@
-"""Reader of a generic dataset described by a manifest CSV (SPEC §6).
+"""Reader of a generic dataset described by a manifest CSV (docs/design.md §6).
 
 The manifest has one row per recording::
 

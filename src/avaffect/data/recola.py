@@ -1,4 +1,4 @@
-"""Reader of the RECOLA / AVEC 2016 layout (SPEC §6) and a small ARFF reader for its gold standard.
+"""Reader of the RECOLA / AVEC 2016 layout (docs/design.md §6) and a small ARFF reader for its gold standard.
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""The recording: one video + its audio + one tracked face, on a label timeline (SPEC §2)."""
+"""The recording: one video + its audio + one tracked face, on a label timeline (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Windows of length L with hop, and stitching of window predictions back onto a recording (SPEC §2).
+"""Windows of length L with hop, and stitching of window predictions back onto a recording (docs/design.md §2).
 
 Window starts are ``0, hop, 2*hop, ...`` while the window fits, and the last window is aligned to the
 end of the recording (start ``T - L``) so every step is covered. A recording shorter than L gives one

@@ -1,4 +1,4 @@
-"""Whole-recording inference: cut windows, predict in batches, stitch (SPEC §2)."""
+"""Whole-recording inference: cut windows, predict in batches, stitch (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics for dimensional emotion recognition (SPEC §3).
+"""Metrics for dimensional emotion recognition (docs/design.md §3).
 
 All moments are population (biased, ``ddof=0``) moments, as NumPy and the ABAW evaluation compute
 them. Every function takes ``pred`` and ``target`` of the same shape (1-D series) and an optional
@@ -7,7 +7,7 @@ boolean ``mask``; steps where the mask is False or the target or prediction is n
 Conventions at the edges (documented, tested):
 
 - no valid step: every metric returns NaN (there is nothing to score);
-- CCC when the denominator is 0 (both series constant and equal): 0.0, as SPEC §3 fixes it — a
+- CCC when the denominator is 0 (both series constant and equal): 0.0, as docs/design.md §3 fixes it — a
   constant prediction carries no concordance information, even when it happens to equal a constant
   target. Both constant with different means gives 0 from the formula itself.
 - PCC with a zero variance on either side: 0.0 (no linear relationship can be measured).
@@ -49,7 +49,7 @@ def ccc(pred, target, mask=None) -> float:
     cov = np.mean((x - mx) * (y - my))
     den = vx + vy + (mx - my) ** 2
     if den == 0.0:
-        return 0.0  # both constant and equal: defined as 0 (SPEC §3)
+        return 0.0  # both constant and equal: defined as 0 (docs/design.md §3)
     return float(2.0 * cov / den)
 
 

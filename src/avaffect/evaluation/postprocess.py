@@ -1,4 +1,4 @@
-"""Post-processing of full-recording predictions (SPEC §3), every step fitted on the validation split only.
+"""Post-processing of full-recording predictions (docs/design.md §3), every step fitted on the validation split only.
 
 For each target ``k`` the fitted chain is, in this order (each step may be the identity):
 

@@ -1,4 +1,4 @@
-"""ABAW valence-arousal challenge submission: write the file and check it (SPEC §6).
+"""ABAW valence-arousal challenge submission: write the file and check it (docs/design.md §6).
 
 The file is one CSV::
 

@@ -1,4 +1,4 @@
-"""Feature store (SPEC §2): one folder per extractor configuration, one mmap-able ``.npy`` per recording.
+"""Feature store (docs/design.md §2): one folder per extractor configuration, one mmap-able ``.npy`` per recording.
 
 Layout::
 

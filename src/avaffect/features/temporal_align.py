@@ -1,4 +1,4 @@
-"""Resample feature rows with their own frame times onto a recording's timeline (SPEC §2).
+"""Resample feature rows with their own frame times onto a recording's timeline (docs/design.md §2).
 
 Every extractor states the time of each of its rows (100 Hz log-mel frames, 0.96 s VGGish
 patches, ...) and is aligned by those times, never by index.

@@ -1,5 +1,5 @@
-"""Windows of per-recording features as a Lightning data module (SPEC §2, §7); the resumable training loader of
-mid-epoch checkpoints (``training.checkpoint_every_n_steps``)."""
+"""Windows of per-recording features as a Lightning data module (docs/design.md §2, §7); the resumable
+training loader of mid-epoch checkpoints (``training.checkpoint_every_n_steps``)."""
 
 from __future__ import annotations
 

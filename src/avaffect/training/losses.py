@@ -1,4 +1,4 @@
-"""CCC loss on the same estimator as :func:`avaffect.metrics.ccc` (SPEC §3)."""
+"""CCC loss on the same estimator as :func:`avaffect.metrics.ccc` (docs/design.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Lightning module: the training loss on windows, validation on stitched full recordings (SPEC §7).
+"""The Lightning module: the training loss on windows, validation on stitched full recordings (docs/design.md §7).
 
 Optimisation follows ``training``: Adam/AdamW/SGD with weight decay, ReduceLROnPlateau on the validation score
 (factor, patience, ``lr_min``), an optional warm-up factor per step (:mod:`avaffect.training.schedules`), and

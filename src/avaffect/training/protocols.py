@@ -1,4 +1,4 @@
-"""Experimental protocols (SPEC §6–7): every (fold, seed) run of a configuration, and their summary.
+"""Experimental protocols (docs/design.md §6–7): every (fold, seed) run of a configuration, and their summary.
 
 The folds themselves are :mod:`avaffect.data.folds`; the summary files :mod:`avaffect.training.summary`; fold
 ensembling :mod:`avaffect.evaluation.ensemble`.

@@ -1,4 +1,4 @@
-"""Multi-stage training recipes. DLSTM-ATT (SPEC §4.5): pre-train the unimodal DLSTMs, freeze them, train
+"""Multi-stage training recipes. DLSTM-ATT (docs/design.md §4.5): pre-train the unimodal DLSTMs, freeze them, train
 the fusion.
 
 Two entry points, one per level:

@@ -1,6 +1,6 @@
 """One training run end to end: features → windows → Lightning fit → best model → predictions and scores.
 
-Run directory (SPEC §7)::
+Run directory (docs/design.md §7)::
 
     RUN/config.yaml            fully resolved config
     RUN/environment.json       package versions, git commit, seed, machine

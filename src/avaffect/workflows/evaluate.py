@@ -4,8 +4,8 @@ A run is re-evaluated exactly as it was trained: its resolved ``config.yaml`` na
 feature extractors (features are extracted if missing, through the run's own helpers), the weights come
 from ``model.safetensors`` and the windowing from the checkpoint's preprocessing spec. A run made by
 ``train --folds`` carries its split in ``split.json``, so ``--split validation`` is that fold's
-validation set. Full recordings are predicted window by window and stitched (SPEC §2), then scored
-with the chosen protocol (SPEC §3). Outputs::
+validation set. Full recordings are predicted window by window and stitched (docs/design.md §2), then scored
+with the chosen protocol (docs/design.md §3). Outputs::
 
     RUN/eval/<split>/<recording>.csv   frame,time,<targets>,label_<targets> (test: no label columns)
     RUN/eval/<split>/metrics.json      overall (chosen protocol) + per recording; test: predictions only

@@ -1,4 +1,4 @@
-"""Predict per-frame valence and arousal on any video with a trained checkpoint (SPEC §1, application flow).
+"""Predict per-frame valence and arousal on any video with a trained checkpoint (docs/design.md §1, application flow).
 
 ``predict`` runs exactly the preprocessing stored in the checkpoint — the same extractors with the same
 settings, the same face source, the same window length and hop — and stitches window predictions over

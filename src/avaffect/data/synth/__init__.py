@@ -1,4 +1,4 @@
-"""The built-in synthetic dataset (SPEC §6, "Synthetic set").
+"""The built-in synthetic dataset (docs/design.md §6, "Synthetic set").
 
 :func:`write_synthetic_dataset` writes a small dataset in the Aff-Wild2 / ABAW VA layout (the facts in
 :mod:`avaffect.data.layout`) whose face and voice carry latent per-frame valence/arousal trajectories,

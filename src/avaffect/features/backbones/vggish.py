@@ -28,7 +28,7 @@ quantised to 8 bits. Here it is **off by default** (raw 128-d network output). G
 ``pca_means [128]``) to apply ``clip(E (x - mu), -2, 2)``, and ``quantize=True`` to also map
 that to the release's 0..255 integer levels (stored as floats).
 
-Time alignment (SPEC §2): with ``hop = 0`` (default) every timeline step gets its own example,
+Time alignment (docs/design.md §2): with ``hop = 0`` (default) every timeline step gets its own example,
 anchored by ``context`` — ``forward`` (the default, as in the ABAW6 code: the 0.96 s starting at
 the step), ``causal`` (ending at the step) or ``centered``. With ``hop > 0`` examples are taken
 every ``hop`` seconds from time 0 (cheaper: one forward pass per hop instead of per step); each

@@ -1,7 +1,7 @@
 """The extractor base class, its registry and the extractor spec a config names.
 
 An extractor turns one :class:`~avaffect.data.recording.Recording` into ``[T, dim]`` float32
-features aligned to ``rec.times`` (SPEC §2). Its identity in the feature store is
+features aligned to ``rec.times`` (docs/design.md §2). Its identity in the feature store is
 ``<name>-<hash>``, the hash covering its parameters (defaults filled in) and its version, so a
 different configuration or a changed algorithm never reuses stale features.
 

@@ -1,4 +1,4 @@
-"""Bidirectional LSTM encoder (SPEC §4.1)."""
+"""Bidirectional LSTM encoder (docs/design.md §4.1)."""
 
 from __future__ import annotations
 

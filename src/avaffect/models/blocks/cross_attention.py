@@ -1,4 +1,4 @@
-"""Cross-attention (CA) between audio and visual sequences (FG 2021 baseline, SPEC §4.5)."""
+"""Cross-attention (CA) between audio and visual sequences (FG 2021 baseline, docs/design.md §4.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DLSTM regressors, embedding attention and decision-level fusions of DLSTM-ATT (SPEC §4.5; Lucas et al.,
+"""DLSTM regressors, embedding attention and decision-level fusions of DLSTM-ATT (docs/design.md §4.5; Lucas et al.,
 "Deep, dimensional and multimodal emotion recognition using attention mechanisms").
 
 Notation: ``B`` batch, ``L`` steps, ``K`` output dimensions (valence, arousal), ``n`` fused DLSTMs,

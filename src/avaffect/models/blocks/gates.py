@@ -1,4 +1,4 @@
-"""Gates over RJCA iterations for weak complementarity (SPEC §4.4): DCA, GRJCA, HGRJCA.
+"""Gates over RJCA iterations for weak complementarity (docs/design.md §4.4): DCA, GRJCA, HGRJCA.
 
 A gate is a linear layer on attended features followed by a softmax with temperature T (0.1 in the
 papers); each output column weights one candidate feature set per time step (broadcast over

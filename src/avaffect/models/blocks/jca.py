@@ -1,4 +1,4 @@
-"""Joint cross-attention (JCA) and its recursion (RJCA), in both orientations (SPEC §4.2–4.3)."""
+"""Joint cross-attention (JCA) and its recursion (RJCA), in both orientations (docs/design.md §4.2–4.3)."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ class FeatureMajorJCA(nn.Module):
 
 
 class RecursiveJCA(nn.Module):
-    """RJCA: ``X^(t) = JCA_t(X^(t-1))`` for t = 1..M; output ``[X_a^(M) ; X_v^(M)]`` (SPEC §4.3).
+    """RJCA: ``X^(t) = JCA_t(X^(t-1))`` for t = 1..M; output ``[X_a^(M) ; X_v^(M)]`` (docs/design.md §4.3).
 
     Each iteration has its own weights unless ``share_weights``. ``orientation`` picks
     :class:`TimeMajorJCA` (default) or :class:`FeatureMajorJCA`; ``joint_fc`` uses J = FC([X_a ; X_v]);

@@ -1,4 +1,4 @@
-"""Audio-guided spatial attention over visual feature maps (RJA-BLSTM front end, SPEC §4.5)."""
+"""Audio-guided spatial attention over visual feature maps (RJA-BLSTM front end, docs/design.md §4.5)."""
 
 from __future__ import annotations
 

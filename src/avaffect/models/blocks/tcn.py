@@ -1,4 +1,4 @@
-"""Temporal convolutional network (TCN) encoder (SPEC §4.1), as ABAW6/ABAW8 put on each modality."""
+"""Temporal convolutional network (TCN) encoder (docs/design.md §4.1), as ABAW6/ABAW8 put on each modality."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference-compatible re-implementations of the authors' released fusion modules (SPEC §4.6, §9).
+"""Reference-compatible re-implementations of the authors' released fusion modules (docs/design.md §4.6, §9).
 
 These modules reproduce the *released code*, not the papers, so that the authors' checkpoints load with
 ``load_state_dict(strict=True)`` under their own parameter names and give the same outputs. Variants:

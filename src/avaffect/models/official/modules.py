@@ -1,4 +1,4 @@
-"""The authors' released fusion modules, re-implemented under their parameter names (SPEC §4.6, §9).
+"""The authors' released fusion modules, re-implemented under their parameter names (docs/design.md §4.6, §9).
 
 Each class mirrors one module of the released code, so that a checkpoint loads with
 ``load_state_dict(strict=True)`` and gives the same outputs; the equations are in the docstrings.

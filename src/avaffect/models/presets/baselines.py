@@ -1,4 +1,4 @@
-"""Baseline presets (SPEC §4.5): unimodal, concatenation, RJCA. Every model maps
+"""Baseline presets (docs/design.md §4.5): unimodal, concatenation, RJCA. Every model maps
 ``audio [B, L, d_a], video [B, L, d_v], mask [B, L]`` to ``[B, L, K]``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DLSTM-ATT presets (SPEC §4.5; Lucas et al., "Deep, dimensional and multimodal emotion recognition using
+"""DLSTM-ATT presets (docs/design.md §4.5; Lucas et al., "Deep, dimensional and multimodal emotion recognition using
 attention mechanisms"): DLSTM regressors per modality, embedding attention on the video DLSTM, and
 decision-level fusion of their predictions.
 

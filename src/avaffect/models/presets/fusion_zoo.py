@@ -1,4 +1,4 @@
-"""The fusion zoo (SPEC §4.4–4.5): cross-attention, JCA, gated RJCA variants and the seed systems.
+"""The fusion zoo (docs/design.md §4.4–4.5): cross-attention, JCA, gated RJCA variants and the seed systems.
 
 Every model maps ``audio [B, L, d_a], video [B, L, d_v], mask [B, L]`` to ``[B, L, K]``. Padded steps
 (mask 0) are zeroed before fusion and cannot influence valid outputs. Models with L x L weights carry
@@ -221,7 +221,7 @@ class GatedRJCAFusion(nn.Module):
 
 
 class FusionModel(nn.Module):
-    """``Y = head(Dropout_f(fusion(enc_a(audio), enc_v(video))))`` with per-step MLP head (SPEC §4.4–4.5);
+    """``Y = head(Dropout_f(fusion(enc_a(audio), enc_v(video))))`` with per-step MLP head (docs/design.md §4.4–4.5);
     ``Dropout_f`` has rate ``fusion_dropout`` (the attended features), the head and encoders ``dropout``."""
 
     def __init__(self, d_audio: int, d_video: int, cfg: ZooConfig, fusion_factory) -> None:
