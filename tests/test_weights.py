@@ -14,6 +14,7 @@ from avaffect.errors import AvaffectError
 from avaffect.features import weights as W
 from avaffect.features.extractors import list_extractors
 from avaffect.features.faces.detectors import list_detectors
+from avaffect.files import sha256_file
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def test_checksums(home, monkeypatch):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not the real file")
     digest = hashlib.sha256(b"not the real file").hexdigest()
-    assert W.sha256sum(target) == digest
+    assert sha256_file(target) == digest
     with pytest.raises(AvaffectError, match="checksum mismatch.*Download it again"):
         W.resolve_weights("resnet18_imagenet")  # registry files are checked against the name's hash prefix
     assert W.resolve_weights("resnet18_imagenet", verify=False) == target

@@ -14,8 +14,8 @@ Checksums: where a full sha256 is not recorded, the registry keeps the 8 hex dig
 ``torch.hub`` naming convention puts in the filename (``<name>-<first 8 hex digits of sha256>.pth``,
 as torchvision's files follow), and a cached file is checked against that prefix. The VGGish
 port's files carry such digits too, but they are not confirmed to be a sha256 prefix, so they are
-not checked (``WeightFile.note`` says so). Run :func:`sha256sum` on a file you trust and
-pass the result as ``sha256`` to add a full checksum.
+not checked (``WeightFile.note`` says so). Run :func:`avaffect.files.sha256_file` (or ``sha256sum``) on a file
+you trust and pass the result as ``sha256`` to add a full checksum.
 
 Files are loaded as state dicts only (:func:`load_state_dict_file`, which lives in
 :mod:`avaffect.statedict` and is re-exported here): ``.pth``/``.pt``/``.bin`` through
@@ -47,7 +47,6 @@ __all__ = [
     "avaffect_home",
     "weights_dir",
     "resolve_weights",
-    "sha256sum",
     "verify_weights",
     "import_wheel",
     "installed_member",
@@ -383,9 +382,6 @@ def weights_dir() -> Path:
     return avaffect_home() / "weights"
 
 
-sha256sum = sha256_file  # the name this module's callers know
-
-
 def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: str | None = None) -> bool:
     """Check a file against ``sha256`` (full or prefix) or the entry's checksum.
 
@@ -396,7 +392,7 @@ def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: st
     if not expected:
         return False
     expected = expected.lower()
-    actual = sha256sum(path)
+    actual = sha256_file(path)
     if not actual.startswith(expected):
         where = ""
         if entry is not None and entry.url:

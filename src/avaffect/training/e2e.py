@@ -25,8 +25,7 @@ from avaffect.features.backbones.base import TorchExtractor, network_segments
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import ExtractorSpec
 from avaffect.features.inputs import PackedInputs
-from avaffect.features.weights import sha256sum
-from avaffect.files import atomic_path
+from avaffect.files import atomic_path, sha256_file
 from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, clip_preparer, float_preparer, image_preparer
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.module import AffectRegressionModule
@@ -257,7 +256,7 @@ def export_backbones(model: EndToEndRegressor, video: ExtractorSpec, audio: Extr
         tmp_name = folder / f"{modality}-{spec.name}.safetensors"
         with atomic_path(tmp_name) as tmp:
             save_file(state, str(tmp))
-        final = folder / f"{modality}-{spec.name}-{sha256sum(tmp_name)[:8]}.safetensors"
+        final = folder / f"{modality}-{spec.name}-{sha256_file(tmp_name)[:8]}.safetensors"
         tmp_name.replace(final)
         params = {**spec.params, "weights": f"{BACKBONE_DIR}/{final.name}", "allow_random": False}
         out.append(ExtractorSpec(name=spec.name, params=params))
