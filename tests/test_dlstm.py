@@ -240,8 +240,10 @@ def test_run_level_driver_wires_stages(tmp_path, monkeypatch):
 
     calls, built = [], {}
 
-    def fake_train(cfg, run_dir, recordings=None, progress=True):
+    def fake_train(cfg, run_dir, recordings=None, progress=True, init=None):
         model = run.build_model(cfg, 3, 4)
+        if init is not None:
+            init(model)
         calls.append((cfg.model.name, dict(cfg.model.params), cfg.training.max_epochs))
         if cfg.model.name == "dlstm":
             with torch.no_grad():
@@ -272,8 +274,8 @@ def test_run_level_driver_wires_stages(tmp_path, monkeypatch):
     # protocol.repetitions: stage 2 N times (seeds 0, 1, 2) on the same stage-1 DLSTMs, scores averaged
     calls.clear()
 
-    def scored_train(cfg, run_dir, recordings=None, progress=True):
-        res = fake_train(cfg, run_dir, recordings, progress)
+    def scored_train(cfg, run_dir, recordings=None, progress=True, init=None):
+        res = fake_train(cfg, run_dir, recordings, progress, init)
         score = 0.1 * (1 + cfg.training.seed)
         return run.RunResult(run_dir, {"ccc_arousal": score}, {}, res.checkpoint)
 

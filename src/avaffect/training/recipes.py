@@ -9,10 +9,9 @@ Two entry points, one per level:
   :func:`avaffect.training.run.train` — Lightning, CCC loss, early stopping on validation, the
   embedding-attention bypass through ``set_epoch`` — into ``RUN/pretrain/<branch>/``. Stage 2 trains
   the fusion preset with ``freeze_unimodal: true`` into ``RUN/`` with the same ``train``, its DLSTMs
-  initialised from the stage-1 best weights (passed through
-  :func:`~avaffect.models.presets.dlstm.initial_branch_states`, so the saved fusion checkpoint does not
-  depend on the stage-1 files). Reusing ``train`` for both stages keeps everything a run has (resume,
-  run directory, best-model selection, predictions) without touching ``run.py``; each stage resumes
+  initialised from the stage-1 best weights (``train``'s ``init`` loads them into the freshly built model,
+  so the saved fusion checkpoint does not depend on the stage-1 files). Reusing ``train`` for both stages
+  keeps everything a run has (resume, run directory, best-model selection, predictions); each stage resumes
   or is skipped when finished.
 - :func:`pretrain_then_fuse_loop` — the same recipe as plain PyTorch loops (Adam, CCC loss, fixed
   epochs, no validation) over in-memory batches, for notebooks and tests.
@@ -40,7 +39,6 @@ from avaffect.models.presets.dlstm import (
     DLSTMFusionConfig,
     DLSTMFusionModel,
     branch_input,
-    initial_branch_states,
 )
 from avaffect.models.registry import model_config
 from avaffect.training import run as _run
@@ -198,13 +196,17 @@ def pretrain_then_fuse(cfg: RunConfig, run_dir: str | Path, recordings=None, pro
         states[b] = branch_state_from_checkpoint(pretrain[b].checkpoint)
     log.info("stage 2: training the %s fusion on the frozen DLSTMs", cfg.model.name)
     n = cfg.protocol.repetitions
-    with initial_branch_states(states):
-        if n == 1:
-            return RecipeResult(_run.train(stage2, run_dir, recordings, progress), pretrain)
-        # DLSTM-ATT: N repetitions of stage 2 (seeds seed..seed+N-1) on the same pre-trained DLSTMs
-        reps = [_run.train(make_config(stage2.model_dump(mode="json"),
-                                       {"training": {"seed": stage2.training.seed + i}}, source=f"repetition {i}"),
-                           run_dir / "repetitions" / f"rep{i}", recordings, progress) for i in range(n)]
+
+    def load_pretrained(model: nn.Module) -> None:
+        _fusion_net(model).load_branches(states)
+
+    if n == 1:
+        return RecipeResult(_run.train(stage2, run_dir, recordings, progress, init=load_pretrained), pretrain)
+    # DLSTM-ATT: N repetitions of stage 2 (seeds seed..seed+N-1) on the same pre-trained DLSTMs
+    reps = [_run.train(make_config(stage2.model_dump(mode="json"),
+                                   {"training": {"seed": stage2.training.seed + i}}, source=f"repetition {i}"),
+                       run_dir / "repetitions" / f"rep{i}", recordings, progress, init=load_pretrained)
+            for i in range(n)]
     rows = pd.DataFrame([{"fold": "repetitions", "seed": stage2.training.seed + i, **r.metrics}
                          for i, r in enumerate(reps)])
     summary = write_summary(run_dir / "repetitions", rows)

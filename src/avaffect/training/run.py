@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,11 +244,12 @@ def score_validation(cfg: RunConfig, run_dir: Path, model: AVRegressor,
 
 
 def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | None = None,
-          progress: bool = True) -> RunResult:
+          progress: bool = True, init: Callable[[AVRegressor], None] | None = None) -> RunResult:
     """Train ``cfg.model`` on the train split, select on validation, write the run directory.
 
     A finished run (``metrics.json`` present) is returned as is; an interrupted one resumes from
-    ``checkpoints/last.ckpt``.
+    ``checkpoints/last.ckpt``. ``init`` is applied to the freshly built model before training, e.g. to load
+    pre-trained parts (the DLSTM recipe's stage 2); a resumed run then overwrites them from its checkpoint.
     """
     run_dir = Path(run_dir)
     done = finished_run(run_dir)
@@ -272,6 +274,9 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     specs = None
     timer = StepTimes()
     if cfg.end_to_end.enabled:
+        if init is not None:
+            raise AvaffectError("a model initialiser (init) is not supported with end_to_end.enabled; train the "
+                                "pre-trained parts on features, or start end-to-end training from scratch")
         model, fit_info, pipeline, specs = fit_end_to_end(cfg, run_dir, pipeline, train_recs, val_recs, progress)
     else:
         pipeline.ensure(train_recs + val_recs, progress)
@@ -283,6 +288,8 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
         lap("load_and_statistics_s")
         L.seed_everything(cfg.training.seed, workers=True, verbose=False)
         model = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)
+        if init is not None:
+            init(model)
         for modality, moments in (("audio", statistics.audio), ("video", statistics.video)):
             if moments.count:
                 model.set_moments(modality, moments.mean, moments.std())

@@ -16,9 +16,7 @@ The ablations of the paper's tables are config flags: ``embedding_attention``, `
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import torch
@@ -193,27 +191,8 @@ class DLSTMFusionModel(nn.Module):
         return z * mask[..., None].to(z.dtype)
 
 
-_INITIAL_BRANCHES: ContextVar[Mapping[str, Mapping[str, torch.Tensor]] | None] = ContextVar(
-    "dlstm_initial_branches", default=None)
-
-
-@contextmanager
-def initial_branch_states(states: Mapping[str, Mapping[str, torch.Tensor]]) -> Iterator[None]:
-    """Fusion presets built inside this block start from these per-branch weights (the pre-trained
-    DLSTMs). This keeps weight paths out of the model config, so a saved fusion checkpoint is rebuilt
-    (``predict``) without the stage-1 files; a resumed run overwrites them from its checkpoint."""
-    token = _INITIAL_BRANCHES.set(states)
-    try:
-        yield
-    finally:
-        _INITIAL_BRANCHES.reset(token)
-
-
 def _fusion(d_audio: int, d_video: int, cfg: DLSTMFusionConfig) -> DLSTMFusionModel:
     model = DLSTMFusionModel(d_audio, d_video, cfg)
-    states = _INITIAL_BRANCHES.get()
-    if states is not None:
-        model.load_branches(states)
     if cfg.freeze_unimodal:
         model.freeze_branches()
     return model
