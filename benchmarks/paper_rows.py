@@ -31,13 +31,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from avaffect.config import load_config, paper_config_names
+from avaffect.config import load_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
 from avaffect.features.extractors import get_extractor, needs_weights
 from avaffect.features.weights import WEIGHTS
 from avaffect.files import atomic_write_text, write_json
 from avaffect.logs import quiet_third_party_logs
+from avaffect.shipped import paper_config_names
 from avaffect.training.protocols import train_one
 from avaffect.training.run import build_model
 from avaffect.workflows.bench import machine

@@ -21,11 +21,12 @@ from shareddata import torchvision_reference
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features import weights as W
-from avaffect.features.backbones.base import face_crops, gather_windows, window_starts
+from avaffect.features.backbones.base import gather_windows, window_starts
 from avaffect.features.backbones.nets import resnet_features, video_resnet_features
 from avaffect.features.backbones.vggish import VGGISH_PARAMETER_NAMES, VGGish, vggish_examples
 from avaffect.features.backbones.video import clip_indices
 from avaffect.features.extractors import get_extractor, list_extractors
+from avaffect.features.faces.crops import face_crops
 
 T, FPS, SR = 12, 25.0, 16000
 NO_FACE = (0, 7)

@@ -90,7 +90,8 @@ def test_config_list_imports_no_torch_and_lists_every_shipped_row():
             "with contextlib.redirect_stdout(buf): main(['config', 'list'])\n"
             "print(len(buf.getvalue().splitlines())); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from avaffect.config import load_config, paper_config_names
+    from avaffect.config import load_config
+    from avaffect.shipped import paper_config_names
 
     names = paper_config_names()
     assert out == [str(len(names)), "False"]

@@ -20,8 +20,8 @@ import yaml
 from avaffect.cli.main import main
 from avaffect.config import AugmentConfig, make_config
 from avaffect.data.datasets import load_dataset
-from avaffect.features.backbones.base import face_crops
 from avaffect.features.extractors import get_extractor
+from avaffect.features.faces.crops import face_crops
 from avaffect.features.inputs import InputCache
 from avaffect.features.pipeline import RecordingFeatures
 from avaffect.media import read_audio

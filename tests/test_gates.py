@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 
 from avaffect.cli.main import main
-from avaffect.config import load_config, paper_config_names
+from avaffect.config import load_config
 from avaffect.data.synth import WEAK_CONFLICTING, WEAK_NOISY, WEAK_NONE, SynthConfig
 from avaffect.data.synth.plan import _Plan
 from avaffect.evaluation.gates import auroc, collapsed_fraction, paired_difference, ridge_probe, separation
@@ -26,6 +26,7 @@ from avaffect.models.blocks.jca import RecursiveJCA
 from avaffect.models.checkpoint import FORMAT, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from avaffect.models.safetensors_io import write_tagged
 from avaffect.models.wrapper import AVRegressor
+from avaffect.shipped import paper_config_names
 
 B, L, DA, DV = 2, 8, 5, 7
 

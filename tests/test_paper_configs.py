@@ -15,10 +15,11 @@ import torch
 import yaml
 from shareddata import SHARED, require
 
-from avaffect.config import PAPER_CONFIG_DIR, load_config, paper_config_names
+from avaffect.config import load_config
 from avaffect.features.extractors import get_extractor
 from avaffect.features.pipeline import RecordingFeatures
 from avaffect.models.registry import model_config
+from avaffect.shipped import PAPER_CONFIG_DIR, paper_config_names
 from avaffect.training.datamodule import WindowDataModule
 from avaffect.training.module import AffectRegressionModule
 from avaffect.training.run import build_model

@@ -8,7 +8,7 @@ import torch
 
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.streaming import predict_chunks
-from avaffect.features.pipeline import face_mask_from_features
+from avaffect.features.extractors.base import face_mask_from_features
 from avaffect.features.stream import FeatureChunk
 from avaffect.media import prefetch
 from avaffect.models.wrapper import AVRegressor

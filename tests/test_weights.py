@@ -15,6 +15,7 @@ from avaffect.features import weights as W
 from avaffect.features.extractors import list_extractors
 from avaffect.features.faces.detectors import list_detectors
 from avaffect.files import sha256_file
+from avaffect.statedict import load_state_dict_file, strip_prefix
 
 
 @pytest.fixture
@@ -114,34 +115,34 @@ def test_checksums(home, monkeypatch):
 def test_load_state_dict_formats(tmp_path):
     t = torch.arange(6.0).reshape(2, 3)
     torch.save({"state_dict": {"module.layer.weight": t}, "epoch": 3}, tmp_path / "a.pth")
-    assert list(W.load_state_dict_file(tmp_path / "a.pth")) == ["layer.weight"]
+    assert list(load_state_dict_file(tmp_path / "a.pth")) == ["layer.weight"]
     torch.save({"model": {"layer.weight": t}}, tmp_path / "b.pt")
-    assert torch.equal(W.load_state_dict_file(tmp_path / "b.pt")["layer.weight"], t)
+    assert torch.equal(load_state_dict_file(tmp_path / "b.pt")["layer.weight"], t)
     torch.save({"layer.weight": t}, tmp_path / "c.bin")
-    assert list(W.load_state_dict_file(tmp_path / "c.bin")) == ["layer.weight"]
+    assert list(load_state_dict_file(tmp_path / "c.bin")) == ["layer.weight"]
 
     from safetensors.torch import save_file
 
     save_file({"module.x": t}, str(tmp_path / "d.safetensors"))
-    assert torch.equal(W.load_state_dict_file(tmp_path / "d.safetensors")["x"], t)
+    assert torch.equal(load_state_dict_file(tmp_path / "d.safetensors")["x"], t)
     np.savez(tmp_path / "e.npz", pca_means=np.ones(3))
-    assert W.load_state_dict_file(tmp_path / "e.npz")["pca_means"].shape == (3,)
+    assert load_state_dict_file(tmp_path / "e.npz")["pca_means"].shape == (3,)
     # plain numpy arrays inside a .pth (e.g. converted PCA parameters) load without unpickling code
     torch.save({"pca_eigen_vectors": np.eye(3), "pca_means": np.zeros((3, 1), np.float32)}, tmp_path / "f.pth")
-    got = W.load_state_dict_file(tmp_path / "f.pth")
+    got = load_state_dict_file(tmp_path / "f.pth")
     assert np.array_equal(np.asarray(got["pca_eigen_vectors"]), np.eye(3))
 
 
 def test_load_state_dict_refuses_modules_and_junk(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")  # a pickled module: never unpickled
     with pytest.raises(AvaffectError, match="module.pth: cannot load weights"):
-        W.load_state_dict_file(tmp_path / "module.pth")
+        load_state_dict_file(tmp_path / "module.pth")
     torch.save(torch.zeros(3), tmp_path / "tensor.pth")
     with pytest.raises(AvaffectError, match="not a state dict"):
-        W.load_state_dict_file(tmp_path / "tensor.pth")
+        load_state_dict_file(tmp_path / "tensor.pth")
     (tmp_path / "junk.pth").write_bytes(b"\x00garbage")
     with pytest.raises(AvaffectError, match="junk.pth"):
-        W.load_state_dict_file(tmp_path / "junk.pth")
+        load_state_dict_file(tmp_path / "junk.pth")
     with pytest.raises(AvaffectError, match="not found"):
-        W.load_state_dict_file(tmp_path / "nothing.pth")
-    assert W.strip_prefix({"module.a": 1, "b": 2}) == {"a": 1, "b": 2}
+        load_state_dict_file(tmp_path / "nothing.pth")
+    assert strip_prefix({"module.a": 1, "b": 2}) == {"a": 1, "b": 2}

@@ -18,7 +18,7 @@ from avaffect.features.pipeline import FeaturePipeline
 from avaffect.features.store import FeatureStore
 from avaffect.models.e2e import backbone_group_names
 from avaffect.models.registry import get_entry, model_config
-from avaffect.shipped import PAPER_CONFIG_DIR, paper_config_names, resolve_config_path  # noqa: F401 - re-exported
+from avaffect.shipped import resolve_config_path
 
 DatasetName = Literal[DATASET_NAMES]  # the dataset table (avaffect.data.datasets) is the one list
 TargetName = Literal[TARGETS]

@@ -32,8 +32,9 @@ import numpy as np
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
-from avaffect.features.backbones.base import RUNTIME_PARAMS, face_crops
+from avaffect.features.backbones.base import RUNTIME_PARAMS
 from avaffect.features.extractors.base import Extractor, audio_source
+from avaffect.features.faces.crops import face_crops
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.store import same_sources, source_signature
 from avaffect.files import atomic_write, safe_name, write_json

@@ -1,7 +1,7 @@
 """The feature pipeline of a run: its two extractors over one feature store — extract what is missing
 (resumable, in worker processes), then load a recording's features aligned with its labels.
 
-The missing-face rule (:func:`~avaffect.features.extractors.base.face_mask_from_features`, re-exported here) holds
+The missing-face rule (:func:`~avaffect.features.extractors.base.face_mask_from_features`) holds
 for training, evaluation and prediction alike: a visual extractor writes an all-zero vector where it found no face,
 so a step counts as a face only where the recording allows one (``rec.face_mask``) *and* its visual vector is not
 all zero.
@@ -28,7 +28,7 @@ from avaffect.features.extractors.base import Extractor, ExtractorSpec, build_ex
 from avaffect.features.statistics import RunningMoments
 from avaffect.features.store import FeatureStore, StoredFeatures, require_finite
 
-__all__ = ["FeaturePipeline", "RecordingFeatures", "TrainingStatistics", "face_mask_from_features"]
+__all__ = ["FeaturePipeline", "RecordingFeatures", "TrainingStatistics"]
 
 SCAN_ROWS = 2048  # rows per chunk when a recording's features are read through (2048 x 2048 float32: 16 MiB)
 

@@ -18,7 +18,7 @@ not checked (``WeightFile.note`` says so). Run :func:`avaffect.files.sha256_file
 you trust and pass the result as ``sha256`` to add a full checksum.
 
 Files are loaded as state dicts only (:func:`load_state_dict_file`, which lives in
-:mod:`avaffect.statedict` and is re-exported here): ``.pth``/``.pt``/``.bin`` through
+:mod:`avaffect.statedict`): ``.pth``/``.pt``/``.bin`` through
 ``torch.load(weights_only=True)`` (no pickled modules or code), ``.safetensors``, and
 ``.npz``/``.npy`` archives of arrays.
 """
@@ -36,7 +36,6 @@ from typing import Any
 from avaffect.errors import AvaffectError
 from avaffect.files import atomic_write_bytes, sha256_file
 from avaffect.registry import Registry
-from avaffect.statedict import load_state_dict_file, strip_prefix  # re-exported for existing callers
 
 __all__ = [
     "WeightFile",
@@ -52,8 +51,6 @@ __all__ = [
     "installed_member",
     "locate_weights",
     "packaged_install_hint",
-    "load_state_dict_file",
-    "strip_prefix",
 ]
 
 _HUB_NOTE = (

@@ -54,10 +54,10 @@ from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_recording
 from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors import Extractor, get_extractor
+from avaffect.features.extractors.base import face_mask_from_features
 from avaffect.features.faces import load_face_crops
 from avaffect.features.faces.crops import check_detect_every
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.pipeline import face_mask_from_features
 from avaffect.features.preprocessing import ExtractorRecord
 from avaffect.features.stream import (
     FeatureChunk,
@@ -67,8 +67,7 @@ from avaffect.features.stream import (
     iter_face_feature_chunks,
     video_streamable,
 )
-from avaffect.features.weights import sha256sum
-from avaffect.files import atomic_write_text, output_path
+from avaffect.files import atomic_write_text, output_path, sha256_file
 from avaffect.models.checkpoint import load_for_prediction
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ class Predictor:
         self.model, self.meta = load_for_prediction(self.checkpoint, device=device)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.targets)
-        self.checkpoint_id = sha256sum(self.checkpoint)[:16]
+        self.checkpoint_id = sha256_file(self.checkpoint)[:16]
         self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
         self.video_ex = self._extractor("video extractor", self.spec.video_extractor)
         # the authors'-model path cuts its crops itself (``_clip_steps``): its face-pipeline keywords
@@ -531,7 +530,7 @@ class FaceModelPredictor:
             "face_fraction": float(detected.mean()) if rec.num_frames else 0.0, "audio": "not used",
             "frames_without_face": int((~detected).sum()), "warnings": warnings, **stats,
             "model": f"face_onnx:{Path(self.path).name}", "checkpoint": str(self.path),
-            "checkpoint_sha256_16": sha256sum(self.path)[:16], "face_source": "crops" if rec.crops_dir else
+            "checkpoint_sha256_16": sha256_file(self.path)[:16], "face_source": "crops" if rec.crops_dir else
             self.extractor.params["detector"],
             "trained_on": "face_model", "meaning": prediction_meaning("face_model"),
             "timings_s": {"total": round(wall, 3)}, "streamed": bool(self.stream and can_stream(rec, self.extractor)),

@@ -25,7 +25,7 @@ files, the cache folder (``$AVAFFECT_HOME/weights``) and ``weights=PATH``. Impor
 does not import torch; the networks are built on the first ``extract``.
 """
 
-from avaffect.features.backbones.base import TorchExtractor, face_crops, resolve_device
+from avaffect.features.backbones.base import TorchExtractor, resolve_device
 from avaffect.features.backbones.egemaps import EGeMAPS
 from avaffect.features.backbones.face_landmarks import FaceLandmarks
 from avaffect.features.backbones.fer7 import FaceFer7
@@ -37,7 +37,6 @@ from avaffect.features.backbones.video import R2Plus1D18Clip
 
 __all__ = [
     "TorchExtractor",
-    "face_crops",
     "resolve_device",
     "VGGish",
     "VGGishExtractor",

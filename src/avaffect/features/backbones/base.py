@@ -28,9 +28,9 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors.base import Extractor, audio_source
-from avaffect.features.faces.crops import face_crops  # re-exported: it lived here first
 from avaffect.features.temporal_align import CONTEXTS
-from avaffect.features.weights import WEIGHTS_PARAM, load_state_dict_file, resolve_weights
+from avaffect.features.weights import WEIGHTS_PARAM, resolve_weights
+from avaffect.statedict import load_state_dict_file
 
 __all__ = [
     "TorchExtractor",
@@ -38,7 +38,6 @@ __all__ = [
     "batches",
     "window_starts",
     "gather_windows",
-    "face_crops",
     "SegmentPlan",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

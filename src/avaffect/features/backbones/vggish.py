@@ -57,8 +57,9 @@ from avaffect.features.backbones.base import (
 )
 from avaffect.features.extractors.base import register_extractor
 from avaffect.features.temporal_align import align_to_timeline
-from avaffect.features.weights import load_state_dict_file, resolve_weights
+from avaffect.features.weights import resolve_weights
 from avaffect.media import read_audio
+from avaffect.statedict import load_state_dict_file
 
 __all__ = [
     "VGGish",
