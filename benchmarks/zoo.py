@@ -46,12 +46,13 @@ from avaffect.data.windows import cut_window, window_mask
 from avaffect.evaluation.gates import collapsed_fraction, paired_difference, ridge_probe, separation
 from avaffect.evaluation.metrics import ccc
 from avaffect.features.extractors.imported import ImportedAudio
+from avaffect.features.pipeline import TrainingStatistics
 from avaffect.features.store import FeatureStore
 from avaffect.files import atomic_write_text, write_json
 from avaffect.logs import quiet_third_party_logs
 from avaffect.models import list_models
 from avaffect.models.checkpoint import load_checkpoint, read_checkpoint_meta
-from avaffect.models.registry import create_model
+from avaffect.models.wrapper import AVRegressor
 from avaffect.training.run import train
 from avaffect.workflows.bench import machine
 from avaffect.workflows.demo import demo_config_dict
@@ -262,9 +263,9 @@ def analyse_run(run_dir: Path, root: Path, recs: list, window: int) -> dict:
     pipeline = cfg.feature_pipeline()
     parts: dict[str, dict[str, list]] = {"train": {}, "validation": {}}
     for rec, feats in zip(recs, pipeline.load_all(recs, progress=False), strict=True):
-        latent = dict(np.load(root / "latent" / f"{rec.name}.npz"))
+        state = oracle_state(np.load(root / "latent" / f"{rec.name}.npz")) > 0
         fused, gates = _fusion_forward(model, feats, window)
-        face, voice = latent["face_weak"] != WEAK_NONE, latent["voice_weak"] != WEAK_NONE
+        face, voice = state[:, 0], state[:, 1]
         part = parts[rec.split]
         for key, value in (("fused", fused), ("label", feats.labels), ("face", face), ("voice", voice)):
             part.setdefault(key, []).append(value)
@@ -302,31 +303,29 @@ def analyse_run(run_dir: Path, root: Path, recs: list, window: int) -> dict:
 
 def init_collapse(root: Path, base, seeds: int, window: int) -> pd.DataFrame:
     """Fraction of collapsed gate frames (> 0.99 on one candidate) at initialisation, per gated preset and
-    initialisation, on the validation windows of ``root`` (features standardised with the training statistics)."""
+    initialisation, on the validation windows of ``root``. The models are :class:`AVRegressor` with the training
+    split's statistics, as ``train`` builds them, so the gates see the inputs training starts from."""
     recs = load_affwild2(root, splits=("train", "validation"))
-    feats = base.feature_pipeline().load_all(recs, progress=False)
-    train = [f for f, r in zip(feats, recs, strict=True) if r.split == "train"]
-    mean_a = np.concatenate([f.audio[0:len(f)] for f in train]).mean(0)
-    std_a = np.concatenate([f.audio[0:len(f)] for f in train]).std(0) + 1e-6
-    vids = np.concatenate([f.video[0:len(f)][f.face_mask] for f in train])
-    mean_v, std_v = vids.mean(0), vids.std(0) + 1e-6
-    val = [f for f, r in zip(feats, recs, strict=True) if r.split == "validation"]
+    pipeline = base.feature_pipeline()
+    pipeline.ensure(recs, progress=False)
+    statistics = TrainingStatistics.of(pipeline)
+    statistics.finish([pipeline.load(r, statistics=statistics) for r in recs if r.split == "train"])
+    val = [pipeline.load(r) for r in recs if r.split == "validation"]
     wins = [(f, s) for f in val for s in range(0, len(f) - window + 1, window)]
-    audio = torch.as_tensor(np.stack([(cut_window(f.audio, s, window) - mean_a) / std_a for f, s in wins]),
-                            dtype=torch.float32)
-    video = torch.as_tensor(np.stack([(cut_window(f.video, s, window) - mean_v) / std_v
-                                      * cut_window(f.face_mask, s, window, False)[:, None] for f, s in wins]),
-                            dtype=torch.float32)
+    audio, video, face = (torch.as_tensor(np.stack([cut_window(getattr(f, key), s, window, *extra) for f, s in wins]))
+                          for key, extra in (("audio", ()), ("video", ()), ("face_mask", (False,))))
     mask = torch.ones(audio.shape[:2], dtype=torch.bool)
     rows = []
     for name in GATED_PRESETS:
         for label, params in INITS.items():
             for seed in range(seeds):
                 torch.manual_seed(seed)
-                net = create_model(name, audio.shape[-1], video.shape[-1], {"window_length": window, **params}).eval()
+                model = AVRegressor(name, audio.shape[-1], video.shape[-1], {"window_length": window, **params})
+                for modality, moments in (("audio", statistics.audio), ("video", statistics.video)):
+                    model.set_moments(modality, moments.mean, moments.std())
                 with torch.no_grad():
-                    net(audio, video, mask)
-                fr = [collapsed_fraction(w.numpy()) for w in net.last_gate_weights.values() if w.shape[-1] > 1]
+                    model.eval()(audio, video, mask, face)
+                fr = [collapsed_fraction(w.numpy()) for w in model.net.last_gate_weights.values() if w.shape[-1] > 1]
                 rows.append({"model": name, "init": label, "seed": seed, "collapsed_mean": float(np.mean(fr)),
                              "collapsed_max": float(np.max(fr))})
     return pd.DataFrame(rows)
@@ -334,6 +333,14 @@ def init_collapse(root: Path, base, seeds: int, window: int) -> pd.DataFrame:
 
 def _ci(mean: float, lo: float, hi: float) -> str:
     return f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else f"{mean:+.3f}"
+
+
+def _paired(df: pd.DataFrame, name: str, base: str, metric: str) -> tuple[float, float, float]:
+    """``paired_difference`` of ``metric`` between two models' runs, paired by seed (the seeds both have)."""
+    a = df[df["model"] == name].set_index("seed")[metric]
+    b = df[df["model"] == base].set_index("seed")[metric]
+    common = [s for s in a.index if s in b.index]
+    return paired_difference(a.loc[common].to_numpy(), b.loc[common].to_numpy())
 
 
 def _gate_summary(gates: dict) -> tuple[float, float, float]:
@@ -415,17 +422,12 @@ def verdicts(df: pd.DataFrame) -> list[str]:
         base = ungated_counterpart(name)
         if base is None or base not in set(df["model"]) or "oracle" in name.split("+"):
             continue
-        b = df[df["model"] == base].set_index("seed")["p_va_one_weak"]
-        g = df[df["model"] == name].set_index("seed")["p_va_one_weak"]
-        common = [s for s in g.index if s in b.index]
-        mean, lo, hi = paired_difference(g.loc[common].to_numpy(), b.loc[common].to_numpy())
+        mean, lo, hi = _paired(df, name, base, "p_va_one_weak")
         verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "not shown (the interval includes 0)"
         line = f"- `{name}` vs `{base}` on one-weak frames: {_ci(mean, lo, hi)} — {verdict}"
         oracle = f"{name.split('+')[0]}+oracle"
         if oracle in set(df["model"]) and name == name.split("+")[0]:
-            o = df[df["model"] == oracle].set_index("seed")["p_va_one_weak"]
-            om, olo, ohi = paired_difference(o.loc[common].to_numpy(), b.loc[common].to_numpy())
-            line += f"; the oracle gate of the same preset: {_ci(om, olo, ohi)}"
+            line += f"; the oracle gate of the same preset: {_ci(*_paired(df, oracle, base, 'p_va_one_weak'))}"
         out.append(line + ".")
     return out or ["- no gated model was run with its ungated counterpart"]
 
@@ -464,11 +466,7 @@ def condition_report(args, spec: dict, df: pd.DataFrame, init: pd.DataFrame | No
         base = ungated_counterpart(name)
         deltas = ["—", "—"]
         if base is not None and base in set(df["model"]):
-            b = df[df["model"] == base].set_index("seed")
-            common = [s for s in g["seed"] if s in b.index]
-            gi = g.set_index("seed")
-            deltas = [_ci(*paired_difference(gi.loc[common, m].to_numpy(), b.loc[common, m].to_numpy()))
-                      for m in metric]
+            deltas = [_ci(*_paired(df, name, base, m)) for m in metric]
         gates = (f"{g['gate_sep_face'].mean():.2f} / {g['gate_sep_voice'].mean():.2f}"
                  if np.isfinite(g["gate_sep_face"]).any() else "—")
         coll = f"{g['collapsed'].mean():.2f}" if np.isfinite(g["collapsed"]).any() else "—"
