@@ -156,15 +156,15 @@ def _place_runs(rng: np.random.Generator, n: int, target: int, min_len: int, max
     return sorted(runs)
 
 
-def _weak_codes(rng: np.random.Generator, n: int, fps: float, rate: float, kinds: list[int] | None = None,
-                run_s: tuple[float, float] = (1.0, 4.0), avoid: np.ndarray | None = None) -> np.ndarray:
-    """Per-frame weak-segment codes: runs of ``run_s`` seconds (default 1-4 s) covering about ``rate`` of the
-    frames, clear of ``avoid``, each of a kind drawn uniformly from ``kinds`` (default all three)."""
+def _weak_codes(rng: np.random.Generator, n: int, fps: float, rate: float, kinds: list[int],
+                run_s: tuple[float, float], avoid: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame weak-segment codes: runs of ``run_s`` (min, max) seconds covering about ``rate`` of the frames,
+    clear of ``avoid``, each of a kind drawn uniformly from ``kinds`` (the defaults live in :class:`SynthConfig`)."""
     codes = np.zeros(n, dtype=np.int8)
     runs = _place_runs(rng, n, int(round(rate * n)), max(1, int(round(run_s[0] * fps))),
                        max(1, int(round(run_s[1] * fps))), avoid)
     for start, stop in runs:
-        codes[start:stop] = rng.choice(kinds or [WEAK_MISSING, WEAK_NOISY, WEAK_CONFLICTING])
+        codes[start:stop] = rng.choice(kinds)
     return codes
 
 
