@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{v[kind + 'Vote']} ({float(v[kind + 'Level']):.0f} %)" if v is not None else "–")
         for predictor in paths.values():
             s = predictor(clip).summary
-            va, ar = s.get("valence_mean"), s.get("arousal_mean")
+            va, ar = s.valence_mean, s.arousal_mean
             cells.append("–" if va is None else f"{va:+.3f} / {ar:+.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

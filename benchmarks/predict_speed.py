@@ -128,7 +128,7 @@ def child(checkpoint: Path, video: Path, stream: bool, detect_every: int | None,
     out, name = Path("/tmp/avaffect-predict-speed-out"), video.stem + ("-s" if stream else "-w")
     result = predictor(video, None, output_path(out, name, "_overlay.mp4") if overlay else None)
     write_outputs(result, out, name, overlay=overlay)
-    s = result.summary
+    s = result.summary.as_json()
     wall = time.perf_counter() - t0
     if overlay:  # the overlay is part of the work (a second decode, or inside the streaming pass): count it all
         s["realtime_factor"] = round(s["duration_s"] / wall, 2)

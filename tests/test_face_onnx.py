@@ -14,11 +14,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+import avaffect  # noqa: E402
 from avaffect.cli.main import main  # noqa: E402
 from avaffect.data.folder import recording_from_video  # noqa: E402
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, prepare_crops  # noqa: E402
 from avaffect.features.extractors import get_extractor  # noqa: E402
 from avaffect.features.faces import load_face_crops  # noqa: E402
+from avaffect.workflows.predict import VideoPredictor, write_outputs  # noqa: E402
 
 SIZE = 32
 RNG = np.random.default_rng(0)
@@ -104,3 +106,15 @@ def test_a_missing_registered_face_model_says_where_to_get_it_and_where_to_put_i
     assert main(["predict", "--face-model", str(broken), str(clip), "--out", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err  # refused once, before any video, naming the file
     assert "broken.onnx: cannot load this ONNX model" in err and "Traceback" not in err
+
+
+def test_the_face_model_predictor_is_a_video_predictor_kept_between_videos(clip, tmp_path):
+    """The Python API: one face model loaded once, two videos, the typed summary equal to the JSON's."""
+    predictor = avaffect.load_predictor(face_model=str(_tiny_model(tmp_path / "va.onnx")))
+    assert isinstance(predictor, VideoPredictor)
+    runs = [predictor(clip), predictor(clip)]
+    assert runs[0].summary.audio == "not used" and runs[0].summary.targets == ["valence", "arousal"]
+    pd.testing.assert_frame_equal(runs[0].frame, runs[1].frame)
+    write_outputs(runs[0], tmp_path / "out", "x")
+    written = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert written == json.loads(json.dumps(runs[0].summary.as_json()))

@@ -130,13 +130,13 @@ def test_the_streamed_authors_path_equals_the_whole_video_one(converted, crema_d
     whole = Predictor(converted, stream=False, detect_every=detect_every)(clip)
     monkeypatch.setattr(Predictor, "CLIP_CHUNK", 2)
     streamed = Predictor(converted, detect_every=detect_every)(clip)
-    assert streamed.summary["streamed"] and not whole.summary["streamed"]
-    assert streamed.summary["detect_every"] == whole.summary["detect_every"] == (detect_every or 1)
-    assert streamed.summary["frames"] > 3 * 16  # several chunks
+    assert streamed.summary.streamed and not whole.summary.streamed
+    assert streamed.summary.detect_every == whole.summary.detect_every == (detect_every or 1)
+    assert streamed.summary.frames > 3 * 16  # several chunks
     np.testing.assert_array_equal(streamed.frame["face_detected"], whole.frame["face_detected"])
     np.testing.assert_allclose(streamed.frame[["valence", "arousal"]], whole.frame[["valence", "arousal"]], atol=1e-5)
     np.testing.assert_allclose(streamed.boxes, whole.boxes, equal_nan=True)
-    assert {"decode", "detect", "features"} <= set(streamed.summary["timings_s"]["stages"])
+    assert {"decode", "detect", "features"} <= set(streamed.summary.timings_s.stages)
 
 
 def test_without_the_backbone_files_predict_says_which_file_and_where(authors_files, tmp_path, monkeypatch):

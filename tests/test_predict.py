@@ -13,12 +13,15 @@ import avaffect
 from avaffect.cli.main import main
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
+from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.files import output_path
 from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
 from avaffect.training.run import train
-from avaffect.workflows import predict as predict_module
 from avaffect.workflows.evaluate import evaluate_run
+from avaffect.workflows.predict import VideoPredictor, write_outputs
+from avaffect.workflows.predict import checkpoint as predict_module
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +111,46 @@ def test_predict_cli_writes_csv_json_png_and_overlay(tiny_run, synth_root, tmp_p
     assert info.has_audio and len(video_frame_times(overlay)) == rec.num_frames
 
 
+def test_a_predictor_kept_between_videos_gives_typed_runs(tiny_run, synth_root, crema_d, tmp_path):
+    """load once, predict many: the same values as the one-shot function, a typed summary that is the JSON."""
+    predictor = avaffect.load_predictor(tiny_run / "model.safetensors")
+    assert isinstance(predictor, VideoPredictor)
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    for video in (clip, clip):
+        run = predictor(video)
+        assert run.summary.frames == len(run.frame) and run.summary.targets == ["valence", "arousal"]
+        assert run.summary.timings_s.total > 0 and run.summary.streamed
+    once = avaffect.predict(tiny_run / "model.safetensors", clip)
+    np.testing.assert_allclose(once[["valence", "arousal"]].to_numpy(), run.frame[["valence", "arousal"]].to_numpy())
+    assert set(once.attrs["summary"]) == set(run.summary.as_json())
+    with pytest.raises(AvaffectError, match="not both"):
+        avaffect.load_predictor(tiny_run / "model.safetensors", face_model="x.onnx")
+
+
+def test_both_predictors_implement_one_base_and_the_prediction_path_takes_few_parameters():
+    """Acceptance of #25: one base (nothing left abstract, ``__call__`` not redefined), no function of the
+    prediction path with more than 6 parameters."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    import avaffect.workflows.predict as api
+
+    for cls in (api.Predictor, api.FaceModelPredictor):
+        assert issubclass(cls, VideoPredictor) and not inspect.isabstract(cls)
+        assert cls.__call__ is VideoPredictor.__call__
+    files = [*Path(api.__file__).parent.glob("*.py"), Path(inspect.getfile(main)).parent / "predict_cmds.py"]
+    wide = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - int(bool(a.args) and a.args[0].arg == "self")
+                if n > 6:
+                    wide.append(f"{f.name}:{node.name} ({n})")
+    assert len(files) > 5 and not wide, wide
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nope.safetensors"), str(tmp_path)]) == 2
     assert "nope.safetensors" in capsys.readouterr().err
@@ -173,7 +216,7 @@ def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkey
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     result = predict_module.Predictor(tiny_run / "model.safetensors", stream=stream)(rec.video_path)
     assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_frames
-    assert result.summary["streamed"] is stream
+    assert result.summary.streamed is stream
 
 
 def _same_predictions(a, b) -> None:
@@ -210,9 +253,9 @@ def test_streaming_predictions_equal_the_whole_video_path(tiny_run, synth_root, 
     for video in videos:
         held.clear()
         a, b = streaming(video), whole(video)
-        assert a.summary["streamed"] and not b.summary["streamed"]
+        assert a.summary.streamed and not b.summary.streamed
         _same_predictions(a, b)
-        assert held and max(held) == 13 and sum(held) == a.summary["frames"]  # the last chunk may be short
+        assert held and max(held) == 13 and sum(held) == a.summary.frames  # the last chunk may be short
         if video.suffix == ".flv":  # Haar finds the CREMA-D actors' faces (not the synthetic set's drawn ones)
             assert a.frame["face_detected"].mean() > 0.9, video
 
@@ -275,12 +318,12 @@ def test_the_overlay_is_drawn_in_the_streaming_pass_from_its_one_decode(tiny_run
     calls = _count_decodes(monkeypatch, (crops_module, stream_module, overlay_module))
     predictor = predict_module.Predictor(tiny_run / "model.safetensors")
     out = tmp_path / "pred"
-    result = predictor(clip, None, predict_module.output_path(out, clip.stem, "_overlay.mp4"))
-    paths = predict_module.write_outputs(result, out, clip.stem, overlay=True)
-    assert len(calls) == 1 and result.summary["timings_s"]["overlay"] == "same pass"
+    result = predictor(clip, None, output_path(out, clip.stem, "_overlay.mp4"))
+    paths = write_outputs(result, out, clip.stem, overlay=True)
+    assert len(calls) == 1 and result.summary.timings_s.overlay == "same pass"
     same_pass = paths["overlay"]
     np.testing.assert_allclose(video_frame_times(same_pass), video_frame_times(clip), atol=1e-3)
-    assert 0 < result.extra["overlay_frames_buffered"] <= len(result.frame)
+    assert 0 < result.overlay_frames_buffered <= len(result.frame)
     # the second-decode writer on the same predictions: the same picture within JPEG + H.264 noise
     targets = ["valence", "arousal"]
     second = overlay_module.write_overlay(clip, tmp_path / "second.mp4", result.frame["time"].to_numpy(),

@@ -2,7 +2,7 @@
 
 from avaffect._version import __version__
 
-__all__ = ["__version__", "predict"]
+__all__ = ["__version__", "load_predictor", "predict"]
 
 
 def predict(checkpoint, video, device: str = "cpu", crops_dir=None):
@@ -13,3 +13,13 @@ def predict(checkpoint, video, device: str = "cpu", crops_dir=None):
     from avaffect.workflows.predict import predict as _predict  # lazy: `import avaffect` stays light (no torch)
 
     return _predict(checkpoint, video, device, crops_dir)
+
+
+def load_predictor(checkpoint=None, *, face_model=None, device: str = "cpu", stream: bool = True,
+                   detect_every=None):
+    """A model loaded once, for many videos: ``predictor = load_predictor("run/model.safetensors")`` (or
+    ``face_model="enet_b0_8_va_mtl"``), then ``run = predictor(video)`` gives ``run.frame`` (per frame) and
+    ``run.summary``. See :mod:`avaffect.workflows.predict`."""
+    from avaffect.workflows.predict import load_predictor as _load  # lazy: `import avaffect` stays light (no torch)
+
+    return _load(checkpoint, face_model=face_model, device=device, stream=stream, detect_every=detect_every)

@@ -36,20 +36,16 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
 
 def cmd_predict(args) -> int:
     from avaffect.progress import progress_bar
-    from avaffect.workflows.predict import FaceModelPredictor, Predictor, predict_many
+    from avaffect.workflows.predict import OutputRequest, load_predictor, predict_many
 
     if args.workers < 1:
         raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
     items = list(args.items)
-    if args.face_model:  # every positional is an input: the face model replaces the checkpoint
-        predictor = FaceModelPredictor(args.face_model, device=args.device, stream=not args.no_stream,
-                                       detect_every=args.detect_every)
-    else:
-        if len(items) < 2:
-            raise AvaffectError("give a checkpoint (model.safetensors of a run) and at least one video or folder, "
-                                "or --face-model NAME_OR_FILE and the videos")
-        predictor = Predictor(items.pop(0), device=args.device, stream=not args.no_stream,
-                              detect_every=args.detect_every)
+    if not args.face_model and len(items) < 2:  # with --face-model every positional is an input
+        raise AvaffectError("give a checkpoint (model.safetensors of a run) and at least one video or folder, "
+                            "or --face-model NAME_OR_FILE and the videos")
+    predictor = load_predictor(None if args.face_model else items.pop(0), face_model=args.face_model,
+                               device=args.device, stream=not args.no_stream, detect_every=args.detect_every)
     args.inputs = items
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
@@ -60,8 +56,8 @@ def cmd_predict(args) -> int:
     failed = 0
     bar = progress_bar(total=len(videos), desc="predict", unit="video", disable=len(videos) < 2)
     pages = []
-    for item in predict_many(predictor, inputs, args.out, workers=args.workers, overlay=args.overlay,
-                             crops_dir=args.crops, html=args.html):
+    request = OutputRequest(args.out, overlay=args.overlay, html=args.html)
+    for item in predict_many(predictor, inputs, request, workers=args.workers, crops_dir=args.crops):
         bar.update(1)
         if "error" in item:  # one bad video does not stop the others
             print(f"FAILED {item['video']}: {item['error']}")

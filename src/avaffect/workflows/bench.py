@@ -92,11 +92,11 @@ def bench_predict(checkpoint: Path, videos: list[Path], device: str = "cpu") -> 
     for v in videos:
         for label, predictor in paths.items():
             s = predictor(v).summary
-            stages = s["timings_s"]["stages"]
-            note = f"{s['frames']} frames; " + ", ".join(f"{k} {val:.2f} s" for k, val in stages.items())
-            rows.append({"stage": f"predict {Path(v).name} ({label})", "seconds": s["timings_s"]["total"],
-                         "rate": s["realtime_factor"], "unit": "x real time",
-                         "note": note + f", model {s['timings_s']['model']:.2f} s"})
+            stages = s.timings_s.stages or {}
+            note = f"{s.frames} frames; " + ", ".join(f"{k} {val:.2f} s" for k, val in stages.items())
+            rows.append({"stage": f"predict {Path(v).name} ({label})", "seconds": s.timings_s.total,
+                         "rate": s.realtime_factor, "unit": "x real time",
+                         "note": note + f", model {s.timings_s.model:.2f} s"})
     return rows
 
 

@@ -1,0 +1,239 @@
+"""A trained checkpoint's predictor: exactly the preprocessing stored in the checkpoint — the same extractors with
+the same settings, the same face source, the same window length and hop — with window predictions stitched over
+the whole video. Three paths give the same values:
+
+- **streamed** (the default, when the visual extractor describes single face crops or clips): one decode in a
+  background thread, the face pipeline frame by frame, crops described in chunks, each window run as soon as its
+  steps are there (:mod:`avaffect.features.stream`, :mod:`avaffect.evaluation.streaming`), so memory does not
+  grow with the video's length;
+- **whole video** (``stream=False``, a crops folder, or ``clip_every`` > 1): every crop and feature held first;
+- **authors' clips** (``step_frames`` k > 1, a model converted by ``avaffect convert-official``): one timeline
+  step per non-overlapping k-frame clip ending at its last frame, streamed or whole; every frame gets its clip's
+  prediction, so the CSV stays one row per frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avaffect.data.folder import recording_from_video
+from avaffect.data.recording import Recording
+from avaffect.errors import AvaffectError, NoAudioStreamError
+from avaffect.evaluation.inference import predict_recording
+from avaffect.evaluation.overlay import va_columns
+from avaffect.evaluation.streaming import predict_chunks
+from avaffect.features.extractors import Extractor, get_extractor
+from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.crops import check_detect_every
+from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.preprocessing import ExtractorRecord
+from avaffect.features.stream import (
+    FeatureChunk,
+    StreamStats,
+    can_stream,
+    iter_crop_chunks,
+    iter_face_feature_chunks,
+    video_streamable,
+)
+from avaffect.files import sha256_file
+from avaffect.models.checkpoint import load_for_prediction
+from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
+from avaffect.workflows.predict.result import ModelInfo, Traces, VideoPredictor
+
+log = logging.getLogger(__name__)
+
+
+def _clip_faces(mask: np.ndarray, k: int) -> np.ndarray:
+    """The face mask of consecutive ``k``-frame clips (the last may be shorter): a clip has a face where any of its
+    frames has one."""
+    return np.logical_or.reduceat(mask, np.arange(0, len(mask), k)) if len(mask) else np.zeros(0, bool)
+
+
+def _stream_stages(st: StreamStats, model_s: float) -> dict[str, float]:
+    """The streamed pass's seconds per stage; the chunks' clock ran on while the model worked between chunks, so
+    that is taken out of ``crop`` and of the video stage."""
+    st.crop, st.total = max(0.0, st.crop - model_s), max(0.0, st.total - model_s)
+    stages = st.as_dict()
+    stages["video"] = stages.pop("total")
+    return stages
+
+
+class Predictor(VideoPredictor):
+    """A checkpoint (``model.safetensors`` of a run) loaded once, ready for many videos."""
+
+    CLIP_CHUNK = 32  # clips per streamed chunk on the authors'-model path
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
+                 detect_every: int | None = None) -> None:
+        """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
+        checkpoint recorded (faster; the crops, and so the values, then differ slightly from the recorded
+        pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting."""
+        if device == "cuda" and not torch.cuda.is_available():
+            raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
+        self.checkpoint = Path(checkpoint)
+        self.device, self.stream, self.detect_every = device, stream, detect_every
+        self.model, self.meta = load_for_prediction(self.checkpoint, device=device)
+        self.spec = self.meta["preprocessing"]
+        self.targets = list(self.spec.targets)
+        self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
+        self.video_ex = self._extractor("video extractor", self.spec.video_extractor)
+        # the authors'-model path cuts its crops itself: its face-pipeline keywords
+        self.clip_face_params: dict[str, int] = {}
+        if detect_every is not None:
+            if self.spec.step_frames > 1:
+                check_detect_every("--detect-every", detect_every)
+                self.clip_face_params = {"detect_every": int(detect_every)}
+            elif "detect_every" not in self.video_ex.params:
+                raise AvaffectError(f"--detect-every: the video extractor {self.video_ex.name} of {self.checkpoint} "
+                                    "does not detect faces frame by frame")
+            else:
+                params = {**self.video_ex.params, "detect_every": int(detect_every)}
+                self.video_ex = get_extractor(self.video_ex.name, **params)
+        every = (self.clip_face_params.get("detect_every", 1) if self.spec.step_frames > 1
+                 else self.video_ex.params.get("detect_every"))
+        self.info = ModelInfo(model=self.meta["model"]["name"], checkpoint=self.checkpoint,
+                              checkpoint_sha256_16=sha256_file(self.checkpoint)[:16],
+                              trained_on=self.spec.trained_on, targets=tuple(self.targets), detect_every=every,
+                              device=device, face_detector=self.spec.faces.detector)
+
+    def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
+        try:
+            ex = get_extractor(record.name, **record.params_beside(self.checkpoint.parent))
+        except AvaffectError as e:
+            raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {what} {record.name!r} this checkpoint "
+                                f"was trained with: {e}") from None
+        if hasattr(ex, "weights_path"):  # a learned backbone: its weight file must be here, say which if not
+            try:
+                ex.weights_path()
+            except AvaffectError as e:
+                raise AvaffectError(f"{self.checkpoint}: the {what} {record.name!r} this checkpoint was trained "
+                                    f"with needs its weights: {e}") from None
+        if record.id and ex.id != record.id:
+            log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
+                        self.checkpoint, record.name, ex.id, record.id)
+        return ex
+
+    def spawn_args(self) -> tuple[type, tuple]:
+        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every)
+
+    def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
+        rec = recording_from_video(video, crops_dir=crops_dir)
+        if self.spec.faces.source == "crops" and crops_dir is None:
+            log.info("%s: the model was trained on a dataset's face crops; without --crops the %s detector runs "
+                     "on the video instead", video, self.spec.faces.detector)
+        return rec
+
+    def traces(self, rec: Recording, overlay_to: Path | None) -> Traces:
+        t0 = time.perf_counter()
+        if self.spec.step_frames > 1:
+            tr = self._clip_traces(rec)
+        else:
+            audio, state = self._audio(rec)
+            stages = {"audio": round(time.perf_counter() - t0, 3)}
+            if self.stream and can_stream(rec, self.video_ex):
+                tr = self._streamed(rec, audio, overlay_to)
+            else:
+                tr = self._whole(rec, audio)
+            tr.audio, tr.stages = state, {**stages, **tr.stages}
+        if not np.isfinite(tr.values).all():
+            raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {rec.video_path}; the "
+                                "checkpoint is broken (train it again)")
+        return tr
+
+    def _audio(self, steps: Recording) -> tuple[np.ndarray, str]:
+        """The audio features of ``steps``' timeline, or the training mean when the video has no audio track."""
+        try:
+            return self.audio_ex.extract(steps), "present"
+        except NoAudioStreamError:
+            log.info("%s has no audio track: audio features set to the training mean", steps.video_path)
+            return np.tile(self.model.audio_mean.cpu().numpy(), (steps.num_frames, 1)), "missing"
+
+    def _streamed(self, rec: Recording, audio: np.ndarray, overlay_to: Path | None) -> Traces:
+        """One decode, chunks of crops, windows as they fill (the overlay drawn as values become final)."""
+        st, timing, drawn = StreamStats(), {}, DrawnOverlay()
+        with overlay_pass(rec, overlay_to, drawn) as overlay:
+            chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
+                                              frame_sink=overlay.frame if overlay else None)
+            on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
+            pred, face, boxes = predict_chunks(self.model, audio, chunks, rec.num_frames, self.spec.window,
+                                               self.spec.hop, device=self.device, timings=timing, on_final=on_final)
+        model_s = timing.get("model", 0.0)
+        return Traces(pred, face, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s,
+                      overlay=drawn.path, overlay_frames_buffered=drawn.frames_buffered)
+
+    def _whole(self, rec: Recording, audio: np.ndarray) -> Traces:
+        """Every crop and feature first, then the windows."""
+        t0 = time.perf_counter()
+        faces = self.spec.faces
+        feats, face, boxes = whole_video_features(rec, self.video_ex, (faces.crop_size, faces.detector, {}))
+        t1 = time.perf_counter()
+        pred = predict_recording(self.model, audio, feats, face, self.spec.window, self.spec.hop, device=self.device)
+        return Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)},
+                      model_s=time.perf_counter() - t1)
+
+    # ------------------------------------------------------------------------------- the authors' models' clips
+
+    def _clip_traces(self, rec: Recording) -> Traces:
+        """``spec.step_frames`` = k > 1: one step per k-frame clip; each frame carries its clip's prediction."""
+        k, n = int(self.spec.step_frames), rec.num_frames
+        if not hasattr(self.video_ex, "clip_features"):
+            raise AvaffectError(f"{self.checkpoint}: step_frames {k} needs a clip extractor, not {self.video_ex.name}")
+        ends = np.minimum(np.arange(k - 1, n + k - 1, k), n - 1)  # the last frame of each clip
+        clips = dataclasses.replace(rec, times=np.asarray(rec.times)[ends], labels=np.asarray(rec.labels)[ends],
+                                    face_mask=np.asarray(rec.face_mask)[ends], extra={})
+        t0 = time.perf_counter()
+        audio, state = self._audio(clips)
+        stages = {"audio": round(time.perf_counter() - t0, 3)}
+        # the whole-video path's face source rule decides too: a crops folder is read, not streamed
+        detector = self.spec.faces.detector
+        if self.stream and video_streamable(rec) and resolve_face_source(rec, "auto", detector) == "video":
+            tr = self._clips_streamed(rec, audio, ends)
+        else:
+            tr = self._clips_whole(rec, audio, ends)
+        tr.values, tr.audio, tr.stages = tr.values[np.arange(n) // k], state, {**stages, **tr.stages}
+        return tr
+
+    def _clips_whole(self, rec: Recording, audio: np.ndarray, ends: np.ndarray) -> Traces:
+        t0, k = time.perf_counter(), int(self.spec.step_frames)
+        crops, mask, boxes = load_face_crops(rec, size=self.spec.faces.crop_size, detector=self.spec.faces.detector,
+                                             **self.clip_face_params)
+        mask = np.asarray(mask, bool) & np.asarray(rec.face_mask, bool)
+        video = self.video_ex.clip_features(crops, mask, ends)
+        t1 = time.perf_counter()
+        pred = predict_recording(self.model, audio, video, _clip_faces(mask, k), self.spec.window, self.spec.hop,
+                                 device=self.device)
+        return Traces(pred, mask, boxes, False, stages={"video": round(t1 - t0, 3)},
+                      model_s=time.perf_counter() - t1)
+
+    def _clips_streamed(self, rec: Recording, audio: np.ndarray, ends: np.ndarray) -> Traces:
+        """One decode, the crops of ``k * CLIP_CHUNK`` frames at a time with the clip's reach before them, the clips
+        of those frames described and the windows run as they fill, so memory does not grow with the video (the
+        49 x 512 maps of a long video would)."""
+        k, n = int(self.spec.step_frames), rec.num_frames
+        mask = np.zeros(n, bool)
+        boxes = np.full((n, 4), np.nan, np.float32)
+        st, timing = StreamStats(), {}
+        before, _ = self.video_ex.crop_context()
+
+        def clip_chunks() -> Iterator[FeatureChunk]:
+            for c in iter_crop_chunks(rec, self.spec.faces.crop_size, self.spec.faces.detector, self.clip_face_params,
+                                      chunk=k * self.CLIP_CHUNK, before=before, stats=st):
+                mask[c.lo:c.hi], boxes[c.lo:c.hi] = c.mask[c.own], c.boxes
+                j0, j1 = c.lo // k, -(-c.hi // k)  # the clips that end in c.lo:c.hi (c.lo is a multiple of k)
+                t1 = time.perf_counter()
+                feats = self.video_ex.clip_features(c.crops, c.mask, ends[j0:j1] - c.start)
+                st.features += time.perf_counter() - t1
+                yield FeatureChunk(j0, j1, feats, _clip_faces(c.mask[c.own], k),
+                                   np.full((j1 - j0, 4), np.nan, np.float32))
+
+        pred, _, _ = predict_chunks(self.model, audio, clip_chunks(), len(ends), self.spec.window, self.spec.hop,
+                                    device=self.device, timings=timing)
+        model_s = timing.get("model", 0.0)
+        return Traces(pred, mask, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s)

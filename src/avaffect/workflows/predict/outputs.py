@@ -1,0 +1,61 @@
+"""The files of one video's prediction: ``<name>.csv``, ``<name>.json``, ``<name>.png``, and on request the overlay
+video and the HTML page."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from avaffect.data.recording import TARGETS
+from avaffect.evaluation.overlay import va_columns, write_overlay
+from avaffect.evaluation.page import write_page
+from avaffect.evaluation.reports import plot_recording
+from avaffect.files import atomic_write_text, output_path
+from avaffect.workflows.predict.result import PredictionRun
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    """Where the files go and which of the optional ones to write."""
+
+    out_dir: Path
+    overlay: bool = False
+    html: bool = False
+
+    def overlay_to(self, name: str) -> Path | None:
+        """Where a streaming pass should draw the overlay (``None`` when neither it nor the page needs it)."""
+        return output_path(self.out_dir, name, "_overlay.mp4") if self.overlay or self.html else None
+
+
+def write_outputs(run: PredictionRun, out_dir: str | Path, name: str, overlay: bool = False,
+                  html: bool = False) -> dict[str, Path]:
+    """``<name>.csv``, ``<name>.json``, ``<name>.png``, with ``overlay`` ``<name>_overlay.mp4`` and with ``html``
+    ``<name>.html`` (the page with the overlay embedded; the overlay file is then kept only when asked for or too
+    big to embed), all directly in ``out_dir`` (``name`` is encoded by :func:`avaffect.files.safe_name`: it never
+    leaves ``out_dir``)."""
+    out_dir = Path(out_dir)
+    s = run.summary
+    paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
+    atomic_write_text(paths["csv"], run.frame.to_csv(index=False, float_format="%.6f"))
+    targets = [t for t in TARGETS if t in run.frame]
+    mark = " — SYNTHETIC DEMO MODEL, not real emotion" if s.trained_on == "synthetic" else ""
+    plot_recording(paths["png"], f"{name} — {s.model}{mark}", run.frame["time"].to_numpy(),
+                   run.frame[targets].to_numpy(), None, targets, run.frame["face_detected"].to_numpy())
+    if (overlay or html) and run.overlay is not None:  # drawn during the prediction's own decode
+        paths["overlay"] = run.overlay
+        s.timings_s.overlay = "same pass"
+    elif overlay or html:
+        t0 = time.perf_counter()
+        values = va_columns(run.frame[targets].to_numpy(), targets)
+        paths["overlay"] = write_overlay(s.video, output_path(out_dir, name, "_overlay.mp4"),
+                                         run.frame["time"].to_numpy(), values, run.boxes)
+        s.timings_s.overlay = round(time.perf_counter() - t0, 3)
+    if html:
+        paths["html"], embedded = write_page(output_path(out_dir, name, ".html"), run.frame, s.as_json(),
+                                             paths["overlay"], name)
+        if embedded and not overlay:
+            paths.pop("overlay").unlink()
+    atomic_write_text(paths["json"], json.dumps(s.as_json(), indent=2) + "\n")
+    return paths

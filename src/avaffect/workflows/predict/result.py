@@ -1,0 +1,212 @@
+"""The typed parts every predictor shares: what a path computed (:class:`Traces`), what a video's prediction is
+(:class:`PredictionRun`: the per-frame table and a typed :class:`Summary`), and the :class:`VideoPredictor` base
+that turns the one into the other."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from avaffect.data.recording import TARGETS, Recording
+
+log = logging.getLogger(__name__)
+
+#: what a prediction's numbers mean, by the data its model was trained on (``trained_on`` of the JSON and CSV)
+MEANINGS = {
+    "synthetic": "SYNTHETIC DEMO MODEL: trained on avaffect's built-in cartoon faces and tones; the numbers show "
+                 "that the pipeline runs, they say nothing about this person's emotion",
+    "face_model": "zero-shot valence/arousal of a face model trained elsewhere (its own training set), per frame "
+                  "from the face alone; not an avaffect model trained on your data",
+    "unknown": "an avaffect model whose training data this checkpoint does not record",
+}
+
+
+def prediction_meaning(trained_on: str) -> str:
+    """The sentence the JSON, the plot and the HTML page carry about what the numbers mean."""
+    if trained_on.startswith("authors:"):
+        return (f"the authors' released {trained_on.split(':', 1)[1]} fusion model (trained by them on Aff-Wild2), "
+                "run on inputs rebuilt by avaffect from their papers; its numbers mean what Aff-Wild2's annotations "
+                "mean only with the authors' own fine-tuned backbone files, not with random or ImageNet ones")
+    return MEANINGS.get(trained_on, f"an avaffect fusion model trained on the {trained_on} dataset; its numbers "
+                                    "mean what that dataset's annotations mean")
+
+
+class Timings(BaseModel):
+    """Wall seconds of one prediction: ``total`` always; the feature and model split and the seconds per stage
+    where the path measures them; ``overlay`` once the overlay is written (``"same pass"`` when it was drawn during
+    the prediction's own decode)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    total: float
+    features: float | None = None
+    model: float | None = None
+    stages: dict[str, float] | None = None
+    overlay: float | Literal["same pass"] | None = None
+
+
+class Summary(BaseModel):
+    """One video's summary, written to ``<name>.json`` (:meth:`as_json`). ``<target>_mean`` / ``_std`` are over the
+    frames that have a value (``None`` when none has: a face model on a video without a face)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    video: str
+    frames: int
+    duration_s: float
+    fps: float
+    face_fraction: float
+    audio: Literal["present", "missing", "not used"]
+    frames_without_face: int
+    warnings: list[str]
+    targets: list[str]
+    valence_mean: float | None = None
+    valence_std: float | None = None
+    arousal_mean: float | None = None
+    arousal_std: float | None = None
+    model: str
+    checkpoint: str
+    trained_on: str
+    meaning: str
+    checkpoint_sha256_16: str
+    face_source: str
+    timings_s: Timings
+    streamed: bool
+    detect_every: int | None
+    realtime_factor: float | None
+    device: str
+
+    def as_json(self) -> dict:
+        """The JSON object: the statistics of targets the model does not predict left out, unmeasured timings
+        left out."""
+        out = self.model_dump()
+        for t in TARGETS:
+            if t not in self.targets:
+                out.pop(f"{t}_mean"), out.pop(f"{t}_std")
+        out["timings_s"] = self.timings_s.model_dump(exclude_none=True)
+        return out
+
+
+@dataclass
+class PredictionRun:
+    """One video's result: the per-frame table (``frame,time,<targets>,face_detected,trained_on``), its
+    :class:`Summary`, the face box per frame (``None`` when the faces came from a crops folder of a path that
+    does not track them) and the overlay when the streaming pass drew it."""
+
+    frame: pd.DataFrame
+    summary: Summary
+    boxes: np.ndarray | None = None
+    overlay: Path | None = None
+    overlay_frames_buffered: int | None = None
+
+
+@dataclass
+class Traces:
+    """What one prediction path computed: per frame its ``values`` [T, targets] (NaN where a path has none),
+    whether a face was seen, the face boxes, and how it ran (the seconds per stage, the model's seconds)."""
+
+    values: np.ndarray
+    face: np.ndarray
+    boxes: np.ndarray | None
+    streamed: bool
+    audio: Literal["present", "missing", "not used"] = "present"
+    stages: dict[str, float] = field(default_factory=dict)
+    model_s: float | None = None
+    overlay: Path | None = None
+    overlay_frames_buffered: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a predictor tells about its model in every summary."""
+
+    model: str
+    checkpoint: Path
+    checkpoint_sha256_16: str
+    trained_on: str
+    targets: tuple[str, ...]
+    detect_every: int | None
+    device: str
+    face_detector: str
+
+
+def duration_s(rec: Recording) -> float:
+    """Seconds of video the timeline covers (the real-time factor's numerator)."""
+    return float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+
+
+class VideoPredictor(abc.ABC):
+    """A model loaded once, ready for many videos: ``predictor(video)`` gives a :class:`PredictionRun`.
+
+    Subclasses set :attr:`info` and :attr:`no_face_consequence`, and implement :meth:`traces` (the prediction
+    proper) and :meth:`spawn_args` (how a worker process rebuilds the predictor)."""
+
+    info: ModelInfo
+    #: what a video without any face means for this predictor's values (its warning)
+    no_face_consequence: str = "the predictions rest on the voice alone"
+
+    @abc.abstractmethod
+    def traces(self, rec: Recording, overlay_to: Path | None) -> Traces:
+        """Predict one recording; ``overlay_to``: draw the overlay there during a streaming pass (paths that
+        do not stream leave it to :func:`~avaffect.workflows.predict.outputs.write_outputs`)."""
+
+    @abc.abstractmethod
+    def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
+        """The video as a recording (with ``crops_dir``: its faces from that crops folder)."""
+
+    @abc.abstractmethod
+    def spawn_args(self) -> tuple[type, tuple]:
+        """How a worker process rebuilds this predictor: ``(class, args)``."""
+
+    def __call__(self, video: str | Path, crops_dir: str | Path | None = None,
+                 overlay_to: str | Path | None = None) -> PredictionRun:
+        """Predict one video (``crops_dir``: its own face crops; ``overlay_to``: the overlay drawn in the
+        streaming pass, no second decode)."""
+        t0 = time.perf_counter()
+        rec = self.recording(video, crops_dir)
+        tr = self.traces(rec, None if overlay_to is None else Path(overlay_to))
+        return self._run(str(video), rec, tr, time.perf_counter() - t0)
+
+    def _run(self, video: str, rec: Recording, tr: Traces, wall: float) -> PredictionRun:
+        """The per-frame table and the summary of one video."""
+        info, n = self.info, rec.num_frames
+        face = np.asarray(tr.face, bool)
+        warnings = []
+        if n and not face.any():
+            warnings.append(f"no face was found in any frame: {self.no_face_consequence}")
+        if tr.audio == "missing":
+            warnings.append("no audio track: the predictions rest on the face alone")
+        for w in warnings:
+            log.warning("%s: %s", video, w)
+        frame = pd.DataFrame({"frame": np.arange(n), "time": np.round(rec.times, 6)})
+        stats: dict[str, float | None] = {}
+        for k, t in enumerate(info.targets):
+            frame[t] = v = tr.values[:, k]
+            has = np.isfinite(v)
+            stats[f"{t}_mean"] = float(v[has].mean()) if has.any() else None
+            stats[f"{t}_std"] = float(v[has].std()) if has.any() else None
+        frame["face_detected"] = face
+        frame["trained_on"] = info.trained_on
+        model_s = tr.model_s
+        dur = duration_s(rec)
+        timings = Timings(total=round(wall, 3), stages=tr.stages or None,
+                          model=None if model_s is None else round(model_s, 3),
+                          features=None if model_s is None else round(wall - model_s, 3))
+        summary = Summary(
+            video=video, frames=n, duration_s=round(dur, 3), fps=rec.fps,
+            face_fraction=float(face.mean()) if n else 0.0, audio=tr.audio, frames_without_face=int((~face).sum()),
+            warnings=warnings, targets=list(info.targets), **stats, model=info.model, checkpoint=str(info.checkpoint),
+            trained_on=info.trained_on, meaning=prediction_meaning(info.trained_on),
+            checkpoint_sha256_16=info.checkpoint_sha256_16,
+            face_source="crops" if rec.crops_dir else info.face_detector, timings_s=timings,
+            streamed=bool(tr.streamed), detect_every=info.detect_every,
+            realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device)
+        return PredictionRun(frame, summary, tr.boxes, tr.overlay, tr.overlay_frames_buffered)
