@@ -223,12 +223,14 @@ import numpy as np
 from avaffect.config import load_config
 from avaffect.data.affwild2 import read_annotation
 from avaffect.data.recording import Recording
-from avaffect.features.extractors.base import Extractor, register_extractor
+from avaffect.features.extractors.base import Extractor, ExtractorParams, register_extractor
 from avaffect.training.run import train
 
-class _Imported(Extractor):  # the same name, defaults and version as avaffect's: the same store ids
+class _Imported(Extractor):  # the same name, parameters and version as avaffect's: the same store ids
     version = "1"
-    defaults = {"dim": 0, "tag": ""}
+    class Params(ExtractorParams):
+        dim: int
+        tag: str = ""
     @property
     def dim(self):
         return int(self.params["dim"])

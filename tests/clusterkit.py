@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.features.extractors.base import Extractor
+from avaffect.features.extractors.base import Extractor, ExtractorParams
 
 TESTS = Path(__file__).resolve().parent
 # no token authentication on the test head (Ray turns it on by itself when ~/.ray/auth_token exists, and a driver
@@ -34,7 +34,10 @@ class _Killer(Extractor):
     :meth:`kills` says so (a decoder that segfaults on one file)."""
 
     modality = "audio"
-    defaults = {"victim": "", "marker": ""}
+
+    class Params(ExtractorParams):
+        victim: str = ""
+        marker: str = ""
 
     @property
     def dim(self) -> int:

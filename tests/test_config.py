@@ -12,6 +12,7 @@ from avaffect.cli.features_cmds import worker_count
 from avaffect.config import load_config, make_config
 from avaffect.data.datasets import DATASET_NAMES, DATASETS
 from avaffect.errors import AvaffectError, ConfigError
+from avaffect.features.extractors import EXTRACTORS
 from avaffect.features.preprocessing import PreprocessingSpec
 from avaffect.models.checkpoint import FORMAT, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from avaffect.models.safetensors_io import write_tagged
@@ -25,6 +26,46 @@ def test_a_typo_in_model_params_fails_when_the_config_is_read(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="unknown model 'rjcaa'"):
         make_config({"model": {"name": "rjcaa"}})
+
+
+@pytest.mark.parametrize("name", EXTRACTORS.names())
+def test_a_misspelled_extractor_param_fails_when_the_config_is_read_naming_the_allowed_keys(tmp_path, name):
+    """#25 acceptance, for every registered extractor: the YAML is refused at read time, before any work."""
+    cls = EXTRACTORS.get(name)
+    first = next(iter(cls.Params.model_fields))
+    path = tmp_path / "run.yaml"
+    path.write_text(f"features:\n  {cls.modality}:\n    name: {name}\n    params:\n      {first}x: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert f"{first}x" in message and str(path) in message
+    assert all(key in message for key in cls.Params.model_fields), message  # the allowed keys, every one
+
+
+def test_a_bad_extractor_value_fails_when_the_config_is_read():
+    with pytest.raises(ConfigError, match=r"detect_every: Input should be greater than or equal to 1 \(got 0\)"):
+        make_config({"features": {"video": {"name": "face_hog", "params": {"detect_every": 0}}}})
+    with pytest.raises(ConfigError, match="block a multiple of cell"):
+        make_config({"features": {"video": {"name": "face_hog", "params": {"block": 12}}}})
+    with pytest.raises(ConfigError, match="unknown feature extractor 'hogg'"):
+        make_config({"features": {"video": {"name": "hogg"}}})
+
+
+def test_every_extractor_lists_its_typed_params_and_config_show_fills_them(capsys):
+    from avaffect.cli.main import main
+
+    assert main(["extractors"]) == 0
+    out = capsys.readouterr().out
+    for name in EXTRACTORS.names():
+        cls = EXTRACTORS.get(name)
+        assert f"{name} ({cls.modality}, dim " in out
+        assert all(f"  {key} " in out for key in cls.Params.model_fields)
+    assert "face_hog (video, dim 640)" in out and "detect_every   int >= 1" in out
+    assert main(["config", "show"]) == 0
+    import yaml
+
+    shown = yaml.safe_load(capsys.readouterr().out)["features"]
+    assert shown["video"]["params"]["detect_every"] == 1 and shown["audio"]["params"]["n_mels"] == 64
 
 
 def test_model_sizes_must_agree_with_the_training_section():

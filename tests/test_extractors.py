@@ -14,6 +14,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError, MediaError
 from avaffect.features.extractors import (
     Extractor,
+    ExtractorParams,
     FaceHOG,
     LogMelStats,
     get_extractor,
@@ -83,7 +84,9 @@ def test_custom_extractor_registration():
     class Const(Extractor):
         name = "test_const"
         modality = "audio"
-        defaults = {"value": 1.0}
+
+        class Params(ExtractorParams):
+            value: float = 1.0
 
         @property
         def dim(self) -> int:
@@ -93,7 +96,11 @@ def test_custom_extractor_registration():
             return np.full((rec.num_frames, 2), self.params["value"], np.float32)
 
     ex = get_extractor("test_const", value=3)
-    assert ex.describe()["dim"] == 2 and ex.id.startswith("test_const-")
+    assert ex.describe()["dim"] == 2 and ex.id.startswith("test_const-") and ex.settings.value == 3.0
+    with pytest.raises(TypeError, match="Params"):  # one config style: a defaults dict is refused at class creation
+
+        class Old(Extractor):
+            defaults = {"value": 1.0}
 
 
 def test_face_hog(tmp_path):

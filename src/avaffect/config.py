@@ -12,7 +12,7 @@ from avaffect.data.datasets import DATASET_NAMES, load_dataset
 from avaffect.data.layout import SPLITS
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.extractors.base import ExtractorSpec, build_extractor, needs_weights
+from avaffect.features.extractors.base import ExtractorSpec, build_extractor, extractor_params, needs_weights
 from avaffect.features.inputs import check_end_to_end_extractors
 from avaffect.features.pipeline import FeaturePipeline
 from avaffect.features.store import FeatureStore
@@ -395,4 +395,9 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def dump_config(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The config as YAML, every default filled in — the extractors' parameters too."""
+    raw = cfg.model_dump(mode="json")
+    for modality in ("audio", "video"):
+        spec = getattr(cfg.features, modality)
+        raw["features"][modality]["params"] = extractor_params(spec.name, spec.params).model_dump(mode="json")
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -84,7 +84,21 @@ def cmd_extract(args) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_extractors(args) -> int:
+    from avaffect.features.extractors import EXTRACTORS, extractor_params_table
+
+    names = args.names or EXTRACTORS.names()
+    for name in names:
+        print(extractor_params_table(name))
+        print()
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("extractors", help="list the feature extractors: modality, dimension, and each parameter "
+                       "with its default and meaning (what features.audio / features.video params accept)")
+    p.add_argument("names", nargs="*", help="only these extractors (default: all)")
+    p.set_defaults(func=cmd_extractors)
     p = sub.add_parser("extract", help="extract features of a dataset or a folder of videos (resumable)")
     p.add_argument("root", type=Path, help="dataset root, or a folder of videos")
     p.add_argument("--dataset", default=None, help="dataset kind (default: affwild2 if ROOT has annotations, "

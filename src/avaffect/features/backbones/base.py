@@ -24,16 +24,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.extractors.base import Extractor, audio_source
+from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, audio_source
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import WEIGHTS_PARAM, resolve_weights
 from avaffect.statedict import load_state_dict_file
 
 __all__ = [
     "TorchExtractor",
+    "TorchParams",
     "resolve_device",
     "batches",
     "window_starts",
@@ -49,7 +51,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 RUNTIME_PARAMS = ("device", "batch_size")
-COMMON_DEFAULTS: dict[str, Any] = {"weights": None, "allow_random": False, "device": "auto", "batch_size": 32}
+
+
+class TorchParams(ExtractorParams):
+    """The parameters every :class:`TorchExtractor` has (see the module docstring)."""
+
+    weights: str | None = Field(None, description="None: the extractor's registered default; a registered weight "
+                                "name (avaffect weights list) or the path of a local state dict")
+    allow_random: bool = Field(False, description="build a randomly initialised network when no weights are given "
+                               "(tests, speed measurements: the features are then meaningless)")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    batch_size: Positive = Field(32, description="inputs per forward pass (does not change the features)")
 
 
 def resolve_device(device: str = "auto"):
@@ -138,19 +150,9 @@ class TorchExtractor(Extractor):
     # end-to-end training can fine-tune this network on crops or clips (it has layer groups in models/e2e.py)
     fine_tunable: ClassVar[bool] = False
     _transient = ("_net", "_device")
+    Params = TorchParams
 
     # ------------------------------------------------------------------ parameters and identity
-    def validate(self) -> None:
-        p = self.params
-        if not isinstance(p["batch_size"], int) or p["batch_size"] <= 0:
-            raise ConfigError(f"{self.name}: batch_size must be a positive integer, got {p['batch_size']!r}")
-        if not isinstance(p["allow_random"], bool):
-            raise ConfigError(f"{self.name}: allow_random must be true or false")
-        if not isinstance(p["device"], str):
-            raise ConfigError(f"{self.name}: device must be a string such as 'auto', 'cpu' or 'cuda'")
-        if "context" in p and p["context"] not in CONTEXTS:
-            raise ConfigError(f"{self.name}: context must be one of {', '.join(CONTEXTS)}, got {p['context']!r}")
-
     def hash_params(self) -> dict[str, Any]:
         params = {k: v for k, v in super().hash_params().items() if k not in RUNTIME_PARAMS}
         for key in ("weights", "pca_params"):

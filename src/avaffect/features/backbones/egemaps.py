@@ -10,11 +10,14 @@ is why this extractor is opt-in and not a dependency of avaffect. Check the lice
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field
 
 from avaffect.data.recording import Recording
-from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.extractors.base import Extractor, audio_source, register_extractor
+from avaffect.errors import AvaffectError
+from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, audio_source, register_extractor
 from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 from avaffect.media import read_audio
 
@@ -56,25 +59,16 @@ class EGeMAPS(Extractor):
     name = "egemaps"
     modality = "audio"
     version = "1"
-    defaults = {
-        "feature_set": "eGeMAPSv02",
-        "sample_rate": 16000,
-        "window": 0.04,
-        "context": "centered",
-        "std": False,
-    }
-    _transient = ("_smile",)
 
-    def validate(self) -> None:
-        p = self.params
-        if p["feature_set"] not in LLD_DIMS:
-            raise ConfigError(f"egemaps: feature_set must be one of {', '.join(LLD_DIMS)}, got {p['feature_set']!r}")
-        if p["context"] not in CONTEXTS:
-            raise ConfigError(f"egemaps: context must be one of {', '.join(CONTEXTS)}, got {p['context']!r}")
-        if not isinstance(p["window"], (int, float)) or p["window"] < 0:
-            raise ConfigError(f"egemaps: window must be >= 0 seconds, got {p['window']!r}")
-        if not isinstance(p["std"], bool):
-            raise ConfigError("egemaps: std must be true or false")
+    class Params(ExtractorParams):
+        feature_set: Literal[tuple(LLD_DIMS)] = Field("eGeMAPSv02", description="openSMILE feature set")
+        sample_rate: Positive = Field(16000, description="audio decoded to this rate (Hz)")
+        window: float = Field(0.04, ge=0, description="seconds of LLD frames averaged per timeline step")
+        context: Literal[CONTEXTS] = Field("centered", description="the window ends at the step "
+                                           "(causal), starts at it (forward) or is centred on it")
+        std: bool = Field(False, description="also the LLDs' standard deviation over the window")
+
+    _transient = ("_smile",)
 
     @property
     def n_lld(self) -> int:

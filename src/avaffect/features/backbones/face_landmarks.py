@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from avaffect.errors import ConfigError
-from avaffect.features.backbones.tflite_face import TfliteFaceExtractor
+from avaffect.features.backbones.tflite_face import TfliteFaceExtractor, TfliteParams
 from avaffect.features.extractors.base import register_extractor
 
 __all__ = ["FaceLandmarks", "GEOMETRY_COLUMNS", "geometry"]
@@ -81,13 +81,15 @@ class FaceLandmarks(TfliteFaceExtractor):
 
     name = "face_landmarks"
     version = "1"
-    defaults = {"weights": "mediapipe_face_mesh", "detector": "mediapipe", "crop_size": 192, "margin": 0.25,
-                "detect_every": 1, "coords": False}
 
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.params["coords"], bool):
-            raise ConfigError(f"face_landmarks: coords must be true or false, got {self.params['coords']!r}")
+    class Params(TfliteParams):
+        weights: str = Field("mediapipe_face_mesh", min_length=1, description="a registered LiteRT model or the path "
+                             "of a .tflite file")
+        detector: str = Field("mediapipe", description="face detector (avaffect detectors)")
+        crop_size: int = Field(192, ge=16, description="side of the face crop cut from the video (px)")
+        margin: float = Field(0.25, ge=0, description="context around the detected box, as a fraction of its side")
+        coords: bool = Field(False, description="also the 468 mesh points' x, y (936 columns)")
+
 
     @property
     def dim(self) -> int:

@@ -17,11 +17,13 @@ this actor's neutral face as angry, so treat it as a feature, not a verdict. Nee
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
+from pydantic import Field
 
-from avaffect.errors import ConfigError
-from avaffect.features.backbones.tflite_face import TfliteFaceExtractor
+from avaffect.features.backbones.tflite_face import TfliteFaceExtractor, TfliteParams
 from avaffect.features.extractors.base import register_extractor
 
 __all__ = ["FaceFer7", "FER7_CLASSES"]
@@ -37,15 +39,16 @@ class FaceFer7(TfliteFaceExtractor):
 
     name = "face_fer7"
     version = "1"
-    defaults = {"weights": "fer_emotion7", "output": "both", "detector": "haar", "crop_size": 64, "margin": 0.1,
-                "detect_every": 1}
-    keep = (_EMBEDDING_TENSOR,)
 
-    def validate(self) -> None:
-        super().validate()
-        if self.params["output"] not in ("both", "probs", "embedding"):
-            raise ConfigError("face_fer7: output must be 'both', 'probs' or 'embedding', "
-                              f"got {self.params['output']!r}")
+    class Params(TfliteParams):
+        weights: str = Field("fer_emotion7", min_length=1, description="a registered LiteRT model or the path of a "
+                             ".tflite file")
+        output: Literal["both", "probs", "embedding"] = Field("both", description="the 7 class probabilities, the "
+                                                              "128-d penultimate embedding, or both")
+        crop_size: int = Field(64, ge=16, description="side of the face crop cut from the video (px)")
+        margin: float = Field(0.1, ge=0, description="context around the detected box, as a fraction of its side")
+
+    keep = (_EMBEDDING_TENSOR,)
 
     @property
     def dim(self) -> int:

@@ -16,15 +16,16 @@ Needs the optional ``onnxruntime`` (``pip install 'avaffect[onnx]'``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, prepare_crops
-from avaffect.features.extractors.base import Extractor, register_extractor
-from avaffect.features.faces.crops import check_detect_every, face_pipeline_params
+from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, ImageNormalization, prepare_crops
+from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorParams, Positive, register_extractor
+from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
 from avaffect.features.weights import WEIGHTS, resolve_weights
@@ -41,24 +42,23 @@ class FaceOnnx(Extractor):
     name = "face_onnx"
     modality = "video"
     version = "1"
-    defaults = {"weights": "enet_b0_8_va_mtl", "input_size": None, "normalize": None, "output": "embedding",
-                "crop_size": None, "detector": "haar", "detect_every": 1, "batch_size": 32}
-    _transient = ("_session", "_dim")
 
-    def validate(self) -> None:
-        p = self.params
-        if not isinstance(p["weights"], str) or not p["weights"]:
-            raise ConfigError("face_onnx: weights must be a registered name or the path of an .onnx file")
-        if p["output"] not in ("embedding", "va"):
-            raise ConfigError(f"face_onnx: output must be 'embedding' or 'va', got {p['output']!r}")
-        if self.normalize not in IMAGE_NORMALIZATIONS:
-            raise ConfigError(f"face_onnx: normalize must be one of {', '.join(IMAGE_NORMALIZATIONS)}, "
-                              f"got {self.normalize!r}")
-        for key in ("input_size", "crop_size"):
-            v = self.params[key]
-            if v is not None and (not isinstance(v, int) or v < 16):
-                raise ConfigError(f"face_onnx: {key} must be an integer >= 16 pixels, got {v!r}")
-        check_detect_every(self.name, p["detect_every"])
+    class Params(ExtractorParams):
+        weights: str = Field("enet_b0_8_va_mtl", min_length=1, description="a registered ONNX face model or the path "
+                             "of an .onnx file")
+        input_size: int | None = Field(None, ge=16, description="side the model sees (px); None: the registered "
+                                       "file's, else read from the model")
+        normalize: ImageNormalization | None = Field(None, description="pixel normalisation; None: the registered "
+                                                     "file's, else imagenet")
+        output: Literal["embedding", "va"] = Field("embedding", description="the model's embedding, or its own "
+                                                   "valence and arousal (2 columns)")
+        crop_size: int | None = Field(None, ge=16, description="side of the face crop cut from the video (px); None: "
+                                      "the input size")
+        detector: str = Field("haar", description="face detector (avaffect detectors)")
+        detect_every: DetectEvery = 1
+        batch_size: Positive = Field(32, description="crops per model call (does not change the features)")
+
+    _transient = ("_session", "_dim")
 
     def load_model(self) -> None:
         """Open the model now (a missing or broken file fails here, before any video)."""

@@ -9,28 +9,30 @@ face-pretrained / fine-tuned ResNet (``weights=PATH``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError
 from avaffect.features.audio import mel_filterbank, stft_magnitude
 from avaffect.features.backbones.base import (
-    COMMON_DEFAULTS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     SegmentPlan,
     TorchExtractor,
+    TorchParams,
     window_starts,
 )
-from avaffect.features.extractors.base import register_extractor
-from avaffect.features.faces.crops import check_detect_every, face_pipeline_params
+from avaffect.features.extractors.base import DetectEvery, Positive, register_extractor
+from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
+from avaffect.features.temporal_align import CONTEXTS
 from avaffect.media import read_audio
 
-__all__ = ["IMAGE_NORMALIZATIONS", "FaceResNet", "ResNet18Face", "ResNet50Face", "SpecResNet18", "rja_log_mel"]
+__all__ = ["IMAGE_NORMALIZATIONS", "FaceResNet", "ImageNormalization", "ResNet18Face", "ResNet50Face", "SpecResNet18",
+           "rja_log_mel"]
 
 _WIDTH = {"resnet18": 512, "resnet50": 2048}
 
@@ -44,6 +46,8 @@ IMAGE_NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "vggface": ((129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255), (1 / 255,) * 3),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
+#: a parameter naming one of :data:`IMAGE_NORMALIZATIONS`
+ImageNormalization = Literal[tuple(IMAGE_NORMALIZATIONS)]
 
 
 def _drop_fc(state: dict[str, Any]) -> dict[str, Any]:
@@ -92,35 +96,21 @@ class FaceResNet(TorchExtractor):
     version = "1"
     arch = "resnet18"
     fine_tunable = True
-    defaults = {
-        **COMMON_DEFAULTS,
-        "crop_size": 112,
-        "input_size": 112,
-        "resize": "resize",
-        "normalize": "imagenet",
-        "spatial": 0,
-        "detector": "haar",
-        "detect_every": 1,
-        "missing_face": "zeros",
-    }
-    late_defaults = {"missing_face": "zeros", "detect_every": 1}
 
-    def validate(self) -> None:
-        super().validate()
-        p = self.params
-        for key in ("crop_size", "input_size"):
-            if not isinstance(p[key], int) or p[key] < 32:
-                raise ConfigError(f"{self.name}: {key} must be an integer >= 32 pixels, got {p[key]!r}")
-        if p["resize"] not in ("resize", "center_crop"):
-            raise ConfigError(f"{self.name}: resize must be 'resize' or 'center_crop', got {p['resize']!r}")
-        if p["normalize"] not in IMAGE_NORMALIZATIONS:
-            raise ConfigError(f"{self.name}: normalize must be one of {', '.join(IMAGE_NORMALIZATIONS)}, "
-                              f"got {p['normalize']!r}")
-        check_detect_every(self.name, p["detect_every"])
-        if p["missing_face"] not in ("zeros", "black_frame"):
-            raise ConfigError(f"{self.name}: missing_face must be 'zeros' or 'black_frame', got {p['missing_face']!r}")
-        if not isinstance(p["spatial"], int) or p["spatial"] < 0:
-            raise ConfigError(f"{self.name}: spatial must be 0 (pooled) or a grid size such as 7, got {p['spatial']!r}")
+    class Params(TorchParams):
+        crop_size: int = Field(112, ge=32, description="side of the face crop cut from the video (px)")
+        input_size: int = Field(112, ge=32, description="side the network sees (px)")
+        resize: Literal["resize", "center_crop"] = Field("resize", description="crop_size to input_size by resizing "
+                                                         "or by a centre crop (ABAW: 48 → 40)")
+        normalize: ImageNormalization = Field("imagenet", description="pixel normalisation: " +
+                                              ", ".join(IMAGE_NORMALIZATIONS))
+        spatial: int = Field(0, ge=0, description="0: the pooled layer4 vector; S: the layer4 map pooled to S x S")
+        detector: str = Field("haar", description="face detector (avaffect detectors)")
+        detect_every: DetectEvery = 1
+        missing_face: Literal["zeros", "black_frame"] = Field("zeros", description="a step without a face: zeros, or "
+                                                              "the network's output on a black frame (ABAW)")
+
+    late_defaults = {"missing_face": "zeros", "detect_every": 1}
 
     @property
     def channels(self) -> int:
@@ -186,7 +176,13 @@ class ResNet50Face(FaceResNet):
     name = "resnet50_face"
     arch = "resnet50"
     default_weights = "resnet50_imagenet"
-    defaults = {**FaceResNet.defaults, "crop_size": 48, "input_size": 40, "resize": "center_crop", "batch_size": 64}
+
+    class Params(FaceResNet.Params):
+        crop_size: int = Field(48, ge=32, description="side of the face crop cut from the video (px)")
+        input_size: int = Field(40, ge=32, description="side the network sees (px)")
+        resize: Literal["resize", "center_crop"] = Field("center_crop", description="crop_size to input_size by "
+                                                         "resizing or by a centre crop (ABAW: 48 → 40)")
+        batch_size: Positive = Field(64, description="inputs per forward pass (does not change the features)")
 
 
 def rja_log_mel(
@@ -232,35 +228,29 @@ class SpecResNet18(TorchExtractor):
     modality = "audio"
     version = "1"
     default_weights = "resnet18_imagenet"
-    defaults = {
-        **COMMON_DEFAULTS,
-        "context": "causal",
-        "sample_rate": 44100,
-        "n_mels": 64,
-        "frame_window": 0.020,
-        "frame_hop": 0.010,
-        "fft_size": 1024,
-        "fmin": 0.0,
-        "fmax": None,
-        "segment_frames": 107,
-        "norm_mean": -14.8,
-        "norm_std": 19.895,
-    }
 
-    def validate(self) -> None:
-        super().validate()
-        p = self.params
-        if not isinstance(p["n_mels"], int) or p["n_mels"] < 32:
-            raise ConfigError(f"spec_resnet18: n_mels must be an integer >= 32, got {p['n_mels']!r}")
-        if not isinstance(p["segment_frames"], int) or p["segment_frames"] < 32:
-            raise ConfigError(f"spec_resnet18: segment_frames must be an integer >= 32, got {p['segment_frames']!r}")
-        if p["frame_window"] <= 0 or p["frame_hop"] <= 0 or p["norm_std"] <= 0:
-            raise ConfigError("spec_resnet18: frame_window, frame_hop and norm_std must be > 0")
-        fmax = p["fmax"] if p["fmax"] is not None else p["sample_rate"] / 2
-        if not 0 <= p["fmin"] < fmax <= p["sample_rate"] / 2:
-            raise ConfigError("spec_resnet18: need 0 <= fmin < fmax <= sample_rate / 2")
-        if int(round(p["frame_window"] * p["sample_rate"])) > p["fft_size"]:
-            raise ConfigError("spec_resnet18: fft_size must be at least frame_window * sample_rate samples")
+    class Params(TorchParams):
+        context: Literal[CONTEXTS] = Field("causal", description="the segment ends at the step (causal), starts at "
+                                           "it (forward) or is centred on it")
+        sample_rate: Positive = Field(44100, description="audio decoded to this rate (Hz)")
+        n_mels: int = Field(64, ge=32, description="mel bands")
+        frame_window: float = Field(0.020, gt=0, description="analysis frame (s)")
+        frame_hop: float = Field(0.010, gt=0, description="analysis hop (s)")
+        fft_size: Positive = Field(1024, description="FFT size (samples), at least frame_window * sample_rate")
+        fmin: float = Field(0.0, ge=0, description="lowest mel frequency (Hz)")
+        fmax: float | None = Field(None, description="highest mel frequency (Hz); None: sample_rate / 2")
+        segment_frames: int = Field(107, ge=32, description="spectrogram frames per step's segment (~1.07 s)")
+        norm_mean: float = Field(-14.8, description="log-mel standardisation mean")
+        norm_std: float = Field(19.895, gt=0, description="log-mel standardisation std")
+
+        @model_validator(mode="after")
+        def _ranges(self) -> SpecResNet18.Params:
+            fmax = self.fmax if self.fmax is not None else self.sample_rate / 2
+            if not self.fmin < fmax <= self.sample_rate / 2:
+                raise ValueError("need 0 <= fmin < fmax <= sample_rate / 2")
+            if int(round(self.frame_window * self.sample_rate)) > self.fft_size:
+                raise ValueError("fft_size must be at least frame_window * sample_rate samples")
+            return self
 
     @property
     def dim(self) -> int:

@@ -7,37 +7,37 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError
-from avaffect.features.extractors.base import Extractor
-from avaffect.features.faces.crops import check_detect_every, face_pipeline_params
+from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorParams
+from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
 from avaffect.features.tflite import TfliteModel
 from avaffect.features.weights import resolve_weights
 
-__all__ = ["TfliteFaceExtractor"]
+__all__ = ["TfliteFaceExtractor", "TfliteParams"]
+
+
+class TfliteParams(ExtractorParams):
+    """The face pipeline and model file of a LiteRT face extractor (subclasses set the defaults)."""
+
+    weights: str = Field(min_length=1, description="a registered LiteRT model or the path of a .tflite file")
+    detector: str = Field("haar", description="face detector (avaffect detectors)")
+    crop_size: int = Field(ge=16, description="side of the face crop cut from the video (px)")
+    margin: float = Field(ge=0, description="context around the detected box, as a fraction of its side")
+    detect_every: DetectEvery = 1
 
 
 class TfliteFaceExtractor(Extractor):
-    """Base class: subclasses set ``defaults`` (with ``weights``, ``detector``, ``crop_size``, ``margin``,
-    ``detect_every``), ``keep`` (inner tensors to read) and implement ``dim`` and ``describe(crops)`` for the
-    crops that hold a face. Steps without a face are zeros."""
+    """Base class: subclasses set ``Params`` (a :class:`TfliteParams` with their defaults), ``keep`` (inner
+    tensors to read) and implement ``dim`` and ``describe(crops)`` for the crops that hold a face. Steps without a
+    face are zeros."""
 
     modality = "video"
     keep: ClassVar[tuple[str, ...]] = ()
     _transient = ("_model",)
-
-    def validate(self) -> None:
-        p = self.params
-        if not isinstance(p["weights"], str) or not p["weights"]:
-            raise ConfigError(f"{self.name}: weights must be a registered name or the path of a .tflite file")
-        if not isinstance(p["crop_size"], int) or p["crop_size"] < 16:
-            raise ConfigError(f"{self.name}: crop_size must be an integer >= 16 pixels, got {p['crop_size']!r}")
-        if isinstance(p["margin"], bool) or not isinstance(p["margin"], (int, float)) or p["margin"] < 0:
-            raise ConfigError(f"{self.name}: margin must be a number >= 0, got {p['margin']!r}")
-        check_detect_every(self.name, p["detect_every"])
 
     def load_model(self) -> None:
         """Open the model now (a missing runtime or file fails here, before any video)."""

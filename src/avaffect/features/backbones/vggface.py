@@ -20,8 +20,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from avaffect.features.backbones.resnet import FaceResNet
-from avaffect.features.extractors.base import register_extractor
+from pydantic import Field
+
+from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, FaceResNet, ImageNormalization
+from avaffect.features.extractors.base import Positive, register_extractor
 
 __all__ = ["VGGFaceFace", "VGGFACE_LAYER_NAMES"]
 
@@ -45,8 +47,13 @@ class VGGFaceFace(FaceResNet):
     arch = "vgg16"
     fine_tunable = False  # no layer groups for end-to-end training (frozen features only)
     default_weights = "vggface_vgg16"
-    defaults = {**FaceResNet.defaults, "crop_size": 224, "input_size": 224, "normalize": "vggface",
-                "batch_size": 16}
+
+    class Params(FaceResNet.Params):
+        crop_size: int = Field(224, ge=32, description="side of the face crop cut from the video (px)")
+        input_size: int = Field(224, ge=32, description="side the network sees (px)")
+        normalize: ImageNormalization = Field("vggface", description="pixel normalisation: " +
+                                              ", ".join(IMAGE_NORMALIZATIONS))
+        batch_size: Positive = Field(16, description="inputs per forward pass (does not change the features)")
 
     @property
     def channels(self) -> int:

@@ -41,22 +41,23 @@ one. Audio before 0 or past the end is silence.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.audio import log_mel_spectrogram
 from avaffect.features.backbones.base import (
-    COMMON_DEFAULTS,
     SegmentPlan,
     TorchExtractor,
+    TorchParams,
     gather_windows,
     window_starts,
 )
-from avaffect.features.extractors.base import register_extractor
-from avaffect.features.temporal_align import align_to_timeline
+from avaffect.features.extractors.base import Positive, register_extractor
+from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 from avaffect.features.weights import resolve_weights
 from avaffect.media import read_audio
 from avaffect.statedict import load_state_dict_file
@@ -144,24 +145,24 @@ class VGGishExtractor(TorchExtractor):
     modality = "audio"
     version = "1"
     default_weights = "vggish"
-    defaults = {
-        **COMMON_DEFAULTS,
-        "batch_size": 64,
-        "context": "forward",
-        "hop": 0.0,
-        "pca_params": None,
-        "quantize": False,
-        "final_relu": True,
-    }
-    _transient = ("_net", "_device", "_pca")
 
-    def validate(self) -> None:
-        super().validate()
-        p = self.params
-        if not isinstance(p["hop"], (int, float)) or p["hop"] < 0:
-            raise ConfigError(f"vggish: hop must be >= 0 seconds (0 = one example per step), got {p['hop']!r}")
-        if p["quantize"] and p["pca_params"] is None:
-            raise ConfigError("vggish: quantize=True needs pca_params (the AudioSet postprocessing)")
+    class Params(TorchParams):
+        batch_size: Positive = Field(64, description="inputs per forward pass (does not change the features)")
+        context: Literal[CONTEXTS] = Field("forward", description="the window ends at the step "
+                                           "(causal), starts at it (forward) or is centred on it")
+        hop: float = Field(0.0, ge=0, description="seconds between examples (0: one example per step)")
+        pca_params: str | None = Field(None, description="AudioSet PCA/quantisation parameters (a registered name or "
+                                       "a file); None: the raw 128-d embedding")
+        quantize: bool = Field(False, description="8-bit quantisation of AudioSet's postprocessing (needs pca_params)")
+        final_relu: bool = Field(True, description="the ReLU after the last layer, as in the released model")
+
+        @model_validator(mode="after")
+        def _quantize_needs_pca(self) -> VGGishExtractor.Params:
+            if self.quantize and self.pca_params is None:
+                raise ValueError("quantize=True needs pca_params (the AudioSet postprocessing)")
+            return self
+
+    _transient = ("_net", "_device", "_pca")
 
     @property
     def dim(self) -> int:

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError
-from avaffect.features.backbones.base import COMMON_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, TorchExtractor
+from avaffect.features.backbones.base import IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, TorchParams
 from avaffect.features.backbones.resnet import prepare_crops
-from avaffect.features.extractors.base import register_extractor
+from avaffect.features.extractors.base import Positive, register_extractor
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
+from avaffect.features.temporal_align import CONTEXTS
 
 __all__ = ["R2Plus1D18Clip", "clip_indices", "CLIP_NORMALIZATIONS", "KINETICS_MEAN", "KINETICS_STD"]
 
@@ -77,38 +79,30 @@ class R2Plus1D18Clip(TorchExtractor):
     modality = "video"
     version = "1"
     default_weights = "r2plus1d18_kinetics400"
-    defaults = {
-        **COMMON_DEFAULTS,
-        "batch_size": 8,
-        "arch": "r2plus1d_18",
-        "clip_len": 8,
-        "frame_stride": 1,
-        "context": "causal",
-        "crop_size": 112,
-        "input_size": 112,
-        "normalize": "kinetics",
-        "detector": "haar",
-        "clip_every": 1,
-        "spatial_map": False,
-    }
-    late_defaults = {"clip_every": 1, "spatial_map": False}
 
-    def validate(self) -> None:
-        super().validate()
-        p = self.params
-        if p["arch"] not in _ARCH_WEIGHTS:
-            raise ConfigError(f"r2plus1d18_clip: arch must be one of {', '.join(_ARCH_WEIGHTS)}, got {p['arch']!r}")
-        for key, low in (("clip_len", 1), ("frame_stride", 1), ("crop_size", 16), ("input_size", 16),
-                         ("clip_every", 1)):
-            if not isinstance(p[key], int) or p[key] < low:
-                raise ConfigError(f"r2plus1d18_clip: {key} must be an integer >= {low}, got {p[key]!r}")
-        if not isinstance(p["spatial_map"], bool):
-            raise ConfigError(f"r2plus1d18_clip: spatial_map must be true or false, got {p['spatial_map']!r}")
-        if p["spatial_map"] and p["input_size"] % 16:
-            raise ConfigError(f"r2plus1d18_clip: spatial_map needs input_size a multiple of 16 (the network's "
-                              f"stride), got {p['input_size']}")
-        if p["normalize"] not in CLIP_NORMALIZATIONS:
-            raise ConfigError(f"r2plus1d18_clip: normalize must be kinetics, imagenet or pm1, got {p['normalize']!r}")
+    class Params(TorchParams):
+        batch_size: Positive = Field(8, description="clips per forward pass (does not change the features)")
+        arch: Literal[tuple(_ARCH_WEIGHTS)] = Field("r2plus1d_18", description="torchvision video network")
+        clip_len: int = Field(8, ge=1, description="frames per clip")
+        frame_stride: int = Field(1, ge=1, description="steps between a clip's frames")
+        context: Literal[CONTEXTS] = Field("causal", description="the clip ends at the step (causal), starts at it "
+                                           "(forward) or is centred on it")
+        crop_size: int = Field(112, ge=16, description="side of the face crop cut from the video (px)")
+        input_size: int = Field(112, ge=16, description="side the network sees (px)")
+        normalize: Literal[tuple(CLIP_NORMALIZATIONS)] = Field("kinetics", description="pixel normalisation")
+        detector: str = Field("haar", description="face detector (avaffect detectors)")
+        clip_every: int = Field(1, ge=1, description="one clip every k steps, its features held over the k steps")
+        spatial_map: bool = Field(False, description="the layer4 map (RJA's spatial attention) instead of the "
+                                  "pooled vector")
+
+        @model_validator(mode="after")
+        def _map_stride(self) -> R2Plus1D18Clip.Params:
+            if self.spatial_map and self.input_size % 16:
+                raise ValueError(f"spatial_map needs input_size a multiple of 16 (the network's stride), got "
+                                 f"{self.input_size}")
+            return self
+
+    late_defaults = {"clip_every": 1, "spatial_map": False}
 
     @property
     def dim(self) -> int:

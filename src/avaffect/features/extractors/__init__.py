@@ -10,9 +10,12 @@ of ``avaffect.features`` registers every extractor. The base class and registry:
 from avaffect.features.extractors.base import (
     EXTRACTORS,
     Extractor,
+    ExtractorParams,
     ExtractorSpec,
     audio_source,
     build_extractor,
+    extractor_params,
+    extractor_params_table,
     get_extractor,
     list_extractors,
     needs_weights,
@@ -22,6 +25,6 @@ from avaffect.features.extractors.face_hog import FaceHOG
 from avaffect.features.extractors.imported import ImportedAudio, ImportedVideo
 from avaffect.features.extractors.logmel import LogMelStats
 
-__all__ = ["EXTRACTORS", "Extractor", "ExtractorSpec", "FaceHOG", "ImportedAudio", "ImportedVideo", "LogMelStats",
-           "audio_source", "build_extractor",
+__all__ = ["EXTRACTORS", "Extractor", "ExtractorParams", "ExtractorSpec", "FaceHOG", "ImportedAudio", "ImportedVideo",
+           "LogMelStats", "audio_source", "build_extractor", "extractor_params", "extractor_params_table",
            "get_extractor", "list_extractors", "needs_weights", "register_extractor"]

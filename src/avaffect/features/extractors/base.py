@@ -5,8 +5,9 @@ features aligned to ``rec.times`` (docs/design.md §2). Its identity in the feat
 ``<name>-<hash>``, the hash covering its parameters (defaults filled in) and its version, so a
 different configuration or a changed algorithm never reuses stale features.
 
-Write a new one by subclassing :class:`Extractor`, setting ``name``, ``modality``, ``version`` and
-``defaults`` and implementing ``dim`` and ``extract``, decorating it with :func:`register_extractor`,
+Write a new one by subclassing :class:`Extractor`, setting ``name``, ``modality``, ``version`` and its typed
+parameters ``Params`` (an :class:`ExtractorParams`: fields with defaults, descriptions and limits, cross-field
+checks as validators) and implementing ``dim`` and ``extract``, decorating it with :func:`register_extractor`,
 and importing its module from :mod:`avaffect.features.extractors` (or, for a backbone, from
 :mod:`avaffect.features.backbones`). Instances are pickled to worker processes: keep heavy or
 unpicklable state (models, OpenCV objects) in attributes listed in ``_transient`` and build it lazily.
@@ -20,29 +21,102 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError, DataError
+from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.registry import Registry
 
-__all__ = ["EXTRACTORS", "Extractor", "ExtractorSpec", "audio_source", "build_extractor", "get_extractor",
-           "list_extractors", "needs_weights", "register_extractor"]
+__all__ = ["EXTRACTORS", "DetectEvery", "Extractor", "ExtractorParams", "ExtractorSpec", "Positive", "audio_source",
+           "build_extractor", "extractor_params", "extractor_params_table", "get_extractor", "list_extractors",
+           "needs_weights", "register_extractor"]
 
 log = logging.getLogger(__name__)
 
 EXTRACTORS: Registry[type[Extractor]] = Registry("feature extractor")
 
 
+class ExtractorParams(BaseModel):
+    """Base of every extractor's typed parameters: unknown keys are refused, each value is checked against its
+    field (type, limits), cross-field rules are ``model_validator`` s. ``avaffect extractors`` and
+    ``avaffect config show`` list the fields with their defaults and descriptions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+#: the face detector runs on every k-th frame only, tracking in between (1: every frame)
+DetectEvery = Annotated[int, Field(ge=1, description="run the face detector on every k-th frame only, tracking in "
+                                   "between (1: the detector on every frame)")]
+Positive = Annotated[int, Field(gt=0)]
+
+
+def validation_message(error: ValidationError) -> str:
+    """A pydantic error as one line per problem: ``field: what is wrong (got value)``."""
+    lines = []
+    for err in error.errors():
+        where = ".".join(map(str, err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        got = "" if err["type"] in ("value_error", "missing") or "input" not in err else f" (got {err['input']!r})"
+        lines.append(f"{where}: {msg}{got}" if where else msg)
+    return "; ".join(lines)
+
+
+def extractor_params(name: str, given: Mapping[str, Any]) -> ExtractorParams:
+    """``given`` validated against the registered extractor ``name``'s ``Params``; a :class:`ConfigError` names
+    the unknown keys and the allowed ones, or the value at fault."""
+    return EXTRACTORS.get(name)._validated(given)
+
+
+def _type_text(annotation: Any, metadata: list) -> str:
+    """A field's type as a user reads it: ``int >= 32``, ``causal|forward|centered``, ``str or none``."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Literal:
+        text = "|".join(map(str, get_args(annotation)))
+    elif len(args) < len(get_args(annotation)):  # Optional[...]
+        return f"{_type_text(args[0] if len(args) == 1 else annotation, metadata)} or none"
+    else:
+        text = getattr(annotation, "__name__", str(annotation))
+    for m in metadata:
+        for op, attr in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")):
+            if getattr(m, attr, None) is not None:
+                text += f" {op} {getattr(m, attr)}"
+    return text
+
+
+def extractor_params_table(name: str) -> str:
+    """What ``avaffect extractors`` prints for one extractor: its modality and dimension at the defaults, then one
+    line per parameter (name, type, default, description)."""
+    cls = EXTRACTORS.get(name)
+    try:
+        dim = str(cls().dim)
+    except AvaffectError:  # a required parameter (imported_*) or a model file that sets it (face_onnx)
+        dim = "set by its parameters or model file"
+    lines = [f"{name} ({cls.modality}, dim {dim})"]
+    for key, field in cls.Params.model_fields.items():
+        kind = _type_text(field.annotation, field.metadata)
+        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        lines.append(f"  {key:<14} {kind:<26} {default:<20} {field.description or ''}".rstrip())
+    return "\n".join(lines)
+
+
 class ExtractorSpec(BaseModel):
-    """An extractor as a config names it: ``name`` and ``params`` (the rest are the extractor's defaults)."""
+    """An extractor as a config names it: ``name`` and ``params`` (the rest are the extractor's defaults),
+    checked against the extractor's typed ``Params`` as soon as it is read."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_params(self) -> ExtractorSpec:
+        try:
+            extractor_params(self.name, self.params)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 def _jsonable(value: Any) -> Any:
     """Normalise a parameter value so that equal configurations hash equally."""
@@ -62,13 +136,17 @@ def _jsonable(value: Any) -> Any:
 class Extractor(ABC):
     """Base class of feature extractors.
 
-    ``Extractor(**params)`` or ``Extractor(config)`` with ``config`` a dict or a pydantic model:
-    the parameters override ``defaults``; unknown names raise :class:`ConfigError`.
+    ``Extractor(**params)`` or ``Extractor(config)`` with ``config`` a dict or a pydantic model: the parameters,
+    validated by the class's ``Params``, override its defaults; unknown names and bad values raise
+    :class:`ConfigError`. ``self.settings`` is the typed parameters, ``self.params`` the same as a plain dict
+    (what the feature id hashes).
     """
 
     name: ClassVar[str] = ""
     modality: ClassVar[str] = ""  # "audio" or "video"
     version: ClassVar[str] = "1"
+    Params: ClassVar[type[ExtractorParams]] = ExtractorParams
+    #: ``Params``' defaults as a dict (derived, one fact: the ``Params`` class)
     defaults: ClassVar[dict[str, Any]] = {}
     _transient: ClassVar[tuple[str, ...]] = ()  # attributes dropped when pickled (rebuilt lazily)
     # parameters added after feature ids were first published, with the value they implicitly had before: left
@@ -86,17 +164,27 @@ class Extractor(ABC):
                 )
             given.update(config)
         given.update(params)
-        unknown = sorted(set(given) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"extractor {self.name}: unknown parameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(self.defaults)) or '(none)'}"
-            )
-        self.params: dict[str, Any] = _jsonable({**self.defaults, **given})
-        self.validate()
+        self.settings = self._validated(given)
+        self.params: dict[str, Any] = _jsonable(self.settings.model_dump())
 
-    def validate(self) -> None:  # noqa: B027 - optional hook, not abstract
-        """Check ``self.params``; raise :class:`ConfigError` on a bad value (default: accept all)."""
+    @classmethod
+    def _validated(cls, given: Mapping[str, Any]) -> ExtractorParams:
+        unknown = sorted(set(given) - set(cls.Params.model_fields))
+        if unknown:
+            raise ConfigError(f"extractor {cls.name}: unknown parameter(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(cls.Params.model_fields) or '(none)'}")
+        try:
+            return cls.Params(**given)
+        except ValidationError as e:
+            raise ConfigError(f"extractor {cls.name}: {validation_message(e)}") from None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "defaults" in vars(cls):
+            raise TypeError(f"{cls.__qualname__}: declare the parameters as a nested `class Params(ExtractorParams)` "
+                            "(typed fields with defaults), not a `defaults` dict")
+        cls.defaults = {k: f.get_default(call_default_factory=True) for k, f in cls.Params.model_fields.items()
+                        if not f.is_required()}
 
     @property
     def config_hash(self) -> str:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError, DataError
-from avaffect.features.extractors.base import Extractor, register_extractor
-from avaffect.features.faces.crops import check_detect_every, face_pipeline_params, read_crop
+from avaffect.errors import DataError
+from avaffect.features.extractors.base import (
+    DetectEvery,
+    Extractor,
+    ExtractorParams,
+    Positive,
+    register_extractor,
+)
+from avaffect.features.faces.crops import face_pipeline_params, read_crop
 from avaffect.features.faces.source import FACE_SOURCES, resolve_face_source
 from avaffect.features.stream import face_features
 
@@ -60,28 +68,33 @@ class FaceHOG(Extractor):
     name = "face_hog"
     modality = "video"
     version = "1"
-    defaults = {"size": 64, "cell": 8, "block": 16, "block_stride": 16, "nbins": 9, "grid": 8,
-                "detector": "haar", "crop_size": 112, "source": "auto", "detect_every": 1}
+
+    class Params(ExtractorParams):
+        size: Positive = Field(64, description="side of the grey crop the HOG describes (px)")
+        cell: Positive = Field(8, description="HOG cell (px)")
+        block: Positive = Field(16, description="HOG block (px), a multiple of cell")
+        block_stride: Positive = Field(16, description="HOG block stride (px)")
+        nbins: Positive = Field(9, description="HOG orientation bins")
+        grid: Positive = Field(8, description="the crop downsampled to grid x grid intensities")
+        detector: str = Field("haar", description="face detector on a video (avaffect detectors)")
+        crop_size: Positive = Field(112, description="side of the face crop cut from a video (px)")
+        source: Literal[FACE_SOURCES] = Field("auto", description="where faces come from: auto (a dataset's crops "
+                                              "when present, else the video), crops or video")
+        detect_every: DetectEvery = 1
+
+        @model_validator(mode="after")
+        def _geometry(self) -> FaceHOG.Params:
+            if self.block % self.cell or self.block > self.size or (self.size - self.block) % self.block_stride:
+                raise ValueError("need block a multiple of cell, block <= size and (size - block) a multiple of "
+                                 f"block_stride; got size={self.size}, cell={self.cell}, block={self.block}, "
+                                 f"block_stride={self.block_stride}")
+            if self.grid > self.size:
+                raise ValueError(f"grid ({self.grid}) must not exceed size ({self.size})")
+            return self
+
     late_defaults = {"detect_every": 1}
     _transient = ("_hog",)
     BATCH = 256  # crops converted and resized per OpenCV call (the streaming chunk's size)
-
-    def validate(self) -> None:
-        p = self.params
-        for key in ("size", "cell", "block", "block_stride", "nbins", "grid", "crop_size"):
-            if not isinstance(p[key], int) or p[key] <= 0:
-                raise ConfigError(f"face_hog: {key} must be a positive integer, got {p[key]!r}")
-        if p["block"] % p["cell"] or p["block"] > p["size"] or (p["size"] - p["block"]) % p["block_stride"]:
-            raise ConfigError(
-                "face_hog: need block a multiple of cell, block <= size and (size - block) a multiple of "
-                f"block_stride; got size={p['size']}, cell={p['cell']}, block={p['block']}, "
-                f"block_stride={p['block_stride']}"
-            )
-        if p["grid"] > p["size"]:
-            raise ConfigError(f"face_hog: grid ({p['grid']}) must not exceed size ({p['size']})")
-        check_detect_every(self.name, p["detect_every"])
-        if p["source"] not in FACE_SOURCES:
-            raise ConfigError(f"face_hog: source must be one of {', '.join(FACE_SOURCES)}, got {p['source']!r}")
 
     @property
     def hog_dim(self) -> int:

@@ -10,26 +10,21 @@ scale benchmark (``benchmarks/scale.py``) builds its Aff-Wild2-sized stores this
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError, DataError
-from avaffect.features.extractors.base import Extractor, register_extractor
+from avaffect.errors import DataError
+from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, register_extractor
 
 __all__ = ["ImportedAudio", "ImportedVideo"]
 
 
 class _Imported(Extractor):
     version = "1"
-    defaults = {"dim": 0, "tag": ""}
 
-    def validate(self) -> None:
-        dim = self.params["dim"]
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ConfigError(f"extractor {self.name}: params.dim must be the features' size (an integer >= 1), "
-                              f"got {dim!r}")
-        if not isinstance(self.params["tag"], str):
-            raise ConfigError(f"extractor {self.name}: params.tag must be a string naming where the features come "
-                              "from")
+    class Params(ExtractorParams):
+        dim: Positive = Field(description="the features' size (required: the store's files are not read to guess it)")
+        tag: str = Field("", description="where the features come from (free text, part of the feature id)")
 
     @property
     def dim(self) -> int:

@@ -3,12 +3,14 @@ needs no downloaded weights."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field, model_validator
 
 from avaffect.data.recording import Recording
-from avaffect.errors import ConfigError
 from avaffect.features.audio import frame_signal, log_mel_spectrogram
-from avaffect.features.extractors.base import Extractor, audio_source, register_extractor
+from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, audio_source, register_extractor
 from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 from avaffect.media import read_audio
 
@@ -65,34 +67,27 @@ class LogMelStats(Extractor):
     name = "logmel_stats"
     modality = "audio"
     version = "1"
-    defaults = {
-        "sample_rate": 16000,
-        "window": 0.5,
-        "context": "centered",
-        "n_mels": 64,
-        "fmin": 125.0,
-        "fmax": 7500.0,
-        "frame_window": 0.025,
-        "frame_hop": 0.010,
-        "log_offset": 0.01,
-        "f0_min": 80.0,
-        "f0_max": 400.0,
-    }
+    class Params(ExtractorParams):
+        sample_rate: Positive = Field(16000, description="audio decoded to this rate, mono (Hz)")
+        window: float = Field(0.5, ge=0, description="seconds of frames summarised per timeline step")
+        context: Literal[CONTEXTS] = Field("centered", description="where the window sits: causal (ending at the "
+                                           "step), forward (starting at it) or centered")
+        n_mels: Positive = Field(64, description="mel bands")
+        fmin: float = Field(125.0, ge=0, description="lowest mel frequency (Hz)")
+        fmax: float = Field(7500.0, description="highest mel frequency (Hz), at most sample_rate / 2")
+        frame_window: float = Field(0.025, gt=0, description="analysis frame (s)")
+        frame_hop: float = Field(0.010, gt=0, description="analysis hop (s)")
+        log_offset: float = Field(0.01, description="log(mel + log_offset)")
+        f0_min: float = Field(80.0, gt=0, description="lowest pitch of the periodicity search (Hz)")
+        f0_max: float = Field(400.0, description="highest pitch of the periodicity search (Hz)")
 
-    def validate(self) -> None:
-        p = self.params
-        if p["context"] not in CONTEXTS:
-            raise ConfigError(
-                f"logmel_stats: context must be one of {', '.join(CONTEXTS)}, got {p['context']!r}"
-            )
-        if not (isinstance(p["n_mels"], int) and p["n_mels"] > 0):
-            raise ConfigError(f"logmel_stats: n_mels must be a positive integer, got {p['n_mels']!r}")
-        if p["window"] < 0 or p["frame_window"] <= 0 or p["frame_hop"] <= 0:
-            raise ConfigError("logmel_stats: window must be >= 0, frame_window and frame_hop > 0 (seconds)")
-        if not 0 <= p["fmin"] < p["fmax"] <= p["sample_rate"] / 2:
-            raise ConfigError("logmel_stats: need 0 <= fmin < fmax <= sample_rate / 2")
-        if not 0 < p["f0_min"] < p["f0_max"]:
-            raise ConfigError("logmel_stats: need 0 < f0_min < f0_max")
+        @model_validator(mode="after")
+        def _ranges(self) -> LogMelStats.Params:
+            if not self.fmin < self.fmax <= self.sample_rate / 2:
+                raise ValueError("need 0 <= fmin < fmax <= sample_rate / 2")
+            if not self.f0_min < self.f0_max:
+                raise ValueError("need 0 < f0_min < f0_max")
+            return self
 
     @property
     def dim(self) -> int:
