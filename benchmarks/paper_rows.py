@@ -192,11 +192,8 @@ def _needs(cfg) -> str:
         if needs_weights(spec.name):
             w = spec.params.get("weights") or get_extractor(spec.name, **spec.params).weights_name
             entry = WEIGHTS.get(w, None) if isinstance(w, str) else None
-            if entry is not None and not entry.url:
-                parts.append(f"`{spec.name}` weights ({entry.filename}, user-supplied: {entry.source})")
-            else:
-                parts.append(f"`{spec.name}` weights ({entry.filename}, {entry.url})" if entry else
-                             f"`{spec.name}` weights (your file: `features.*.params.weights`)")
+            parts.append(f"`{spec.name}` weights ({entry.filename}, {entry.where()})" if entry else
+                         f"`{spec.name}` weights (your file: `features.*.params.weights`)")
         if cfg.end_to_end.enabled:
             parts.append("a GPU (end-to-end: the backbones are fine-tuned; not run on the synthetic set here)")
     return "; ".join(parts)

@@ -168,7 +168,7 @@ def test_vggish_weights_from_cache_and_path(rec, vggish_random, tmp_path, monkey
         get_extractor("vggish").extract(rec)
     target = home / "weights" / "vggish-10086976.pth"
     msg = str(err.value)
-    assert W.WEIGHTS["vggish"].url in msg and str(target) in msg and "params.weights" in msg
+    assert W.WEIGHTS["vggish"].source.url in msg and str(target) in msg and "params.weights" in msg
 
     target.parent.mkdir(parents=True)
     state = {k: v.half() for k, v in vggish_random.network().state_dict().items()}  # fp16: half the disk

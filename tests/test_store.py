@@ -217,7 +217,6 @@ class _CrashOnName(Extractor):
 
     name = "test_crash_on_name"
     modality = "audio"
-    defaults: dict = {}
 
     @property
     def dim(self) -> int:

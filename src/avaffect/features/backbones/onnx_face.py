@@ -5,7 +5,7 @@ Made for the layout of EmotiEffLib / HSEmotion's multi-task V/A models (``enet_b
 ImageNet normalisation; ``mbf_va_mtl.onnx``: 112 x 112, mean/std 0.5): one input ``[N, 3, S, S]`` float RGB, and
 an output whose **last two columns are valence and arousal** (the columns before them: expression logits). A
 model with two outputs is read as ``(embedding, head)``. Input size and normalisation of the registered files
-live in their weight-registry entries (:attr:`WeightFile.meta`); for your own file the input size is read from
+live in their weight-registry entries (:attr:`WeightFile.inputs`); for your own file the input size is read from
 the model (give ``input_size`` when it is not fixed there) and ``normalize`` defaults to ImageNet's. The
 files are never downloaded: a missing one says where to get it and where to put it.
 
@@ -28,11 +28,26 @@ from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorP
 from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
-from avaffect.features.weights import WEIGHTS, resolve_weights
+from avaffect.features.weights import WEIGHTS, ImageInput, UserSupplied, WeightFile, register_weights, resolve_weights
 
 __all__ = ["FaceOnnx", "ONNX_FIX"]
 
 ONNX_FIX = "pip install 'avaffect[onnx]' (onnxruntime) to run ONNX face models"
+
+# the registered EmotiEffLib files and the images each expects, declared here beside the extractor that runs them
+_EMOTIEFF = UserSupplied("the ONNX model files of EmotiEffLib (HSEmotion, A. Savchenko), "
+                         "https://github.com/sb-ai-lab/EmotiEffLib; its Python package downloads them at run time, "
+                         "avaffect never does")
+_AFFECTNET = ("EmotiEffLib's code is Apache-2.0; the weights are trained on AffectNet, whose terms restrict use to "
+              "non-commercial research — check them for your use")
+for _name, _what, _size, _norm, _takes in (
+        ("enet_b0_8_va_mtl", "EfficientNet-B0 face model, 8 expressions", 224, "imagenet", "ImageNet-normalised RGB"),
+        ("mbf_va_mtl", "MobileFaceNet face model, expressions", 112, "half", "RGB normalised to mean/std 0.5")):
+    register_weights(WeightFile(
+        name=_name, filename=f"{_name}.onnx", source=_EMOTIEFF, license=_AFFECTNET, used_by=("face_onnx",),
+        description=f"{_what} + valence/arousal (multi-task, AffectNet), EmotiEffLib",
+        note=f"an ONNX file taking [N, 3, {_size}, {_size}] {_takes}; its last two outputs are valence and arousal",
+        inputs=ImageInput(_size, _norm)))
 
 
 @register_extractor
@@ -70,14 +85,15 @@ class FaceOnnx(Extractor):
 
     # ------------------------------------------------------------------ what the file says
     @property
-    def _meta(self) -> dict[str, Any]:
-        entry = WEIGHTS.get(self.params["weights"], None) if self.params["weights"] in WEIGHTS else None
-        return dict(entry.meta) if entry is not None else {}
+    def _inputs(self) -> ImageInput | None:
+        """The images the registered file expects (``None``: a file of the user's)."""
+        entry = WEIGHTS.get(self.params["weights"], None)
+        return entry.inputs if entry is not None else None
 
     @property
     def input_size(self) -> int:
         """``input_size``, else the registry's, else the model's own static input shape."""
-        size = self.params["input_size"] or self._meta.get("input_size")
+        size = self.params["input_size"] or (self._inputs.size if self._inputs else None)
         if size is None:
             shape = self._sess().get_inputs()[0].shape  # [N, 3, S, S], N usually symbolic
             size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
@@ -88,7 +104,7 @@ class FaceOnnx(Extractor):
 
     @property
     def normalize(self) -> str:
-        return self.params["normalize"] or self._meta.get("normalize", "imagenet")
+        return self.params["normalize"] or (self._inputs.normalize if self._inputs else None) or "imagenet"
 
     def _sess(self):
         sess = self.__dict__.get("_session")

@@ -29,6 +29,14 @@ from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
 from avaffect.features.temporal_align import CONTEXTS
+from avaffect.features.weights import (
+    TORCHVISION_LICENSE,
+    TORCHVISION_URL,
+    UserSupplied,
+    WeightFile,
+    public_file,
+    register_weights,
+)
 from avaffect.media import read_audio
 
 __all__ = ["IMAGE_NORMALIZATIONS", "FaceResNet", "ImageNormalization", "ResNet18Face", "ResNet50Face", "SpecResNet18",
@@ -48,6 +56,24 @@ IMAGE_NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 #: a parameter naming one of :data:`IMAGE_NORMALIZATIONS`
 ImageNormalization = Literal[tuple(IMAGE_NORMALIZATIONS)]
+
+
+# the weight files these networks load, declared here beside them (avaffect weights list)
+RESNET18_IMAGENET = public_file("resnet18_imagenet", TORCHVISION_URL + "resnet18-f37072fd.pth", TORCHVISION_LICENSE,
+                                ("resnet18_face", "spec_resnet18"),
+                                "torchvision ResNet-18, ImageNet-1k (IMAGENET1K_V1)")
+RESNET50_IMAGENET = public_file("resnet50_imagenet", TORCHVISION_URL + "resnet50-0676ba61.pth", TORCHVISION_LICENSE,
+                                ("resnet50_face",), "torchvision ResNet-50, ImageNet-1k (IMAGENET1K_V1)")
+public_file("resnet50_imagenet_v2", TORCHVISION_URL + "resnet50-11ad3fa6.pth", TORCHVISION_LICENSE, ("resnet50_face",),
+            "torchvision ResNet-50, ImageNet-1k (IMAGENET1K_V2, the newer training recipe)")
+register_weights(WeightFile(
+    name="resnet50_msceleb_ferplus", filename="resnet50_msceleb_ferplus.pth",
+    source=UserSupplied("the authors of the ABAW6 / ABAW8 papers (R. G. Praveen et al.); it is not published"),
+    license="unknown: ask the file's authors", used_by=("resnet50_face",),
+    description="ResNet-50 pretrained on MS-Celeb-1M and fine-tuned on FER+, the visual backbone of the ABAW6 and "
+    "ABAW8 systems (Praveen et al.); not publicly served — obtain it from the papers' authors",
+    note="needs torchvision's resnet50 parameter names (conv1, bn1, layer1..layer4; fc ignored); a file in another "
+    "naming must be converted first. Its checksum is unknown, so it is not checked."))
 
 
 def _drop_fc(state: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +193,7 @@ class ResNet18Face(FaceResNet):
     __doc__ = FaceResNet.__doc__
     name = "resnet18_face"
     arch = "resnet18"
-    default_weights = "resnet18_imagenet"
+    default_weights = RESNET18_IMAGENET.name
 
 
 @register_extractor
@@ -175,7 +201,7 @@ class ResNet50Face(FaceResNet):
     __doc__ = FaceResNet.__doc__
     name = "resnet50_face"
     arch = "resnet50"
-    default_weights = "resnet50_imagenet"
+    default_weights = RESNET50_IMAGENET.name
 
     class Params(FaceResNet.Params):
         crop_size: int = Field(48, ge=32, description="side of the face crop cut from the video (px)")
@@ -227,7 +253,7 @@ class SpecResNet18(TorchExtractor):
     name = "spec_resnet18"
     modality = "audio"
     version = "1"
-    default_weights = "resnet18_imagenet"
+    default_weights = RESNET18_IMAGENET.name
 
     class Params(TorchParams):
         context: Literal[CONTEXTS] = Field("causal", description="the segment ends at the step (causal), starts at "

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, FaceResNet, ImageNormalization
 from avaffect.features.extractors.base import Positive, register_extractor
+from avaffect.features.weights import UserSupplied, WeightFile, register_weights
 
 __all__ = ["VGGFaceFace", "VGGFACE_LAYER_NAMES"]
 
@@ -32,6 +33,21 @@ VGGFACE_LAYER_NAMES = tuple(f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), 
                             for i in range(1, n + 1))
 _DAG_KEY = re.compile(r"^(conv\d_\d)\.(weight|bias)$")
 
+
+# the file this network loads, declared here beside it
+VGGFACE_VGG16 = register_weights(WeightFile(
+    name="vggface_vgg16", filename="vggface_vgg16.pth",
+    source=UserSupplied("the VGG-Face page of Oxford's Visual Geometry Group, "
+                        "https://www.robots.ox.ac.uk/~vgg/software/vgg_face/ (the original Caffe / MatConvNet / Torch7 "
+                        "files), or a PyTorch conversion of them; no PyTorch file is registered because none was "
+                        "checked here"),
+    license="the VGG-Face release's terms (Oxford VGG: non-commercial research use); check them for your use",
+    used_by=("vggface_face",),
+    description="VGG-Face (VGG-16 trained on 2.6k identities, Parkhi et al., BMVC 2015), the visual embedding "
+    "network of DLSTM-ATT (Lucas et al.)",
+    note="a PyTorch state dict in torchvision's vgg16 naming (features.0 ... features.28) or the release's own layer "
+    "names (conv1_1 ... conv5_3, fc6-fc8 ignored); the Caffe / MatConvNet / Torch7 files of the release must be "
+    "converted to such a state dict first. No checksum is recorded, so it is not checked."))
 
 @register_extractor
 class VGGFaceFace(FaceResNet):
@@ -46,7 +62,7 @@ class VGGFaceFace(FaceResNet):
     version = "1"
     arch = "vgg16"
     fine_tunable = False  # no layer groups for end-to-end training (frozen features only)
-    default_weights = "vggface_vgg16"
+    default_weights = VGGFACE_VGG16.name
 
     class Params(FaceResNet.Params):
         crop_size: int = Field(224, ge=32, description="side of the face crop cut from the video (px)")

@@ -58,7 +58,7 @@ from avaffect.features.backbones.base import (
 )
 from avaffect.features.extractors.base import Positive, register_extractor
 from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
-from avaffect.features.weights import resolve_weights
+from avaffect.features.weights import public_file, resolve_weights
 from avaffect.media import read_audio
 from avaffect.statedict import load_state_dict_file
 
@@ -70,6 +70,17 @@ __all__ = [
     "vggish_examples",
     "pca_postprocess",
 ]
+
+_PORT = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/"
+# the port's files, declared here beside the network (their 8 hex digits are not confirmed sha256 prefixes)
+VGGISH = public_file("vggish", _PORT + "vggish-10086976.pth",
+                     "Apache-2.0 (Google's VGGish model from tensorflow/models, converted by the torchvggish port)",
+                     ("vggish",), "VGGish audio embedding network (AudioSet), PyTorch port: features.* conv stack + "
+                     "embeddings.0/2/4", check_prefix=False)
+public_file("vggish_pca", _PORT + "vggish_pca_params-970ea276.pth",
+            "Apache-2.0 (Google's VGGish PCA parameters, converted by the torchvggish port)", ("vggish",),
+            "VGGish PCA/whitening parameters (pca_eigen_vectors [128, 128], pca_means [128]) for the AudioSet release "
+            "postprocessing; optional (vggish's pca_params)", check_prefix=False)
 
 SAMPLE_RATE = 16000
 FRAME_WINDOW = 0.025
@@ -144,7 +155,7 @@ class VGGishExtractor(TorchExtractor):
     name = "vggish"
     modality = "audio"
     version = "1"
-    default_weights = "vggish"
+    default_weights = VGGISH.name
 
     class Params(TorchParams):
         batch_size: Positive = Field(64, description="inputs per forward pass (does not change the features)")

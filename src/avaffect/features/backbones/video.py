@@ -16,6 +16,7 @@ from avaffect.features.extractors.base import Positive, register_extractor
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.stream import face_features
 from avaffect.features.temporal_align import CONTEXTS
+from avaffect.features.weights import TORCHVISION_LICENSE, TORCHVISION_URL, public_file
 
 __all__ = ["R2Plus1D18Clip", "clip_indices", "CLIP_NORMALIZATIONS", "KINETICS_MEAN", "KINETICS_STD"]
 
@@ -26,10 +27,15 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 CLIP_NORMALIZATIONS = {"kinetics": (KINETICS_MEAN, KINETICS_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
                        "pm1": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 
+# the weight file of each architecture, declared here beside the network that loads it
 _ARCH_WEIGHTS = {
-    "r2plus1d_18": "r2plus1d18_kinetics400",
-    "r3d_18": "r3d18_kinetics400",
-    "mc3_18": "mc3_18_kinetics400",
+    arch: public_file(name, TORCHVISION_URL + file, TORCHVISION_LICENSE, ("r2plus1d18_clip",),
+                      f"torchvision {title} video network, Kinetics-400" + note).name
+    for arch, name, file, title, note in (
+        ("r2plus1d_18", "r2plus1d18_kinetics400", "r2plus1d_18-91a641e6.pth", "R(2+1)D-18", " (KINETICS400_V1)"),
+        ("r3d_18", "r3d18_kinetics400", "r3d_18-b3b3357e.pth", "R3D-18", " (r2plus1d18_clip with arch='r3d_18')"),
+        ("mc3_18", "mc3_18_kinetics400", "mc3_18-a90a0ba3.pth", "MC3-18", " (r2plus1d18_clip with arch='mc3_18')"),
+    )
 }
 
 
@@ -78,7 +84,7 @@ class R2Plus1D18Clip(TorchExtractor):
     fine_tunable = True
     modality = "video"
     version = "1"
-    default_weights = "r2plus1d18_kinetics400"
+    default_weights = _ARCH_WEIGHTS["r2plus1d_18"]
 
     class Params(TorchParams):
         batch_size: Positive = Field(8, description="clips per forward pass (does not change the features)")

@@ -15,7 +15,6 @@ unpicklable state (models, OpenCV objects) in attributes listed in ``_transient`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
+from avaffect.files import sha256_bytes
 from avaffect.registry import Registry
 
 __all__ = ["EXTRACTORS", "DetectEvery", "Extractor", "ExtractorParams", "ExtractorSpec", "Positive", "audio_source",
@@ -189,7 +189,7 @@ class Extractor(ABC):
     @property
     def config_hash(self) -> str:
         blob = json.dumps({"params": self.hash_params(), "version": self.version}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+        return sha256_bytes(blob)[:8]
 
     def hash_params(self) -> dict[str, Any]:
         """The parameters that make the feature id: all but :attr:`late_defaults` at their old value."""

