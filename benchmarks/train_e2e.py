@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader
 from avaffect.config import AugmentConfig, EndToEndConfig
 from avaffect.data.datasets import load_dataset
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
+from avaffect.features.e2e_inputs import InputCache
 from avaffect.features.extractors import get_extractor
-from avaffect.features.inputs import InputCache
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.e2e import CropGeometry, CropWindowDataset, build_end_to_end
 

@@ -46,7 +46,7 @@ from avaffect.data.windows import cut_window, window_mask
 from avaffect.evaluation.gates import collapsed_fraction, paired_difference, ridge_probe, separation
 from avaffect.evaluation.metrics import ccc
 from avaffect.features.extractors.imported import ImportedAudio
-from avaffect.features.pipeline import TrainingStatistics
+from avaffect.features.run_features import TrainingStatistics
 from avaffect.features.store import FeatureStore
 from avaffect.files import atomic_write_text, write_json
 from avaffect.logs import quiet_third_party_logs
@@ -78,7 +78,7 @@ def plot_run_gates(run_dir: Path, root: Path, out: Path, name: str) -> bool:
     n = cfg.training.window
     with torch.no_grad():
         model(torch.as_tensor(cut_window(f.audio, 0, n)[None]), torch.as_tensor(cut_window(f.video, 0, n)[None]),
-              torch.as_tensor(window_mask(rec.num_frames, 0, n)[None]),
+              torch.as_tensor(window_mask(rec.num_steps, 0, n)[None]),
               torch.as_tensor(cut_window(f.face_mask, 0, n, False)[None]))
     gates = gate_weights(model)
     if gates:

@@ -26,7 +26,7 @@ RAY_AUTH_MODE = "disabled"
 
 def expected_features(rec) -> np.ndarray:
     """What the extractors below give a recording when they do not kill: its step times and its name's length."""
-    return np.stack([rec.times, np.full(rec.num_frames, len(rec.name))], 1).astype(np.float32)
+    return np.stack([rec.times, np.full(rec.num_steps, len(rec.name))], 1).astype(np.float32)
 
 
 class _Killer(Extractor):

@@ -34,14 +34,14 @@ def test_reads_splits_gaps_and_face_mask(tmp_path):
     recs = {r.name: r for r in load_affwild2(_layout(tmp_path), check_media=False)}
     assert set(recs) == {"1-30-640x360", "v2_left", "test_vid"}
     r = recs["1-30-640x360"]
-    assert r.split == "train" and r.num_frames == 4
+    assert r.split == "train" and r.num_steps == 4
     assert np.isnan(r.labels[1:3]).all() and r.label_mask.tolist() == [True, False, False, True]
     np.testing.assert_allclose(r.labels[3], [0.3, -0.4])
     assert r.face_mask.tolist() == [True, True, False, True]
     np.testing.assert_allclose(np.diff(r.times), 1 / 30)
     assert recs["v2_left"].split == "validation" and recs["v2_left"].subject == "v2"
     t = recs["test_vid"]
-    assert t.split == "test" and not t.has_labels and t.num_frames == 5
+    assert t.split == "test" and not t.has_labels and t.num_steps == 5
     only_train = load_affwild2(tmp_path, splits=("train",), check_media=False)
     assert [r.name for r in only_train] == ["1-30-640x360"]
 

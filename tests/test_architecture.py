@@ -147,8 +147,8 @@ def test_the_checker_sees_a_planted_violation(tmp_path):
     """The checks above are not vacuous: an upward import inside a function, and a relative one, are seen."""
     planted = tmp_path / "planted.py"
     planted.write_text("import numpy\n\n\ndef f():\n    from avaffect.training.run import train\n"
-                       "    from ..features import pipeline\n    return train, pipeline\n")
+                       "    from ..features import run_features\n    return train, run_features\n")
     edges = imports(planted, "avaffect.data.planted")
     assert ("avaffect.training.run", 5, True) in edges
-    assert ("avaffect.features.pipeline", 6, True) in edges
+    assert ("avaffect.features.run_features", 6, True) in edges
     assert all(layer_of(t) > layer_of("avaffect.data.planted") for t, _, _ in edges)

@@ -20,8 +20,8 @@ from shareddata import in_ci
 from avaffect.cli.main import main
 from avaffect.data.datasets import load_dataset
 from avaffect.errors import ConfigError
-from avaffect.features.extract import extract_features
 from avaffect.features.store import FeatureStore
+from avaffect.features.store_extraction import extract_features
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def _assert_done_and_valid(store: FeatureStore, eid: str, recs) -> None:
         assert store.entry(eid, rec.name)["status"] == "done", rec.name
         assert store.is_done(eid, rec.name, rec) and store.verify(eid, rec.name), rec.name
         arr = store.load(eid, rec.name)
-        assert arr.shape == (rec.num_frames, dim) and np.isfinite(arr).all()
+        assert arr.shape == (rec.num_steps, dim) and np.isfinite(arr).all()
 
 
 @pytest.mark.slow
@@ -151,7 +151,7 @@ def test_ray_worker_that_always_dies_is_reported_failed(on_head, synth_root, tmp
     connected."""
     import ray
 
-    from avaffect.features.extract import RAY_RETRIES
+    from avaffect.features.store_extraction import RAY_RETRIES
 
     recs = load_dataset("affwild2", synth_root)
     victim = recs[0].name
@@ -209,7 +209,7 @@ def test_unreachable_ray_address_is_a_config_error(tmp_path, monkeypatch):
 
 
 def test_ray_address_parsing():
-    from avaffect.features.extract import _ray_host_port
+    from avaffect.features.store_extraction import _ray_host_port
 
     assert _ray_host_port("10.0.0.5:6379") == ("10.0.0.5", 6379)
     assert _ray_host_port("ray://head.cluster:10001") == ("head.cluster", 10001)

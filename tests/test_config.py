@@ -13,7 +13,7 @@ from avaffect.config import load_config, make_config
 from avaffect.data.datasets import DATASET_NAMES, DATASETS
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors import EXTRACTORS
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.checkpoint import FORMAT, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from avaffect.models.safetensors_io import write_tagged
 from avaffect.models.wrapper import AVRegressor

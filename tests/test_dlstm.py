@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from avaffect.errors import ConfigError
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models import create_model, list_models, model_config
 from avaffect.models.blocks.dlstm import DLSTM, BimodalAttentionFusion, EmbeddingAttention, HLBFusion, OLBFusion
 from avaffect.models.registry import yaml_keys

@@ -20,10 +20,10 @@ import yaml
 from avaffect.cli.main import main
 from avaffect.config import AugmentConfig, make_config
 from avaffect.data.datasets import load_dataset
+from avaffect.features.e2e_inputs import InputCache
 from avaffect.features.extractors import get_extractor
 from avaffect.features.faces.crops import face_crops
-from avaffect.features.inputs import InputCache
-from avaffect.features.pipeline import RecordingFeatures
+from avaffect.features.run_features import RecordingFeatures
 from avaffect.media import read_audio
 from avaffect.models.checkpoint import read_checkpoint_meta
 from avaffect.models.wrapper import AVRegressor
@@ -106,7 +106,7 @@ def test_gradual_unfreezing_changes_a_group_only_from_its_epoch(synth_root, tmp_
                              [r.face_mask for r in train], 30, 30, CropGeometry.of(video), cfg.end_to_end.augment)
     L.seed_everything(0, verbose=False)
     model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 512, 512, {"hidden": 8}))
-    val = [RecordingFeatures(r.name, np.zeros((r.num_frames, 0)), np.zeros((r.num_frames, 0)), r.labels,
+    val = [RecordingFeatures(r.name, np.zeros((r.num_steps, 0)), np.zeros((r.num_steps, 0)), r.labels,
                              r.face_mask, r.times) for r in train]
     module = EndToEndModule(model, cfg.training, cfg.end_to_end, val)
     snapshots: list[dict[str, torch.Tensor]] = []
@@ -267,7 +267,7 @@ def test_the_validation_path_computes_what_the_frozen_extractor_computes(synth_r
     cache.ensure([rec])
     packed = cache.load(rec)
     geometry = CropGeometry.of(video)
-    clips = [video.clip_plan(rec.num_frames)] if geometry.clips else None
+    clips = [video.clip_plan(rec.num_steps)] if geometry.clips else None
     data = CropWindowDataset([packed], [rec.labels], [rec.face_mask], 20, 20, geometry, None, clips)
     model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 512, 512, {"hidden": 8})).eval()
     item = data[1]  # steps 20..39
@@ -292,7 +292,7 @@ def test_bf16_mixed_precision_trains_a_step(synth_root, tmp_path):
     data = CropWindowDataset([cache.load(rec)], [rec.labels], [rec.face_mask], 30, 30, CropGeometry.of(video),
                              cfg.end_to_end.augment)
     model = build_end_to_end(cfg.end_to_end, video, audio, AVRegressor("concat", 512, 512, {"hidden": 8}))
-    val = [RecordingFeatures(rec.name, np.zeros((rec.num_frames, 0)), np.zeros((rec.num_frames, 0)), rec.labels,
+    val = [RecordingFeatures(rec.name, np.zeros((rec.num_steps, 0)), np.zeros((rec.num_steps, 0)), rec.labels,
                              rec.face_mask, rec.times)]
     module = EndToEndModule(model, cfg.training.model_copy(update={"precision": "bf16-mixed"}), cfg.end_to_end, val)
     before = {k: v.clone() for k, v in model.head.state_dict().items()}

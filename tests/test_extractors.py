@@ -93,7 +93,7 @@ def test_custom_extractor_registration():
             return 2
 
         def extract(self, rec):
-            return np.full((rec.num_frames, 2), self.params["value"], np.float32)
+            return np.full((rec.num_steps, 2), self.params["value"], np.float32)
 
     ex = get_extractor("test_const", value=3)
     assert ex.describe()["dim"] == 2 and ex.id.startswith("test_const-") and ex.settings.value == 3.0
@@ -109,7 +109,7 @@ def test_face_hog(tmp_path):
     ex._descriptor()
     ex = pickle.loads(pickle.dumps(ex))  # picklable after the OpenCV descriptor exists
     feats = ex.extract(rec)
-    assert feats.shape == (rec.num_frames, ex.dim) and feats.dtype == np.float32
+    assert feats.shape == (rec.num_steps, ex.dim) and feats.dtype == np.float32
     assert np.isfinite(feats).all()
     zero_rows = np.flatnonzero(~feats.any(axis=1))
     assert list(zero_rows) == [0, 3, 7, 10]
@@ -204,6 +204,6 @@ def test_face_hog_source_video_reads_the_raw_video_even_with_crops(synth_root):
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     from_crops = get_extractor("face_hog").extract(rec)
     from_video = get_extractor("face_hog", source="video").extract(rec)
-    assert from_crops.shape == from_video.shape == (rec.num_frames, get_extractor("face_hog").dim)
+    assert from_crops.shape == from_video.shape == (rec.num_steps, get_extractor("face_hog").dim)
     assert not np.allclose(from_crops, from_video)  # detector crops differ from the rendered crops
     assert get_extractor("face_hog").id != get_extractor("face_hog", source="video").id

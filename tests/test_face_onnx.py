@@ -65,7 +65,7 @@ def test_face_onnx_features_are_the_models_outputs(clip, tmp_path):
         ex = get_extractor("face_onnx", weights=str(path), output=output, normalize="half")
         assert ex.input_size == SIZE  # read from the model's own input shape
         feats = ex.extract(recording_from_video(clip))  # streams the video
-        assert feats.shape == (rec.num_frames, want.shape[1]) and ex.dim == want.shape[1]
+        assert feats.shape == (rec.num_steps, want.shape[1]) and ex.dim == want.shape[1]
         np.testing.assert_allclose(feats[mask], want, rtol=1e-4, atol=1e-4)
         assert not feats[~mask].any()
     dynamic = _tiny_model(tmp_path / "dyn.onnx", size="S")
@@ -81,7 +81,7 @@ def test_predict_face_model_writes_the_models_valence_and_arousal(clip, tmp_path
     csv = pd.read_csv(out / f"{clip.stem}.csv")
     rec = recording_from_video(clip)
     assert list(csv.columns) == ["frame", "time", "valence", "arousal", "face_detected", "trained_on"]
-    assert len(csv) == rec.num_frames and set(csv["trained_on"]) == {"face_model"}
+    assert len(csv) == rec.num_steps and set(csv["trained_on"]) == {"face_model"}
     crops, mask, _ = load_face_crops(rec, size=SIZE, detector="haar")
     _, head = _reference(crops[mask], "imagenet")  # an unregistered file: ImageNet normalisation by default
     np.testing.assert_array_equal(csv["face_detected"].to_numpy(), mask)

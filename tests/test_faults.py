@@ -13,7 +13,7 @@ from mediafiles import write_test_video
 from avaffect.cli.main import main
 from avaffect.config import make_config
 from avaffect.errors import AvaffectError
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.checkpoint import load_checkpoint, save_checkpoint
 from avaffect.models.wrapper import AVRegressor
 

@@ -19,7 +19,7 @@ from avaffect.config import load_config
 from avaffect.data.synth import WEAK_CONFLICTING, WEAK_NOISY, WEAK_NONE, SynthConfig
 from avaffect.data.synth.plan import _Plan
 from avaffect.evaluation.gates import auroc, collapsed_fraction, paired_difference, ridge_probe, separation
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models import create_model
 from avaffect.models.blocks.gates import DCAGate, GRJCAGate, HGRJCAGates, SoftmaxGate
 from avaffect.models.blocks.jca import RecursiveJCA

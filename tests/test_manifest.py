@@ -49,16 +49,16 @@ def test_both_label_styles(tmp_path, media):
     recs = {r.name: r for r in load_manifest(root)}
     assert list(recs) == ["c1", "c2", "c3"]
     c1 = recs["c1"]
-    assert c1.split == "train" and c1.subject == "spk1" and c1.num_frames == 8
+    assert c1.split == "train" and c1.subject == "spk1" and c1.num_steps == 8
     np.testing.assert_allclose(c1.times, np.arange(8) * 0.25)
     assert c1.fps == pytest.approx(4.0) and c1.label_mask.tolist() == [True] * 2 + [False] + [True] * 5
     assert c1.audio_path == c1.video_path == root / "videos" / "c1.mp4"
     c2 = recs["c2"]  # 1-based frames → video frame times
-    assert c2.split == "validation" and c2.subject == "c2" and c2.num_frames == 20
+    assert c2.split == "validation" and c2.subject == "c2" and c2.num_steps == 20
     np.testing.assert_allclose(c2.times, np.arange(20) / 10, atol=1e-6)
     assert c2.label_mask.sum() == 19 and not c2.label_mask[3]
     c3 = recs["c3"]
-    assert c3.split == "test" and not c3.has_labels and c3.num_frames == 20
+    assert c3.split == "test" and not c3.has_labels and c3.num_steps == 20
     assert [r.name for r in load_dataset("manifest", root / "manifest.csv", splits=("test",))] == ["c3"]
 
 
@@ -69,7 +69,7 @@ def test_row_labels_and_length_check(tmp_path, media):
         load_manifest(root)
     assert "c2.csv" in str(e.value) and "c2.mp4" in str(e.value)
     recs = {r.name: r for r in load_manifest(root, length_tolerance=1)}
-    assert recs["c2"].num_frames == 20 and recs["c2"].label_mask.all()
+    assert recs["c2"].num_steps == 20 and recs["c2"].label_mask.all()
 
 
 @pytest.mark.parametrize("content,match", [
@@ -122,8 +122,8 @@ def test_audio_only_and_no_media_check(tmp_path, media):
                                        "c9,,videos/c1.mp4,,test,\n")
     errors = []
     recs = {r.name: r for r in load_manifest(root, check_media=False, on_error=errors.append)}
-    assert recs["c1"].video_path is None and recs["c1"].num_frames == 8
-    assert recs["c2"].num_frames == 20 and recs["c2"].fps == 25.0  # default fps without reading the video
+    assert recs["c1"].video_path is None and recs["c1"].num_steps == 8
+    assert recs["c2"].num_steps == 20 and recs["c2"].fps == 25.0  # default fps without reading the video
     assert len(errors) == 1 and "audio-only recording 'c9'" in str(errors[0])
 
 

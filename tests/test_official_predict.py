@@ -82,7 +82,7 @@ def test_predict_runs_a_converted_authors_model_as_computed_independently(author
 
     # the independent computation: clips of 8 frames ending at frames 7, 15, ..., (last frame)
     rec = recording_from_video(clip)
-    n = rec.num_frames
+    n = rec.num_steps
     ends = np.minimum(np.arange(7, n + 7, 8), n - 1)
     crops, mask, _ = load_face_crops(rec, size=112, detector="haar")
     # pm1 normalisation; a frame without a face is a blank (black) image, -1 after it

@@ -17,7 +17,7 @@ from shareddata import SHARED, require
 
 from avaffect.config import load_config
 from avaffect.features.extractors import get_extractor
-from avaffect.features.pipeline import RecordingFeatures
+from avaffect.features.run_features import RecordingFeatures
 from avaffect.models.registry import model_config
 from avaffect.shipped import PAPER_CONFIG_DIR, paper_config_names
 from avaffect.training.datamodule import WindowDataModule

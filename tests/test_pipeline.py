@@ -28,7 +28,7 @@ def test_reader_reads_the_synthetic_writer(synth_root):
     for r in recs.values():
         latent = np.load(synth_root / "latent" / f"{r.name}.npz")
         info = probe(r.video_path)
-        assert r.num_frames == info.num_frames == len(latent["valence"])
+        assert r.num_steps == info.num_frames == len(latent["valence"])
         np.testing.assert_array_equal(r.face_mask, latent["face_present"])
         if r.split == "validation":  # the timeline is the stream's timestamps
             decoded = np.array([t for t, _ in iter_video_frames(r.video_path)])
@@ -92,7 +92,7 @@ def test_annotation_longer_or_shorter_than_video_is_an_error(synth_copy):
     assert name in str(e.value) and "one row per video frame" in str(e.value)
     # within a tolerance, the extra row is dropped
     recs = {r.name: r for r in load_affwild2(synth_copy, length_tolerance=1)}
-    assert recs[name].num_frames == len(lines) - 1
+    assert recs[name].num_steps == len(lines) - 1
     ann.write_text("\n".join(lines[:-3]) + "\n")
     with pytest.raises(DataError, match="annotation rows"):
         load_affwild2(synth_copy)
@@ -233,7 +233,7 @@ def test_all_zero_visual_vectors_mark_steps_without_a_face(tmp_path):
     """Readers that find faces only at extraction time (raw videos) give an all-True face mask; the
     pipeline must learn the mask from the visual extractor's all-zero vectors."""
     from avaffect.data.recording import Recording
-    from avaffect.features.pipeline import FeaturePipeline
+    from avaffect.features.run_features import FeaturePipeline
     from avaffect.features.store import FeatureStore
 
     cfg = make_config({"features": {"store": str(tmp_path / "store")}})

@@ -14,7 +14,7 @@ from avaffect.cli.main import main
 from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.errors import AvaffectError
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.files import output_path
 from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
@@ -43,7 +43,7 @@ def test_prediction_on_a_synthetic_video_reproduces_evaluate(tiny_run, synth_roo
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path, crops_dir=rec.crops_dir)
     assert list(df.columns) == ["frame", "time", "valence", "arousal", "face_detected", "trained_on"]
-    assert len(df) == rec.num_frames and set(df["trained_on"]) == {"synthetic"}  # marked as the demo set's model
+    assert len(df) == rec.num_steps and set(df["trained_on"]) == {"synthetic"}  # marked as the demo set's model
     np.testing.assert_allclose(df[["valence", "arousal"]].to_numpy(), result.predictions[rec.name], atol=1e-5)
     np.testing.assert_array_equal(df["face_detected"].to_numpy(), rec.face_mask)
     mine = score_arrays(df[["valence", "arousal"]].to_numpy(), rec.labels)
@@ -63,7 +63,7 @@ def test_prediction_never_guesses_a_crops_folder_from_the_video_path(tiny_run, s
     assert spec.faces.source == "crops" and spec.faces.detector == "haar"
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     df = avaffect.predict(tiny_run / "model.safetensors", rec.video_path)
-    assert df.attrs["summary"]["face_source"] == "haar" and len(df) == rec.num_frames
+    assert df.attrs["summary"]["face_source"] == "haar" and len(df) == rec.num_steps
 
 
 @pytest.mark.slow
@@ -88,7 +88,7 @@ def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, t
     monkeypatch.setattr(predict_module, "predict_chunks", spy)
     df = avaffect.predict(tiny_run / "model.safetensors", silent)
     assert df.attrs["summary"]["audio"] == "missing"
-    assert len(df) == rec.num_frames and np.isfinite(df[["valence", "arousal"]].to_numpy()).all()
+    assert len(df) == rec.num_steps and np.isfinite(df[["valence", "arousal"]].to_numpy()).all()
     # the rule: every step's audio features are the training mean (zero after normalisation), not zeros
     assert np.abs(seen["mean"]).max() > 0.1, "the fixture's training mean must differ from zero to test the rule"
     np.testing.assert_allclose(seen["audio"], np.broadcast_to(seen["mean"], seen["audio"].shape), rtol=1e-6)
@@ -102,13 +102,13 @@ def test_predict_cli_writes_csv_json_png_and_overlay(tiny_run, synth_root, tmp_p
                  "--overlay"]) == 0
     name = rec.video_path.stem
     csv = pd.read_csv(out / f"{name}.csv")
-    assert len(csv) == rec.num_frames
+    assert len(csv) == rec.num_steps
     summary = json.loads((out / f"{name}.json").read_text())
     assert {"valence_mean", "arousal_std", "face_fraction", "timings_s", "realtime_factor"} <= set(summary)
     assert (out / f"{name}.png").stat().st_size > 1000
     overlay = out / f"{name}_overlay.mp4"
     info = probe(overlay)
-    assert info.has_audio and len(video_frame_times(overlay)) == rec.num_frames
+    assert info.has_audio and len(video_frame_times(overlay)) == rec.num_steps
 
 
 def test_a_predictor_kept_between_videos_gives_typed_runs(tiny_run, synth_root, crema_d, tmp_path):
@@ -209,13 +209,13 @@ def _count_decodes(monkeypatch, modules) -> list:
 @pytest.mark.parametrize("stream", [True, False])
 def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkeypatch, stream):
     """The overlay's boxes and the visual extractor share one decode and detection pass."""
-    from avaffect.features import stream as stream_module
+    from avaffect.features import face_stream as stream_module
     from avaffect.features.faces import crops as crops_module
 
     calls = _count_decodes(monkeypatch, (crops_module, stream_module))
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     result = predict_module.Predictor(tiny_run / "model.safetensors", stream=stream)(rec.video_path)
-    assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_frames
+    assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_steps
     assert result.summary.streamed is stream
 
 
@@ -229,7 +229,7 @@ def _same_predictions(a, b) -> None:
 def test_streaming_predictions_equal_the_whole_video_path(tiny_run, synth_root, crema_d, monkeypatch):
     """Same frames with a face, same values (detection on every frame), on a synthetic video and CREMA-D clips;
     and the streaming path never holds more than one chunk of crops, nor the whole video's crops."""
-    from avaffect.features import stream as stream_module
+    from avaffect.features import face_stream as stream_module
 
     held = []
     real_chunks = stream_module.iter_face_feature_chunks
@@ -310,7 +310,7 @@ def test_the_overlay_is_drawn_in_the_streaming_pass_from_its_one_decode(tiny_run
     features, boxes and overlay; the file has a frame per source frame at the source's times, and looks like the
     second-decode overlay (a JPEG generation apart); frames wait only until their step is final."""
     from avaffect.evaluation import overlay as overlay_module
-    from avaffect.features import stream as stream_module
+    from avaffect.features import face_stream as stream_module
     from avaffect.features.faces import crops as crops_module
     from avaffect.media import video_frame_times
 

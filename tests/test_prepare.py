@@ -73,7 +73,7 @@ def test_clean_affwild2_with_pair(tmp_path, media):
     assert set(recs) == {"1-30-640x360", "pair_left", "pair_right", "tvid"}  # pair.mp4 is no recording
     left = recs["pair_left"]
     assert left.video_path is None and left.audio_path.name == "pair.mp4" and left.subject == "pair"
-    assert left.fps == pytest.approx(FPS) and left.num_frames == 10  # timed by the base video
+    assert left.fps == pytest.approx(FPS) and left.num_steps == 10  # timed by the base video
     s = report.summary()
     assert s["train"].recordings == 2 and s["train"].frames == 20 and s["train"].annotated == 16
     assert s["validation"].face_fraction == pytest.approx(0.5) and s["test"].annotated_fraction == 0

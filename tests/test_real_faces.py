@@ -171,7 +171,7 @@ def test_face_landmarks_and_fer7_extract_on_real_clips(face_models):
     for cat in ("HAP", "NEU"):
         rec = recording_from_video(clips[cat])
         g, f = lm.extract(rec), fer.extract(rec)
-        assert g.shape == (rec.num_frames, lm.dim) and f.shape == (rec.num_frames, fer.dim)
+        assert g.shape == (rec.num_steps, lm.dim) and f.shape == (rec.num_steps, fer.dim)
         assert np.all(np.abs(g).sum(1) > 0) and np.all(np.isfinite(g))  # a face on every step
         assert np.all(g[:, GEOMETRY_COLUMNS.index("presence")] > 0.9)
         assert np.allclose(f[:, :7].sum(1), 1, atol=1e-4) and np.all(f[:, 7:].std(0) >= 0)
@@ -182,8 +182,8 @@ def test_face_landmarks_and_fer7_extract_on_real_clips(face_models):
 
 
 def test_streamed_and_whole_video_landmarks_agree(face_models):
+    from avaffect.features.face_stream import streamed_features
     from avaffect.features.faces.crops import face_crops
-    from avaffect.features.stream import streamed_features
 
     clip = crema_d_clips()[0]
     ex = get_extractor("face_landmarks")

@@ -77,7 +77,7 @@ def test_reads_splits_timeline_and_labels(recola_root):
     recs = {r.name: r for r in load_recola(recola_root)}
     assert list(recs) == ["train_1", "train_2", "dev_1", "test_1"]
     r = recs["train_1"]
-    assert r.split == "train" and r.subject == "train_1" and r.num_frames == 51
+    assert r.split == "train" and r.subject == "train_1" and r.num_steps == 51
     np.testing.assert_allclose(r.times, np.arange(51) * 0.04, atol=1e-9)
     assert r.fps == pytest.approx(25.0)
     assert r.label_mask.sum() == 50 and not r.label_mask[3]
@@ -87,7 +87,7 @@ def test_reads_splits_timeline_and_labels(recola_root):
     assert recs["train_2"].video_path is None and recs["train_2"].audio_path.name == "train_2.wav"
     assert recs["dev_1"].split == "validation"
     t = recs["test_1"]
-    assert t.split == "test" and not t.has_labels and t.num_frames == 51  # 25 Hz over the 2 s media
+    assert t.split == "test" and not t.has_labels and t.num_steps == 51  # 25 Hz over the 2 s media
     assert [r.name for r in load_dataset("recola", recola_root, splits=("validation",))] == ["dev_1"]
 
 

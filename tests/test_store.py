@@ -13,9 +13,9 @@ from scipy.io import wavfile
 
 from avaffect.data.recording import Recording
 from avaffect.errors import DataError
-from avaffect.features.extract import extract_features, select_shard
 from avaffect.features.extractors import Extractor, get_extractor, register_extractor
 from avaffect.features.store import FeatureStore
+from avaffect.features.store_extraction import extract_features, select_shard
 
 SR = 16000
 
@@ -53,7 +53,7 @@ def test_save_load_roundtrip(tmp_path):
     store = FeatureStore(tmp_path / "feats")
     ex = get_extractor("face_hog")
     rec = fake_recording(tmp_path, "rec1")
-    arr = np.random.default_rng(0).normal(size=(rec.num_frames, ex.dim)).astype(np.float64)
+    arr = np.random.default_rng(0).normal(size=(rec.num_steps, ex.dim)).astype(np.float64)
     path = store.save(ex, rec, arr, seconds=0.5)
     assert path == tmp_path / "feats" / ex.id / "rec1.npy"
     loaded = store.load(ex.id, "rec1")
@@ -67,7 +67,7 @@ def test_save_load_roundtrip(tmp_path):
     assert not [p for p in folder.rglob("*") if ".tmp" in p.name]
     manifest = json.loads((folder / "manifest.json").read_text())
     entry = manifest["recordings"]["rec1"]
-    assert entry["status"] == "done" and entry["T"] == rec.num_frames and entry["fps"] == 25.0
+    assert entry["status"] == "done" and entry["T"] == rec.num_steps and entry["fps"] == 25.0
     assert entry["extractor"] == "face_hog" and entry["config_hash"] == ex.config_hash
     assert entry["version"] == ex.version and entry["params"] == ex.params and entry["error"] is None
     info = json.loads((folder / "extractor.json").read_text())
@@ -81,17 +81,17 @@ def test_a_stale_or_damaged_entry_is_not_trusted(tmp_path):
     store = FeatureStore(tmp_path / "feats")
     ex = get_extractor("face_hog")
     rec = fake_recording(tmp_path, "rec1")
-    path = store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    path = store.save(ex, rec, np.ones((rec.num_steps, ex.dim), np.float32))
     assert store.is_done(ex, "rec1", rec) and store.verify(ex, "rec1")
-    bad = np.ones((rec.num_frames, ex.dim), np.float32)
+    bad = np.ones((rec.num_steps, ex.dim), np.float32)
     bad[3, 5] = np.nan
     np.save(path, bad)  # same size, NaN inside: caught on load and by the checksum
     with pytest.raises(DataError, match="NaN/Inf"):
         store.load(ex, "rec1")
     assert not store.verify(ex, "rec1")
-    np.save(path, np.ones((rec.num_frames - 2, ex.dim), np.float32))  # truncated / replaced
+    np.save(path, np.ones((rec.num_steps - 2, ex.dim), np.float32))  # truncated / replaced
     assert not store.is_done(ex, "rec1", rec)
-    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    store.save(ex, rec, np.ones((rec.num_steps, ex.dim), np.float32))
     os.utime(rec.audio_path, ns=(0, 0))  # only touched (a copy elsewhere): still the same media
     assert store.is_done(ex, "rec1", rec)
     with open(rec.audio_path, "ab") as fh:  # the source media changed since
@@ -109,7 +109,7 @@ def test_source_identity_is_content_not_times(tmp_path):
     store = FeatureStore(tmp_path / "feats")
     ex = get_extractor("face_hog")
     rec = fake_recording(tmp_path, "rec1")
-    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    store.save(ex, rec, np.ones((rec.num_steps, ex.dim), np.float32))
     audio = Path(rec.audio_path)
     data = bytearray(audio.read_bytes())
     data[-10:] = bytes(10)  # the last samples silenced: same byte size, other media
@@ -118,7 +118,7 @@ def test_source_identity_is_content_not_times(tmp_path):
     os.utime(audio, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     assert audio.stat().st_size == st.st_size and not store.is_done(ex, "rec1", rec)
 
-    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    store.save(ex, rec, np.ones((rec.num_steps, ex.dim), np.float32))
     os.utime(audio, ns=(10**18, 10**18))
     assert store.is_done(ex, "rec1", rec)
     assert store.entry(ex, "rec1")["source"][audio.name]["mtime_ns"] == 10**18  # refreshed: next check is cheap
@@ -129,7 +129,7 @@ def test_source_identity_is_content_not_times(tmp_path):
     os.replace(tmp, crop)  # a crop replaced by another (the folder's listing changed): stale
     assert not store.is_done(ex, "rec1", rec)
 
-    store.save(ex, rec, np.ones((rec.num_frames, ex.dim), np.float32))
+    store.save(ex, rec, np.ones((rec.num_steps, ex.dim), np.float32))
     sidecar = next((tmp_path / "feats").rglob("_status/*.json"))
     entry = json.loads(sidecar.read_text())
     entry["source"] = {audio.name: audio.stat().st_size, Path(rec.crops_dir).name: len(os.listdir(rec.crops_dir))}
@@ -145,10 +145,10 @@ def test_save_rejects_bad_arrays(tmp_path):
     ex = get_extractor("face_hog")
     rec = fake_recording(tmp_path, "rec1")
     with pytest.raises(DataError, match="shape"):
-        store.save(ex, rec, np.zeros((rec.num_frames + 1, ex.dim)))
+        store.save(ex, rec, np.zeros((rec.num_steps + 1, ex.dim)))
     with pytest.raises(DataError, match="shape"):
-        store.save(ex, rec, np.zeros((rec.num_frames, ex.dim - 1)))
-    bad = np.zeros((rec.num_frames, ex.dim))
+        store.save(ex, rec, np.zeros((rec.num_steps, ex.dim - 1)))
+    bad = np.zeros((rec.num_steps, ex.dim))
     bad[3, 5] = np.nan
     with pytest.raises(DataError, match="non-finite"):
         store.save(ex, rec, bad)
@@ -159,7 +159,7 @@ def test_mark_failed_and_status(tmp_path):
     store = FeatureStore(tmp_path)
     ex = get_extractor("logmel_stats")
     rec = fake_recording(tmp_path, "a/b")  # a name with a slash still maps to one file
-    store.save(ex, rec, np.zeros((rec.num_frames, ex.dim)))
+    store.save(ex, rec, np.zeros((rec.num_steps, ex.dim)))
     assert store.path(ex, "a/b").parent == tmp_path / ex.id
     store.mark_failed(ex, "bad", "MediaError: cannot decode")
     st = store.status(ex.id)
@@ -195,7 +195,7 @@ def test_extract_features_parallel_resumable(tmp_path):
     assert manifest["recordings"]["broken"]["status"] == "failed" and len(manifest["recordings"]) == 4
     for rec in recs:
         x = store.load(exs[0].id, rec.name)
-        assert x.shape == (rec.num_frames, exs[0].dim)
+        assert x.shape == (rec.num_steps, exs[0].dim)
         assert not x[~rec.face_mask].any() and x[rec.face_mask].any(axis=1).all()
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "feats").rglob("*.npy")}
 
@@ -225,7 +225,7 @@ class _CrashOnName(Extractor):
     def extract(self, rec):
         if rec.name == "crash":
             os._exit(3)
-        return np.ones((rec.num_frames, 1), np.float32)
+        return np.ones((rec.num_steps, 1), np.float32)
 
 
 def test_extract_survives_a_dying_worker(tmp_path):
@@ -244,9 +244,9 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch):
     import builtins
 
     from avaffect.errors import ConfigError
-    from avaffect.features.extract import extract_features
     from avaffect.features.extractors import get_extractor
     from avaffect.features.store import FeatureStore
+    from avaffect.features.store_extraction import extract_features
 
     real_import = builtins.__import__
 
@@ -280,7 +280,7 @@ def test_extract_workers_exit_when_the_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(
         "import time\n"
-        "from avaffect.features.extract import _new_pool\n"
+        "from avaffect.features.store_extraction import _new_pool\n"
         "if __name__ == '__main__':\n"
         "    pool = _new_pool(1)\n"
         "    running = pool.submit(time.sleep, 120)\n"

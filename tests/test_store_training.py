@@ -20,9 +20,9 @@ from avaffect.data.recording import Recording
 from avaffect.data.timeline_index import TimelineIndex
 from avaffect.data.windows import Stitcher, stitch, window_starts
 from avaffect.errors import AvaffectError, DataError
-from avaffect.features import pipeline as pipeline_module
+from avaffect.features import run_features as pipeline_module
 from avaffect.features.extractors.imported import ImportedAudio, ImportedVideo
-from avaffect.features.pipeline import FeaturePipeline, TrainingStatistics
+from avaffect.features.run_features import FeaturePipeline, TrainingStatistics
 from avaffect.features.statistics import RunningMoments
 from avaffect.features.store import FeatureStore, StoredFeatures
 from avaffect.training.datamodule import WindowDataset
@@ -180,8 +180,8 @@ def test_window_dataset_reads_the_same_windows_from_the_store(tmp_path):
     rng = np.random.default_rng(4)
     recs = [_rec("a", 95), _rec("b", 30)]
     for r in recs:
-        store.save(audio, r, rng.standard_normal((r.num_frames, 3)).astype(np.float32))
-        store.save(video, r, rng.standard_normal((r.num_frames, 4)).astype(np.float32))
+        store.save(audio, r, rng.standard_normal((r.num_steps, 3)).astype(np.float32))
+        store.save(video, r, rng.standard_normal((r.num_steps, 4)).astype(np.float32))
     pipe = FeaturePipeline(audio, video, store)
     lazy = [pipe.load(r) for r in recs]
     eager = [pipeline_module.RecordingFeatures(f.name, np.asarray(f.audio), np.asarray(f.video), f.labels,
@@ -334,7 +334,7 @@ def test_torchrun_world_size_must_match_devices_times_nodes(monkeypatch, tmp_pat
 def test_a_store_that_cannot_take_the_timeline_still_serves_its_features(tmp_path, monkeypatch):
     """Features from before the index, in a read-only store (EROFS; root ignores chmod, so simulated): the
     skipped pairs stay skipped and training where the media are goes on without the index entry."""
-    from avaffect.features.extract import extract_features
+    from avaffect.features.store_extraction import extract_features
 
     store = FeatureStore(tmp_path / "store")
     ex = ImportedAudio(dim=2)
@@ -356,7 +356,7 @@ def test_extraction_sweeps_what_killed_writers_left(tmp_path):
     import subprocess
     import sys
 
-    from avaffect.features.extract import extract_features
+    from avaffect.features.store_extraction import extract_features
     from avaffect.files import _owner
 
     store = FeatureStore(tmp_path / "store")

@@ -9,7 +9,7 @@ import torch
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors.base import face_mask_from_features
-from avaffect.features.stream import FeatureChunk
+from avaffect.features.face_stream import FeatureChunk
 from avaffect.media import prefetch
 from avaffect.models.wrapper import AVRegressor
 
@@ -101,21 +101,21 @@ def test_streamed_features_equal_extract(crema_d, name, params):
     then described), with detection on every k-th frame too; extract() on a video streams and agrees."""
     from avaffect.data.folder import recording_from_video
     from avaffect.features.extractors import get_extractor
+    from avaffect.features.face_stream import can_stream, iter_face_feature_chunks
     from avaffect.features.faces import load_face_crops
     from avaffect.features.faces.crops import face_pipeline_params
-    from avaffect.features.stream import can_stream, iter_face_feature_chunks
 
     clip = sorted(crema_d.glob("*.flv"))[0]
     ex = get_extractor(name, **params)
     rec = recording_from_video(clip)
     assert can_stream(rec, ex)
     chunks = list(iter_face_feature_chunks(rec, ex, chunk=16))
-    assert [c.lo for c in chunks] == list(range(0, rec.num_frames, 16)) and chunks[-1].hi == rec.num_frames
+    assert [c.lo for c in chunks] == list(range(0, rec.num_steps, 16)) and chunks[-1].hi == rec.num_steps
     streamed = np.concatenate([c.features for c in chunks])
     whole_rec = recording_from_video(clip)
     crops, mask, _ = load_face_crops(whole_rec, size=ex.params["crop_size"], detector=ex.params["detector"],
                                      **face_pipeline_params(ex.params))
-    assert len(crops) == rec.num_frames  # the whole video's crops at once: what streaming avoids
+    assert len(crops) == rec.num_steps  # the whole video's crops at once: what streaming avoids
     whole = ex.features_from_crops(crops, mask & whole_rec.face_mask)
     np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(ex.extract(whole_rec), whole, atol=1e-5, rtol=1e-5)  # cached crops: whole path

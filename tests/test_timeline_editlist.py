@@ -36,7 +36,7 @@ def test_timeline_rows_equal_the_decoded_frames_from_zero(primed):
     assert times[0] == 0.0 and (np.diff(times) > 0).all()
     assert abs(int(decoded[0][1].mean()) - 8 * PRIMED) <= 2  # the first shown frame, not a priming one
     rec = recording_from_video(primed)
-    assert rec.num_frames == N_SHOWN and rec.times[0] == 0.0
+    assert rec.num_steps == N_SHOWN and rec.times[0] == 0.0
     audio = read_audio(primed)
     assert abs(len(audio) / 16000 - N_SHOWN / FPS) < 0.1  # the audio shares the origin and the length
 
@@ -52,7 +52,7 @@ def test_labels_of_an_affwild2_annotation_land_on_the_shown_frames(primed, tmp_p
         if split == "train":
             (d / "phone.txt").write_text("valence,arousal\n" + "".join(f"{v},{-v}\n" for v in labels))
     rec = load_affwild2(root, splits=("train",))[0]  # length tolerance 0: rows = shown frames exactly
-    assert rec.num_frames == N_SHOWN and rec.times[0] == 0.0
+    assert rec.num_steps == N_SHOWN and rec.times[0] == 0.0
     np.testing.assert_allclose(rec.labels[:, 0], labels, atol=1e-6)
     np.testing.assert_allclose(rec.times, video_frame_times(primed))
 

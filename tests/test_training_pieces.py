@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from avaffect.config import TrainingConfig, WarmupConfig, make_config
-from avaffect.features.pipeline import RecordingFeatures
+from avaffect.features.run_features import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.datamodule import WindowDataModule
 from avaffect.training.losses import ccc_loss, masked_mse, regression_loss

@@ -12,9 +12,9 @@ from avaffect.data.datasets import DATASET_NAMES, load_dataset
 from avaffect.data.layout import SPLITS
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, ConfigError
+from avaffect.features.e2e_inputs import check_end_to_end_extractors
 from avaffect.features.extractors.base import ExtractorSpec, build_extractor, extractor_params, needs_weights
-from avaffect.features.inputs import check_end_to_end_extractors
-from avaffect.features.pipeline import FeaturePipeline
+from avaffect.features.run_features import FeaturePipeline
 from avaffect.features.store import FeatureStore
 from avaffect.models.e2e import backbone_group_names
 from avaffect.models.registry import get_entry, model_config

@@ -44,7 +44,7 @@ def cli(capsys):
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny untrained ``concat`` checkpoint over the offline extractors (what ``predict`` needs)."""
-    from avaffect.features.preprocessing import PreprocessingSpec
+    from avaffect.features.preprocessing_spec import PreprocessingSpec
     from avaffect.models.checkpoint import save_checkpoint
     from avaffect.models.wrapper import AVRegressor
 

@@ -34,7 +34,7 @@ def cmd_extract(args) -> int:
     from avaffect.data.folder import list_videos, load_video_folder
     from avaffect.data.layout import AFFWILD2_ANNOTATION_DIR
     from avaffect.errors import DataError
-    from avaffect.features.extract import extract_features, select_shard
+    from avaffect.features.store_extraction import extract_features, select_shard
 
     root = Path(args.root)
     if not root.exists():

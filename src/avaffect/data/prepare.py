@@ -41,10 +41,10 @@ class SplitSummary:
 
     def add(self, rec: Recording) -> None:
         self.recordings += 1
-        self.frames += rec.num_frames
+        self.frames += rec.num_steps
         self.annotated += int(rec.label_mask.sum())
         self.faces += int(rec.face_mask.sum())
-        if rec.num_frames:
+        if rec.num_steps:
             step = 1.0 / rec.fps if rec.fps else 0.0
             self.seconds += float(rec.times[-1] - rec.times[0]) + step
 
@@ -184,7 +184,7 @@ def _check_audio(report: PrepareReport, check_media: bool) -> None:
 def _check_recordings(report: PrepareReport) -> None:
     subjects: dict[str, set[str]] = {}
     for rec in report.recordings:
-        if rec.num_frames == 0:
+        if rec.num_steps == 0:
             where = rec.annotation_path or rec.video_path
             report.error(where, _where(where, f"recording {rec.name} has no frames"))
             continue

@@ -56,7 +56,9 @@ class Recording:
         self.face_mask = np.asarray(self.face_mask, dtype=bool).reshape(len(self.times))
 
     @property
-    def num_frames(self) -> int:
+    def num_steps(self) -> int:
+        """Timeline steps (the rows of ``times``, ``labels`` and every feature array): video frames for a video
+        timeline, one per label row or per clip otherwise."""
         return int(len(self.times))
 
     @property

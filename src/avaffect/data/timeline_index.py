@@ -89,13 +89,13 @@ class TimelineIndex:
         if rec.annotation_path is not None and Path(rec.annotation_path).is_file():
             annotation = {"file": Path(rec.annotation_path).name, "sha256": sha256_file(rec.annotation_path)}
         meta = {"format": FORMAT, "name": rec.name, "split": rec.split, "fps": float(rec.fps),
-                "num_steps": rec.num_frames, "source": source, "video": rec.has_video, "crops": rec.has_crops,
+                "num_steps": rec.num_steps, "source": source, "video": rec.has_video, "crops": rec.has_crops,
                 "annotation": annotation}
         try:
             old = self._read(path) if path.is_file() else None
         except DataError:  # a damaged entry is simply written again
             old = None
-        if (old is not None and old.source == source and old.split == rec.split and old.num_steps == rec.num_frames
+        if (old is not None and old.source == source and old.split == rec.split and old.num_steps == rec.num_steps
                 and np.array_equal(old.times, rec.times) and np.array_equal(old.face_mask, rec.face_mask)
                 and old.annotation == annotation):
             return path

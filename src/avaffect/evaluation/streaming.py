@@ -1,4 +1,4 @@
-"""Whole-recording inference on features that arrive in chunks (:mod:`avaffect.features.stream`).
+"""Whole-recording inference on features that arrive in chunks (:mod:`avaffect.features.face_stream`).
 
 :func:`predict_chunks` gives exactly what :func:`avaffect.evaluation.inference.predict_recording` gives on the
 assembled arrays — the same windows (:func:`~avaffect.data.windows.window_starts`), the same batches of windows,
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from avaffect.data.windows import cut_window, stitch, window_mask, window_starts
-from avaffect.features.stream import FeatureChunk
+from avaffect.features.face_stream import FeatureChunk
 
 __all__ = ["predict_chunks"]
 

@@ -12,7 +12,6 @@ Quick use::
 
 from avaffect.features import backbones  # noqa: F401  (registers the neural extractors; torch loads lazily)
 from avaffect.features.audio import log_mel_spectrogram, mel_filterbank
-from avaffect.features.extract import ExtractionSummary, extract_features, select_shard
 from avaffect.features.extractors import (
     Extractor,
     FaceHOG,
@@ -21,8 +20,9 @@ from avaffect.features.extractors import (
     list_extractors,
     register_extractor,
 )
-from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures
+from avaffect.features.run_features import FeaturePipeline, RecordingFeatures
 from avaffect.features.store import FeatureStore
+from avaffect.features.store_extraction import ExtractionSummary, extract_features, select_shard
 from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
 
 __all__ = [

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from avaffect._version import __version__
 from avaffect.errors import AvaffectError
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.official import FORMAT as OFFICIAL_FORMAT
 from avaffect.models.official import load_official_checkpoint
 from avaffect.models.registry import get_entry, model_config

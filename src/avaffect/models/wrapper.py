@@ -43,7 +43,7 @@ class AVRegressor(nn.Module):
 
     def set_moments(self, modality: str, mean: np.ndarray, std: np.ndarray, eps: float = 1e-6) -> None:
         """Set one modality's statistics from its float64 ``mean`` and ``std`` (e.g. accumulated chunk by chunk,
-        :class:`~avaffect.features.pipeline.TrainingStatistics`): ``mean_m = mean``, ``std_m = std + eps``."""
+        :class:`~avaffect.features.run_features.TrainingStatistics`): ``mean_m = mean``, ``std_m = std + eps``."""
         getattr(self, f"{modality}_mean").copy_(torch.as_tensor(mean, dtype=torch.float32))
         getattr(self, f"{modality}_std").copy_(torch.as_tensor(np.asarray(std) + eps, dtype=torch.float32))
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from avaffect.data.windows import cut_window, window_mask, window_starts
-from avaffect.features.pipeline import RecordingFeatures
+from avaffect.features.run_features import RecordingFeatures
 
 
 class WindowDataset(Dataset):

@@ -1,6 +1,6 @@
 """End-to-end training (issue 12): backbones fine-tuned with the fusion model from packed crops and spectrograms.
 
-The data path cuts windows from the memory-mapped packed inputs (:mod:`avaffect.features.inputs`): one slice per
+The data path cuts windows from the memory-mapped packed inputs (:mod:`avaffect.features.e2e_inputs`): one slice per
 window for the crops, one vectorised gather for the spectrogram segments, augmentation by index arithmetic — no
 per-frame Python loop — in DataLoader worker processes, uint8 crops to the device (a quarter of float32's bytes),
 normalised there. Validation windows take the centre crop with the extractor's own function, so the exported
@@ -23,8 +23,8 @@ from avaffect.config import AugmentConfig, EndToEndConfig, TrainingConfig
 from avaffect.data.windows import cut_window, window_mask, window_starts
 from avaffect.features.backbones.base import TorchExtractor, network_segments
 from avaffect.features.backbones.resnet import prepare_crops
+from avaffect.features.e2e_inputs import PackedInputs
 from avaffect.features.extractors.base import ExtractorSpec
-from avaffect.features.inputs import PackedInputs
 from avaffect.files import atomic_path, sha256_file
 from avaffect.models.e2e import EndToEndRegressor, FrameBackbone, clip_preparer, float_preparer, image_preparer
 from avaffect.models.wrapper import AVRegressor

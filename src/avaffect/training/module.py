@@ -17,7 +17,7 @@ from avaffect.config import TrainingConfig
 from avaffect.data.recording import TARGETS
 from avaffect.data.windows import Stitcher
 from avaffect.evaluation.metrics import score_recordings
-from avaffect.features.pipeline import RecordingFeatures
+from avaffect.features.run_features import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.losses import regression_loss
 from avaffect.training.schedules import warmup_factor

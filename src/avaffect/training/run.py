@@ -44,11 +44,11 @@ from avaffect.errors import AvaffectError
 from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.reports import write_predictions_csv
+from avaffect.features.e2e_inputs import InputCache
 from avaffect.features.extractors.base import ExtractorSpec
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.inputs import InputCache
-from avaffect.features.pipeline import FeaturePipeline, RecordingFeatures, TrainingStatistics
-from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
+from avaffect.features.preprocessing_spec import ExtractorRecord, FaceSpec, PreprocessingSpec
+from avaffect.features.run_features import FeaturePipeline, RecordingFeatures, TrainingStatistics
 from avaffect.files import atomic_path, atomic_write_text, output_path, write_json
 from avaffect.models.checkpoint import save_checkpoint
 from avaffect.models.wrapper import AVRegressor
@@ -312,8 +312,8 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
     lap("final_validation_s")
     write_json(run_dir / TIMINGS_FILE, {**timings, **timer.as_dict(), "recordings": {
         "train": len(train_recs), "validation": len(val_recs)},
-        "steps": {"train": int(sum(r.num_frames for r in train_recs)),
-                  "validation": int(sum(r.num_frames for r in val_recs))}})
+        "steps": {"train": int(sum(r.num_steps for r in train_recs)),
+                  "validation": int(sum(r.num_steps for r in val_recs))}})
     checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs, specs),
                                  fit_info)
     write_json(run_dir / METRICS_FILE, {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,
@@ -334,12 +334,12 @@ def fit_end_to_end(cfg: RunConfig, run_dir: Path, pipeline: FeaturePipeline, tra
     geometry = CropGeometry.of(pipeline.video)
 
     def windows(recs: list[Recording], augment) -> CropWindowDataset:
-        clips = [pipeline.video.clip_plan(r.num_frames) for r in recs] if geometry.clips else None
+        clips = [pipeline.video.clip_plan(r.num_steps) for r in recs] if geometry.clips else None
         return CropWindowDataset([cache.load(r) for r in recs], [r.labels[:, cols] for r in recs],
                                  [r.face_mask for r in recs], cfg.training.window, cfg.training.hop, geometry,
                                  augment, clips)
 
-    val_light = [RecordingFeatures(r.name, np.zeros((r.num_frames, 0)), np.zeros((r.num_frames, 0)),
+    val_light = [RecordingFeatures(r.name, np.zeros((r.num_steps, 0)), np.zeros((r.num_steps, 0)),
                                    r.labels[:, cols], r.face_mask, r.times) for r in val_recs]
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     head = build_model(cfg, pipeline.audio.dim, pipeline.video.dim)

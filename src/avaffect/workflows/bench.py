@@ -47,7 +47,7 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
     """Frames per second of decoding, audio decoding, face detection+tracking+cropping and each extractor
     (networks with random weights when none are installed: speed does not depend on the values)."""
     recs = [recording_from_video(v) for v in videos]
-    frames = sum(r.num_frames for r in recs)
+    frames = sum(r.num_steps for r in recs)
     seconds = sum(float(r.times[-1] + 1 / r.fps) for r in recs)
     rows = []
 

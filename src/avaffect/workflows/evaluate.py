@@ -41,7 +41,7 @@ from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.postprocess import PostProcessor
 from avaffect.evaluation.reports import plot_recording, write_predictions_csv
 from avaffect.features.extractors.base import ExtractorSpec
-from avaffect.features.pipeline import RecordingFeatures
+from avaffect.features.run_features import RecordingFeatures
 from avaffect.files import output_path, write_json
 from avaffect.models.checkpoint import load_checkpoint
 from avaffect.training.protocols import find_runs, select_runs

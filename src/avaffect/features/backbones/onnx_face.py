@@ -25,9 +25,9 @@ from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, ImageNormalization, prepare_crops
 from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorParams, Positive, register_extractor
+from avaffect.features.face_stream import face_features
 from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.stream import face_features
 from avaffect.features.weights import WEIGHTS, ImageInput, UserSupplied, WeightFile, register_weights, resolve_weights
 
 __all__ = ["FaceOnnx", "ONNX_FIX"]

@@ -25,9 +25,9 @@ from avaffect.features.backbones.base import (
     window_starts,
 )
 from avaffect.features.extractors.base import DetectEvery, Positive, register_extractor
+from avaffect.features.face_stream import face_features
 from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.stream import face_features
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import (
     TORCHVISION_LICENSE,

@@ -11,9 +11,9 @@ from pydantic import Field
 
 from avaffect.data.recording import Recording
 from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorParams
+from avaffect.features.face_stream import face_features
 from avaffect.features.faces.crops import face_pipeline_params
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.stream import face_features
 from avaffect.features.tflite import TfliteModel
 from avaffect.features.weights import resolve_weights
 

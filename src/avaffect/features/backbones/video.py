@@ -13,8 +13,8 @@ from avaffect.errors import ConfigError
 from avaffect.features.backbones.base import IMAGENET_MEAN, IMAGENET_STD, TorchExtractor, TorchParams
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import Positive, register_extractor
+from avaffect.features.face_stream import face_features
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.stream import face_features
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import TORCHVISION_LICENSE, TORCHVISION_URL, public_file
 
@@ -204,5 +204,5 @@ class R2Plus1D18Clip(TorchExtractor):
 
     def extract(self, rec: Recording) -> np.ndarray:
         """A video streams (one chunk of crops and its clips' reach); a crops folder, or ``clip_every`` > 1, is
-        described from all its crops at once (:func:`~avaffect.features.stream.face_features` decides)."""
+        described from all its crops at once (:func:`~avaffect.features.face_stream.face_features` decides)."""
         return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"])

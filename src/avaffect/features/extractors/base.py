@@ -230,7 +230,7 @@ class Extractor(ABC):
     def features_in_context(self, crops: np.ndarray, mask: np.ndarray, lo: int, hi: int) -> np.ndarray:
         """``[hi - lo, dim]`` features of rows ``lo:hi`` of a run of consecutive steps' crops ``[n, S, S, 3]`` / mask
         ``[n]`` that holds :meth:`crop_context` steps around them (fewer only where the recording starts or ends):
-        what :meth:`extract` gives those steps. The streaming path's call (:mod:`avaffect.features.stream`)."""
+        what :meth:`extract` gives those steps. The streaming path's call (:mod:`avaffect.features.face_stream`)."""
         return self.features_from_crops(crops[lo:hi], mask[lo:hi])
 
     def describe(self) -> dict[str, Any]:

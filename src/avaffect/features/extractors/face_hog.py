@@ -19,9 +19,9 @@ from avaffect.features.extractors.base import (
     Positive,
     register_extractor,
 )
+from avaffect.features.face_stream import face_features
 from avaffect.features.faces.crops import face_pipeline_params, read_crop
 from avaffect.features.faces.source import FACE_SOURCES, resolve_face_source
-from avaffect.features.stream import face_features
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class FaceHOG(Extractor):
             # from the raw video the detector decides which steps hold a face (where the recording allows one)
             return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"], "video",
                                  **face_pipeline_params(self.params))
-        out = np.zeros((rec.num_frames, self.dim), dtype=np.float32)
+        out = np.zeros((rec.num_steps, self.dim), dtype=np.float32)
         steps = np.flatnonzero(rec.face_mask)
         if len(steps) == 0:
             return out

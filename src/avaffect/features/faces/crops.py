@@ -7,7 +7,7 @@ Entry points:
 * :func:`track_faces` — any video file, on its own frame times (or on given times);
 * :func:`track_frames` — the same on an iterable of ``(time, rgb)`` frames;
 * :func:`iter_face_steps` — the pipeline one frame at a time (what the others collect), for streaming a long
-  video (:mod:`avaffect.features.stream`) without holding its crops.
+  video (:mod:`avaffect.features.face_stream`) without holding its crops.
 
 Frames without a face get a zero (black) crop, ``face_mask`` False and a NaN box; they are never
 dropped (the ABAW convention).
@@ -442,10 +442,10 @@ def face_crops(rec: Recording, size: int, detector: str = "haar", source: str = 
     crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector, source=source, **params)
     crops = np.asarray(crops)
     mask = np.asarray(mask, dtype=bool).reshape(-1)
-    if len(crops) != rec.num_frames or len(mask) != rec.num_frames:
+    if len(crops) != rec.num_steps or len(mask) != rec.num_steps:
         raise DataError(
             rec.crops_dir or rec.video_path,
-            f"face cropping gave {len(crops)} crops / {len(mask)} mask steps for {rec.num_frames} timeline steps "
+            f"face cropping gave {len(crops)} crops / {len(mask)} mask steps for {rec.num_steps} timeline steps "
             f"of recording {rec.name}",
             "re-run face cropping for this recording",
         )
@@ -471,7 +471,7 @@ def _load_face_crops(
         blank = int(det_params.pop("blank_level", 0))
         if crop_params or det_params:
             log.debug("%s: precomputed crops ignore %s", rec.name, sorted({**crop_params, **det_params}))
-        return load_precomputed_crops(rec.crops_dir, rec.num_frames, size, blank)
+        return load_precomputed_crops(rec.crops_dir, rec.num_steps, size, blank)
     track = track_faces(rec.video_path, detector, size, rec.times, **params)
     log.info(
         "%s: face in %d/%d steps, detector %.1f frames/s",

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.preprocessing import PreprocessingSpec
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.official.deploy import BACKBONES_DIR, OfficialRegressor, copy_backbone, official_preprocessing
 from avaffect.models.official.modules import CAMSizes, DCNSizes, DCNStack, OfficialCAM
 from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged

@@ -30,7 +30,7 @@ from torch import nn
 
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors.base import ExtractorSpec, get_extractor
-from avaffect.features.preprocessing import ExtractorRecord, FaceSpec, PreprocessingSpec
+from avaffect.features.preprocessing_spec import ExtractorRecord, FaceSpec, PreprocessingSpec
 from avaffect.files import atomic_path
 from avaffect.models.official.modules import OfficialCAM
 

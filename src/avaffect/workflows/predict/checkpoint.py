@@ -4,7 +4,7 @@ the whole video. Three paths give the same values:
 
 - **streamed** (the default, when the visual extractor describes single face crops or clips): one decode in a
   background thread, the face pipeline frame by frame, crops described in chunks, each window run as soon as its
-  steps are there (:mod:`avaffect.features.stream`, :mod:`avaffect.evaluation.streaming`), so memory does not
+  steps are there (:mod:`avaffect.features.face_stream`, :mod:`avaffect.evaluation.streaming`), so memory does not
   grow with the video's length;
 - **whole video** (``stream=False``, a crops folder, or ``clip_every`` > 1): every crop and feature held first;
 - **authors' clips** (``step_frames`` k > 1, a model converted by ``avaffect convert-official``): one timeline
@@ -30,11 +30,7 @@ from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.overlay import va_columns
 from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors import Extractor, get_extractor
-from avaffect.features.faces import load_face_crops
-from avaffect.features.faces.crops import check_detect_every
-from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.preprocessing import ExtractorRecord
-from avaffect.features.stream import (
+from avaffect.features.face_stream import (
     FeatureChunk,
     StreamStats,
     can_stream,
@@ -42,6 +38,10 @@ from avaffect.features.stream import (
     iter_face_feature_chunks,
     video_streamable,
 )
+from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.crops import check_detect_every
+from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
 from avaffect.models.checkpoint import load_for_prediction
 from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
@@ -153,7 +153,7 @@ class Predictor(VideoPredictor):
             return self.audio_ex.extract(steps), "present"
         except NoAudioStreamError:
             log.info("%s has no audio track: audio features set to the training mean", steps.video_path)
-            return np.tile(self.model.audio_mean.cpu().numpy(), (steps.num_frames, 1)), "missing"
+            return np.tile(self.model.audio_mean.cpu().numpy(), (steps.num_steps, 1)), "missing"
 
     def _streamed(self, rec: Recording, audio: np.ndarray, overlay_to: Path | None) -> Traces:
         """One decode, chunks of crops, windows as they fill (the overlay drawn as values become final)."""
@@ -162,7 +162,7 @@ class Predictor(VideoPredictor):
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
                                               frame_sink=overlay.frame if overlay else None)
             on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
-            pred, face, boxes = predict_chunks(self.model, audio, chunks, rec.num_frames, self.spec.window,
+            pred, face, boxes = predict_chunks(self.model, audio, chunks, rec.num_steps, self.spec.window,
                                                self.spec.hop, device=self.device, timings=timing, on_final=on_final)
         model_s = timing.get("model", 0.0)
         return Traces(pred, face, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s,
@@ -182,7 +182,7 @@ class Predictor(VideoPredictor):
 
     def _clip_traces(self, rec: Recording) -> Traces:
         """``spec.step_frames`` = k > 1: one step per k-frame clip; each frame carries its clip's prediction."""
-        k, n = int(self.spec.step_frames), rec.num_frames
+        k, n = int(self.spec.step_frames), rec.num_steps
         if not hasattr(self.video_ex, "clip_features"):
             raise AvaffectError(f"{self.checkpoint}: step_frames {k} needs a clip extractor, not {self.video_ex.name}")
         ends = np.minimum(np.arange(k - 1, n + k - 1, k), n - 1)  # the last frame of each clip
@@ -216,7 +216,7 @@ class Predictor(VideoPredictor):
         """One decode, the crops of ``k * CLIP_CHUNK`` frames at a time with the clip's reach before them, the clips
         of those frames described and the windows run as they fill, so memory does not grow with the video (the
         49 x 512 maps of a long video would)."""
-        k, n = int(self.spec.step_frames), rec.num_frames
+        k, n = int(self.spec.step_frames), rec.num_steps
         mask = np.zeros(n, bool)
         boxes = np.full((n, 4), np.nan, np.float32)
         st, timing = StreamStats(), {}

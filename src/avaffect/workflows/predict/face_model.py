@@ -11,7 +11,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError
 from avaffect.features.backbones.onnx_face import FaceOnnx
 from avaffect.features.extractors import get_extractor
-from avaffect.features.stream import StreamStats, can_stream, iter_face_feature_chunks
+from avaffect.features.face_stream import StreamStats, can_stream, iter_face_feature_chunks
 from avaffect.files import sha256_file
 from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
 from avaffect.workflows.predict.result import ModelInfo, Traces, VideoPredictor
@@ -51,7 +51,7 @@ class FaceModelPredictor(VideoPredictor):
         return recording_from_video(video, crops_dir=crops_dir)
 
     def traces(self, rec: Recording, overlay_to: Path | None) -> Traces:
-        n = rec.num_frames
+        n = rec.num_steps
         if self.stream and can_stream(rec, self.extractor):
             values = np.zeros((n, 2), np.float32)
             detected = np.zeros(n, bool)

@@ -32,7 +32,7 @@ def overlay_pass(rec: Recording, overlay_to: Path | None, drawn: DrawnOverlay) -
     if overlay_to is None:
         yield None
         return
-    overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_frames)
+    overlay = StreamingOverlay(rec.video_path, overlay_to, rec.num_steps)
     try:
         yield overlay
     except BaseException:

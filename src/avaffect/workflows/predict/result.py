@@ -140,7 +140,7 @@ class ModelInfo:
 
 def duration_s(rec: Recording) -> float:
     """Seconds of video the timeline covers (the real-time factor's numerator)."""
-    return float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_frames else 0.0
+    return float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_steps else 0.0
 
 
 class VideoPredictor(abc.ABC):
@@ -177,7 +177,7 @@ class VideoPredictor(abc.ABC):
 
     def _run(self, video: str, rec: Recording, tr: Traces, wall: float) -> PredictionRun:
         """The per-frame table and the summary of one video."""
-        info, n = self.info, rec.num_frames
+        info, n = self.info, rec.num_steps
         face = np.asarray(tr.face, bool)
         warnings = []
         if n and not face.any():

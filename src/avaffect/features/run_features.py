@@ -23,10 +23,10 @@ import numpy as np
 
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import AvaffectError, DataError
-from avaffect.features.extract import extract_features
 from avaffect.features.extractors.base import Extractor, ExtractorSpec, build_extractor, face_mask_from_features
 from avaffect.features.statistics import RunningMoments
 from avaffect.features.store import FeatureStore, StoredFeatures, require_finite
+from avaffect.features.store_extraction import extract_features
 
 __all__ = ["FeaturePipeline", "RecordingFeatures", "TrainingStatistics"]
 
@@ -108,14 +108,14 @@ class FeaturePipeline:
         audio = self.store.open(self.audio.id, rec.name)
         video = self.store.open(self.video.id, rec.name)
         for ex, arr in ((self.audio, audio), (self.video, video)):
-            if len(arr) != rec.num_frames:
-                raise DataError(arr.path, f"{len(arr)} feature steps but the recording has {rec.num_frames}",
+            if len(arr) != rec.num_steps:
+                raise DataError(arr.path, f"{len(arr)} feature steps but the recording has {rec.num_steps}",
                                 "delete the stale feature file and extract again")
             if arr.shape[1] != ex.dim:
                 raise DataError(arr.path, f"{arr.shape[1]} feature dimensions, extractor {ex.id} gives {ex.dim}",
                                 "delete the stale feature file and extract again")
         face = np.asarray(rec.face_mask, dtype=bool).copy()
-        for start in range(0, rec.num_frames, SCAN_ROWS):
+        for start in range(0, rec.num_steps, SCAN_ROWS):
             a, v = audio.rows(start, start + SCAN_ROWS), video.rows(start, start + SCAN_ROWS)
             for arr, rows in ((audio, a), (video, v)):
                 require_finite(arr.path, rows)

@@ -105,7 +105,7 @@ def _run_one(extractor: Extractor, rec: Recording, root: str) -> tuple[str, str 
         arr = extractor.extract(rec)
         secs = time.perf_counter() - t0
         store.save(extractor, rec, arr, seconds=secs, update_manifest=False)
-        return "done", None, secs, rec.num_frames
+        return "done", None, secs, rec.num_steps
     except Exception as exc:  # one bad recording must not stop the run
         reason = _reason(exc)
         try:

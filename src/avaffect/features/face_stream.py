@@ -66,7 +66,7 @@ class StreamStats:
 def video_streamable(rec: Recording) -> bool:
     """Whether ``rec`` has what any streaming pass needs: a video and a non-empty, strictly increasing timeline
     (each decoded frame then serves steps in order, and a chunk is final once a later step is reached)."""
-    if rec.video_path is None or rec.num_frames == 0:
+    if rec.video_path is None or rec.num_steps == 0:
         return False
     return bool(np.all(np.diff(np.asarray(rec.times)) > 0))
 
@@ -114,7 +114,7 @@ def iter_crop_chunks(rec: Recording, size: int, detector: str, params: dict[str,
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
     steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, **params)
-    num_steps = rec.num_frames
+    num_steps = rec.num_steps
     allowed = np.asarray(rec.face_mask, dtype=bool)
     cap = before + chunk + after
     crops = np.zeros((cap, size, size, 3), dtype=np.uint8)
@@ -179,7 +179,7 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
     request = extractor.crop_request(rec)
     if request is None or not can_stream(rec, extractor):
         raise ConfigError(f"{rec.name}: extractor {extractor.name} cannot stream this recording (see "
-                          "avaffect.features.stream.can_stream)")
+                          "avaffect.features.face_stream.can_stream)")
     size, detector, params = request
     before, after = extractor.crop_context()
     st = stats if stats is not None else StreamStats()
@@ -203,7 +203,7 @@ def _tee(frames: Iterator[tuple[float, np.ndarray]], sink: Callable[[float, np.n
 def streamed_features(rec: Recording, extractor: Extractor, chunk: int = 256) -> np.ndarray:
     """``[T, dim]`` features of ``rec`` through :func:`iter_face_feature_chunks`: what the face extractors'
     ``extract`` does on a video, so that extraction holds one chunk of crops instead of the whole video's."""
-    out = np.zeros((rec.num_frames, extractor.dim), dtype=np.float32)
+    out = np.zeros((rec.num_steps, extractor.dim), dtype=np.float32)
     for c in iter_face_feature_chunks(rec, extractor, chunk):
         out[c.lo:c.hi] = c.features
     return out

@@ -122,7 +122,7 @@ class InputCache:
             return None
 
     def _done(self, entry: dict | None, files: list[Path], rec: Recording) -> bool:
-        if not entry or entry.get("format") != FORMAT_VERSION or entry.get("T") != rec.num_frames:
+        if not entry or entry.get("format") != FORMAT_VERSION or entry.get("T") != rec.num_steps:
             return False
         for f in files:
             if not f.is_file() or f.stat().st_size != entry.get("bytes", {}).get(f.name):
@@ -139,7 +139,7 @@ class InputCache:
         for path, arr in arrays.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda f, a=arr: np.save(f, a, allow_pickle=False))
-        write_json(sidecar, {"recording": rec.name, "format": FORMAT_VERSION, "T": rec.num_frames,
+        write_json(sidecar, {"recording": rec.name, "format": FORMAT_VERSION, "T": rec.num_steps,
                              "bytes": {p.name: p.stat().st_size for p in arrays}, "source": source_signature(rec),
                              **extra}, indent=1, sort_keys=True)
 
@@ -197,8 +197,8 @@ class InputCache:
         frames = np.load(p["frames"], mmap_mode="r", allow_pickle=False)
         first = np.load(p["first"], allow_pickle=False)
         s = self.crop_size
-        if crops.shape != (rec.num_frames, s, s, 3) or mask.shape != (rec.num_frames,) or first.shape != mask.shape:
+        if crops.shape != (rec.num_steps, s, s, 3) or mask.shape != (rec.num_steps,) or first.shape != mask.shape:
             raise DataError(p["crops"], f"packed inputs of shape {crops.shape} / {first.shape} for "
-                            f"{rec.num_frames} steps", f"delete {p['crops'].parent} and train again")
+                            f"{rec.num_steps} steps", f"delete {p['crops'].parent} and train again")
         return PackedInputs(rec.name, crops, mask & rec.face_mask, frames, first, int(audio["segment_length"]),
                             float(audio["pad"]), bool(audio["time_major"]))
