@@ -56,7 +56,10 @@ def cmd_predict(args) -> int:
     failed = 0
     bar = progress_bar(total=len(videos), desc="predict", unit="video", disable=len(videos) < 2)
     pages = []
-    request = OutputRequest(args.out, overlay=args.overlay, html=args.html)
+    if args.faces == "all" and (args.overlay or args.html or args.crops is not None):
+        raise AvaffectError("--faces all writes the CSV, JSON and plot of every person; --overlay, --html and --crops "
+                            "work with --faces largest (one trace) for now")
+    request = OutputRequest(args.out, overlay=args.overlay, html=args.html, faces=args.faces)
     for item in predict_many(predictor, inputs, request, workers=args.workers, crops_dir=args.crops):
         bar.update(1)
         if "error" in item:  # one bad video does not stop the others
@@ -64,7 +67,8 @@ def cmd_predict(args) -> int:
             failed += 1
             continue
         s = item["summary"]
-        print(f"{item['video']}: {s['frames']} frames, face in {s['face_fraction']:.0%}, audio {s['audio']}, "
+        who = f"{item['people']} people, " if "people" in item else ""
+        print(f"{item['video']}: {s['frames']} frames, {who}face in {s['face_fraction']:.0%}, audio {s['audio']}, "
               f"{s['realtime_factor']}x real time → {item['paths']['csv']}")
         for w in s["warnings"]:
             print(f"  warning: {w}")
@@ -95,6 +99,10 @@ def register(sub) -> None:
     p.add_argument("--html", action="store_true", help="also write <name>.html: one self-contained page with the "
                    "overlay video, the valence/arousal chart (its cursor follows playback; click to seek), the "
                    "frames without a face shaded and the summary; index.html links them for several videos")
+    p.add_argument("--faces", choices=["largest", "all"], default="largest", help="largest (default): one trace, "
+                   "the single-face tracker on the largest face (a new track after a shot cut or a lost face, "
+                   "counted in the JSON); all: every person their own trace, identities kept across cuts (one "
+                   "CSV with a person column and the face box; the JSON lists the people)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
                    "00001.jpg ...): use them instead of detecting faces (one video only)")

@@ -108,7 +108,9 @@ def load_affwild2(root: str | Path, splits: tuple[str, ...] = ("train", "validat
     packets are read: their timestamps are the timeline and their count must match the annotation's row
     count within ``length_tolerance`` frames (rows beyond the video are dropped, missing rows are NaN,
     both logged); a larger difference raises :class:`DataError` naming both files. A ``_left`` /
-    ``_right`` recording without a video of its own is timed by its base video.
+    ``_right`` recording without a video of its own is timed by its base video; without its crops folder its faces
+    are detected on the base video, the person on its side of the frame (``Recording.face_choice``: a multi-person
+    pass over the video, :func:`avaffect.features.faces.people.person_faces`), not the largest face.
 
     A recording with neither a video nor face crops here takes its timeline (frame times, face mask) from
     ``timelines``, the feature store's timeline index (:mod:`avaffect.data.timeline_index`): training and
@@ -178,6 +180,10 @@ def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, d
     video = find_video(root, name, video_dirs)
     base = base_video_name(name)
     audio_src = video if base == name else find_video(root, base, video_dirs)
+    face_choice = "largest"
+    if base != name and video is None and not crops_dir.is_dir() and audio_src is not None:
+        # a _left / _right recording without its crops: the person on that side of the base video
+        video, face_choice = audio_src, name.rsplit("_", 1)[1]
     labels = read_annotation(ann) if ann is not None else None
     if not crops_dir.is_dir() and video is None:
         stored = stored_timeline_or_error(
@@ -209,4 +215,4 @@ def _load_one(root: Path, name: str, split: str, ann: Path | None, video_dirs, d
     return Recording(name=name, times=times, labels=labels, face_mask=face_mask,
                      split=split, video_path=video, audio_path=audio_src,
                      crops_dir=crops_dir if crops_dir.is_dir() else None, annotation_path=ann,
-                     subject=base, fps=fps)
+                     subject=base, fps=fps, face_choice=face_choice)

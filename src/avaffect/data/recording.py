@@ -1,4 +1,4 @@
-"""The recording: one video + its audio + one tracked face, on a label timeline (docs/design.md §2)."""
+"""The recording: one video + its audio + one face (one person) of it, on a label timeline (docs/design.md §2)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,27 @@ import numpy as np
 from avaffect.data.layout import crop_path
 
 TARGETS: tuple[str, str] = ("valence", "arousal")
+
+#: which face of its video a recording describes when its faces are detected on the video (not read from a crops
+#: folder): the largest one, followed by the single-face tracker, or the person on the left / right of a
+#: two-person video (Aff-Wild2's ``_left`` / ``_right`` recordings), found by the multi-person tracker
+FACE_CHOICES: tuple[str, ...] = ("largest", "left", "right")
+
+
+@dataclass(frozen=True, eq=False)
+class PersonFaces:
+    """One person's face boxes on a recording's timeline, from a pass over the whole video that tracked every face
+    (:func:`avaffect.features.faces.people.track_people`): ``person`` (1, 2, ... by first appearance),
+    ``boxes`` float32 ``[T, 4]`` (x1, y1, x2, y2 in frame pixels, NaN where the person is not on screen) and
+    ``angles`` float32 ``[T]`` (the eye-line angle in degrees, for the alignment)."""
+
+    person: int
+    boxes: np.ndarray
+    angles: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boxes", np.asarray(self.boxes, np.float32).reshape(-1, 4))
+        object.__setattr__(self, "angles", np.asarray(self.angles, np.float32).reshape(len(self.boxes)))
 
 
 @dataclass(frozen=True)
@@ -49,11 +70,18 @@ class Recording:
     fps: float = 30.0
     extra: dict = field(default_factory=dict)
     stored: StoredMedia | None = None  # the timeline came from a feature store, not from media (which are absent)
+    face_choice: str = "largest"  # which face of the video, when faces are detected on it (FACE_CHOICES)
+    person: PersonFaces | None = None  # this person's boxes, when the recording is one person of a video
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times, dtype=np.float64)
         self.labels = np.asarray(self.labels, dtype=np.float32).reshape(len(self.times), -1)
         self.face_mask = np.asarray(self.face_mask, dtype=bool).reshape(len(self.times))
+        if self.face_choice not in FACE_CHOICES:
+            raise ValueError(f"face_choice must be one of {FACE_CHOICES}, got {self.face_choice!r}")
+        if self.person is not None and len(self.person.boxes) != len(self.times):
+            raise ValueError(f"recording {self.name}: {len(self.person.boxes)} person boxes for "
+                             f"{len(self.times)} steps")
 
     @property
     def num_steps(self) -> int:

@@ -58,6 +58,40 @@ def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndar
     return path
 
 
+def plot_people(path: str | Path, title: str, times: np.ndarray,
+                traces: list[tuple[str, np.ndarray, np.ndarray]], targets: Sequence[str] = TARGETS) -> Path:
+    """One panel per target, one line per person: ``traces`` are ``(label, values [T, K], on screen [T])``; a
+    person's line is drawn where they are on screen only (a faint line elsewhere: the model's value without
+    their face)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(targets), 1, figsize=(11, 2.4 * len(targets) + 0.4), squeeze=False, sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, t in enumerate(targets):
+        ax = axes[k, 0]
+        for i, (label, values, on) in enumerate(traces):
+            v = np.asarray(values, np.float64).reshape(len(times), -1)[:, k]
+            color = colors[i % len(colors)]
+            ax.plot(times, v, color=color, lw=0.6, alpha=0.25)
+            ax.plot(times, np.where(np.asarray(on, bool), v, np.nan), color=color, lw=1.2, label=label)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel(t)
+        if k == 0:
+            ax.set_title(title, fontsize=10)
+            if traces:
+                ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
                    targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None) -> Path:
     """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path;

@@ -27,6 +27,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, MediaError
 from avaffect.features.extractors.base import Extractor, face_mask_from_features
 from avaffect.features.faces.crops import cached_face_crops, face_crops, iter_face_steps
+from avaffect.features.faces.people import person_faces
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
 __all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "video_streamable", "iter_crop_chunks",
@@ -113,7 +114,8 @@ def iter_crop_chunks(rec: Recording, size: int, detector: str, params: dict[str,
     decode: dict[str, float] = {}
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
-    steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, **params)
+    given = person_faces(rec, detector, int(params.get("detect_every", 1)))
+    steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, given=given, **params)
     num_steps = rec.num_steps
     allowed = np.asarray(rec.face_mask, dtype=bool)
     cap = before + chunk + after

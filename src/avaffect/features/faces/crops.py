@@ -17,7 +17,9 @@ the frames' stream timestamps), unless that frame is more than ``max_gap_frames`
 away (past the end of the video, or a hole in it): that step has no face. Only frames nearest to
 some step are processed, so a 25 Hz timeline over a 30 fps video runs the detector 25 times a
 second. ``detect_every=k`` runs the detector on every k-th processed frame only and keeps the
-tracked box in between (the crop is still cut from each frame).
+tracked box in between (the crop is still cut from each frame); while the track is lost, and on the frame of a
+shot cut, the detector runs on every frame, so the tracker's counts (``hold``, ``reacquire_after``) are in
+processed frames whatever ``k`` is.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import cv2
 import numpy as np
 
 from avaffect.data.layout import crop_name, crop_path
-from avaffect.data.recording import Recording
+from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import ConfigError, DataError, MediaError
 from avaffect.features.faces.align import align_crop
 from avaffect.features.faces.detectors import FaceDetector, get_detector
+from avaffect.features.faces.people import frame_signature, person_faces, shot_change
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.faces.tracking import FaceTracker, TrackerConfig
 from avaffect.media import DECODE_FIX, iter_video_frames
@@ -62,7 +65,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: keyword parameters of the cropping pipeline (the others go to the detector)
-CROP_PARAMS = {"margin", "align", "detect_every", "roi_search", "max_gap_frames"} | TrackerConfig.keys()
+CROP_PARAMS = ({"margin", "align", "detect_every", "roi_search", "max_gap_frames", "cut_threshold"}
+               | TrackerConfig.keys())
 
 
 @dataclass
@@ -192,6 +196,7 @@ class FaceStep:
     box: np.ndarray | None
     detected: bool
     angle: float
+    track: int = 0  # the single-face tracker's track number (0: no face); it changes when the face followed does
 
 
 def iter_face_steps(
@@ -205,13 +210,25 @@ def iter_face_steps(
     detect_every: int = 1,
     roi_search: bool = True,
     max_gap_frames: float = 1.5,
+    cut_threshold: float = 0.5,
+    given: PersonFaces | None = None,
     stats: dict[str, Any] | None = None,
     **params: Any,
 ) -> Iterator[FaceStep]:
     """The face pipeline one frame at a time (what :func:`track_frames` collects): memory stays at one frame,
     so long videos stream through it. Parameters as :func:`track_frames`; ``stats``, when given, is filled
-    with the counters :attr:`FaceTrack.stats` documents as the frames go by."""
+    with the counters :attr:`FaceTrack.stats` documents as the frames go by.
+
+    ``given``: one person's boxes on ``times`` (a multi-person pass found them): the crops are cut from those
+    boxes, no detection or tracking runs. Otherwise the single-face tracker follows the largest face, and a shot
+    cut (:func:`~avaffect.features.faces.people.shot_change` above ``cut_threshold``; 0 or more than 1: never)
+    ends its track at once and runs the detector on the cut's frame, so a face after a cut is found there and a
+    new track (``FaceStep.track``) starts instead of the old one continuing on whoever stands at the same
+    place."""
     size = _check_size(size)
+    if given is not None:
+        yield from _given_steps(frames, given, size, times, margin, align, max_gap_frames, stats)
+        return
     if isinstance(detect_every, bool) or int(detect_every) < 1:
         raise ConfigError(f"detect_every must be an integer >= 1, got {detect_every!r}")
     detect_every = int(detect_every)
@@ -232,8 +249,19 @@ def iter_face_steps(
             st["frames_decoded"] += 1
             yield item
 
+    signature, since = None, 0
+    st["cuts"] = 0
     for frame_t, rgb, steps in _assign(counted(frames), times, max_gap_frames):
-        if st["frames_processed"] % detect_every == 0:
+        cut = False
+        if 0 < cut_threshold <= 1:
+            sig = frame_signature(rgb)
+            cut = shot_change(signature, sig) > cut_threshold
+            signature = sig
+            if cut:
+                st["cuts"] += 1
+                tracker.reset_track()
+        if cut or since % detect_every == 0 or tracker.lost > 0:  # a lost track: look on every frame
+            since = 0
             t0 = _time.perf_counter()
             found = []
             if roi_search and tracker.active and tracker.lost == 0:
@@ -246,14 +274,36 @@ def iter_face_steps(
             state = tracker.update(found)
         else:
             state = tracker.carry()
+        since += 1
         st["frames_processed"] += 1
         st["tracks_started"] = tracker.tracks_started
         if state.box is not None:
             angle = state.angle if align else 0.0
             yield FaceStep(frame_t, steps, align_crop(rgb, state.box, size, margin, angle), state.box,
-                           bool(state.detected), float(angle))
+                           bool(state.detected), float(angle), tracker.tracks_started)
         else:
             yield FaceStep(frame_t, steps, None, None, False, 0.0)
+
+
+def _given_steps(frames: Iterable[tuple[float, np.ndarray]], given: PersonFaces, size: int,
+                 times: np.ndarray | None, margin: float, align: bool, max_gap_frames: float,
+                 stats: dict[str, Any] | None) -> Iterator[FaceStep]:
+    """:func:`iter_face_steps` on boxes given per step: a step's crop is cut from its own box, no detection."""
+    st = stats if stats is not None else {}
+    st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
+              detector=f"person {given.person}", detect_every=1, tracks_started=1, cuts=0)
+    if times is not None:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+    for frame_t, rgb, steps in _assign(frames, times, max_gap_frames):
+        st["frames_decoded"] += 1
+        st["frames_processed"] += 1
+        box = given.boxes[int(steps[0])]
+        if not np.all(np.isfinite(box)):
+            yield FaceStep(frame_t, steps, None, None, False, 0.0)
+            continue
+        angle = float(given.angles[int(steps[0])]) if align else 0.0
+        yield FaceStep(frame_t, steps, align_crop(rgb, box, size, margin, angle), box.copy(), True, angle,
+                       given.person)
 
 
 def track_frames(
@@ -426,7 +476,7 @@ def load_face_crops(
     """
     size = _check_size(size)
     source = resolve_face_source(rec, source, detector)
-    cache_key = _cache_key(size, detector, source, params)
+    cache_key = _cache_key(size, detector, source, params, rec)
     if cache_key in rec.extra:  # several extractors (and predict's overlay) share one detection pass
         return rec.extra[cache_key]
     result = _load_face_crops(rec, size, detector, source, **params)
@@ -452,15 +502,17 @@ def face_crops(rec: Recording, size: int, detector: str = "haar", source: str = 
     return crops, mask & rec.face_mask
 
 
-def _cache_key(size: int, detector: str, source: str, params: dict[str, Any]) -> tuple:
-    return ("face_crops", size, detector, source, tuple(sorted((k, repr(v)) for k, v in params.items())))
+def _cache_key(size: int, detector: str, source: str, params: dict[str, Any], rec: Recording) -> tuple:
+    whose = (rec.face_choice, rec.person.person if rec.person is not None else None)
+    return ("face_crops", size, detector, source, whose, tuple(sorted((k, repr(v)) for k, v in params.items())))
 
 
 def cached_face_crops(
     rec: Recording, size: int = 112, detector: str = "haar", source: str = "auto", **params: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """What :func:`load_face_crops` with these arguments already holds for ``rec`` (``None``: nothing yet)."""
-    return rec.extra.get(_cache_key(_check_size(size), detector, resolve_face_source(rec, source, detector), params))
+    return rec.extra.get(_cache_key(_check_size(size), detector, resolve_face_source(rec, source, detector), params,
+                                    rec))
 
 
 def _load_face_crops(
@@ -472,7 +524,8 @@ def _load_face_crops(
         if crop_params or det_params:
             log.debug("%s: precomputed crops ignore %s", rec.name, sorted({**crop_params, **det_params}))
         return load_precomputed_crops(rec.crops_dir, rec.num_steps, size, blank)
-    track = track_faces(rec.video_path, detector, size, rec.times, **params)
+    given = person_faces(rec, detector, int(params.get("detect_every", 1)))
+    track = track_faces(rec.video_path, detector, size, rec.times, given=given, **params)
     log.info(
         "%s: face in %d/%d steps, detector %.1f frames/s",
         rec.name,

@@ -7,7 +7,8 @@ The parts, in the order a video goes through them:
 - calling it on a video gives a :class:`PredictionRun`: the per-frame table and a typed :class:`Summary`
   (:mod:`.result`);
 - :func:`write_outputs` writes its files (:mod:`.outputs`); :func:`predict_many` runs a folder of videos, over
-  worker processes if asked (:mod:`.runner`).
+  worker processes if asked (:mod:`.runner`);
+- :func:`predict_people` gives every person of a video their own run (``predict --faces all``, :mod:`.people`).
 
 In Python::
 
@@ -43,12 +44,13 @@ from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.checkpoint import Predictor
 from avaffect.workflows.predict.face_model import FaceModelPredictor
 from avaffect.workflows.predict.outputs import OutputRequest, write_outputs
+from avaffect.workflows.predict.people import PeopleRun, PeopleSummary, predict_people, write_people_outputs
 from avaffect.workflows.predict.result import PredictionRun, Summary, Timings, VideoPredictor, prediction_meaning
 from avaffect.workflows.predict.runner import predict_many, predict_one
 
-__all__ = ["FaceModelPredictor", "OutputRequest", "PredictionRun", "Predictor", "Summary", "Timings",
-           "VideoPredictor", "load_predictor", "predict", "predict_many", "predict_one", "prediction_meaning",
-           "write_outputs"]
+__all__ = ["FaceModelPredictor", "OutputRequest", "PeopleRun", "PeopleSummary", "PredictionRun", "Predictor",
+           "Summary", "Timings", "VideoPredictor", "load_predictor", "predict", "predict_many", "predict_one",
+           "predict_people", "prediction_meaning", "write_outputs", "write_people_outputs"]
 
 
 def load_predictor(checkpoint: str | Path | None = None, *, face_model: str | None = None, device: str = "cpu",

@@ -166,7 +166,7 @@ class Predictor(VideoPredictor):
                                                self.spec.hop, device=self.device, timings=timing, on_final=on_final)
         model_s = timing.get("model", 0.0)
         return Traces(pred, face, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s,
-                      overlay=drawn.path, overlay_frames_buffered=drawn.frames_buffered)
+                      overlay=drawn.path, overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
 
     def _whole(self, rec: Recording, audio: np.ndarray) -> Traces:
         """Every crop and feature first, then the windows."""
@@ -236,4 +236,4 @@ class Predictor(VideoPredictor):
         pred, _, _ = predict_chunks(self.model, audio, clip_chunks(), len(ends), self.spec.window, self.spec.hop,
                                     device=self.device, timings=timing)
         model_s = timing.get("model", 0.0)
-        return Traces(pred, mask, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s)
+        return Traces(pred, mask, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s, faces=st.faces)

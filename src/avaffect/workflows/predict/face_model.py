@@ -66,7 +66,7 @@ class FaceModelPredictor(VideoPredictor):
             stages = st.as_dict()
             stages["video"] = stages.pop("total")
             tr = Traces(values, detected, boxes, True, stages=stages, overlay=drawn.path,
-                        overlay_frames_buffered=drawn.frames_buffered)
+                        overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
         else:
             values, detected, boxes = whole_video_features(rec, self.extractor)
             if boxes is None:  # faces from a crops folder: where they sat in the video is not known

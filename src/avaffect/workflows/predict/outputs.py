@@ -23,6 +23,7 @@ class OutputRequest:
     out_dir: Path
     overlay: bool = False
     html: bool = False
+    faces: str = "largest"  # "largest": one trace (the single-face tracker); "all": one per person
 
     def overlay_to(self, name: str) -> Path | None:
         """Where a streaming pass should draw the overlay (``None`` when neither it nor the page needs it)."""

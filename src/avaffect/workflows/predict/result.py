@@ -83,14 +83,19 @@ class Summary(BaseModel):
     detect_every: int | None
     realtime_factor: float | None
     device: str
+    face_tracks: int | None = None  # tracks the single-face tracker started (> 1: the face followed changed)
+    shot_cuts: int | None = None  # shot cuts seen by the face pipeline
 
     def as_json(self) -> dict:
         """The JSON object: the statistics of targets the model does not predict left out, unmeasured timings
-        left out."""
+        and counters left out."""
         out = self.model_dump()
         for t in TARGETS:
             if t not in self.targets:
                 out.pop(f"{t}_mean"), out.pop(f"{t}_std")
+        for key in ("face_tracks", "shot_cuts"):
+            if out[key] is None:
+                out.pop(key)
         out["timings_s"] = self.timings_s.model_dump(exclude_none=True)
         return out
 
@@ -122,6 +127,11 @@ class Traces:
     model_s: float | None = None
     overlay: Path | None = None
     overlay_frames_buffered: int | None = None
+    faces: dict = field(default_factory=dict)  # the face pipeline's counters, when the path has them
+
+    def face_counts(self) -> tuple[int | None, int | None]:
+        """``(face tracks started, shot cuts)`` of the single-face tracker, when this path counted them."""
+        return self.faces.get("tracks_started"), self.faces.get("cuts")
 
 
 @dataclass(frozen=True)
@@ -173,9 +183,9 @@ class VideoPredictor(abc.ABC):
         t0 = time.perf_counter()
         rec = self.recording(video, crops_dir)
         tr = self.traces(rec, None if overlay_to is None else Path(overlay_to))
-        return self._run(str(video), rec, tr, time.perf_counter() - t0)
+        return self.make_run(str(video), rec, tr, time.perf_counter() - t0)
 
-    def _run(self, video: str, rec: Recording, tr: Traces, wall: float) -> PredictionRun:
+    def make_run(self, video: str, rec: Recording, tr: Traces, wall: float) -> PredictionRun:
         """The per-frame table and the summary of one video."""
         info, n = self.info, rec.num_steps
         face = np.asarray(tr.face, bool)
@@ -184,6 +194,10 @@ class VideoPredictor(abc.ABC):
             warnings.append(f"no face was found in any frame: {self.no_face_consequence}")
         if tr.audio == "missing":
             warnings.append("no audio track: the predictions rest on the face alone")
+        tracks, cuts = tr.face_counts()
+        if tracks is not None and tracks > 1 and rec.person is None:
+            warnings.append(f"the face followed changed {tracks - 1} time(s) (a shot cut or a face lost): this one "
+                            "trace may follow more than one person; --faces all gives one trace per person")
         for w in warnings:
             log.warning("%s: %s", video, w)
         frame = pd.DataFrame({"frame": np.arange(n), "time": np.round(rec.times, 6)})
@@ -208,5 +222,6 @@ class VideoPredictor(abc.ABC):
             checkpoint_sha256_16=info.checkpoint_sha256_16,
             face_source="crops" if rec.crops_dir else info.face_detector, timings_s=timings,
             streamed=bool(tr.streamed), detect_every=info.detect_every,
-            realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device)
+            realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device,
+            face_tracks=tracks, shot_cuts=cuts)
         return PredictionRun(frame, summary, tr.boxes, tr.overlay, tr.overlay_frames_buffered)

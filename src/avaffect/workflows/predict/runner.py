@@ -13,6 +13,7 @@ import torch
 
 from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.outputs import OutputRequest, write_outputs
+from avaffect.workflows.predict.people import predict_people, write_people_outputs
 from avaffect.workflows.predict.result import VideoPredictor
 
 _WORKER: VideoPredictor | None = None  # the model loaded once per worker process
@@ -30,6 +31,11 @@ def predict_one(predictor: VideoPredictor, video: str, name: str, crops_dir: str
     """Predict one video and write its files: ``{"video", "summary", "paths"}``, or ``{"video", "error"}`` when
     the video cannot be predicted (the error says why and what to do)."""
     try:
+        if request.faces == "all":
+            people = predict_people(predictor, video)
+            paths = write_people_outputs(people, request.out_dir, name)
+            return {"video": video, "summary": people.summary.video.as_json(), "people": len(people.runs),
+                    "paths": {k: str(v) for k, v in paths.items()}}
         run = predictor(video, crops_dir, request.overlay_to(name))
         paths = write_outputs(run, request.out_dir, name, overlay=request.overlay, html=request.html)
     except AvaffectError as e:

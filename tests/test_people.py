@@ -1,0 +1,170 @@
+"""Several people in one video: identities kept across size swaps, exits and shot cuts; ``predict --faces all``;
+the single-face tracker's cut rule; Aff-Wild2 ``_left`` / ``_right`` without crops.
+
+The videos are made here from a real CREMA-D face (source 0) and a rendered synthetic face (source 1), pasted on
+a grey canvas, with the truth of who is where on every frame (``people_videos``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from people_videos import compose, hard_cuts, leave_and_return, purity, side_by_side_swap
+
+from avaffect.cli.main import main
+from avaffect.config import make_config
+from avaffect.data.affwild2 import load_affwild2
+from avaffect.data.synth import write_synthetic_dataset
+from avaffect.data.synth.plan import SynthConfig
+from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.crops import iter_face_steps
+from avaffect.features.faces.people import PeopleConfig, shot_change, track_people
+from avaffect.media import iter_video_frames, video_frame_times
+from avaffect.training.run import train
+
+N = 180  # frames per scene (6 s at 30 fps)
+FPS = 30
+
+
+@pytest.fixture(scope="module")
+def scenes(crema_d, tmp_path_factory):
+    """``{name: (video, truth)}`` for the three scenes. The rendered face comes from a synthetic recording without
+    weak or missing-face segments (those of the shared test set are there on purpose, and Haar misses them)."""
+    out = tmp_path_factory.mktemp("people")
+    clean = write_synthetic_dataset(out / "synth", SynthConfig(n_train=1, n_val=1, n_test=0, duration_s=6.0,
+                                                               weak_rate=0.0, gap_rate=0.0, seed=0), progress=False)
+    sources = [sorted(crema_d.glob("*.flv"))[0], sorted((clean / "videos").glob("*.mp4"))[0]]
+    made = {}
+    for name, scene in (("swap", side_by_side_swap(N)), ("cuts", hard_cuts(N)), ("leave", leave_and_return(N))):
+        video = out / f"{name}.mp4"
+        made[name] = (video, compose(video, sources, scene, N, fps=FPS))
+    return made
+
+
+def _covered(boxes: np.ndarray, truth, source: int) -> float:
+    """The fraction of the frames showing ``source`` where some trace's box centre lies on it."""
+    shown = [i for i in range(N) if source in truth.visible(i)]
+    hit = 0
+    for i in shown:
+        for b in boxes[:, i]:
+            if np.isfinite(b[0]) and truth.source_at(i, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2) == source:
+                hit += 1
+                break
+    return hit / len(shown)
+
+
+@pytest.mark.parametrize("name", ["swap", "cuts", "leave"])
+@pytest.mark.parametrize("every", [1, 5])
+def test_every_person_gets_one_trace_that_follows_only_them(scenes, name, every):
+    video, truth = scenes[name]
+    people = track_people(video, video_frame_times(video), "haar", PeopleConfig(detect_every=every))
+    traces = purity(people.boxes, truth, np.arange(N))
+    assert len(people) == 2, traces  # one trace per person, even across a size swap, an exit or two cuts
+    assert sorted(src for src, _, _ in traces) == [0, 1]
+    for src, pure, steps in traces:
+        # a trace is held for `hold` frames after its face leaves: that is all it may spend elsewhere
+        assert pure >= 1 - 4 / steps, traces
+        assert _covered(people.boxes, truth, src) >= 0.95
+    if name == "cuts":
+        assert people.cuts.tolist() == [N // 3, 2 * N // 3]  # found on the cut's own frame
+    else:
+        assert len(people.cuts) == 0
+
+
+def test_a_continuous_real_clip_has_no_shot_cut(crema_d):
+    """The cut rule on real footage without a cut: consecutive frames never come near the threshold."""
+    from avaffect.features.faces.people import frame_signature
+
+    sigs = [frame_signature(rgb) for _, rgb in iter_video_frames(sorted(crema_d.glob("*.flv"))[0])]
+    changes = [shot_change(a, b) for a, b in zip(sigs, sigs[1:], strict=False)]
+    assert max(changes) < PeopleConfig().cut_threshold / 2
+
+
+@pytest.mark.parametrize("every", [1, 5])
+def test_the_largest_face_trace_starts_a_new_track_at_each_cut_and_finds_the_face_on_its_frame(scenes, every):
+    video, truth = scenes["cuts"]
+    steps = list(iter_face_steps(iter_video_frames(video), "haar", 64, detect_every=every))
+    found = np.array([s.box is not None for s in steps])
+    track = np.array([s.track for s in steps])
+    for cut in (N // 3, 2 * N // 3):
+        assert found[cut:cut + int(0.2 * FPS)].all()  # within 0.2 s of the cut (here: on its own frame)
+        assert track[cut] == track[cut - 1] + 1  # a new track, not the old one on whoever stands there
+    for k in np.unique(track):  # and each track follows one person
+        rows = np.flatnonzero(track == k)
+        who = {truth.source_at(i, *((steps[i].box[:2] + steps[i].box[2:]) / 2)) for i in rows}
+        assert len(who) == 1
+
+
+def test_the_largest_face_trace_never_switches_person_when_the_other_grows(scenes):
+    video, truth = scenes["swap"]
+    steps = list(iter_face_steps(iter_video_frames(video), "haar", 64, detect_every=5))
+    assert {s.track for s in steps} == {1}
+    who = {truth.source_at(i, *((s.box[:2] + s.box[2:]) / 2)) for i, s in enumerate(steps)}
+    assert len(who) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_model(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("people_run")
+    cfg = make_config({
+        "data": {"root": str(synth_root)},
+        "features": {"store": str(out / "store")},
+        "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
+        "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 1, "accelerator": "cpu"},
+    })
+    train(cfg, out / "run", progress=False)
+    return out / "run" / "model.safetensors"
+
+
+def test_predict_faces_all_writes_one_trace_per_person(scenes, tiny_model, tmp_path, capsys):
+    video, truth = scenes["swap"]
+    out = tmp_path / "pred"
+    assert main(["predict", str(tiny_model), str(video), "--faces", "all", "--out", str(out)]) == 0
+    assert "2 people" in capsys.readouterr().out
+    csv = pd.read_csv(out / "swap.csv")
+    assert list(csv.columns) == ["frame", "time", "person", "valence", "arousal", "face_detected", "box_x", "box_y",
+                                 "box_w", "box_h", "trained_on"]
+    assert sorted(csv["person"].unique()) == [1, 2] and len(csv) == 2 * N
+    for _, rows in csv.groupby("person"):
+        on = rows["box_x"].notna().to_numpy()
+        assert on.mean() > 0.95 and np.isfinite(rows[["valence", "arousal"]].to_numpy()).all()
+        centres = rows[["box_x", "box_y"]].to_numpy() + rows[["box_w", "box_h"]].to_numpy() / 2
+        who = {truth.source_at(int(f), *c) for f, c, o in zip(rows["frame"], centres, on, strict=True) if o}
+        assert len(who) == 1  # each person's rows follow that person in every frame
+    summary = json.loads((out / "swap.json").read_text())
+    assert [p["person"] for p in summary["people"]] == [1, 2] and summary["faces"] == "all"
+    assert all(p["on_screen_fraction"] > 0.95 for p in summary["people"])
+    assert summary["video"]["frames"] == N and "audio track" in summary["audio_note"]
+    assert (out / "swap.png").stat().st_size > 1000
+
+
+def test_predict_largest_says_when_its_one_trace_changed_face(scenes, tiny_model, tmp_path):
+    video, _ = scenes["cuts"]
+    out = tmp_path / "pred"
+    assert main(["predict", str(tiny_model), str(video), "--out", str(out)]) == 0
+    summary = json.loads((out / "cuts.json").read_text())
+    assert summary["face_tracks"] == 3 and summary["shot_cuts"] == 2 and summary["face_fraction"] == 1.0
+    assert any("--faces all" in w for w in summary["warnings"])
+
+
+def test_affwild2_left_and_right_without_crops_take_the_face_on_their_side(scenes, tmp_path):
+    video, truth = scenes["swap"]
+    root = tmp_path / "aff"
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "pair.mp4").write_bytes(video.read_bytes())
+    ann = root / "annotations" / "VA_Estimation_Challenge"
+    for split in ("Train_Set", "Validation_Set"):
+        (ann / split).mkdir(parents=True)
+    rows = "valence,arousal\n" + "0.1,0.2\n" * N
+    for side in ("left", "right"):
+        (ann / "Train_Set" / f"pair_{side}.txt").write_text(rows)
+    recs = {r.name: r for r in load_affwild2(root, splits=("train",))}
+    for side, source in (("left", 0), ("right", 1)):
+        rec = recs[f"pair_{side}"]
+        assert rec.face_choice == side and rec.video_path is not None
+        _, mask, boxes = load_face_crops(rec, size=64)
+        assert mask.mean() > 0.95
+        centres = (boxes[mask, :2] + boxes[mask, 2:]) / 2
+        assert {truth.source_at(i, *c) for i, c in zip(np.flatnonzero(mask), centres, strict=True)} == {source}
