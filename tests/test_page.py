@@ -134,3 +134,27 @@ def test_the_page_in_headless_chromium(browser, crema_d, tmp_path):
     assert errors == []
     browser.get((out / "index.html").as_uri())
     assert len(browser.find_elements("css selector", "a")) == 2
+
+
+def test_a_page_of_several_people_draws_each_persons_traces(browser, tmp_path):
+    """``predict --faces all --html``: one valence (solid) and one arousal (dashed) trace per person, in the person's
+    colour, a readout with every person's values, drawn by the page's own script without errors."""
+    t = np.round(np.arange(40) * 0.1, 3)
+    anybody = pd.DataFrame({"time": t, "face_detected": np.ones(40, bool)})
+    people = [pd.DataFrame({"time": t, "valence": np.sin(t + k), "arousal": np.cos(t + k),
+                            "face_detected": np.arange(40) < 30 + 10 * k}) for k in range(2)]
+    page = tmp_path / "people.html"
+    page.write_text(page_html(anybody, {}, "data:,", "two people", people=people))
+    browser.get(page.as_uri())
+    _wait(browser, "return document.getElementById('chart').getAttribute('data-ready') === '1'")
+    for k in (1, 2):
+        assert browser.execute_script(f"return document.querySelectorAll('polyline.p{k}.valence').length") == 1
+        dashed = browser.execute_script(f"return document.querySelector('polyline.p{k}.arousal')"
+                                        ".getAttribute('stroke-dasharray')")
+        assert dashed == "5,3"
+    # person 1 has no face after 3 s: no value there, so its valence line stops at 2.9 s
+    assert browser.execute_script("return document.querySelector('polyline.p1.valence').points.numberOfItems") == 30
+    readout = browser.find_element("id", "readout").text
+    assert "p1 valence" in readout and "p2 arousal" in readout
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

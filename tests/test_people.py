@@ -121,7 +121,7 @@ def tiny_model(synth_root, tmp_path_factory):
 def test_predict_faces_all_writes_one_trace_per_person(scenes, tiny_model, tmp_path, capsys):
     video, truth = scenes["swap"]
     out = tmp_path / "pred"
-    assert main(["predict", str(tiny_model), str(video), "--faces", "all", "--out", str(out)]) == 0
+    assert main(["predict", str(tiny_model), str(video), "--faces", "all", "--out", str(out), "--html"]) == 0
     assert "2 people" in capsys.readouterr().out
     csv = pd.read_csv(out / "swap.csv")
     assert list(csv.columns) == ["frame", "time", "person", "valence", "arousal", "face_detected", "box_x", "box_y",
@@ -138,6 +138,11 @@ def test_predict_faces_all_writes_one_trace_per_person(scenes, tiny_model, tmp_p
     assert all(p["on_screen_fraction"] > 0.95 for p in summary["people"])
     assert summary["video"]["frames"] == N and "audio track" in summary["audio_note"]
     assert (out / "swap.png").stat().st_size > 1000
+    page = (out / "swap.html").read_text()
+    data = json.loads(page.split('id="avaffect-data">')[1].split("</script>")[0])
+    assert [name for name, *_ in data["series"]] == ["p1 valence", "p1 arousal", "p2 valence", "p2 arousal"]
+    assert "data:video/mp4;base64," in page and not (out / "swap_overlay.mp4").exists()  # embedded, not kept
+    assert summary["video"]["timings_s"]["overlay"] > 0
 
 
 def test_predict_largest_says_when_its_one_trace_changed_face(scenes, tiny_model, tmp_path):

@@ -56,9 +56,9 @@ def cmd_predict(args) -> int:
     failed = 0
     bar = progress_bar(total=len(videos), desc="predict", unit="video", disable=len(videos) < 2)
     pages = []
-    if args.faces == "all" and (args.overlay or args.html or args.crops is not None):
-        raise AvaffectError("--faces all writes the CSV, JSON and plot of every person; --overlay, --html and --crops "
-                            "work with --faces largest (one trace) for now")
+    if args.faces == "all" and args.crops is not None:
+        raise AvaffectError("--crops gives one face per frame (the dataset's crops): use it with --faces largest; "
+                            "--faces all detects every face on the video")
     request = OutputRequest(args.out, overlay=args.overlay, html=args.html, faces=args.faces)
     for item in predict_many(predictor, inputs, request, workers=args.workers, crops_dir=args.crops):
         bar.update(1)
@@ -102,7 +102,8 @@ def register(sub) -> None:
     p.add_argument("--faces", choices=["largest", "all"], default="largest", help="largest (default): one trace, "
                    "the single-face tracker on the largest face (a new track after a shot cut or a lost face, "
                    "counted in the JSON); all: every person their own trace, identities kept across cuts (one "
-                   "CSV with a person column and the face box; the JSON lists the people)")
+                   "CSV with a person column and the face box; the JSON lists the people; the overlay draws each "
+                   "person's box, number and values, the page one trace per person)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
                    "00001.jpg ...): use them instead of detecting faces (one video only)")

@@ -1,4 +1,5 @@
-"""The overlay video of ``predict --overlay``: face box and a valence/arousal indicator on every frame."""
+"""The overlay video of ``predict --overlay``: face box and a valence/arousal indicator on every frame (with
+``--faces all``: every person's box, number and values)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,28 @@ def draw_indicator(frame: np.ndarray, valence: float, arousal: float, box: np.nd
             end = int(mid + np.clip(value, -1, 1) * bar_w / 2)
             cv2.rectangle(frame, (min(mid, end), y + 1), (max(mid, end), y + bar_h - 1), color, -1)
         cv2.putText(frame, label, (x, y + bar_h), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame
+
+
+#: a colour per person (RGB), in person order
+PERSON_RGB = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (140, 86, 75), (227, 119, 194),
+              (23, 190, 207), (188, 189, 34))
+
+
+def draw_people(frame: np.ndarray, values: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Draw (in place) each person's box in their colour, with ``P<k>  V <v>  A <a>`` above it: ``values [P, 2]``
+    (valence, arousal), ``boxes [P, 4]`` (NaN: that person is not on screen)."""
+    for k, (box, (v, a)) in enumerate(zip(boxes, values, strict=True)):
+        if not np.all(np.isfinite(box)):
+            continue
+        color = PERSON_RGB[k % len(PERSON_RGB)]
+        x0, y0, x1, y1 = (int(round(c)) for c in box)
+        cv2.rectangle(frame, (x0, y0), (x1, y1), color, 2)
+        text = f"P{k + 1}  V {v:+.2f}  A {a:+.2f}" if np.isfinite(v) and np.isfinite(a) else f"P{k + 1}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        ty = max(th + 4, y0 - 4)
+        cv2.rectangle(frame, (x0, ty - th - 4), (x0 + tw + 4, ty + 2), color, -1)
+        cv2.putText(frame, text, (x0 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return frame
 
 
@@ -86,6 +109,10 @@ class OverlayEncoder:
         self.frames = 0
 
     def write(self, t: float, rgb: np.ndarray, valence: float, arousal: float, box: np.ndarray | None) -> None:
+        self.write_drawn(t, rgb, lambda img: draw_indicator(img, float(valence), float(arousal), box))
+
+    def write_drawn(self, t: float, rgb: np.ndarray, draw) -> None:
+        """Encode ``rgb`` at time ``t`` after ``draw(image)`` drew on a copy of it."""
         vout = self._vout
         img = np.ascontiguousarray(rgb)
         if img.shape[0] != vout.height or img.shape[1] != vout.width:
@@ -93,7 +120,7 @@ class OverlayEncoder:
                                      cv2.BORDER_REPLICATE)
         else:
             img = img.copy()  # drawn on: never the caller's frame
-        draw_indicator(img, float(valence), float(arousal), box)
+        draw(img)
         frame = av.VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = int(round(t * 1000))
         frame.time_base = Fraction(1, 1000)
@@ -129,6 +156,17 @@ def write_overlay(src: str | Path, dst: str | Path, times: np.ndarray, pred: np.
         for i, (t, rgb) in enumerate(iter_video_frames(src)):
             k = min(i, len(pred) - 1)
             enc.write(t, rgb, pred[k, 0], pred[k, 1], None if boxes is None else boxes[k])
+        return enc.close()
+
+
+def write_people_overlay(src: str | Path, dst: str | Path, values: np.ndarray, boxes: np.ndarray) -> Path:
+    """:func:`write_overlay` for several people: ``values [P, T, 2]`` (valence, arousal), ``boxes [P, T, 4]``; frame
+    ``i`` takes step ``min(i, T - 1)`` (a second decode of the video)."""
+    n = values.shape[1]
+    with OverlayEncoder(src, dst) as enc:
+        for i, (t, rgb) in enumerate(iter_video_frames(src)):
+            k = min(i, n - 1)
+            enc.write_drawn(t, rgb, lambda img, k=k: draw_people(img, values[:, k], boxes[:, k]))
         return enc.close()
 
 

@@ -81,7 +81,11 @@ function trace(values, color, name){       // a polyline per run of finite value
                                                                   y(Math.max(-1, Math.min(1, v))).toFixed(2)); });
   flush();
 }
-for (const [name, color] of [['valence', '#e08000'], ['arousal', '#0070d0']]) if (D[name]) trace(D[name], color, name);
+const SERIES = D.series || [['valence', '#e08000', D.valence], ['arousal', '#0070d0', D.arousal]];
+for (const [name, color, values, dash] of SERIES) if (values) {
+  const before = svg.childNodes.length; trace(values, color, name);
+  if (dash) for (let k = before; k < svg.childNodes.length; k++)
+    svg.childNodes[k].setAttribute('stroke-dasharray', dash); }
 const cursor = el('line', {id: 'cursor', x1: x(t0), x2: x(t0), y1: T, y2: H - B, stroke: '#d00', 'stroke-width': 1.5});
 const readout = document.getElementById('readout');
 function nearest(t){ let lo = 0, hi = D.time.length - 1;
@@ -92,8 +96,8 @@ function update(){
   const t = Math.max(t0, Math.min(t1, video.currentTime)), X = x(t).toFixed(2);
   cursor.setAttribute('x1', X); cursor.setAttribute('x2', X);
   if (D.time.length) { const i = nearest(t);
-    readout.textContent = 't = ' + t.toFixed(2) + ' s   valence ' + fmt(D.valence ? D.valence[i] : null) +
-      '   arousal ' + fmt(D.arousal ? D.arousal[i] : null) + (D.face[i] ? '' : '   (no face)'); }
+    readout.textContent = 't = ' + t.toFixed(2) + ' s' + SERIES.filter(q => q[2]).map(q => '   ' + q[0] + ' ' +
+      fmt(q[2][i])).join('') + (D.face[i] ? '' : '   (no face)'); }
 }
 function loop(){ update(); if (!video.paused && !video.ended) requestAnimationFrame(loop); }
 video.addEventListener('timeupdate', update); video.addEventListener('seeked', update);
@@ -120,14 +124,25 @@ def _cell(key: str, value) -> str:
     return html.escape("–" if value is None else str(value))
 
 
-def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, note: str = "") -> str:
+#: a colour per person of a several-people page (valence solid, arousal dashed)
+PERSON_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, note: str = "",
+              people: list[pd.DataFrame] | None = None) -> str:
     """The page as a string. ``frame``: ``time``, ``valence`` / ``arousal`` (either may be absent) and
-    ``face_detected``; ``video_src``: a ``data:`` URI or a relative file name."""
+    ``face_detected``; ``video_src``: a ``data:`` URI or a relative file name. ``people``: one such table per
+    person (``predict --faces all``): one valence (solid) and one arousal (dashed) trace per person, in the
+    person's colour; ``frame``'s ``face_detected`` then marks the frames with anybody."""
     data = {"time": _clean(frame["time"].to_numpy()),
             "face": [bool(v) for v in frame["face_detected"].to_numpy()]}
     for t in ("valence", "arousal"):
         if t in frame:
             data[t] = _clean(frame[t].to_numpy())
+    if people is not None:
+        data["series"] = [[f"p{k + 1} {t}", PERSON_COLORS[k % len(PERSON_COLORS)],
+                           _clean(np.where(p["face_detected"], p[t], np.nan)), "" if t == "valence" else "5,3"]
+                          for k, p in enumerate(people) for t in ("valence", "arousal") if t in p]
     # JSON in a script element: "</" cannot end it early once escaped
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     meaning = summary.get("meaning", "")
@@ -136,7 +151,9 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
                    for key, label in _SUMMARY_ROWS if key in summary)
     warnings = "".join(f"<p class='warn'>warning: {html.escape(w)}</p>" for w in summary.get("warnings", []))
     legend = "".join(f"<span class='{c}'>&#9644; {t}</span>" for t, c in (("valence", "v"), ("arousal", "a"))
-                     if t in data)
+                     if t in data and people is None)
+    legend += "".join(f"<span style='color:{color}'>&#9644; {html.escape(name)}</span>"
+                      for name, color, _, _ in data.get("series", []))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} — avaffect</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -158,7 +175,7 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
 
 
 def write_page(path: str | Path, frame: pd.DataFrame, summary: dict, video: str | Path, title: str,
-               embed_limit_mb: float = EMBED_LIMIT_MB) -> tuple[Path, bool]:
+               people: list[pd.DataFrame] | None = None, embed_limit_mb: float = EMBED_LIMIT_MB) -> tuple[Path, bool]:
     """Write the page (atomically); ``video``: the H.264 mp4 to show (the overlay). Returns ``(path, embedded)``:
     ``embedded`` is ``False`` when the video was over ``embed_limit_mb`` and the page links to it instead (it
     must then stay beside the page)."""
@@ -171,7 +188,7 @@ def write_page(path: str | Path, frame: pd.DataFrame, summary: dict, video: str 
         src = video.name
         note = (f"The video ({size_mb:.0f} MB) is not embedded in this page: it plays {video.name} from the same "
                 "folder, so keep the two files together.")
-    atomic_write_text(path, page_html(frame, summary, src, title, note))
+    atomic_write_text(path, page_html(frame, summary, src, title, note, people))
     return path, size_mb <= embed_limit_mb
 
 

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, PersonFaces
 from avaffect.errors import AvaffectError
+from avaffect.evaluation.overlay import va_columns, write_people_overlay
+from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_people
 from avaffect.features.faces.people import People, PeopleConfig, track_people
 from avaffect.files import atomic_write_text, output_path
@@ -146,17 +148,34 @@ def _video_summary(predictor: VideoPredictor, video: str, rec, runs: list[Predic
         "realtime_factor": round(base.duration_s / wall, 2) if wall > 0 else None, "face_tracks": len(runs)})
 
 
-def write_people_outputs(run: PeopleRun, out_dir: str | Path, name: str) -> dict[str, Path]:
+def write_people_outputs(run: PeopleRun, out_dir: str | Path, name: str, overlay: bool = False,
+                         html: bool = False) -> dict[str, Path]:
     """``<name>.csv`` (everybody, a ``person`` column), ``<name>.json`` (the people summary) and ``<name>.png``
-    (one trace per person) in ``out_dir``."""
+    (one trace per person) in ``out_dir``; with ``overlay`` ``<name>_overlay.mp4`` (each person's box, number and
+    values) and with ``html`` ``<name>.html`` (one valence and one arousal trace per person; the overlay embedded,
+    kept beside it only when asked for or too big to embed)."""
     out_dir = Path(out_dir)
     paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
     atomic_write_text(paths["csv"], run.frame().to_csv(index=False, float_format="%.6f"))
     s = run.summary.video
     mark = " — SYNTHETIC DEMO MODEL, not real emotion" if s.trained_on == "synthetic" else ""
-    traces = [(f"person {k + 1}", r.frame[[t for t in s.targets]].to_numpy(), run.people.on_screen[k])
+    traces = [(f"person {k + 1}", r.frame[list(s.targets)].to_numpy(), run.people.on_screen[k])
               for k, r in enumerate(run.runs)]
     plot_people(paths["png"], f"{name} — {s.model}{mark}", run.people.times, traces, s.targets)
+    if overlay or html:
+        t0 = time.perf_counter()
+        values = np.stack([va_columns(r.frame[list(s.targets)].to_numpy(), s.targets) for r in run.runs]) \
+            if run.runs else np.zeros((0, len(run.people.times), 2))
+        paths["overlay"] = write_people_overlay(s.video, output_path(out_dir, name, "_overlay.mp4"), values,
+                                                run.people.boxes)
+        s.timings_s.overlay = round(time.perf_counter() - t0, 3)
+    if html:
+        anybody = pd.DataFrame({"time": run.people.times, "face_detected": run.people.on_screen.any(axis=0)
+                                if len(run.people) else np.zeros(len(run.people.times), bool)})
+        paths["html"], embedded = write_page(output_path(out_dir, name, ".html"), anybody, s.as_json(),
+                                             paths["overlay"], name, people=[r.frame for r in run.runs])
+        if embedded and not overlay:
+            paths.pop("overlay").unlink()
     body = run.summary.model_dump()
     body["video"] = s.as_json()
     atomic_write_text(paths["json"], json.dumps(body, indent=2) + "\n")

@@ -33,7 +33,7 @@ def predict_one(predictor: VideoPredictor, video: str, name: str, crops_dir: str
     try:
         if request.faces == "all":
             people = predict_people(predictor, video)
-            paths = write_people_outputs(people, request.out_dir, name)
+            paths = write_people_outputs(people, request.out_dir, name, request.overlay, request.html)
             return {"video": video, "summary": people.summary.video.as_json(), "people": len(people.runs),
                     "paths": {k: str(v) for k, v in paths.items()}}
         run = predictor(video, crops_dir, request.overlay_to(name))
