@@ -44,8 +44,10 @@ def load_frames(path: Path) -> list[np.ndarray]:
 
 
 def compose(out: Path, sources: list[Path], scene: Callable[[int], list[Placement]], n_frames: int,
-            size: tuple[int, int] = (640, 360), fps: int = 30, audio_from: int = 0) -> Truth:
-    """Write ``out`` (H.264 + AAC mp4) and return the truth of its frames."""
+            size: tuple[int, int] = (640, 360), fps: int = 30, audio_from: int = 0,
+            offsets: tuple[int, ...] = ()) -> Truth:
+    """Write ``out`` (H.264 + AAC mp4) and return the truth of its frames. ``offsets``: frames each source starts
+    into its own video (its loop shifted), so that two clips do not move in step."""
     frames = [load_frames(p) for p in sources]
     width, height = size
     placements = []
@@ -60,7 +62,8 @@ def compose(out: Path, sources: list[Path], scene: Callable[[int], list[Placemen
             canvas = np.full((height, width, 3), 40, np.uint8)
             layout = scene(i)
             for src, x, y, w, h in layout:
-                img = frames[src][i % len(frames[src])]
+                shift = offsets[src] if src < len(offsets) else 0
+                img = frames[src][(i + shift) % len(frames[src])]
                 canvas[y:y + h, x:x + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
             placements.append(layout)
             frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
@@ -112,6 +115,11 @@ def leave_and_return(n: int, width: int = 640, height: int = 360) -> Callable[[i
             out.append((1, width - 300, 60, 280, 210))
         return out
     return scene
+
+
+def side_by_side(width: int = 640, height: int = 360) -> Callable[[int], list[Placement]]:
+    """Source 0 on the left, source 1 on the right, equal sizes, all along."""
+    return lambda i: [(0, 10, 60, 300, 225), (1, width - 310, 60, 300, 225)]
 
 
 def purity(boxes: np.ndarray, truth: Truth, frame_of_step: np.ndarray) -> list[tuple[int | None, float, int]]:

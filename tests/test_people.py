@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from people_videos import compose, hard_cuts, leave_and_return, purity, side_by_side_swap
+from people_videos import compose, hard_cuts, leave_and_return, purity, side_by_side, side_by_side_swap
 
 from avaffect.cli.main import main
 from avaffect.config import make_config
@@ -124,8 +124,8 @@ def test_predict_faces_all_writes_one_trace_per_person(scenes, tiny_model, tmp_p
     assert main(["predict", str(tiny_model), str(video), "--faces", "all", "--out", str(out), "--html"]) == 0
     assert "2 people" in capsys.readouterr().out
     csv = pd.read_csv(out / "swap.csv")
-    assert list(csv.columns) == ["frame", "time", "person", "valence", "arousal", "face_detected", "box_x", "box_y",
-                                 "box_w", "box_h", "trained_on"]
+    assert list(csv.columns) == ["frame", "time", "person", "valence", "arousal", "face_detected", "speaking",
+                                 "box_x", "box_y", "box_w", "box_h", "trained_on"]
     assert sorted(csv["person"].unique()) == [1, 2] and len(csv) == 2 * N
     for _, rows in csv.groupby("person"):
         on = rows["box_x"].notna().to_numpy()
@@ -173,3 +173,23 @@ def test_affwild2_left_and_right_without_crops_take_the_face_on_their_side(scene
         assert mask.mean() > 0.95
         centres = (boxes[mask, :2] + boxes[mask, 2:]) / 2
         assert {truth.source_at(i, *c) for i, c in zip(np.flatnonzero(mask), centres, strict=True)} == {source}
+
+
+@pytest.mark.parametrize("speaker_side", [0, 1])
+def test_the_speaking_score_picks_the_face_whose_clip_the_audio_comes_from(crema_d, tmp_path, speaker_side):
+    """Two CREMA-D clips side by side (the other one a second out of step), the audio of one of them: that
+    face speaks. Measured on all twelve such videos in docs/benchmarks/people.md."""
+    clips = sorted(crema_d.glob("*.flv"))[:2]
+    srcs = clips if speaker_side == 0 else clips[::-1]
+    video = tmp_path / "talk.mp4"
+    compose(video, srcs, side_by_side(), 150, fps=FPS, audio_from=speaker_side,
+            offsets=(0, 30) if speaker_side == 0 else (30, 0))
+    people = track_people(video, video_frame_times(video))
+    assert len(people) == 2
+    score = people.speaking(video)
+    order = people.side_order()
+    speaker, listener = score[order[speaker_side]], score[order[1 - speaker_side]]
+    both = np.isfinite(speaker) & np.isfinite(listener)
+    assert both.mean() > 0.9
+    assert np.nanmean(speaker) > np.nanmean(listener) + 0.1
+    assert (speaker[both] > listener[both]).mean() > 0.75

@@ -42,8 +42,9 @@ from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import ConfigError, DataError, MediaError
 from avaffect.features.faces.align import eye_angle
 from avaffect.features.faces.detectors import Detection, FaceDetector, get_detector
+from avaffect.features.faces.speaking import audio_energy, mouth_motion, mouth_patch, speaking_scores
 from avaffect.features.faces.tracking import iou
-from avaffect.media import DECODE_FIX, iter_video_frames
+from avaffect.media import DECODE_FIX, iter_video_frames, probe
 
 __all__ = ["PeopleConfig", "PersonState", "PeopleTracker", "People", "appearance", "one_box_per_face", "shot_change",
            "iter_people_frames", "track_people", "person_faces", "frame_signature"]
@@ -83,6 +84,7 @@ class PersonState:
     box: np.ndarray
     detected: bool
     angle: float
+    mouth: float = float("nan")  # mouth motion since the previous frame (speaking.mouth_motion)
 
 
 def appearance(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -238,15 +240,25 @@ class PeopleTracker:
 class People:
     """The people of a video on a timeline of ``T`` steps: ``boxes`` float32 ``[P, T, 4]`` (x1, y1, x2, y2, NaN
     where the person is not on screen), ``detected`` bool ``[P, T]``, ``angles`` float32 ``[P, T]``, the steps
-    where a shot cut was detected (``cuts``), the persons dropped as too short, and counters (``stats``)."""
+    where a shot cut was detected (``cuts``), the mouth motion ``[P, T]``, the persons dropped as too short, and
+    counters (``stats``)."""
 
     times: np.ndarray
     boxes: np.ndarray
     detected: np.ndarray
     angles: np.ndarray
     cuts: np.ndarray
+    mouth: np.ndarray  # [P, T] mouth motion (NaN off screen), for the speaking score
     dropped: int = 0
     stats: dict = field(default_factory=dict)
+
+    def speaking(self, video: str | Path, window_s: float = 2.0) -> np.ndarray:
+        """``[P, T]`` speaking scores in [0, 1] against ``video``'s soundtrack (NaN where the person is not on
+        screen; :func:`~avaffect.features.faces.speaking.speaking_scores`). No audio track: all NaN."""
+        if not len(self) or not probe(Path(video)).has_audio:
+            return np.full(self.mouth.shape, np.nan)
+        fps = 1.0 / float(np.median(np.diff(self.times))) if len(self.times) > 1 else 25.0
+        return speaking_scores(self.mouth, audio_energy(video, self.times), fps, window_s)
 
     def __len__(self) -> int:
         """The number of people."""
@@ -266,12 +278,14 @@ class People:
 
 def iter_people_frames(frames: Iterable[tuple[float, np.ndarray]], detector: FaceDetector,
                        config: PeopleConfig, stats: dict) -> Iterator[tuple[float, list[PersonState], bool]]:
-    """``(frame time, people on it, whether it starts a new shot)`` per frame: detection every
+    """``(frame time, people on it, whether it starts a new shot)`` per frame (each person with their mouth motion
+    since the previous frame, :mod:`~avaffect.features.faces.speaking`): detection every
     ``config.detect_every``-th frame, on every cut frame and on every frame while a track is lost; boxes carried in
     between."""
     tracker = PeopleTracker(config)
     stats.update(frames=0, detector_calls=0, cuts=0)
     since = 0
+    mouths: dict[int, np.ndarray | None] = {}  # each on-screen person's mouth patch on the previous frame
     for t, rgb in frames:
         cut = tracker.is_cut(rgb)
         if cut or since % config.detect_every == 0 or tracker.any_lost:
@@ -281,6 +295,10 @@ def iter_people_frames(frames: Iterable[tuple[float, np.ndarray]], detector: Fac
         else:
             people = tracker.carry()
         since += 1
+        patches = {s.person: mouth_patch(rgb, s.box) for s in people}
+        for s in people:
+            s.mouth = mouth_motion(None if cut else mouths.get(s.person), patches[s.person])
+        mouths = patches
         stats["frames"] += 1
         stats["cuts"] = tracker.cuts
         yield float(t), people, cut
@@ -295,7 +313,7 @@ def track_people(video: str | Path, times: np.ndarray, detector: str | FaceDetec
     det = detector if isinstance(detector, FaceDetector) else get_detector(detector)
     times = np.asarray(times, np.float64).reshape(-1)
     T = len(times)
-    rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     cut_steps: list[int] = []
     stats: dict = {}
     frame_times, states, cuts = [], [], []
@@ -311,9 +329,10 @@ def track_people(video: str | Path, times: np.ndarray, detector: str | FaceDetec
         if k < 0:
             continue
         for s in states[k]:
-            boxes, det_, ang = rows.setdefault(s.person, (np.full((T, 4), np.nan, np.float32), np.zeros(T, bool),
-                                                          np.zeros(T, np.float32)))
-            boxes[step], det_[step], ang[step] = s.box, s.detected, s.angle
+            boxes, det_, ang, mouth = rows.setdefault(s.person, (np.full((T, 4), np.nan, np.float32),
+                                                                 np.zeros(T, bool), np.zeros(T, np.float32),
+                                                                 np.full(T, np.nan, np.float32)))
+            boxes[step], det_[step], ang[step], mouth[step] = s.box, s.detected, s.angle, s.mouth
     for k in np.flatnonzero(cuts):
         step = int(np.searchsorted(times, ft[k] - 1e-9))
         if step < T:
@@ -322,14 +341,12 @@ def track_people(video: str | Path, times: np.ndarray, detector: str | FaceDetec
     keep = [p for p in sorted(rows, key=lambda p: int(np.argmax(np.isfinite(rows[p][0][:, 0]))))
             if np.isfinite(rows[p][0][:, 0]).sum() >= config.min_person_s * fps]
     if keep:
-        boxes = np.stack([rows[p][0] for p in keep])
-        detected = np.stack([rows[p][1] for p in keep])
-        angles = np.stack([rows[p][2] for p in keep])
+        boxes, detected, angles, mouth = (np.stack([rows[p][i] for p in keep]) for i in range(4))
     else:
-        boxes, detected, angles = (np.zeros((0, T, 4), np.float32), np.zeros((0, T), bool),
-                                   np.zeros((0, T), np.float32))
+        boxes, detected, angles, mouth = (np.zeros((0, T, 4), np.float32), np.zeros((0, T), bool),
+                                          np.zeros((0, T), np.float32), np.zeros((0, T), np.float32))
     stats["people_seen"] = len(rows)
-    return People(times, boxes, detected, angles, np.asarray(sorted(set(cut_steps)), np.int64),
+    return People(times, boxes, detected, angles, np.asarray(sorted(set(cut_steps)), np.int64), mouth,
                   len(rows) - len(keep), stats)
 
 

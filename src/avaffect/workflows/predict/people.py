@@ -4,6 +4,8 @@ One pass over the video tracks every face (:func:`avaffect.features.faces.people
 appearance cue, shot cuts); each person then becomes a recording of their own (``<video>#p1``, ``#p2``, ...)
 whose crops are cut from that person's boxes, sharing the video's one audio track — the model of Aff-Wild2's
 ``_left`` / ``_right`` recordings — and the predictor runs on it exactly as on any video (no second code path).
+Each person also gets a per-frame ``speaking`` score (audio-visual synchrony of their mouth and the voice,
+:mod:`avaffect.features.faces.speaking`).
 
 The fusion models hear the whole soundtrack for every person, as the papers do for Aff-Wild2's two-person
 videos: a person's values on frames where someone else speaks lean on the other's voice.
@@ -32,7 +34,9 @@ from avaffect.workflows.predict.result import PredictionRun, Summary, VideoPredi
 
 #: what the JSON says about the one soundtrack every person's prediction hears
 SHARED_AUDIO = ("every person's values come from their own face and the video's one audio track (as the papers "
-                "do for two-person videos): on frames where another person speaks, they lean on that voice")
+                "do for two-person videos): on frames where another person speaks, they lean on that voice; the "
+                "speaking column (0-1, audio-visual synchrony of the person's mouth with the voice over 2 s) says "
+                "who is likely speaking")
 
 
 class PersonSummary(BaseModel):
@@ -46,6 +50,7 @@ class PersonSummary(BaseModel):
     on_screen_fraction: float
     first_s: float | None
     last_s: float | None
+    speaking_mean: float | None = None
     valence_mean: float | None = None
     valence_std: float | None = None
     arousal_mean: float | None = None
@@ -74,6 +79,7 @@ class PeopleRun:
     people: People
     runs: list[PredictionRun]
     summary: PeopleSummary
+    speaking: np.ndarray  # [P, T] speaking scores (NaN where the person is not on screen)
 
     def frame(self) -> pd.DataFrame:
         """One table for everybody, a ``person`` column and the face box (x, y, w, h in frame pixels, empty where
@@ -83,7 +89,8 @@ class PeopleRun:
             t = run.frame.copy()
             t.insert(2, "person", k + 1)
             box = self.people.boxes[k]
-            at = t.columns.get_loc("face_detected") + 1
+            t.insert(t.columns.get_loc("face_detected") + 1, "speaking", np.round(self.speaking[k], 4))
+            at = t.columns.get_loc("speaking") + 1
             for j, (col, v) in enumerate((("box_x", box[:, 0]), ("box_y", box[:, 1]), ("box_w", box[:, 2] - box[:, 0]),
                                           ("box_h", box[:, 3] - box[:, 1]))):
                 t.insert(at + j, col, np.round(v, 1))
@@ -91,8 +98,9 @@ class PeopleRun:
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def _person_summary(k: int, people: People, run: PredictionRun) -> PersonSummary:
+def _person_summary(k: int, people: People, run: PredictionRun, speaking: np.ndarray) -> PersonSummary:
     on = people.on_screen[k]
+    talk = speaking[k][np.isfinite(speaking[k])]
     times = people.times
     dt = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     stats = {}
@@ -104,7 +112,8 @@ def _person_summary(k: int, people: People, run: PredictionRun) -> PersonSummary
     return PersonSummary(person=k + 1, on_screen_s=round(float(on.sum()) * dt, 3),
                          on_screen_fraction=float(on.mean()) if len(on) else 0.0,
                          first_s=float(times[on][0]) if on.any() else None,
-                         last_s=float(times[on][-1]) if on.any() else None, **stats)
+                         last_s=float(times[on][-1]) if on.any() else None,
+                         speaking_mean=round(float(talk.mean()), 4) if len(talk) else None, **stats)
 
 
 def predict_people(predictor: VideoPredictor, video: str | Path, config: PeopleConfig | None = None) -> PeopleRun:
@@ -122,12 +131,14 @@ def predict_people(predictor: VideoPredictor, video: str | Path, config: PeopleC
         prec = dataclasses.replace(rec, name=f"{rec.name}#p{k + 1}", person=person, extra={})
         t1 = time.perf_counter()
         runs.append(predictor.make_run(str(video), prec, predictor.traces(prec, None), time.perf_counter() - t1))
+    speaking = people.speaking(rec.video_path)
     anybody = people.on_screen.any(axis=0) if len(people) else np.zeros(rec.num_steps, bool)
     video_summary = _video_summary(predictor, str(video), rec, runs, anybody, time.perf_counter() - t0)
-    summary = PeopleSummary(video=video_summary, people=[_person_summary(k, people, r) for k, r in enumerate(runs)],
+    summary = PeopleSummary(video=video_summary,
+                            people=[_person_summary(k, people, r, speaking) for k, r in enumerate(runs)],
                             people_dropped=people.dropped,
                             shot_cuts_s=[round(float(rec.times[c]), 3) for c in people.cuts])
-    return PeopleRun(people, runs, summary)
+    return PeopleRun(people, runs, summary, speaking)
 
 
 def _video_summary(predictor: VideoPredictor, video: str, rec, runs: list[PredictionRun], anybody: np.ndarray,
