@@ -22,6 +22,7 @@ from pages import publish
 from avaffect.data.folder import recording_from_video
 from avaffect.features.extractors import get_extractor
 from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.pipeline import FacePipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "clip_every.md")
     args = p.parse_args(argv)
     rec = recording_from_video(args.video)
-    crops, mask, _ = load_face_crops(rec, size=112, detector="haar")
+    t = load_face_crops(rec, FacePipeline())
+    crops, mask = t.crops, t.face_mask
     every = sorted(set(args.every) | {1})
     feats, secs = {}, {}
     for k in every:

@@ -25,6 +25,7 @@ from pages import publish
 from avaffect.data.folder import recording_from_video
 from avaffect.features.extractors import get_extractor
 from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.pipeline import FacePipeline
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "crema_d"
@@ -33,7 +34,8 @@ CLIPS = REPO.parent / "shared" / "data" / "crema_d"
 def crops_of(clips: list[Path], size: int, n: int) -> np.ndarray:
     out = []
     for clip in clips:
-        crops, mask, _ = load_face_crops(recording_from_video(clip), size=size, detector="haar")
+        t = load_face_crops(recording_from_video(clip), FacePipeline(crop_size=size))
+        crops, mask = t.crops, t.face_mask
         out.extend(crops[mask])
     out = np.stack(out)
     return np.concatenate([out] * (n // len(out) + 1))[:n]

@@ -20,6 +20,7 @@ import numpy as np
 from pages import publish
 
 from avaffect.features.faces import track_faces
+from avaffect.features.faces.pipeline import FacePipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for k in every:
             t0 = time.perf_counter()
-            tracks[k] = [track_faces(v, "haar", 112, detect_every=k) for v in videos]
+            tracks[k] = [track_faces(v, FacePipeline(detect_every=k)) for v in videos]
             seconds[k].append(time.perf_counter() - t0)
             print(f"round {r}: detect_every {k}: {seconds[k][-1]:.2f} s", flush=True)
     frames = sum(len(t) for t in tracks[1])

@@ -36,7 +36,8 @@ import people_videos as pv  # noqa: E402
 from avaffect.data.synth import write_synthetic_dataset  # noqa: E402
 from avaffect.data.synth.plan import SynthConfig  # noqa: E402
 from avaffect.features.faces.crops import iter_face_steps  # noqa: E402
-from avaffect.features.faces.people import PeopleConfig, track_people  # noqa: E402
+from avaffect.features.faces.people import track_people  # noqa: E402
+from avaffect.features.faces.pipeline import FacePipeline  # noqa: E402
 from avaffect.features.faces.speaking import audio_energy, speaking_scores  # noqa: E402
 from avaffect.media import iter_video_frames, video_frame_times  # noqa: E402
 from avaffect.workflows.bench import machine  # noqa: E402
@@ -49,7 +50,7 @@ def scene_rows(name: str, video: Path, truth: pv.Truth, n: int) -> list[dict]:
     frames = np.arange(n)
     for every in (1, 5):
         t0 = time.perf_counter()
-        people = track_people(video, video_frame_times(video), "haar", PeopleConfig(detect_every=every))
+        people = track_people(video, video_frame_times(video), FacePipeline(detect_every=every))
         secs = time.perf_counter() - t0
         traces = pv.purity(people.boxes, truth, frames)
         cover = {}
@@ -59,7 +60,7 @@ def scene_rows(name: str, video: Path, truth: pv.Truth, n: int) -> list[dict]:
                                                                     (b[i, 1] + b[i, 3]) / 2) == src
                           for b in people.boxes) for i in shown)
             cover[src] = hit / max(1, len(shown))
-        steps = list(iter_face_steps(iter_video_frames(video), "haar", 112, detect_every=every))
+        steps = list(iter_face_steps(iter_video_frames(video), FacePipeline(detect_every=every)))
         tracks = {}
         for i, s in enumerate(steps):
             if s.box is not None:

@@ -27,6 +27,7 @@ from avaffect.features.backbones.vggish import VGGISH_PARAMETER_NAMES, VGGish, v
 from avaffect.features.backbones.video import clip_indices
 from avaffect.features.extractors import get_extractor, list_extractors
 from avaffect.features.faces.crops import face_crops
+from avaffect.features.faces.pipeline import FacePipeline
 
 T, FPS, SR = 12, 25.0, 16000
 NO_FACE = (0, 7)
@@ -247,7 +248,7 @@ def test_r2plus1d18_clip(rec, tmp_path):
 
 
 def test_face_crops_read_the_crops_folder(rec):
-    crops, mask = face_crops(rec, 32)
+    crops, mask = face_crops(rec, FacePipeline(crop_size=32))
     assert crops.shape == (T, 32, 32, 3) and mask.tolist() == rec.face_mask.tolist()
     assert not crops[list(NO_FACE)].any() and crops[1].any()
 
@@ -315,7 +316,7 @@ def test_vggface_face_is_vgg16_conv5_3_in_either_naming(rec, tmp_path, monkeypat
     assert ex.dim == 512 and get_extractor("vggface_face", spatial=7).dim == 49 * 512
     feats = ex.extract(rec)
     _check(feats, 512)
-    crops, mask = face_crops(rec, 64)
+    crops, mask = face_crops(rec, FacePipeline(crop_size=64))
     # the reference: 0-255 RGB minus VGG-Face's mean pixel, conv stack up to relu5_3 (pool5 left out), spatial mean
     mean = torch.tensor([129.186279296875, 104.76238250732422, 93.59396362304688]).view(1, 3, 1, 1)
     x = torch.from_numpy(crops[mask]).permute(0, 3, 1, 2).float() - mean

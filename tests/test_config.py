@@ -12,7 +12,7 @@ from avaffect.cli.features_cmds import worker_count
 from avaffect.config import load_config, make_config
 from avaffect.data.datasets import DATASET_NAMES, DATASETS
 from avaffect.errors import AvaffectError, ConfigError
-from avaffect.features.extractors import EXTRACTORS
+from avaffect.features.extractors import EXTRACTORS, get_extractor
 from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.checkpoint import FORMAT, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from avaffect.models.safetensors_io import write_tagged
@@ -93,6 +93,33 @@ def test_workers_zero_means_one_per_core(monkeypatch):
 
 def _model() -> AVRegressor:
     return AVRegressor("concat", 3, 4, {"hidden": 4, "head_hidden": 4})
+
+
+def test_a_spec_written_before_the_face_pipeline_was_typed_still_loads():
+    """Specs of version 2 stored ``faces: {source, detector, crop_size}``; they load into ``faces.pipeline``."""
+    video = {"name": "face_hog", "params": {"crop_size": 64}, "id": ""}
+    audio = {"name": "logmel_stats", "params": {}, "id": ""}
+    old = {"version": 2, "audio_extractor": audio, "video_extractor": video, "window": 60, "hop": 30, "fps": 30.0,
+           "targets": ["valence", "arousal"], "faces": {"source": "video", "detector": "yunet", "crop_size": 64}}
+    spec = PreprocessingSpec.from_metadata(old)
+    assert spec.faces.pipeline.detector == "yunet" and spec.faces.pipeline.crop_size == 64
+    assert spec.faces.pipeline.detect_every == 1 and spec.faces.detector == "yunet"
+    assert PreprocessingSpec.from_metadata(json.loads(spec.model_dump_json())) == spec
+
+
+def test_one_face_pipeline_declares_every_face_setting():
+    """#26: the face settings are declared (type, limits, description) in FacePipeline only; an extractor's
+    Params take that declaration, and its face_pipeline() is built from them and checked there."""
+    from avaffect.features.faces.pipeline import FacePipeline
+
+    for name in EXTRACTORS.names():
+        cls = EXTRACTORS.get(name)
+        for key in set(cls.Params.model_fields) & set(FacePipeline.model_fields):
+            ours, declared = cls.Params.model_fields[key], FacePipeline.model_fields[key]
+            assert ours.description == declared.description and ours.metadata == declared.metadata, (name, key)
+    with pytest.raises(ConfigError, match="detect_every"):
+        make_config({"features": {"video": {"name": "resnet18_face", "params": {"detect_every": 0}}}})
+    assert get_extractor("resnet50_face").face_pipeline() == FacePipeline(crop_size=48)
 
 
 def test_spec_round_trips_typed(tmp_path):

@@ -23,6 +23,7 @@ from avaffect.data.datasets import load_dataset
 from avaffect.features.e2e_inputs import InputCache
 from avaffect.features.extractors import get_extractor
 from avaffect.features.faces.crops import face_crops
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.run_features import RecordingFeatures
 from avaffect.media import read_audio
 from avaffect.models.checkpoint import read_checkpoint_meta
@@ -81,7 +82,7 @@ def test_packed_inputs_are_what_the_extractors_compute(synth_root, tmp_path):
     assert cache.is_done(rec)
     packed = cache.load(rec)
     assert isinstance(packed.crops, np.memmap) and packed.crops.dtype == np.uint8
-    crops, mask = face_crops(rec, 36, "haar")
+    crops, mask = face_crops(rec, FacePipeline(crop_size=36))
     np.testing.assert_array_equal(packed.face_mask, mask)
     np.testing.assert_array_equal(packed.crops[mask], crops[mask])
     assert not packed.crops[~mask].any()  # black frames where there is no face

@@ -15,7 +15,7 @@ from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.features.faces import (
     Detection,
     FaceTracker,
-    TrackerConfig,
+    Tracking,
     align_crop,
     crop_matrix,
     eye_angle,
@@ -27,6 +27,7 @@ from avaffect.features.faces import (
 )
 from avaffect.features.faces.align import apply_matrix
 from avaffect.features.faces.detectors import decode_retinaface, retinaface_priors
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import probe, read_video, video_frame_times
 
 
@@ -36,7 +37,7 @@ def crema_tracks():
     out = {}
     for clip in crema_d_clips():
         info = probe(clip)
-        out[clip.name] = (track_faces(clip, "haar", 112), (info.height, info.width))
+        out[clip.name] = (track_faces(clip, FacePipeline()), (info.height, info.width))
     return out
 
 
@@ -106,7 +107,8 @@ def test_load_face_crops_on_a_timeline(size):
         face_mask=np.zeros(len(times), bool),
         video_path=clip,
     )
-    crops, mask, boxes = load_face_crops(rec, size=size)
+    t = load_face_crops(rec, FacePipeline(crop_size=size))
+    crops, mask, boxes = t.crops, t.face_mask, t.boxes
     assert crops.shape == (len(times), size, size, 3) and crops.dtype == np.uint8
     assert mask.dtype == bool and boxes.shape == (len(times), 4) and boxes.dtype == np.float32
     assert mask[:-1].mean() >= 0.9 and not mask[-1]
@@ -116,7 +118,7 @@ def test_load_face_crops_on_a_timeline(size):
 
 def test_detect_every_carries_the_box(crema_frame):
     frames, times = read_video(crema_d_clips()[1])
-    track = track_frames(zip(times[:12], frames[:12]), "haar", 48, detect_every=4)
+    track = track_frames(zip(times[:12], frames[:12]), FacePipeline(crop_size=48, detect_every=4))
     assert track.stats["frames_processed"] == 12
     assert track.stats["detector_calls"] + track.stats["roi_calls"] >= 3
     assert track.face_mask.all() and track.detected.sum() <= 3
@@ -130,7 +132,7 @@ def test_blank_frames_give_no_face_and_zero_crops():
     blank = np.zeros((240, 320, 3), np.uint8)
     assert get_detector("haar").detect(blank) == []
     assert get_detector("precomputed").detect(blank) == []
-    track = track_frames([(0.0, blank), (0.04, blank + 40), (0.08, blank)], "haar", 112)
+    track = track_frames([(0.0, blank), (0.04, blank + 40), (0.08, blank)], FacePipeline())
     assert track.crops.shape == (3, 112, 112, 3)
     assert not track.face_mask.any() and not track.crops.any() and np.all(np.isnan(track.boxes))
 
@@ -161,7 +163,7 @@ def test_tracker_follows_its_face_not_the_largest():
 
 
 def test_tracker_smooths_boxes_and_keeps_the_angle():
-    tr = FaceTracker(TrackerConfig(smoothing=0.5))
+    tr = FaceTracker(Tracking(smoothing=0.5))
     eyes = np.array([[30, 40], [70, 40 + 40 * np.tan(np.radians(10))]], np.float32)
     lm = np.full((5, 2), np.nan, np.float32)
     lm[:2] = eyes
@@ -183,13 +185,13 @@ def test_tracking_keeps_the_same_face_when_a_second_face_appears(crema_frame):
             side = 110 if i < 8 else 220
             img[120 : 120 + side, 400 : 400 + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
         frames.append((i / 25, img))
-    track = track_frames(frames, "haar", 112, roi_search=False)
+    track = track_frames(frames, FacePipeline(roi_search=False))
     assert track.face_mask.all()
     centres_x = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
     assert np.all(centres_x < 320), centres_x  # always the face on the left
     assert track.stats["tracks_started"] == 1
     # and the first frame with two faces of which the right one is larger starts on that one
-    only_late = track_frames(frames[8:], "haar", 112)
+    only_late = track_frames(frames[8:], FacePipeline())
     assert ((only_late.boxes[:, 0] + only_late.boxes[:, 2]) / 2 > 320).all()
 
 
@@ -264,17 +266,19 @@ def test_precomputed_crops_with_a_missing_jpg(tmp_path):
         face_mask=np.ones(6, bool),
         crops_dir=folder,
     )
-    crops, mask, boxes = load_face_crops(rec, size=48)
+    t = load_face_crops(rec, FacePipeline(crop_size=48))
+    crops, mask, boxes = t.crops, t.face_mask, t.boxes
     np.testing.assert_array_equal(mask, [True, False, True, True, False, False])
     assert crops.shape == (6, 48, 48, 3) and not crops[~mask].any() and all(c.any() for c in crops[mask])
     np.testing.assert_array_equal(boxes[0], [0, 0, 112, 112])
     assert np.isnan(boxes[1]).all()
-    crops224, mask224, _ = load_face_crops(rec, size=224, detector="precomputed")
-    assert crops224.shape == (6, 224, 224, 3) and (mask224 == mask).all()
+    t224 = load_face_crops(rec, FacePipeline(crop_size=224, detector="precomputed"))
+    assert t224.crops.shape == (6, 224, 224, 3) and (t224.face_mask == mask).all()
     with pytest.raises(DataError, match="crops folder"):
-        load_face_crops(Recording(name="x", times=[0.0], labels=[[0, 0]], face_mask=[True]), detector="precomputed")
+        load_face_crops(Recording(name="x", times=[0.0], labels=[[0, 0]], face_mask=[True]),
+                        FacePipeline(detector="precomputed"))
     with pytest.raises(DataError, match="neither a video"):
-        load_face_crops(rec, source="video")
+        load_face_crops(rec, FacePipeline(), source="video")
 
 
 def test_face_source_rule(tmp_path):
@@ -446,7 +450,8 @@ def test_timeline_matching_takes_the_nearest_frame_and_skips_holes():
     frame_times = np.r_[np.arange(10) * 0.04, 2.0 + np.arange(5) * 0.04]  # 25 fps with a 1.6 s hole
     frames = [(t, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for t in frame_times]
     steps = np.array([0.0, 0.05, 0.39, 0.41, 1.0, 1.98, 2.1, 2.5])
-    track = track_frames(frames, "precomputed", 16, steps, margin=0.0, smoothing=0.0)
+    track = track_frames(frames, FacePipeline(detector="precomputed", crop_size=16, margin=0.0,
+                                              tracking={"smoothing": 0.0}), steps)
     np.testing.assert_allclose(track.frame_times[[0, 1, 2, 3, 5, 6]], [0.0, 0.04, 0.36, 0.36, 2.0, 2.08], atol=1e-9)
     assert np.isnan(track.frame_times[[4, 7]]).all()  # in the hole / past the end: no frame, no face
     np.testing.assert_array_equal(track.face_mask, ~np.isnan(track.frame_times))

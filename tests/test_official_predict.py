@@ -20,6 +20,7 @@ from avaffect.data.folder import recording_from_video
 from avaffect.errors import AvaffectError
 from avaffect.features.extractors.base import get_extractor
 from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.models.official import CAMSizes, build_official, convert_official, load_converted
 from avaffect.workflows.predict import Predictor
 
@@ -84,7 +85,8 @@ def test_predict_runs_a_converted_authors_model_as_computed_independently(author
     rec = recording_from_video(clip)
     n = rec.num_steps
     ends = np.minimum(np.arange(7, n + 7, 8), n - 1)
-    crops, mask, _ = load_face_crops(rec, size=112, detector="haar")
+    t = load_face_crops(rec, FacePipeline())
+    crops, mask = t.crops, t.face_mask
     # pm1 normalisation; a frame without a face is a blank (black) image, -1 after it
     frames = np.where(mask[:, None, None, None], crops, 0).astype(np.float32) / 127.5 - 1.0
     clips = []

@@ -20,7 +20,8 @@ from avaffect.data.synth import write_synthetic_dataset
 from avaffect.data.synth.plan import SynthConfig
 from avaffect.features.faces import load_face_crops
 from avaffect.features.faces.crops import iter_face_steps
-from avaffect.features.faces.people import PeopleConfig, shot_change, track_people
+from avaffect.features.faces.people import shot_change, track_people
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import iter_video_frames, video_frame_times
 from avaffect.training.run import train
 
@@ -59,7 +60,7 @@ def _covered(boxes: np.ndarray, truth, source: int) -> float:
 @pytest.mark.parametrize("every", [1, 5])
 def test_every_person_gets_one_trace_that_follows_only_them(scenes, name, every):
     video, truth = scenes[name]
-    people = track_people(video, video_frame_times(video), "haar", PeopleConfig(detect_every=every))
+    people = track_people(video, video_frame_times(video), FacePipeline(detect_every=every))
     traces = purity(people.boxes, truth, np.arange(N))
     assert len(people) == 2, traces  # one trace per person, even across a size swap, an exit or two cuts
     assert sorted(src for src, _, _ in traces) == [0, 1]
@@ -79,13 +80,13 @@ def test_a_continuous_real_clip_has_no_shot_cut(crema_d):
 
     sigs = [frame_signature(rgb) for _, rgb in iter_video_frames(sorted(crema_d.glob("*.flv"))[0])]
     changes = [shot_change(a, b) for a, b in zip(sigs, sigs[1:], strict=False)]
-    assert max(changes) < PeopleConfig().cut_threshold / 2
+    assert max(changes) < FacePipeline().cut_threshold / 2
 
 
 @pytest.mark.parametrize("every", [1, 5])
 def test_the_largest_face_trace_starts_a_new_track_at_each_cut_and_finds_the_face_on_its_frame(scenes, every):
     video, truth = scenes["cuts"]
-    steps = list(iter_face_steps(iter_video_frames(video), "haar", 64, detect_every=every))
+    steps = list(iter_face_steps(iter_video_frames(video), FacePipeline(crop_size=64, detect_every=every)))
     found = np.array([s.box is not None for s in steps])
     track = np.array([s.track for s in steps])
     for cut in (N // 3, 2 * N // 3):
@@ -99,7 +100,7 @@ def test_the_largest_face_trace_starts_a_new_track_at_each_cut_and_finds_the_fac
 
 def test_the_largest_face_trace_never_switches_person_when_the_other_grows(scenes):
     video, truth = scenes["swap"]
-    steps = list(iter_face_steps(iter_video_frames(video), "haar", 64, detect_every=5))
+    steps = list(iter_face_steps(iter_video_frames(video), FacePipeline(crop_size=64, detect_every=5)))
     assert {s.track for s in steps} == {1}
     who = {truth.source_at(i, *((s.box[:2] + s.box[2:]) / 2)) for i, s in enumerate(steps)}
     assert len(who) == 1
@@ -169,7 +170,8 @@ def test_affwild2_left_and_right_without_crops_take_the_face_on_their_side(scene
     for side, source in (("left", 0), ("right", 1)):
         rec = recs[f"pair_{side}"]
         assert rec.face_choice == side and rec.video_path is not None
-        _, mask, boxes = load_face_crops(rec, size=64)
+        t = load_face_crops(rec, FacePipeline(crop_size=64))
+        mask, boxes = t.face_mask, t.boxes
         assert mask.mean() > 0.95
         centres = (boxes[mask, :2] + boxes[mask, 2:]) / 2
         assert {truth.source_at(i, *c) for i, c in zip(np.flatnonzero(mask), centres, strict=True)} == {source}

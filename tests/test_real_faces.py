@@ -22,6 +22,7 @@ from avaffect.features.faces.detectors.mediapipe import (
     letterbox,
     weighted_nms,
 )
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.weights import WEIGHTS, import_wheel, resolve_weights
 from avaffect.media import iter_video_frames
 
@@ -189,7 +190,7 @@ def test_streamed_and_whole_video_landmarks_agree(face_models):
     ex = get_extractor("face_landmarks")
     rec = recording_from_video(clip)
     streamed = streamed_features(rec, ex, chunk=13)
-    crops, mask = face_crops(recording_from_video(clip), 192, "mediapipe", margin=0.25)
+    crops, mask = face_crops(recording_from_video(clip), ex.face_pipeline())
     assert np.allclose(streamed, ex.features_from_crops(crops, mask), atol=1e-5)
 
 
@@ -201,7 +202,8 @@ def test_mediapipe_detector_is_picklable_and_tracks(face_models):
     det = pickle.loads(pickle.dumps(get_detector("mediapipe", range="full")))
     clip = crema_d_clips()[1]
     frames = list(iter_video_frames(clip))
-    track = track_frames(frames, det, 112, detect_every=5)
+    assert det.detect(frames[0][1])  # the unpickled detector works
+    track = track_frames(frames, FacePipeline(detector="mediapipe", detector_params={"range": "full"}, detect_every=5))
     assert track.face_mask.mean() >= 0.95
 
 

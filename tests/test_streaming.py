@@ -103,7 +103,6 @@ def test_streamed_features_equal_extract(crema_d, name, params):
     from avaffect.features.extractors import get_extractor
     from avaffect.features.face_stream import can_stream, iter_face_feature_chunks
     from avaffect.features.faces import load_face_crops
-    from avaffect.features.faces.crops import face_pipeline_params
 
     clip = sorted(crema_d.glob("*.flv"))[0]
     ex = get_extractor(name, **params)
@@ -113,8 +112,8 @@ def test_streamed_features_equal_extract(crema_d, name, params):
     assert [c.lo for c in chunks] == list(range(0, rec.num_steps, 16)) and chunks[-1].hi == rec.num_steps
     streamed = np.concatenate([c.features for c in chunks])
     whole_rec = recording_from_video(clip)
-    crops, mask, _ = load_face_crops(whole_rec, size=ex.params["crop_size"], detector=ex.params["detector"],
-                                     **face_pipeline_params(ex.params))
+    t = load_face_crops(whole_rec, ex.face_pipeline())
+    crops, mask = t.crops, t.face_mask
     assert len(crops) == rec.num_steps  # the whole video's crops at once: what streaming avoids
     whole = ex.features_from_crops(crops, mask & whole_rec.face_mask)
     np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=1e-5)

@@ -34,6 +34,7 @@ from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.features.backbones.base import RUNTIME_PARAMS
 from avaffect.features.extractors.base import Extractor, audio_source
 from avaffect.features.faces.crops import face_crops
+from avaffect.features.faces.pipeline import face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.store import same_sources, source_signature
 from avaffect.files import atomic_write, safe_name, sha256_bytes, write_json
@@ -104,6 +105,7 @@ class InputCache:
         self.video, self.audio = video, audio
         self.crop_size = int(video.params["crop_size"])
         self.detector = str(video.params.get("detector", "haar"))
+        self.faces = face_pipeline(detector=self.detector, crop_size=self.crop_size)  # every frame detected
         self.crops_key = _key(f"crops{self.crop_size}", {"detector": self.detector, "size": self.crop_size})
         self.audio_key = _key(audio.name, {k: v for k, v in audio.params.items() if k not in _NOT_INPUTS})
 
@@ -147,7 +149,7 @@ class InputCache:
         """Decode ``rec``'s crops and compute its spectrogram frames; write them (atomic, sidecar last)."""
         p = self._paths(rec.name)
         if not self._done(self._entry(p["crops_json"]), [p["crops"], p["mask"]], rec):
-            crops, mask = face_crops(rec, self.crop_size, self.detector)
+            crops, mask = face_crops(rec, self.faces)
             crops = np.where(mask[:, None, None, None], crops, 0).astype(np.uint8)  # black frames: no face
             source = resolve_face_source(rec, self.video.params.get("source", "auto"), self.detector)
             self._write({p["crops"]: np.ascontiguousarray(crops), p["mask"]: mask.astype(bool)}, p["crops_json"],

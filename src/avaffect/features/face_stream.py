@@ -26,8 +26,9 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, MediaError
 from avaffect.features.extractors.base import Extractor, face_mask_from_features
-from avaffect.features.faces.crops import cached_face_crops, face_crops, iter_face_steps
+from avaffect.features.faces.crops import face_crops, iter_face_steps
 from avaffect.features.faces.people import person_faces
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
 __all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "video_streamable", "iter_crop_chunks",
@@ -98,15 +99,14 @@ class CropChunk:
         return slice(self.lo - self.start, self.hi - self.start)
 
 
-def iter_crop_chunks(rec: Recording, size: int, detector: str, params: dict[str, Any], chunk: int = 256,
-                     before: int = 0, after: int = 0, *, depth: int = 16, stats: StreamStats | None = None,
+def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, before: int = 0, after: int = 0, *,
+                     depth: int = 16, stats: StreamStats | None = None,
                      frame_sink: Callable[[float, np.ndarray], None] | None = None) -> Iterator[CropChunk]:
     """Consecutive :class:`CropChunk` s of ``chunk`` steps covering ``rec``'s timeline, from one decode of its
-    video (in a background thread) through the face pipeline (``size`` px crops, ``detector``, face-pipeline
-    keywords ``params``). Each carries ``before`` / ``after`` steps of context on either side, for features that
-    need neighbouring frames (clips): a chunk is handed out once the step ``after`` past its end has been cut, and
-    the buffer never holds more than ``before + chunk + after`` crops. ``depth``: decoded frames buffered ahead;
-    ``frame_sink(t, rgb)`` sees every decoded frame in order."""
+    video (in a background thread) through the face ``pipeline``. Each carries ``before`` / ``after`` steps of
+    context on either side, for features that need neighbouring frames (clips): a chunk is handed out once the
+    step ``after`` past its end has been cut, and the buffer never holds more than ``before + chunk + after``
+    crops. ``depth``: decoded frames buffered ahead; ``frame_sink(t, rgb)`` sees every decoded frame in order."""
     if chunk < 1 or before < 0 or after < 0:
         raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
     st = stats if stats is not None else StreamStats()
@@ -114,8 +114,8 @@ def iter_crop_chunks(rec: Recording, size: int, detector: str, params: dict[str,
     decode: dict[str, float] = {}
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
-    given = person_faces(rec, detector, int(params.get("detect_every", 1)))
-    steps_iter = iter_face_steps(source, detector, size, rec.times, stats=st.faces, given=given, **params)
+    steps_iter = iter_face_steps(source, pipeline, rec.times, given=person_faces(rec, pipeline), stats=st.faces)
+    size = pipeline.crop_size
     num_steps = rec.num_steps
     allowed = np.asarray(rec.face_mask, dtype=bool)
     cap = before + chunk + after
@@ -170,24 +170,20 @@ def iter_crop_chunks(rec: Recording, size: int, detector: str, params: dict[str,
 
 def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,
                              stats: StreamStats | None = None,
-                             frame_sink: Callable[[float, np.ndarray], None] | None = None,
-                             **face_params: Any) -> Iterator[FeatureChunk]:
+                             frame_sink: Callable[[float, np.ndarray], None] | None = None) -> Iterator[FeatureChunk]:
     """Consecutive :class:`FeatureChunk` s covering ``rec``'s whole timeline, in order: the crops of
-    :func:`iter_crop_chunks` (with the extractor's :meth:`~Extractor.crop_context`) described by
-    :meth:`~Extractor.features_in_context`. ``chunk``: steps per chunk (and per batch of the extractor); ``depth``:
-    decoded frames buffered ahead; ``frame_sink(t, rgb)``, when given, sees every decoded frame in order
-    (predict's overlay, drawn from this one decode); ``face_params``: keywords of the face pipeline
-    (``detect_every``, ...), as given to :func:`~avaffect.features.faces.load_face_crops`."""
-    request = extractor.crop_request(rec)
-    if request is None or not can_stream(rec, extractor):
+    :func:`iter_crop_chunks` (the extractor's face pipeline, :meth:`~Extractor.crop_request`, and its
+    :meth:`~Extractor.crop_context`) described by :meth:`~Extractor.features_in_context`. ``chunk``: steps per
+    chunk (and per batch of the extractor); ``depth``: decoded frames buffered ahead; ``frame_sink(t, rgb)``, when
+    given, sees every decoded frame in order (predict's overlay, drawn from this one decode)."""
+    pipeline = extractor.crop_request(rec)
+    if pipeline is None or not can_stream(rec, extractor):
         raise ConfigError(f"{rec.name}: extractor {extractor.name} cannot stream this recording (see "
                           "avaffect.features.face_stream.can_stream)")
-    size, detector, params = request
     before, after = extractor.crop_context()
     st = stats if stats is not None else StreamStats()
     allowed = np.asarray(rec.face_mask, dtype=bool)
-    for c in iter_crop_chunks(rec, size, detector, {**params, **face_params}, chunk, before, after, depth=depth,
-                              stats=st, frame_sink=frame_sink):
+    for c in iter_crop_chunks(rec, pipeline, chunk, before, after, depth=depth, stats=st, frame_sink=frame_sink):
         t0 = time.perf_counter()
         own = c.own
         feats = np.asarray(extractor.features_in_context(c.crops, c.mask, own.start, own.stop), dtype=np.float32)
@@ -211,14 +207,11 @@ def streamed_features(rec: Recording, extractor: Extractor, chunk: int = 256) ->
     return out
 
 
-def face_features(rec: Recording, extractor: Extractor, size: int, detector: str, source: str = "auto",
-                  **params: Any) -> np.ndarray:
-    """``extract`` of an extractor that describes single face crops (``size`` px crops from ``detector``,
-    face-pipeline keywords ``params``): a video streams through :func:`streamed_features`, one chunk of crops in
-    memory, unless the recording already holds its crops (predict's whole-video path and overlay detect once and
-    share them); otherwise — and for a recording read from its crops folder — the crops of
-    :func:`~avaffect.features.faces.crops.face_crops` are described at once."""
-    if can_stream(rec, extractor) and cached_face_crops(rec, size, detector, source, **params) is None:
+def face_features(rec: Recording, extractor: Extractor, source: str = "auto") -> np.ndarray:
+    """``extract`` of an extractor that describes single face crops: a video streams through
+    :func:`streamed_features`, one chunk of crops in memory; a recording read from its crops folder (or one that
+    cannot stream) has the crops of :func:`~avaffect.features.faces.crops.face_crops` described at once."""
+    if can_stream(rec, extractor):
         return streamed_features(rec, extractor)
-    crops, mask = face_crops(rec, size, detector, source, **params)
+    crops, mask = face_crops(rec, extractor.face_pipeline(), source)
     return extractor.features_from_crops(crops, mask)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from avaffect.data.recording import TARGETS
 from avaffect.errors import AvaffectError
 from avaffect.features.extractors.base import Extractor, ExtractorSpec
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import FaceSource
 
 __all__ = ["ExtractorRecord", "FaceSpec", "MissingModalityRules", "PreprocessingSpec", "SPEC_VERSION"]
@@ -49,15 +50,36 @@ class ExtractorRecord(ExtractorSpec):
 
 
 class FaceSpec(_Strict):
-    """Where the faces came from in training (the rule: :mod:`avaffect.features.faces.source`).
+    """Where the faces came from in training (the rule: :mod:`avaffect.features.faces.source`) and the face
+    pipeline that cut them.
 
     ``source`` = ``crops``: the dataset's own face crops (Aff-Wild2 ``cropped_aligned``); at prediction time a
-    video reproduces training only with its crops folder given (``predict --crops``), else the ``detector``
-    runs on it. ``video``: the ``detector`` ran on the videos, and runs again at prediction time."""
+    video reproduces training only with its crops folder given (``predict --crops``), else the ``pipeline`` runs
+    on it. ``video``: the ``pipeline`` ran on the videos, and runs again at prediction time. Checkpoints written
+    before the typed pipeline stored its ``detector`` and ``crop_size`` here: they load into ``pipeline``."""
 
     source: FaceSource = "video"
-    detector: str = "haar"
-    crop_size: int = 112
+    pipeline: FacePipeline = Field(default_factory=FacePipeline)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before_the_pipeline(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and ({"detector", "crop_size"} & set(raw)):
+            raw = dict(raw)
+            pipeline = dict(raw.get("pipeline") or {})
+            for key in ("detector", "crop_size"):
+                if key in raw:
+                    pipeline.setdefault(key, raw.pop(key))
+            raw["pipeline"] = pipeline
+        return raw
+
+    @property
+    def detector(self) -> str:
+        return self.pipeline.detector
+
+    @property
+    def crop_size(self) -> int:
+        return self.pipeline.crop_size
 
 
 class MissingModalityRules(_Strict):

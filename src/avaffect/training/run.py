@@ -46,6 +46,7 @@ from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.reports import write_predictions_csv
 from avaffect.features.e2e_inputs import InputCache
 from avaffect.features.extractors.base import ExtractorSpec
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.preprocessing_spec import ExtractorRecord, FaceSpec, PreprocessingSpec
 from avaffect.features.run_features import FeaturePipeline, RecordingFeatures, TrainingStatistics
@@ -215,16 +216,14 @@ def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: li
     ``specs``: the (audio, video) extractor specs to record, when not the config's (end-to-end: the exported
     fine-tuned backbones)."""
     audio_spec, video_spec = specs or (cfg.features.audio, cfg.features.video)
-    params = pipeline.video.params
-    detector = params.get("detector", "haar")
+    faces = pipeline.video.face_pipeline() or FacePipeline()
     # recordings that never had media (features imported into the store) have no face source to vote with
-    sources = {resolve_face_source(r, params.get("source", "auto"), detector) for r in train_recs
-               if r.has_video or r.has_crops}
+    sources = {resolve_face_source(r, pipeline.video.params.get("source", "auto"), faces.detector)
+               for r in train_recs if r.has_video or r.has_crops}
     return PreprocessingSpec(
         audio_extractor=ExtractorRecord.of(audio_spec, pipeline.audio),
         video_extractor=ExtractorRecord.of(video_spec, pipeline.video),
-        faces=FaceSpec(source="crops" if sources == {"crops"} else "video", detector=detector,
-                       crop_size=params.get("crop_size", 112)),
+        faces=FaceSpec(source="crops" if sources == {"crops"} else "video", pipeline=faces),
         window=cfg.training.window, hop=cfg.training.hop,
         fps=float(np.median([r.fps for r in train_recs])), targets=list(cfg.training.targets),
         trained_on=cfg.data.dataset)

@@ -12,7 +12,7 @@ import torch
 
 from avaffect.data.folder import recording_from_video
 from avaffect.features.extractors import get_extractor, list_extractors
-from avaffect.features.faces import track_faces
+from avaffect.features.faces import FacePipeline, track_faces
 from avaffect.media import iter_video_frames, read_audio
 from avaffect.progress import stage
 from avaffect.workflows.predict import Predictor
@@ -61,7 +61,7 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
     add("decode audio (16 kHz mono)", _timed(lambda: [read_audio(v) for v in videos], repeat), seconds,
         "audio s/s")
     add("faces: haar detect + track + align + crop 112",
-        _timed(lambda: [track_faces(v, "haar", 112) for v in videos], repeat), frames)
+        _timed(lambda: [track_faces(v, FacePipeline()) for v in videos], repeat), frames)
     names = extractors or list_extractors()
     for name in names:
         params: dict = {}

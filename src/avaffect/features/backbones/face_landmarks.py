@@ -40,6 +40,7 @@ from pydantic import Field
 from avaffect.features.backbones.tflite_face import TfliteFaceExtractor, TfliteParams
 from avaffect.features.extractors.base import register_extractor
 from avaffect.features.faces.detectors.mediapipe import MEDIAPIPE_LICENSE, MEDIAPIPE_WHEEL
+from avaffect.features.faces.pipeline import face_field
 from avaffect.features.weights import Wheel, packaged_file
 
 __all__ = ["FaceLandmarks", "GEOMETRY_COLUMNS", "geometry"]
@@ -92,9 +93,9 @@ class FaceLandmarks(TfliteFaceExtractor):
     class Params(TfliteParams):
         weights: str = Field("mediapipe_face_mesh", min_length=1, description="a registered LiteRT model or the path "
                              "of a .tflite file")
-        detector: str = Field("mediapipe", description="face detector (avaffect detectors)")
-        crop_size: int = Field(192, ge=16, description="side of the face crop cut from the video (px)")
-        margin: float = Field(0.25, ge=0, description="context around the detected box, as a fraction of its side")
+        detector: str = face_field("detector", "mediapipe")
+        crop_size: int = face_field("crop_size", 192)
+        margin: float = face_field("margin", 0.25)
         coords: bool = Field(False, description="also the 468 mesh points' x, y (936 columns)")
 
 

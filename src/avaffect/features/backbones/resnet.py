@@ -24,10 +24,9 @@ from avaffect.features.backbones.base import (
     TorchParams,
     window_starts,
 )
-from avaffect.features.extractors.base import DetectEvery, Positive, register_extractor
+from avaffect.features.extractors.base import Positive, register_extractor
 from avaffect.features.face_stream import face_features
-from avaffect.features.faces.crops import face_pipeline_params
-from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.faces.pipeline import face_field
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import (
     TORCHVISION_LICENSE,
@@ -124,15 +123,15 @@ class FaceResNet(TorchExtractor):
     fine_tunable = True
 
     class Params(TorchParams):
-        crop_size: int = Field(112, ge=32, description="side of the face crop cut from the video (px)")
+        crop_size: int = face_field("crop_size", 112)
         input_size: int = Field(112, ge=32, description="side the network sees (px)")
         resize: Literal["resize", "center_crop"] = Field("resize", description="crop_size to input_size by resizing "
                                                          "or by a centre crop (ABAW: 48 → 40)")
         normalize: ImageNormalization = Field("imagenet", description="pixel normalisation: " +
                                               ", ".join(IMAGE_NORMALIZATIONS))
         spatial: int = Field(0, ge=0, description="0: the pooled layer4 vector; S: the layer4 map pooled to S x S")
-        detector: str = Field("haar", description="face detector (avaffect detectors)")
-        detect_every: DetectEvery = 1
+        detector: str = face_field("detector")
+        detect_every: int = face_field("detect_every")
         missing_face: Literal["zeros", "black_frame"] = Field("zeros", description="a step without a face: zeros, or "
                                                               "the network's output on a black frame (ABAW)")
 
@@ -178,14 +177,8 @@ class FaceResNet(TorchExtractor):
         out[idx] = self.run_batches(inputs, self._normalizer())
         return out
 
-    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
-        if resolve_face_source(rec, "auto", self.params["detector"]) != "video":
-            return None
-        return int(self.params["crop_size"]), self.params["detector"], face_pipeline_params(self.params)
-
     def extract(self, rec: Recording) -> np.ndarray:
-        return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"],
-                             **face_pipeline_params(self.params))
+        return face_features(rec, self)
 
 
 @register_extractor
@@ -204,7 +197,7 @@ class ResNet50Face(FaceResNet):
     default_weights = RESNET50_IMAGENET.name
 
     class Params(FaceResNet.Params):
-        crop_size: int = Field(48, ge=32, description="side of the face crop cut from the video (px)")
+        crop_size: int = face_field("crop_size", 48)
         input_size: int = Field(40, ge=32, description="side the network sees (px)")
         resize: Literal["resize", "center_crop"] = Field("center_crop", description="crop_size to input_size by "
                                                          "resizing or by a centre crop (ABAW: 48 → 40)")

@@ -4,16 +4,15 @@ face pipeline's crop request, and streaming extraction. Needs ``pip install 'ava
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from avaffect.data.recording import Recording
-from avaffect.features.extractors.base import DetectEvery, Extractor, ExtractorParams
+from avaffect.features.extractors.base import Extractor, ExtractorParams
 from avaffect.features.face_stream import face_features
-from avaffect.features.faces.crops import face_pipeline_params
-from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.faces.pipeline import face_field
 from avaffect.features.tflite import TfliteModel
 from avaffect.features.weights import resolve_weights
 
@@ -24,10 +23,10 @@ class TfliteParams(ExtractorParams):
     """The face pipeline and model file of a LiteRT face extractor (subclasses set the defaults)."""
 
     weights: str = Field(min_length=1, description="a registered LiteRT model or the path of a .tflite file")
-    detector: str = Field("haar", description="face detector (avaffect detectors)")
-    crop_size: int = Field(ge=16, description="side of the face crop cut from the video (px)")
-    margin: float = Field(ge=0, description="context around the detected box, as a fraction of its side")
-    detect_every: DetectEvery = 1
+    detector: str = face_field("detector")
+    crop_size: int = face_field("crop_size")
+    margin: float = face_field("margin")
+    detect_every: int = face_field("detect_every")
 
 
 class TfliteFaceExtractor(Extractor):
@@ -62,13 +61,5 @@ class TfliteFaceExtractor(Extractor):
             out[idx] = self.describe(np.asarray(crops)[idx])
         return out
 
-    def _pipeline(self) -> dict[str, Any]:
-        return {"margin": float(self.params["margin"]), **face_pipeline_params(self.params)}
-
-    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
-        if resolve_face_source(rec, "auto", self.params["detector"]) != "video":
-            return None
-        return int(self.params["crop_size"]), self.params["detector"], self._pipeline()
-
     def extract(self, rec: Recording) -> np.ndarray:
-        return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"], **self._pipeline())
+        return face_features(rec, self)

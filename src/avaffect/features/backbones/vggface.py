@@ -24,6 +24,7 @@ from pydantic import Field
 
 from avaffect.features.backbones.resnet import IMAGE_NORMALIZATIONS, FaceResNet, ImageNormalization
 from avaffect.features.extractors.base import Positive, register_extractor
+from avaffect.features.faces.pipeline import face_field
 from avaffect.features.weights import UserSupplied, WeightFile, register_weights
 
 __all__ = ["VGGFaceFace", "VGGFACE_LAYER_NAMES"]
@@ -65,7 +66,7 @@ class VGGFaceFace(FaceResNet):
     default_weights = VGGFACE_VGG16.name
 
     class Params(FaceResNet.Params):
-        crop_size: int = Field(224, ge=32, description="side of the face crop cut from the video (px)")
+        crop_size: int = face_field("crop_size", 224)
         input_size: int = Field(224, ge=32, description="side the network sees (px)")
         normalize: ImageNormalization = Field("vggface", description="pixel normalisation: " +
                                               ", ".join(IMAGE_NORMALIZATIONS))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -14,7 +14,7 @@ from avaffect.features.backbones.base import IMAGENET_MEAN, IMAGENET_STD, TorchE
 from avaffect.features.backbones.resnet import prepare_crops
 from avaffect.features.extractors.base import Positive, register_extractor
 from avaffect.features.face_stream import face_features
-from avaffect.features.faces.source import resolve_face_source
+from avaffect.features.faces.pipeline import FacePipeline, face_field
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import TORCHVISION_LICENSE, TORCHVISION_URL, public_file
 
@@ -93,10 +93,10 @@ class R2Plus1D18Clip(TorchExtractor):
         frame_stride: int = Field(1, ge=1, description="steps between a clip's frames")
         context: Literal[CONTEXTS] = Field("causal", description="the clip ends at the step (causal), starts at it "
                                            "(forward) or is centred on it")
-        crop_size: int = Field(112, ge=16, description="side of the face crop cut from the video (px)")
+        crop_size: int = face_field("crop_size", 112)
         input_size: int = Field(112, ge=16, description="side the network sees (px)")
         normalize: Literal[tuple(CLIP_NORMALIZATIONS)] = Field("kinetics", description="pixel normalisation")
-        detector: str = Field("haar", description="face detector (avaffect detectors)")
+        detector: str = face_field("detector")
         clip_every: int = Field(1, ge=1, description="one clip every k steps, its features held over the k steps")
         spatial_map: bool = Field(False, description="the layer4 map (RJA's spatial attention) instead of the "
                                   "pooled vector")
@@ -175,12 +175,10 @@ class R2Plus1D18Clip(TorchExtractor):
             feats[lo : lo + chunk] = self.run_batches(clips, prepare)
         return feats
 
-    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
+    def crop_request(self, rec: Recording) -> FacePipeline | None:
         """Streams a video's crops when every face step runs its own clip (``clip_every`` = 1): with ``clip_every``
         = k > 1 a step may take the features of the next chunk's anchor, so that path holds the whole video's."""
-        if self.params["clip_every"] != 1 or resolve_face_source(rec, "auto", self.params["detector"]) != "video":
-            return None
-        return int(self.params["crop_size"]), self.params["detector"], {}
+        return super().crop_request(rec) if self.params["clip_every"] == 1 else None
 
     def crop_context(self) -> tuple[int, int]:
         """The clip's reach: ``(clip_len - 1) * frame_stride`` steps before a step (causal), after it (forward), or
@@ -205,4 +203,4 @@ class R2Plus1D18Clip(TorchExtractor):
     def extract(self, rec: Recording) -> np.ndarray:
         """A video streams (one chunk of crops and its clips' reach); a crops folder, or ``clip_every`` > 1, is
         described from all its crops at once (:func:`~avaffect.features.face_stream.face_features` decides)."""
-        return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"])
+        return face_features(rec, self)

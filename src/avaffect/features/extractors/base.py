@@ -27,10 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError
+from avaffect.features.faces.pipeline import FacePipeline, face_pipeline
+from avaffect.features.faces.source import resolve_face_source
 from avaffect.files import sha256_bytes
 from avaffect.registry import Registry
 
-__all__ = ["EXTRACTORS", "DetectEvery", "Extractor", "ExtractorParams", "ExtractorSpec", "Positive", "audio_source",
+__all__ = ["EXTRACTORS", "Extractor", "ExtractorParams", "ExtractorSpec", "Positive", "audio_source",
            "build_extractor", "extractor_params", "extractor_params_table", "get_extractor", "list_extractors",
            "needs_weights", "register_extractor"]
 
@@ -47,9 +49,6 @@ class ExtractorParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
-#: the face detector runs on every k-th frame only, tracking in between (1: every frame)
-DetectEvery = Annotated[int, Field(ge=1, description="run the face detector on every k-th frame only, tracking in "
-                                   "between (1: the detector on every frame)")]
 Positive = Annotated[int, Field(gt=0)]
 
 
@@ -210,12 +209,23 @@ class Extractor(ABC):
     def extract(self, rec: Recording) -> np.ndarray:
         """``[len(rec.times), dim]`` float32 features aligned to ``rec.times``."""
 
-    def crop_request(self, rec: Recording) -> tuple[int, str, dict[str, Any]] | None:
-        """``(crop size, detector, face-pipeline keywords)`` when this extractor describes face crops that the face
-        pipeline would cut from ``rec``'s video (then :meth:`features_from_crops` gives its features from any crops
-        of that size, and a video can stream through it); ``None`` otherwise (the default: audio extractors, a
-        recording read from its crops folder)."""
-        return None
+    def face_pipeline(self) -> FacePipeline | None:
+        """The face pipeline this extractor's crops come from: its parameters that are face-pipeline settings
+        (declared in its ``Params`` with :func:`~avaffect.features.faces.pipeline.face_field`), over the pipeline's
+        defaults; ``None`` when it has no ``crop_size`` (it does not describe faces)."""
+        settings = {k: v for k, v in self.params.items() if k in FacePipeline.model_fields}
+        return face_pipeline(**settings) if "crop_size" in settings else None
+
+    def crop_request(self, rec: Recording) -> FacePipeline | None:
+        """The face pipeline to cut ``rec``'s crops from its video with, when this extractor describes face crops
+        of that video (then :meth:`features_from_crops` gives its features from any crops of that size, and a
+        video can stream through it); ``None`` otherwise (audio extractors, a recording read from its crops
+        folder by the face-source rule)."""
+        pipeline = self.face_pipeline()
+        source = self.params.get("source", "auto")
+        if pipeline is None or resolve_face_source(rec, source, pipeline.detector) != "video":
+            return None
+        return pipeline
 
     def features_from_crops(self, crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``[n, dim]`` float32 features of uint8 RGB crops ``[n, S, S, 3]`` with face mask ``[n]``, equal to what

@@ -13,14 +13,14 @@ from pydantic import Field, model_validator
 from avaffect.data.recording import Recording
 from avaffect.errors import DataError
 from avaffect.features.extractors.base import (
-    DetectEvery,
     Extractor,
     ExtractorParams,
     Positive,
     register_extractor,
 )
 from avaffect.features.face_stream import face_features
-from avaffect.features.faces.crops import face_pipeline_params, read_crop
+from avaffect.features.faces.crops import read_crop
+from avaffect.features.faces.pipeline import face_field
 from avaffect.features.faces.source import FACE_SOURCES, resolve_face_source
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,11 @@ class FaceHOG(Extractor):
         block_stride: Positive = Field(16, description="HOG block stride (px)")
         nbins: Positive = Field(9, description="HOG orientation bins")
         grid: Positive = Field(8, description="the crop downsampled to grid x grid intensities")
-        detector: str = Field("haar", description="face detector on a video (avaffect detectors)")
-        crop_size: Positive = Field(112, description="side of the face crop cut from a video (px)")
+        detector: str = face_field("detector")
+        crop_size: int = face_field("crop_size", 112)
         source: Literal[FACE_SOURCES] = Field("auto", description="where faces come from: auto (a dataset's crops "
                                               "when present, else the video), crops or video")
-        detect_every: DetectEvery = 1
+        detect_every: int = face_field("detect_every")
 
         @model_validator(mode="after")
         def _geometry(self) -> FaceHOG.Params:
@@ -124,11 +124,6 @@ class FaceHOG(Extractor):
         """Feature vector ``[dim]`` of one grayscale uint8 crop of any size (:meth:`describe_crops` of one)."""
         return self.describe_crops(np.asarray(gray)[None])[0]
 
-    def crop_request(self, rec: Recording) -> tuple[int, str, dict] | None:
-        if resolve_face_source(rec, self.params["source"], self.params["detector"]) != "video":
-            return None
-        return int(self.params["crop_size"]), self.params["detector"], face_pipeline_params(self.params)
-
     def describe_crops(self, gray: np.ndarray) -> np.ndarray:
         """``[n, dim]`` features of ``n`` grayscale uint8 crops of one size ``[n, h, w]``: each crop resized to
         ``size`` (area), its OpenCV HOG, then the crop area-resized to ``grid x grid`` in [0, 1]. The resizes run
@@ -162,8 +157,7 @@ class FaceHOG(Extractor):
     def extract(self, rec: Recording) -> np.ndarray:
         if resolve_face_source(rec, self.params["source"], self.params["detector"]) == "video":
             # from the raw video the detector decides which steps hold a face (where the recording allows one)
-            return face_features(rec, self, int(self.params["crop_size"]), self.params["detector"], "video",
-                                 **face_pipeline_params(self.params))
+            return face_features(rec, self, "video")
         out = np.zeros((rec.num_steps, self.dim), dtype=np.float32)
         steps = np.flatnonzero(rec.face_mask)
         if len(steps) == 0:

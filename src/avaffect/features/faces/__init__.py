@@ -1,12 +1,16 @@
-"""Faces: pluggable detectors, single-face tracking, eye-levelling alignment and square crops.
+"""Faces: pluggable detectors, single-face and multi-person tracking, eye-levelling alignment and square crops.
 
 Quick use::
 
-    from avaffect.features.faces import load_face_crops, track_faces
+    from avaffect.features.faces import FacePipeline, load_face_crops, track_faces
 
-    crops, face_mask, boxes = load_face_crops(rec, size=112)            # on rec.times
-    track = track_faces("clip.mp4", detector="haar", size=224)           # on the video's frames
-    track = track_faces("clip.mp4", detector="yunet", weights="face_detection_yunet_2023mar.onnx")
+    track = load_face_crops(rec, FacePipeline(crop_size=112))           # on rec.times: .crops, .boxes, .face_mask
+    track = track_faces("clip.mp4", FacePipeline(crop_size=224))          # on the video's frames
+    track = track_faces("clip.mp4", FacePipeline(detector="yunet",
+                                                 detector_params={"weights": "face_detection_yunet_2023mar.onnx"}))
+
+Every setting (detector, detect_every, tracking, alignment, crop size, shot cuts, the multi-person tracker) is one
+:class:`FacePipeline`, checked when built (:mod:`.pipeline`); several people: :mod:`.people`.
 
 Detectors (:func:`list_detectors`): ``haar`` (default, offline, from the OpenCV wheel), ``dlib``
 (``pip install 'avaffect[dlib]'``), ``yunet`` and ``retinaface`` (user-supplied ONNX weights),
@@ -16,7 +20,6 @@ Detectors (:func:`list_detectors`): ``haar`` (default, offline, from the OpenCV 
 
 from avaffect.features.faces.align import STANDARD_SIZES, align_crop, crop_matrix, eye_angle
 from avaffect.features.faces.crops import (
-    CROP_PARAMS,
     FaceTrack,
     draw_face_box,
     load_face_crops,
@@ -31,14 +34,14 @@ from avaffect.features.faces.detectors import (
     list_detectors,
     register_detector,
 )
-from avaffect.features.faces.tracking import FaceTracker, TrackerConfig, iou
+from avaffect.features.faces.pipeline import FacePipeline, PeopleTracking, Tracking, face_pipeline
+from avaffect.features.faces.tracking import FaceTracker, iou
 
 __all__ = [
     "STANDARD_SIZES",
     "align_crop",
     "crop_matrix",
     "eye_angle",
-    "CROP_PARAMS",
     "FaceTrack",
     "draw_face_box",
     "load_face_crops",
@@ -51,6 +54,9 @@ __all__ = [
     "list_detectors",
     "register_detector",
     "FaceTracker",
-    "TrackerConfig",
+    "FacePipeline",
+    "PeopleTracking",
+    "Tracking",
+    "face_pipeline",
     "iou",
 ]

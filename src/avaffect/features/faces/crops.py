@@ -1,8 +1,10 @@
 """From video to face crops: detect, track, align and crop, on a recording's timeline.
 
-Entry points:
+Every function takes the pipeline's settings as one :class:`~avaffect.features.faces.pipeline.FacePipeline`
+(declared and checked there only) and hands faces back as a :class:`FaceTrack` (crops, boxes, masks): face data
+flows through explicit values, never through the recording. Entry points:
 
-* :func:`load_face_crops` — a recording's face crops on ``rec.times``: the Aff-Wild2
+* :func:`load_face_crops` — a recording's face track on ``rec.times``: the Aff-Wild2
   ``cropped_aligned`` jpgs when the recording has a crops folder, else detection on its video;
 * :func:`track_faces` — any video file, on its own frame times (or on given times);
 * :func:`track_frames` — the same on an iterable of ``(time, rgb)`` frames;
@@ -16,7 +18,7 @@ Matching frames to a timeline: each time in ``times`` takes the decoded frame ne
 the frames' stream timestamps), unless that frame is more than ``max_gap_frames`` frame intervals
 away (past the end of the video, or a hole in it): that step has no face. Only frames nearest to
 some step are processed, so a 25 Hz timeline over a 30 fps video runs the detector 25 times a
-second. ``detect_every=k`` runs the detector on every k-th processed frame only and keeps the
+second. ``detect_every`` = k runs the detector on every k-th processed frame only and keeps the
 tracked box in between (the crop is still cut from each frame); while the track is lost, and on the frame of a
 shot cut, the detector runs on every frame, so the tracker's counts (``hold``, ``reacquire_after``) are in
 processed frames whatever ``k`` is.
@@ -37,26 +39,22 @@ import numpy as np
 
 from avaffect.data.layout import crop_name, crop_path
 from avaffect.data.recording import PersonFaces, Recording
-from avaffect.errors import ConfigError, DataError, MediaError
+from avaffect.errors import DataError, MediaError
 from avaffect.features.faces.align import align_crop
-from avaffect.features.faces.detectors import FaceDetector, get_detector
+from avaffect.features.faces.detectors import get_detector
 from avaffect.features.faces.people import frame_signature, person_faces, shot_change
+from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.faces.tracking import FaceTracker, TrackerConfig
+from avaffect.features.faces.tracking import FaceTracker
 from avaffect.media import DECODE_FIX, iter_video_frames
 
 __all__ = [
     "FaceTrack",
     "FaceStep",
-    "CROP_PARAMS",
-    "face_pipeline_params",
-    "check_detect_every",
-    "split_params",
     "iter_face_steps",
     "track_frames",
     "track_faces",
     "load_face_crops",
-    "cached_face_crops",
     "face_crops",
     "load_precomputed_crops",
     "draw_face_box",
@@ -64,17 +62,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: keyword parameters of the cropping pipeline (the others go to the detector)
-CROP_PARAMS = ({"margin", "align", "detect_every", "roi_search", "max_gap_frames", "cut_threshold"}
-               | TrackerConfig.keys())
-
-
 @dataclass
 class FaceTrack:
     """The tracked face of a video on a timeline of ``T`` steps.
 
     ``times`` float64 ``[T]`` (the timeline); ``boxes`` float32 ``[T, 4]`` (x1, y1, x2, y2) frame
-    pixels, NaN without a face; ``face_mask`` bool ``[T]``; ``crops`` uint8 ``[T, size, size, 3]`` RGB,
+    pixels, NaN without a face; ``face_mask`` bool ``[T]``: a crop exists (a face was found or held);
+    ``crops`` uint8 ``[T, size, size, 3]`` RGB,
     zeros without a face; ``detected`` bool ``[T]``: the detector found the face on that very frame
     (False where the box was held over a short miss or carried by ``detect_every``); ``angles``
     float32 ``[T]`` rotation applied by the alignment (degrees); ``frame_times`` float64 ``[T]``: the
@@ -105,38 +99,6 @@ class FaceTrack:
     def face_rate(self) -> float:
         """Fraction of steps with a face."""
         return float(self.face_mask.mean()) if len(self.face_mask) else 0.0
-
-
-def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(crop/tracking params, detector params)`` of a mixed keyword dict."""
-    crop = {k: v for k, v in params.items() if k in CROP_PARAMS}
-    det = {k: v for k, v in params.items() if k not in CROP_PARAMS}
-    return crop, det
-
-
-#: extractor parameters that are face-pipeline keywords (passed on to :func:`load_face_crops`)
-EXTRACTOR_FACE_PARAMS = ("detect_every",)
-
-
-def face_pipeline_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The face-pipeline keywords among an extractor's parameters, defaults left out (so that the crops cache of
-    :func:`load_face_crops` is shared with callers that give none)."""
-    out = {k: params[k] for k in EXTRACTOR_FACE_PARAMS if k in params}
-    if out.get("detect_every") == 1:
-        out.pop("detect_every")
-    return out
-
-
-def check_detect_every(owner: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{owner}: detect_every must be an integer >= 1 (1: the detector on every frame), "
-                          f"got {value!r}")
-
-
-def _check_size(size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ConfigError(f"face crop size must be an integer >= 8 (usually 48, 112 or 224), got {size!r}")
-    return int(size)
 
 
 def _assign(
@@ -201,48 +163,33 @@ class FaceStep:
 
 def iter_face_steps(
     frames: Iterable[tuple[float, np.ndarray]],
-    detector: str | FaceDetector = "haar",
-    size: int = 112,
+    pipeline: FacePipeline,
     times: np.ndarray | None = None,
     *,
-    margin: float = 0.15,
-    align: bool = True,
-    detect_every: int = 1,
-    roi_search: bool = True,
-    max_gap_frames: float = 1.5,
-    cut_threshold: float = 0.5,
     given: PersonFaces | None = None,
     stats: dict[str, Any] | None = None,
-    **params: Any,
 ) -> Iterator[FaceStep]:
     """The face pipeline one frame at a time (what :func:`track_frames` collects): memory stays at one frame,
-    so long videos stream through it. Parameters as :func:`track_frames`; ``stats``, when given, is filled
-    with the counters :attr:`FaceTrack.stats` documents as the frames go by.
+    so long videos stream through it. ``times``: the timeline (default: the frames' own times); ``stats``, when
+    given, is filled with the counters :attr:`FaceTrack.stats` documents as the frames go by.
 
     ``given``: one person's boxes on ``times`` (a multi-person pass found them): the crops are cut from those
-    boxes, no detection or tracking runs. Otherwise the single-face tracker follows the largest face, and a shot
-    cut (:func:`~avaffect.features.faces.people.shot_change` above ``cut_threshold``; 0 or more than 1: never)
-    ends its track at once and runs the detector on the cut's frame, so a face after a cut is found there and a
-    new track (``FaceStep.track``) starts instead of the old one continuing on whoever stands at the same
-    place."""
-    size = _check_size(size)
-    if given is not None:
-        yield from _given_steps(frames, given, size, times, margin, align, max_gap_frames, stats)
-        return
-    if isinstance(detect_every, bool) or int(detect_every) < 1:
-        raise ConfigError(f"detect_every must be an integer >= 1, got {detect_every!r}")
-    detect_every = int(detect_every)
-    if margin < 0:
-        raise ConfigError(f"margin must be >= 0, got {margin!r}")
-    tracker_params = {k: v for k, v in params.items() if k in TrackerConfig.keys()}
-    det_params = {k: v for k, v in params.items() if k not in tracker_params}
-    det = get_detector(detector, **det_params)
-    tracker = FaceTracker(TrackerConfig(**tracker_params))
+    boxes, no detection or tracking runs. Otherwise the single-face tracker follows the largest face
+    (``pipeline.tracking``); while it holds, the detector first searches around its box (``roi_search``); a shot
+    cut (:func:`~avaffect.features.faces.people.shot_change` above ``cut_threshold``; 0: never) ends its track at
+    once and runs the detector on the cut's frame, so a face after a cut is found there and a new track
+    (``FaceStep.track``) starts instead of the old one continuing on whoever stands at the same place."""
     if times is not None:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
+    if given is not None:
+        yield from _given_steps(frames, given, pipeline, times, stats)
+        return
+    det = get_detector(pipeline.detector, **pipeline.detector_params)
+    tracker = FaceTracker(pipeline.tracking)
+    every, size = pipeline.detect_every, pipeline.crop_size
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
-              detector=det.name, detect_every=detect_every)
+              detector=det.name, detect_every=every, cuts=0)
 
     def counted(it):
         for item in it:
@@ -250,21 +197,20 @@ def iter_face_steps(
             yield item
 
     signature, since = None, 0
-    st["cuts"] = 0
-    for frame_t, rgb, steps in _assign(counted(frames), times, max_gap_frames):
+    for frame_t, rgb, steps in _assign(counted(frames), times, pipeline.max_gap_frames):
         cut = False
-        if 0 < cut_threshold <= 1:
+        if pipeline.cut_threshold > 0:
             sig = frame_signature(rgb)
-            cut = shot_change(signature, sig) > cut_threshold
+            cut = shot_change(signature, sig) > pipeline.cut_threshold
             signature = sig
             if cut:
                 st["cuts"] += 1
                 tracker.reset_track()
-        if cut or since % detect_every == 0 or tracker.lost > 0:  # a lost track: look on every frame
+        if cut or since % every == 0 or tracker.lost > 0:  # a lost track: look on every frame
             since = 0
             t0 = _time.perf_counter()
             found = []
-            if roi_search and tracker.active and tracker.lost == 0:
+            if pipeline.roi_search and tracker.active and tracker.lost == 0:
                 found = det.detect_near(rgb, tracker.box, search=1.0)
                 st["roi_calls"] += 1
             if not found:
@@ -278,54 +224,36 @@ def iter_face_steps(
         st["frames_processed"] += 1
         st["tracks_started"] = tracker.tracks_started
         if state.box is not None:
-            angle = state.angle if align else 0.0
-            yield FaceStep(frame_t, steps, align_crop(rgb, state.box, size, margin, angle), state.box,
+            angle = state.angle if pipeline.align else 0.0
+            yield FaceStep(frame_t, steps, align_crop(rgb, state.box, size, pipeline.margin, angle), state.box,
                            bool(state.detected), float(angle), tracker.tracks_started)
         else:
             yield FaceStep(frame_t, steps, None, None, False, 0.0)
 
 
-def _given_steps(frames: Iterable[tuple[float, np.ndarray]], given: PersonFaces, size: int,
-                 times: np.ndarray | None, margin: float, align: bool, max_gap_frames: float,
-                 stats: dict[str, Any] | None) -> Iterator[FaceStep]:
+def _given_steps(frames: Iterable[tuple[float, np.ndarray]], given: PersonFaces, pipeline: FacePipeline,
+                 times: np.ndarray | None, stats: dict[str, Any] | None) -> Iterator[FaceStep]:
     """:func:`iter_face_steps` on boxes given per step: a step's crop is cut from its own box, no detection."""
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
               detector=f"person {given.person}", detect_every=1, tracks_started=1, cuts=0)
-    if times is not None:
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
-    for frame_t, rgb, steps in _assign(frames, times, max_gap_frames):
+    for frame_t, rgb, steps in _assign(frames, times, pipeline.max_gap_frames):
         st["frames_decoded"] += 1
         st["frames_processed"] += 1
         box = given.boxes[int(steps[0])]
         if not np.all(np.isfinite(box)):
             yield FaceStep(frame_t, steps, None, None, False, 0.0)
             continue
-        angle = float(given.angles[int(steps[0])]) if align else 0.0
-        yield FaceStep(frame_t, steps, align_crop(rgb, box, size, margin, angle), box.copy(), True, angle,
-                       given.person)
+        angle = float(given.angles[int(steps[0])]) if pipeline.align else 0.0
+        yield FaceStep(frame_t, steps, align_crop(rgb, box, pipeline.crop_size, pipeline.margin, angle), box.copy(),
+                       True, angle, given.person)
 
 
-def track_frames(
-    frames: Iterable[tuple[float, np.ndarray]],
-    detector: str | FaceDetector = "haar",
-    size: int = 112,
-    times: np.ndarray | None = None,
-    **params: Any,
-) -> FaceTrack:
-    """Detect, track, align and crop the face in ``(time, rgb uint8 [H, W, 3])`` frames.
-
-    ``times``: the timeline (seconds); default: the frames' own times. ``margin``: extra border
-    around the face box on each side, as a fraction of its side; ``align``: level the eyes when
-    the detector gives them (keywords of :func:`iter_face_steps`, which has their defaults: ``margin`` 0.15,
-    ``align`` on, ``detect_every`` 1, ``roi_search`` on, ``max_gap_frames`` 1.5); ``detect_every``: run the
-    detector every k-th processed frame;
-    ``roi_search``: while the track holds, search first only around its box
-    (:meth:`~avaffect.features.faces.detectors.FaceDetector.detect_near`, much faster), and the whole
-    frame when nothing is found there; ``max_gap_frames``: see the module docstring. Other keywords:
-    :class:`TrackerConfig` fields, then the detector's parameters (when ``detector`` is a name).
-    """
-    size = _check_size(size)
+def track_frames(frames: Iterable[tuple[float, np.ndarray]], pipeline: FacePipeline,
+                 times: np.ndarray | None = None, given: PersonFaces | None = None) -> FaceTrack:
+    """Detect, track, align and crop the face in ``(time, rgb uint8 [H, W, 3])`` frames (:func:`iter_face_steps`,
+    whose rules these are), collected into a :class:`FaceTrack` on ``times`` (default: the frames' own times)."""
+    size = pipeline.crop_size
     fixed = times is not None
     if fixed:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
@@ -342,7 +270,7 @@ def track_frames(
     stats: dict[str, Any] = {}
     start = _time.perf_counter()
     zero = np.zeros((size, size, 3), dtype=np.uint8)
-    for step in iter_face_steps(frames, detector, size, times, stats=stats, **params):
+    for step in iter_face_steps(frames, pipeline, times, given=given, stats=stats):
         if fixed:
             frame_times[step.steps] = step.frame_time
             if step.box is not None:
@@ -376,29 +304,15 @@ def track_frames(
     )
     det_name = stats.pop("detector")
     stats.setdefault("tracks_started", 0)
-    return FaceTrack(
-        times=times,
-        boxes=boxes,
-        face_mask=mask,
-        crops=crops,
-        detected=detected,
-        angles=angles,
-        frame_times=frame_times,
-        detector=det_name,
-        stats=stats,
-    )
+    return FaceTrack(times=times, boxes=boxes, face_mask=mask, crops=crops, detected=detected, angles=angles,
+                     frame_times=frame_times, detector=det_name, stats=stats)
 
 
-def track_faces(
-    video_path: str | Path,
-    detector: str | FaceDetector = "haar",
-    size: int = 112,
-    times: np.ndarray | None = None,
-    **params: Any,
-) -> FaceTrack:
+def track_faces(video_path: str | Path, pipeline: FacePipeline, times: np.ndarray | None = None,
+                given: PersonFaces | None = None) -> FaceTrack:
     """:func:`track_frames` on a video file decoded with PyAV (timestamps from the stream)."""
     path = Path(video_path)
-    track = track_frames(iter_video_frames(path), detector, size, times, **params)
+    track = track_frames(iter_video_frames(path), pipeline, times, given)
     if track.stats["frames_decoded"] == 0:
         raise MediaError(path, "cannot decode the video: no frame could be decoded", DECODE_FIX)
     return track
@@ -416,17 +330,15 @@ def read_crop(path: str | Path, size: int | None = None, gray: bool = False) -> 
     return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_precomputed_crops(
-    crops_dir: str | Path, num_frames: int, size: int = 112, blank_level: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read Aff-Wild2 ``cropped_aligned`` crops ``00001.jpg`` ... (1-based, one per frame).
+def load_precomputed_crops(crops_dir: str | Path, num_steps: int, size: int = 112, blank_level: int = 0
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read Aff-Wild2 ``cropped_aligned`` crops ``00001.jpg`` ... (1-based, one per step).
 
     Returns ``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T], boxes float32 [T, 4])``. A
     missing, unreadable or blank (max pixel <= ``blank_level``) jpg means no face: zero crop, mask
     False, NaN box. The box of a crop is its own extent ``(0, 0, width, height)`` (where it sat in
     the video is not known).
     """
-    size = _check_size(size)
     crops_dir = Path(crops_dir)
     if not crops_dir.is_dir():
         raise DataError(
@@ -434,11 +346,11 @@ def load_precomputed_crops(
             "face crops folder not found",
             "check the dataset's cropped_aligned/<video>/ folder or use a detector on the video",
         )
-    crops = np.zeros((num_frames, size, size, 3), dtype=np.uint8)
-    mask = np.zeros(num_frames, dtype=bool)
-    boxes = np.full((num_frames, 4), np.nan, dtype=np.float32)
+    crops = np.zeros((num_steps, size, size, 3), dtype=np.uint8)
+    mask = np.zeros(num_steps, dtype=bool)
+    boxes = np.full((num_steps, 4), np.nan, dtype=np.float32)
     unreadable = 0
-    for i in range(num_frames):
+    for i in range(num_steps):
         path = crop_path(crops_dir, i)
         if not path.is_file():
             continue
@@ -454,44 +366,41 @@ def load_precomputed_crops(
         boxes[i] = (0.0, 0.0, float(w), float(h))
     if unreadable:
         log.warning("%s: %d face crops unreadable; treated as no face", crops_dir, unreadable)
-    if num_frames and not mask.any():
-        log.warning("%s: no usable face crop for any of the %d frames (expected %s ...)", crops_dir, num_frames,
+    if num_steps and not mask.any():
+        log.warning("%s: no usable face crop for any of the %d steps (expected %s ...)", crops_dir, num_steps,
                     crop_name(0))
     return crops, mask, boxes
 
 
-def load_face_crops(
-    rec: Recording, size: int = 112, detector: str = "haar", source: str = "auto", **params: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The face crops of a recording on its timeline ``rec.times``.
-
-    Returns ``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T], boxes float32 [T, 4])``, boxes
-    ``(x1, y1, x2, y2)`` in video pixels, NaN without a face (zero crop, mask False).
+def load_face_crops(rec: Recording, pipeline: FacePipeline, source: str = "auto") -> FaceTrack:
+    """The face track of a recording on its timeline ``rec.times``: crops, boxes ``(x1, y1, x2, y2)`` in video
+    pixels (NaN without a face, zero crop, mask False).
 
     ``source`` picks the crops folder or the video by the one rule of :mod:`avaffect.features.faces.source`.
-    From the crops folder (:func:`load_precomputed_crops`) the boxes are the crops' own extent; from the
-    video, ``detector`` + tracking + alignment run on it (:func:`track_frames`; ``params``: its keywords and
-    the detector's), each step taking the decoded frame nearest in time. The result is kept in ``rec.extra``
-    so that later calls with the same arguments on the same recording object reuse it.
-    """
-    size = _check_size(size)
-    source = resolve_face_source(rec, source, detector)
-    cache_key = _cache_key(size, detector, source, params, rec)
-    if cache_key in rec.extra:  # several extractors (and predict's overlay) share one detection pass
-        return rec.extra[cache_key]
-    result = _load_face_crops(rec, size, detector, source, **params)
-    rec.extra[cache_key] = result
-    return result
+    From the crops folder (:func:`load_precomputed_crops`; the ``precomputed`` detector's ``blank_level``) the
+    boxes are the crops' own extent; from the video the pipeline runs on it (:func:`track_faces`), on the face
+    the recording describes (:func:`~avaffect.features.faces.people.person_faces`: the largest, one person's, or
+    the one on its side)."""
+    source = resolve_face_source(rec, source, pipeline.detector)
+    if source == "crops":
+        blank = int(pipeline.detector_params.get("blank_level", 0))
+        crops, mask, boxes = load_precomputed_crops(rec.crops_dir, rec.num_steps, pipeline.crop_size, blank)
+        times = np.asarray(rec.times, np.float64)
+        return FaceTrack(times=times, boxes=boxes, face_mask=mask, crops=crops, detected=mask.copy(),
+                         angles=np.zeros(len(mask), np.float32), frame_times=times, detector="crops")
+    track = track_faces(rec.video_path, pipeline, rec.times, person_faces(rec, pipeline))
+    log.info("%s: face in %d/%d steps, detector %.1f frames/s", rec.name, int(track.face_mask.sum()), len(track),
+             track.stats["detect_fps"])
+    return track
 
 
-def face_crops(rec: Recording, size: int, detector: str = "haar", source: str = "auto",
-               **params: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(crops uint8 [T, size, size, 3] RGB, face_mask bool [T])`` of a recording on its timeline
-    (:func:`load_face_crops` by the face-source rule; ``params``: its face-pipeline keywords), checked to have one
-    crop per step. A step counts as a face only where the recording's own face mask allows one too."""
-    crops, mask, _boxes = load_face_crops(rec, size=size, detector=detector, source=source, **params)
-    crops = np.asarray(crops)
-    mask = np.asarray(mask, dtype=bool).reshape(-1)
+def face_crops(rec: Recording, pipeline: FacePipeline, source: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """``(crops uint8 [T, size, size, 3] RGB, crop present bool [T])`` of a recording on its timeline
+    (:func:`load_face_crops`), checked to have one crop per step. A step counts only where the recording's own
+    face mask allows a face too."""
+    track = load_face_crops(rec, pipeline, source)
+    crops = np.asarray(track.crops)
+    mask = np.asarray(track.face_mask, dtype=bool).reshape(-1)
     if len(crops) != rec.num_steps or len(mask) != rec.num_steps:
         raise DataError(
             rec.crops_dir or rec.video_path,
@@ -500,40 +409,6 @@ def face_crops(rec: Recording, size: int, detector: str = "haar", source: str = 
             "re-run face cropping for this recording",
         )
     return crops, mask & rec.face_mask
-
-
-def _cache_key(size: int, detector: str, source: str, params: dict[str, Any], rec: Recording) -> tuple:
-    whose = (rec.face_choice, rec.person.person if rec.person is not None else None)
-    return ("face_crops", size, detector, source, whose, tuple(sorted((k, repr(v)) for k, v in params.items())))
-
-
-def cached_face_crops(
-    rec: Recording, size: int = 112, detector: str = "haar", source: str = "auto", **params: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """What :func:`load_face_crops` with these arguments already holds for ``rec`` (``None``: nothing yet)."""
-    return rec.extra.get(_cache_key(_check_size(size), detector, resolve_face_source(rec, source, detector), params,
-                                    rec))
-
-
-def _load_face_crops(
-    rec: Recording, size: int, detector: str, source: str, **params: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if source == "crops":
-        crop_params, det_params = split_params(dict(params))
-        blank = int(det_params.pop("blank_level", 0))
-        if crop_params or det_params:
-            log.debug("%s: precomputed crops ignore %s", rec.name, sorted({**crop_params, **det_params}))
-        return load_precomputed_crops(rec.crops_dir, rec.num_steps, size, blank)
-    given = person_faces(rec, detector, int(params.get("detect_every", 1)))
-    track = track_faces(rec.video_path, detector, size, rec.times, given=given, **params)
-    log.info(
-        "%s: face in %d/%d steps, detector %.1f frames/s",
-        rec.name,
-        int(track.face_mask.sum()),
-        len(track),
-        track.stats["detect_fps"],
-    )
-    return track.crops, track.face_mask, track.boxes
 
 
 def draw_face_box(

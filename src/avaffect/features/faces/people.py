@@ -1,6 +1,7 @@
 """Every face of a video, each kept as one person across shot cuts: multi-face tracking by detection.
 
-Rules (:class:`PeopleTracker`, counts in processed frames):
+Rules (:class:`PeopleTracker`, counts in processed frames; the settings are ``cut_threshold``, ``detect_every`` and
+``people`` of :class:`~avaffect.features.faces.pipeline.FacePipeline`):
 
 * **shot cut** (:func:`shot_change`): a processed frame whose coarse colour histogram differs from the previous
   processed frame's by more than ``cut_threshold`` (half the L1 distance of the normalised hue-saturation-value
@@ -39,39 +40,16 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from avaffect.data.recording import PersonFaces, Recording
-from avaffect.errors import ConfigError, DataError, MediaError
+from avaffect.errors import DataError, MediaError
 from avaffect.features.faces.align import eye_angle
 from avaffect.features.faces.detectors import Detection, FaceDetector, get_detector
+from avaffect.features.faces.pipeline import FacePipeline, PeopleTracking
 from avaffect.features.faces.speaking import audio_energy, mouth_motion, mouth_patch, speaking_scores
 from avaffect.features.faces.tracking import iou
 from avaffect.media import DECODE_FIX, iter_video_frames, probe
 
-__all__ = ["PeopleConfig", "PersonState", "PeopleTracker", "People", "appearance", "one_box_per_face", "shot_change",
+__all__ = ["PersonState", "PeopleTracker", "People", "appearance", "one_box_per_face", "shot_change",
            "iter_people_frames", "track_people", "person_faces", "frame_signature"]
-
-
-@dataclass(frozen=True)
-class PeopleConfig:
-    """Multi-face tracking parameters (see the module docstring)."""
-
-    iou_threshold: float = 0.3
-    hold: int = 3
-    reid_threshold: float = 0.6
-    appearance_rate: float = 0.1
-    cut_threshold: float = 0.5
-    min_person_s: float = 0.5
-    detect_every: int = 1
-
-    def __post_init__(self) -> None:
-        for key, low, high in (("iou_threshold", 0.0, 1.0), ("reid_threshold", -1.0, 1.0),
-                               ("appearance_rate", 0.0, 1.0), ("cut_threshold", 0.0, 1.0)):
-            value = getattr(self, key)
-            if not low < value <= high:
-                raise ConfigError(f"people tracking: {key} must be in ({low}, {high}], got {value!r}")
-        if self.hold < 0 or self.min_person_s < 0:
-            raise ConfigError("people tracking: hold and min_person_s must be >= 0")
-        if isinstance(self.detect_every, bool) or int(self.detect_every) < 1:
-            raise ConfigError(f"people tracking: detect_every must be an integer >= 1, got {self.detect_every!r}")
 
 
 @dataclass
@@ -151,8 +129,9 @@ class _Track:
 class PeopleTracker:
     """Follows every face of a frame sequence, giving each a person id kept across cuts (module docstring)."""
 
-    def __init__(self, config: PeopleConfig | None = None) -> None:
-        self.config = config or PeopleConfig()
+    def __init__(self, config: PeopleTracking | None = None, cut_threshold: float = 0.5) -> None:
+        self.config = config or PeopleTracking()
+        self.cut_threshold = cut_threshold
         self.tracks: list[_Track] = []  # on screen now
         self.looks: dict[int, np.ndarray] = {}  # person -> running mean appearance
         self.cuts = 0
@@ -161,7 +140,7 @@ class PeopleTracker:
     def is_cut(self, rgb: np.ndarray) -> bool:
         """Whether ``rgb`` starts a new shot (compared with the previous frame given here)."""
         sig = frame_signature(rgb)
-        cut = shot_change(self._signature, sig) > self.config.cut_threshold
+        cut = self.cut_threshold > 0 and shot_change(self._signature, sig) > self.cut_threshold
         self._signature = sig
         if cut:
             self.cuts += 1
@@ -277,18 +256,18 @@ class People:
 
 
 def iter_people_frames(frames: Iterable[tuple[float, np.ndarray]], detector: FaceDetector,
-                       config: PeopleConfig, stats: dict) -> Iterator[tuple[float, list[PersonState], bool]]:
+                       pipeline: FacePipeline, stats: dict) -> Iterator[tuple[float, list[PersonState], bool]]:
     """``(frame time, people on it, whether it starts a new shot)`` per frame (each person with their mouth motion
     since the previous frame, :mod:`~avaffect.features.faces.speaking`): detection every
     ``config.detect_every``-th frame, on every cut frame and on every frame while a track is lost; boxes carried in
     between."""
-    tracker = PeopleTracker(config)
+    tracker = PeopleTracker(pipeline.people, pipeline.cut_threshold)
     stats.update(frames=0, detector_calls=0, cuts=0)
     since = 0
     mouths: dict[int, np.ndarray | None] = {}  # each on-screen person's mouth patch on the previous frame
     for t, rgb in frames:
         cut = tracker.is_cut(rgb)
-        if cut or since % config.detect_every == 0 or tracker.any_lost:
+        if cut or since % pipeline.detect_every == 0 or tracker.any_lost:
             people = tracker.update(rgb, detector.detect(rgb))
             stats["detector_calls"] += 1
             since = 0
@@ -304,27 +283,26 @@ def iter_people_frames(frames: Iterable[tuple[float, np.ndarray]], detector: Fac
         yield float(t), people, cut
 
 
-def track_people(video: str | Path, times: np.ndarray, detector: str | FaceDetector = "haar",
-                 config: PeopleConfig | None = None) -> People:
+def track_people(video: str | Path, times: np.ndarray, pipeline: FacePipeline | None = None) -> People:
     """Every person of ``video`` on the timeline ``times`` (each step takes the decoded frame nearest to it):
     one decode, multi-face tracking with identities (module docstring), persons on screen for less than
-    ``config.min_person_s`` dropped, the rest numbered by first appearance."""
-    config = config or PeopleConfig()
-    det = detector if isinstance(detector, FaceDetector) else get_detector(detector)
+    ``pipeline.people.min_person_s`` dropped, the rest numbered by first appearance."""
+    pipeline = pipeline or FacePipeline()
+    det = get_detector(pipeline.detector, **pipeline.detector_params)
     times = np.asarray(times, np.float64).reshape(-1)
     T = len(times)
     rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     cut_steps: list[int] = []
     stats: dict = {}
     frame_times, states, cuts = [], [], []
-    for t, people, cut in iter_people_frames(iter_video_frames(Path(video)), det, config, stats):
+    for t, people, cut in iter_people_frames(iter_video_frames(Path(video)), det, pipeline, stats):
         frame_times.append(t)
         states.append(people)
         cuts.append(cut)
     if not frame_times:
         raise MediaError(Path(video), "cannot decode the video: no frame could be decoded", DECODE_FIX)
     ft = np.asarray(frame_times)
-    nearest = _nearest_frames(ft, times)
+    nearest = _nearest_frames(ft, times, pipeline.max_gap_frames)
     for step, k in enumerate(nearest):
         if k < 0:
             continue
@@ -339,7 +317,7 @@ def track_people(video: str | Path, times: np.ndarray, detector: str | FaceDetec
             cut_steps.append(step)
     fps = 1.0 / float(np.median(np.diff(ft))) if len(ft) > 1 else 25.0
     keep = [p for p in sorted(rows, key=lambda p: int(np.argmax(np.isfinite(rows[p][0][:, 0]))))
-            if np.isfinite(rows[p][0][:, 0]).sum() >= config.min_person_s * fps]
+            if np.isfinite(rows[p][0][:, 0]).sum() >= pipeline.people.min_person_s * fps]
     if keep:
         boxes, detected, angles, mouth = (np.stack([rows[p][i] for p in keep]) for i in range(4))
     else:
@@ -378,7 +356,7 @@ def side_person(people: People, side: str) -> int | None:
 _SIDE_CACHE: dict[tuple, PersonFaces | None] = {}  # the last few side choices (left and right share a pass)
 
 
-def person_faces(rec: Recording, detector: str, detect_every: int = 1) -> PersonFaces | None:
+def person_faces(rec: Recording, pipeline: FacePipeline) -> PersonFaces | None:
     """The boxes the face pipeline cuts ``rec``'s crops from instead of tracking the largest face: its own
     ``person`` when it is one person of a video, the person on its side for ``face_choice`` left / right (one
     people pass over the video, shared by the left and the right recording), else ``None``."""
@@ -388,10 +366,10 @@ def person_faces(rec: Recording, detector: str, detect_every: int = 1) -> Person
         raise DataError(rec.name, f"a {rec.face_choice} recording needs its video to find the face on that side",
                         "put the base video beside the annotations, or the recording's cropped_aligned folder")
     path = Path(rec.video_path)
-    key = (str(path), path.stat().st_mtime_ns, detector, detect_every, len(rec.times), float(rec.times[0])
-           if len(rec.times) else 0.0)
+    key = (str(path), path.stat().st_mtime_ns, pipeline.model_dump_json(exclude={"crop_size", "margin", "align"}),
+           len(rec.times), float(rec.times[0]) if len(rec.times) else 0.0)
     if key not in _SIDE_CACHE:
-        people = track_people(path, rec.times, detector, PeopleConfig(detect_every=detect_every))
+        people = track_people(path, rec.times, pipeline)
         for side in ("left", "right"):
             p = side_person(people, side)
             nobody = PersonFaces(0, np.full((len(rec.times), 4), np.nan), np.zeros(len(rec.times)))

@@ -1,6 +1,6 @@
 """Single-face tracking by detection: one face per recording, followed from frame to frame.
 
-Rules (:class:`FaceTracker`):
+Rules (:class:`FaceTracker`; the settings are :class:`~avaffect.features.faces.pipeline.Tracking`):
 
 * **start**: the largest detection of the first frame that has faces;
 * **follow**: on each frame, the detection with the highest IoU with the current box when it is
@@ -20,44 +20,16 @@ Counts are in processed frames (the frames a caller feeds to :meth:`FaceTracker.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from avaffect.errors import ConfigError
 from avaffect.features.faces.align import eye_angle
 from avaffect.features.faces.detectors import Detection
+from avaffect.features.faces.pipeline import Tracking, face_pipeline
 
-__all__ = ["TrackerConfig", "TrackState", "FaceTracker", "iou", "select_largest"]
-
-
-@dataclass
-class TrackerConfig:
-    """Tracking parameters (see the module docstring)."""
-
-    iou_threshold: float = 0.3
-    max_center_shift: float = 0.5
-    hold: int = 3
-    reacquire_after: int = 15
-    smoothing: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(f"tracking: smoothing must be in [0, 1), got {self.smoothing!r}")
-        if not 0.0 < self.iou_threshold <= 1.0:
-            raise ConfigError(f"tracking: iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
-        for key in ("hold", "reacquire_after"):
-            if int(getattr(self, key)) < 0:
-                raise ConfigError(f"tracking: {key} must be >= 0, got {getattr(self, key)!r}")
-        if self.max_center_shift < 0:
-            raise ConfigError(f"tracking: max_center_shift must be >= 0, got {self.max_center_shift!r}")
-
-    @classmethod
-    def keys(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["TrackState", "FaceTracker", "iou", "select_largest"]
 
 
 @dataclass
@@ -96,10 +68,12 @@ def select_largest(detections: list[Detection]) -> Detection | None:
 class FaceTracker:
     """Follows one face through a sequence of per-frame detections (module docstring)."""
 
-    def __init__(self, config: TrackerConfig | None = None, **params) -> None:
+    def __init__(self, config: Tracking | None = None, **params) -> None:
+        """``config``: the tracking settings (:class:`~avaffect.features.faces.pipeline.Tracking`), or its fields
+        as keywords."""
         if config is not None and params:
-            raise ConfigError("give a TrackerConfig or keyword parameters, not both")
-        self.config = config or TrackerConfig(**params)
+            raise ConfigError("give a Tracking or keyword parameters, not both")
+        self.config = config or face_pipeline(tracking=params).tracking
         self.reset()
 
     def reset(self) -> None:

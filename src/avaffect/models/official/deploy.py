@@ -91,7 +91,7 @@ def official_preprocessing(module: OfficialCAM, variant: str, audio_params: dict
                                                            "spatial_map": True, **(video_params or {})})
     records = [ExtractorRecord.of(spec, get_extractor(spec.name, **spec.params)) for spec in (audio, video)]
     return PreprocessingSpec(audio_extractor=records[0], video_extractor=records[1],
-                             faces=FaceSpec(source="video", detector=video.params.get("detector", "haar"),
-                                            crop_size=112),
+                             faces=FaceSpec(source="video", pipeline=get_extractor(video.name, **video.params)
+                                            .face_pipeline()),
                              window=s.length, hop=int(hop or s.length), fps=30.0, targets=["valence", "arousal"],
                              trained_on=f"authors:{variant}", step_frames=CLIP_FRAMES)

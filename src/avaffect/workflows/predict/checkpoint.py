@@ -39,7 +39,7 @@ from avaffect.features.face_stream import (
     video_streamable,
 )
 from avaffect.features.faces import load_face_crops
-from avaffect.features.faces.crops import check_detect_every
+from avaffect.features.faces.pipeline import face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
@@ -84,24 +84,25 @@ class Predictor(VideoPredictor):
         self.targets = list(self.spec.targets)
         self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
         self.video_ex = self._extractor("video extractor", self.spec.video_extractor)
-        # the authors'-model path cuts its crops itself: its face-pipeline keywords
-        self.clip_face_params: dict[str, int] = {}
+        # the face pipeline of the checkpoint: the authors'-model path cuts its crops with it, and the people pass
+        # of --faces all and the whole-video path's boxes use it
+        self.faces = self.spec.faces.pipeline
         if detect_every is not None:
             if self.spec.step_frames > 1:
-                check_detect_every("--detect-every", detect_every)
-                self.clip_face_params = {"detect_every": int(detect_every)}
+                self.faces = face_pipeline(**{**self.faces.model_dump(), "detect_every": detect_every})
             elif "detect_every" not in self.video_ex.params:
                 raise AvaffectError(f"--detect-every: the video extractor {self.video_ex.name} of {self.checkpoint} "
                                     "does not detect faces frame by frame")
             else:
                 params = {**self.video_ex.params, "detect_every": int(detect_every)}
                 self.video_ex = get_extractor(self.video_ex.name, **params)
-        every = (self.clip_face_params.get("detect_every", 1) if self.spec.step_frames > 1
-                 else self.video_ex.params.get("detect_every"))
+        if self.spec.step_frames == 1 and self.video_ex.face_pipeline() is not None:
+            self.faces = self.video_ex.face_pipeline()
+        every = self.faces.detect_every if self.spec.step_frames > 1 else self.video_ex.params.get("detect_every")
         self.info = ModelInfo(model=self.meta["model"]["name"], checkpoint=self.checkpoint,
                               checkpoint_sha256_16=sha256_file(self.checkpoint)[:16],
                               trained_on=self.spec.trained_on, targets=tuple(self.targets), detect_every=every,
-                              device=device, face_detector=self.spec.faces.detector)
+                              device=device, faces=self.faces)
 
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
@@ -127,7 +128,7 @@ class Predictor(VideoPredictor):
         rec = recording_from_video(video, crops_dir=crops_dir)
         if self.spec.faces.source == "crops" and crops_dir is None:
             log.info("%s: the model was trained on a dataset's face crops; without --crops the %s detector runs "
-                     "on the video instead", video, self.spec.faces.detector)
+                     "on the video instead", video, self.faces.detector)
         return rec
 
     def traces(self, rec: Recording, overlay_to: Path | None) -> Traces:
@@ -171,8 +172,7 @@ class Predictor(VideoPredictor):
     def _whole(self, rec: Recording, audio: np.ndarray) -> Traces:
         """Every crop and feature first, then the windows."""
         t0 = time.perf_counter()
-        faces = self.spec.faces
-        feats, face, boxes = whole_video_features(rec, self.video_ex, (faces.crop_size, faces.detector, {}))
+        feats, face, boxes = whole_video_features(rec, self.video_ex, self.faces)
         t1 = time.perf_counter()
         pred = predict_recording(self.model, audio, feats, face, self.spec.window, self.spec.hop, device=self.device)
         return Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)},
@@ -192,8 +192,7 @@ class Predictor(VideoPredictor):
         audio, state = self._audio(clips)
         stages = {"audio": round(time.perf_counter() - t0, 3)}
         # the whole-video path's face source rule decides too: a crops folder is read, not streamed
-        detector = self.spec.faces.detector
-        if self.stream and video_streamable(rec) and resolve_face_source(rec, "auto", detector) == "video":
+        if self.stream and video_streamable(rec) and resolve_face_source(rec, "auto", self.faces.detector) == "video":
             tr = self._clips_streamed(rec, audio, ends)
         else:
             tr = self._clips_whole(rec, audio, ends)
@@ -202,9 +201,9 @@ class Predictor(VideoPredictor):
 
     def _clips_whole(self, rec: Recording, audio: np.ndarray, ends: np.ndarray) -> Traces:
         t0, k = time.perf_counter(), int(self.spec.step_frames)
-        crops, mask, boxes = load_face_crops(rec, size=self.spec.faces.crop_size, detector=self.spec.faces.detector,
-                                             **self.clip_face_params)
-        mask = np.asarray(mask, bool) & np.asarray(rec.face_mask, bool)
+        track = load_face_crops(rec, self.faces)
+        crops, boxes = track.crops, track.boxes
+        mask = track.face_mask & np.asarray(rec.face_mask, bool)
         video = self.video_ex.clip_features(crops, mask, ends)
         t1 = time.perf_counter()
         pred = predict_recording(self.model, audio, video, _clip_faces(mask, k), self.spec.window, self.spec.hop,
@@ -223,8 +222,7 @@ class Predictor(VideoPredictor):
         before, _ = self.video_ex.crop_context()
 
         def clip_chunks() -> Iterator[FeatureChunk]:
-            for c in iter_crop_chunks(rec, self.spec.faces.crop_size, self.spec.faces.detector, self.clip_face_params,
-                                      chunk=k * self.CLIP_CHUNK, before=before, stats=st):
+            for c in iter_crop_chunks(rec, self.faces, chunk=k * self.CLIP_CHUNK, before=before, stats=st):
                 mask[c.lo:c.hi], boxes[c.lo:c.hi] = c.mask[c.own], c.boxes
                 j0, j1 = c.lo // k, -(-c.hi // k)  # the clips that end in c.lo:c.hi (c.lo is a multiple of k)
                 t1 = time.perf_counter()

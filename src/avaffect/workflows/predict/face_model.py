@@ -41,7 +41,7 @@ class FaceModelPredictor(VideoPredictor):
         self.info = ModelInfo(model=f"face_onnx:{Path(self.path).name}", checkpoint=Path(self.path),
                               checkpoint_sha256_16=sha256_file(self.path)[:16], trained_on="face_model",
                               targets=("valence", "arousal"), detect_every=self.extractor.params["detect_every"],
-                              device="cpu", face_detector=self.extractor.params["detector"])
+                              device="cpu", faces=self.extractor.face_pipeline())
 
     def spawn_args(self) -> tuple[type, tuple]:
         return type(self), (self.face_model, self.device, self.stream, self.detect_every, self.input_size,

@@ -15,6 +15,7 @@ from avaffect.evaluation.overlay import StreamingOverlay
 from avaffect.features.extractors import Extractor
 from avaffect.features.extractors.base import face_mask_from_features
 from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.pipeline import FacePipeline
 
 
 @dataclass
@@ -42,16 +43,20 @@ def overlay_pass(rec: Recording, overlay_to: Path | None, drawn: DrawnOverlay) -
     drawn.frames_buffered = overlay.peak_buffered
 
 
-def whole_video_features(rec: Recording, extractor: Extractor, fallback: tuple | None = None,
+def whole_video_features(rec: Recording, extractor: Extractor, fallback: FacePipeline | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The whole-video path: ``(features [T, d], face mask [T], boxes [T, 4] or None)``. On a video the faces are
-    detected once, with the extractor's own face-pipeline settings (else ``fallback``: ``(size, detector,
-    params)``), for the overlay's boxes; the extractor then reuses those crops (cached in the recording)."""
+    found once, by the extractor's own face pipeline (else ``fallback``, for the overlay's boxes), and an extractor
+    that describes face crops describes that very track's crops (no second detection pass); a recording read from
+    its crops folder has no boxes."""
     boxes = None
-    if rec.crops_dir is None:
-        request = extractor.crop_request(rec) or fallback
-        if request is not None:
-            size, detector, params = request
-            _, _, boxes = load_face_crops(rec, size=size, detector=detector, **params)
+    pipeline = extractor.crop_request(rec)
+    if rec.crops_dir is None and (pipeline or fallback) is not None:
+        track = load_face_crops(rec, pipeline or fallback)
+        boxes = track.boxes
+        if pipeline is not None:
+            mask = track.face_mask & np.asarray(rec.face_mask, bool)
+            feats = np.asarray(extractor.features_in_context(track.crops, mask, 0, rec.num_steps), np.float32)
+            return feats, face_mask_from_features(rec.face_mask, feats), boxes
     feats = extractor.extract(rec)
     return feats, face_mask_from_features(rec.face_mask, feats), boxes

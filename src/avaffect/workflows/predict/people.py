@@ -28,7 +28,7 @@ from avaffect.errors import AvaffectError
 from avaffect.evaluation.overlay import va_columns, write_people_overlay
 from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_people
-from avaffect.features.faces.people import People, PeopleConfig, track_people
+from avaffect.features.faces.people import People, track_people
 from avaffect.files import atomic_write_text, output_path
 from avaffect.workflows.predict.result import PredictionRun, Summary, VideoPredictor
 
@@ -116,15 +116,13 @@ def _person_summary(k: int, people: People, run: PredictionRun, speaking: np.nda
                          speaking_mean=round(float(talk.mean()), 4) if len(talk) else None, **stats)
 
 
-def predict_people(predictor: VideoPredictor, video: str | Path, config: PeopleConfig | None = None) -> PeopleRun:
+def predict_people(predictor: VideoPredictor, video: str | Path) -> PeopleRun:
     """Every person of ``video`` through ``predictor``: one people pass, then one run per person."""
     t0 = time.perf_counter()
     rec = predictor.recording(video)
     if rec.video_path is None:
         raise AvaffectError(f"{video}: --faces all needs the video itself (not a crops folder)")
-    every = predictor.info.detect_every or 1
-    people = track_people(rec.video_path, rec.times, predictor.info.face_detector,
-                          config or PeopleConfig(detect_every=every))
+    people = track_people(rec.video_path, rec.times, predictor.info.faces)
     runs = []
     for k in range(len(people)):
         person = PersonFaces(k + 1, people.boxes[k], people.angles[k])

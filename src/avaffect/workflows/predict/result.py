@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, Recording
+from avaffect.features.faces.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class ModelInfo:
     targets: tuple[str, ...]
     detect_every: int | None
     device: str
-    face_detector: str
+    faces: FacePipeline  # the face pipeline (its detector names the face source; the people pass runs it)
 
 
 def duration_s(rec: Recording) -> float:
@@ -220,7 +221,7 @@ class VideoPredictor(abc.ABC):
             warnings=warnings, targets=list(info.targets), **stats, model=info.model, checkpoint=str(info.checkpoint),
             trained_on=info.trained_on, meaning=prediction_meaning(info.trained_on),
             checkpoint_sha256_16=info.checkpoint_sha256_16,
-            face_source="crops" if rec.crops_dir else info.face_detector, timings_s=timings,
+            face_source="crops" if rec.crops_dir else info.faces.detector, timings_s=timings,
             streamed=bool(tr.streamed), detect_every=info.detect_every,
             realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device,
             face_tracks=tracks, shot_cuts=cuts)
