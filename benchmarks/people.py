@@ -4,7 +4,8 @@
 
 Videos are composed from a real CREMA-D face (source 0) and a rendered synthetic face (source 1) with the truth of
 who is where on every frame (``tests/people_videos.py``): a size swap (the right face shown larger for the middle
-third), an exit and return, and hard cuts A / B / A. For each scene and ``detect_every`` 1 and 5:
+third), an exit and return, two people crossing (the one behind hidden for a while) and hard cuts A / B / A. For
+each scene and ``detect_every`` 1 and 5:
 
 - **people pass** (:func:`avaffect.features.faces.people.track_people`): people found, each trace's purity (the
   share of its on-screen frames that show the source it mostly follows), coverage (the share of a source's frames
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.frames
     rows = []
     for name, scene in (("swap", pv.side_by_side_swap(n)), ("leave", pv.leave_and_return(n)),
-                        ("cuts", pv.hard_cuts(n))):
+                        ("cross", pv.crossing(n)), ("cuts", pv.hard_cuts(n))):
         video = args.work / f"{name}.mp4"
         truth = pv.compose(video, sources, scene, n, fps=FPS)
         rows += scene_rows(name, video, truth, n)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic dataset and the real CREMA-D clips from ../shared when present."""
+"""Shared fixtures: a tiny synthetic dataset and the real CREMA-D clips from ../shared when present; the
+``--extended`` and ``--fault-report`` options (``tests/faults/``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,24 @@ from avaffect.data.synth import SynthConfig, write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SYNTH = SynthConfig(n_train=4, n_val=2, n_test=1, duration_s=6.0, weak_rate=0.2, gap_rate=0.05, seed=3)
+
+
+def pytest_addoption(parser) -> None:
+    """``--extended``: also the slow fault cases; ``--fault-report FILE``: write the fault table there."""
+    group = parser.getgroup("avaffect")
+    group.addoption("--extended", action="store_true", help="also run the tests marked extended (slow fault cases)")
+    group.addoption("--fault-report", metavar="FILE", default=None,
+                    help="write the table of the fault cases that ran (docs/benchmarks/faults.md) to FILE")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Without ``--extended``, the tests marked ``extended`` are deselected."""
+    if config.getoption("extended"):
+        return
+    slow = [item for item in items if item.get_closest_marker("extended")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("extended")]
 
 
 @pytest.fixture(scope="session")

@@ -117,6 +117,15 @@ def leave_and_return(n: int, width: int = 640, height: int = 360) -> Callable[[i
     return scene
 
 
+def crossing(n: int) -> Callable[[int], list[Placement]]:
+    """Source 0 walks from left to right in front of source 1, who walks from right to left behind it: source 1 is
+    hidden while they cross, then comes back."""
+    def scene(i: int) -> list[Placement]:
+        f = i / max(1, n - 1)
+        return [(1, int(390 - f * 380), 80, 240, 180), (0, int(10 + f * 380), 60, 240, 180)]
+    return scene
+
+
 def side_by_side(width: int = 640, height: int = 360) -> Callable[[int], list[Placement]]:
     """Source 0 on the left, source 1 on the right, equal sizes, all along."""
     return lambda i: [(0, 10, 60, 300, 225), (1, width - 310, 60, 300, 225)]

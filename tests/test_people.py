@@ -11,7 +11,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from people_videos import compose, hard_cuts, leave_and_return, purity, side_by_side, side_by_side_swap
+from people_videos import (
+    compose,
+    crossing,
+    hard_cuts,
+    leave_and_return,
+    purity,
+    side_by_side,
+    side_by_side_swap,
+)
 
 from avaffect.cli.main import main
 from avaffect.config import make_config
@@ -38,7 +46,8 @@ def scenes(crema_d, tmp_path_factory):
                                                                weak_rate=0.0, gap_rate=0.0, seed=0), progress=False)
     sources = [sorted(crema_d.glob("*.flv"))[0], sorted((clean / "videos").glob("*.mp4"))[0]]
     made = {}
-    for name, scene in (("swap", side_by_side_swap(N)), ("cuts", hard_cuts(N)), ("leave", leave_and_return(N))):
+    for name, scene in (("swap", side_by_side_swap(N)), ("cuts", hard_cuts(N)), ("leave", leave_and_return(N)),
+                        ("cross", crossing(N))):
         video = out / f"{name}.mp4"
         made[name] = (video, compose(video, sources, scene, N, fps=FPS))
     return made
@@ -56,7 +65,7 @@ def _covered(boxes: np.ndarray, truth, source: int) -> float:
     return hit / len(shown)
 
 
-@pytest.mark.parametrize("name", ["swap", "cuts", "leave"])
+@pytest.mark.parametrize("name", ["swap", "cuts", "leave", "cross"])
 @pytest.mark.parametrize("every", [1, 5])
 def test_every_person_gets_one_trace_that_follows_only_them(scenes, name, every):
     video, truth = scenes[name]
@@ -67,7 +76,8 @@ def test_every_person_gets_one_trace_that_follows_only_them(scenes, name, every)
     for src, pure, steps in traces:
         # a trace is held for `hold` frames after its face leaves: that is all it may spend elsewhere
         assert pure >= 1 - 4 / steps, traces
-        assert _covered(people.boxes, truth, src) >= 0.95
+        if name != "cross":  # there the one behind is hidden for a while (and found again: still two people)
+            assert _covered(people.boxes, truth, src) >= 0.95
     if name == "cuts":
         assert people.cuts.tolist() == [N // 3, 2 * N // 3]  # found on the cut's own frame
     else:

@@ -2,76 +2,203 @@
 
 from __future__ import annotations
 
-import pytest
-from mediafiles import write_test_video
+import os
 
+import pytest
+from faultchecks import (
+    check_run,
+    check_store,
+    copy_run,
+    fingerprint,
+    kept,
+    link_shared,
+    only_if_ok,
+    train_step,
+    val_frames,
+)
+from faultkit import OK, TINY_YAML, Cases, Found, Step
+from mediafiles import decoded_frames, write_test_video
+
+CASES = Cases("configs")
 TINY = "model: {name: concat, params: {hidden: 8, head_hidden: 8}}\ntraining: {window: 60, hop: 30, max_epochs: 1}\n"
 
 
+def config_case(cid: str, what: str, yaml_text: str | None, names, extra=None, show: bool = False,
+                extended: bool = False) -> None:
+    """A case: a bad config ``yaml_text`` (None: the tiny one) or bad ``extra`` options given to ``train`` (or,
+    ``show``, to ``config show``: the same validation, a lighter command)."""
+    def build(d, s):
+        if yaml_text is not None:
+            (d / "bad.yaml").write_text(yaml_text)
+        if show:
+            return Step(["config", "show", "bad.yaml", *(extra or [])], names=names)
+        return train_step(d, s, "bad.yaml" if yaml_text is not None else "tiny.yaml", extra, names=names)
+    CASES.add(cid, what + (" (config show)" if show else ""), build, extended)
+
+
+config_case("C01-list", "a config YAML that is a list", "- model\n- training\n", ("bad.yaml",), extended=True)
+config_case("C02-invalid-yaml", "a config that is not valid YAML", "model: {name: concat\ntraining: [1, 2\n",
+            ("bad.yaml",), show=True)
+config_case("C03-unknown-section", "an unknown section (trainig:)", TINY_YAML + "trainig: {lr: 0.1}\n",
+            ("trainig",), show=True, extended=True)
+config_case("C04-unknown-model", "an unknown model name",
+            "model: {name: transformerXL}\ntraining: {window: 60, hop: 30}\n", ("transformerXL",), show=True)
+config_case("C05-param-typo", "a typo in model.params (hiden)",
+            "model: {name: concat, params: {hiden: 8}}\ntraining: {window: 60, hop: 30, max_epochs: 1}\n", ("hiden",),
+            extended=True)
+config_case("C06-window-length", "model.params.window_length that disagrees with training.window",
+            "model: {name: rjca, params: {window_length: 100}}\ntraining: {window: 60, hop: 30, max_epochs: 1}\n",
+            ("window_length",), show=True, extended=True)
+config_case("C07-zero-epochs", "--max-epochs 0", None, ("max_epochs",), ["--max-epochs", "0"])
+config_case("C08-set-without-equals", "--set without = (training.max_epochs 5)", None,
+            ("--set", "training.max_epochs"), ["--set", "training.max_epochs"], extended=True)
+config_case("C09-set-into-scalar", "--set into a scalar (training.window.size=3)", None, ("window",),
+            ["--set", "training.window.size=3"], extended=True)
+config_case("C10-set-wrong-type", "--set with a value of the wrong type (training.max_epochs=many)", None,
+            ("max_epochs",), ["--set", "training.max_epochs=many"], extended=True)
+config_case("C11-set-unknown-section", "--set into an unknown section (optimiser.lr=0.1)", None, ("optimiser",),
+            ["--set", "optimiser.lr=0.1"], extended=True)
+config_case("C12-missing-config", "a --config file that does not exist", None, ("nosuch.yaml",),
+            ["--config", "nosuch.yaml"], extended=True)
+config_case("C13-unknown-dataset", "an unknown dataset kind (data.dataset: affwild3)",
+            TINY_YAML + "data: {dataset: affwild3}\n", ("affwild3",), show=True, extended=True)
+config_case("C14-unknown-target", "an unknown target (training.targets: [happiness])",
+            "model: {name: concat, params: {hidden: 8}}\ntraining: {window: 60, hop: 30, targets: [happiness]}\n",
+            ("happiness",), extended=True)
+config_case("C15-zero-window", "training.window: 0",
+            "model: {name: concat, params: {hidden: 8}}\ntraining: {window: 0, hop: 30}\n", ("window",), show=True,
+            extended=True)
+config_case("C16-fold-out-of-range", "--folds 9 with 6 folds", None, ("9", "folds"), ["--folds", "9"], extended=True)
+config_case("C17-folds-abc", "--folds abc", None, ("abc",), ["--folds", "abc"], extended=True)
+config_case("C18-zero-seeds", "--seeds 0", None, ("seeds",), ["--seeds", "0"], extended=True)
+config_case("C19-unknown-model-option", "--model that does not exist", None, ("nosuchmodel",),
+            ["--model", "nosuchmodel"], extended=True)
+config_case("C20-zero-workers-in-config", "features.workers: 0 in the config", TINY_YAML + "features: {workers: 0}\n",
+            ("workers",), extended=True)
+config_case("C34-zero-folds", "--num-folds 0", None, ("num_folds", "num-folds"), ["--num-folds", "0", "--folds", "all"],
+            extended=True)
+
+
+@CASES("C21-missing-dataset", "train on a dataset root that does not exist", extended=True)
+def c21(d, s):
+    return train_step(d, s, root="no_dataset", names=("no_dataset",))
+
+
+@CASES("C22-out-is-a-file", "--out that is an existing file")
+def c22(d, s):
+    (d / "runfile").write_text("not a folder")
+    before = fingerprint([d / "runfile"])
+    step = train_step(d, s, names=("runfile",), verify=lambda ran: kept(before, "the file"))
+    step.argv[step.argv.index("run")] = "runfile"
+    return step
+
+
+@CASES("C23-out-not-writable", "an unwritable --out folder (chmod 0500)", extended=True)
+def c23(d, s):
+    locked = d / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    if os.access(locked, os.W_OK):
+        return Step([], skip="skipped: running as root, the folder stays writable")
+    step = train_step(d, s, names=("locked",))
+    step.argv[step.argv.index("run")] = "locked/run"
+    step.allowed = (locked,)
+    return step
+
+
+@CASES("C24-gpu-without-gpu", "accelerator: gpu on a machine without a GPU", extended=True)
+def c24(d, s):
+    link_shared(d, s)
+    (d / "gpu.yaml").write_text(TINY_YAML.replace("accelerator: cpu", "accelerator: gpu"))
+    if s.cuda:
+        return train_step(d, s, "gpu.yaml", expect=OK, verify=only_if_ok(lambda ran: check_run(d / "run")))
+    return train_step(d, s, "gpu.yaml", names=("accelerator", "gpu", "cuda"))
+
+
+def extract_case(cid: str, what: str, args: list[str], names, extended: bool = False) -> None:
+    """A case: ``extract`` a folder of one clip with the bad options ``args``."""
+    def build(d, s):
+        write_test_video(d / "media" / "clip.mp4", 20)
+        return Step(["extract", "media", "--out", "store", *args, "-q"], names=names, allowed=(d / "store",))
+    CASES.add(cid, what, build, extended)
+
+
+extract_case("C25-negative-workers", "extract --workers -1", ["--workers", "-1"], ("--workers", "-1"))
+
+
+@CASES("C26-workers-per-core", "extract --workers 0 (= one per core) on a folder of two videos", extended=True)
+def c26(d, s):
+    frames = {name: decoded_frames(write_test_video(d / "media" / f"{name}.mp4", n)) for name, n in (("a", 20),
+                                                                                                     ("b", 24))}
+    return Step(["extract", "media", "--out", "store", "--workers", "0", "-q"], OK, (), (d / "store",),
+                verify=only_if_ok(lambda ran: check_store(d / "store", frames)))
+
+
+extract_case("C27-shard-3-of-2", "extract --shard 3/2", ["--shard", "3/2"], ("3/2", "--shard"), extended=True)
+extract_case("C28-shard-abc", "extract --shard abc", ["--shard", "abc"], ("abc", "--shard"), extended=True)
+
+
+@CASES("C29-missing-extract-root", "extract a root that does not exist", extended=True)
+def c29(d, s):
+    return Step(["extract", "no_such_folder", "--out", "store", "-q"], names=("no_such_folder",),
+                allowed=(d / "store",))
+
+
+@CASES("C30-paper-config-no-weights",
+       "a shipped paper config (rja_blstm/full) without its weights: refused before any work")
+def c30(d, s):
+    def verify(ran):
+        found = Found(note="missing weights listed, no run folder")
+        if (d / "run").exists():
+            found.wrong.append("the run folder was created although nothing could be done")
+        if "resnet18" not in ran.err.lower() and "resnet18" not in ran.out.lower():
+            found.wrong.append("the missing weight files are not listed")
+        return found
+    step = train_step(d, s, "rja_blstm/full", names=("weights", "resnet18"), verify=verify)
+    step.allowed = ()
+    return step
+
+
+@CASES("C31-paper-config-weight-free", "the same paper config with --weight-free (1 epoch)", extended=True)
+def c31(d, s):
+    frames = val_frames(s)
+    step = train_step(d, s, "rja_blstm/full", ["--weight-free", "--max-epochs", "1", "--set", "features.store=store"],
+                      OK, verify=only_if_ok(lambda ran: check_run(d / "run", frames=frames)))
+    step.allowed, step.timeout = (d / "run", d / "store"), 300
+    return step
+
+
+@CASES("C32-missing-paper-config", "config show of a paper config that does not exist", extended=True)
+def c32(d, s):
+    return Step(["config", "show", "rja_blstm/fulll"], names=("rja_blstm/fulll", "fulll"))
+
+
+@CASES("C33-unknown-split", "evaluate --split with an unknown split", extended=True)
+def c33(d, s):
+    copy_run(d, s)
+    return Step(["evaluate", "run", "--split", "holdout"], names=("holdout",), allowed=(d / "run",))
+
+
+@pytest.mark.parametrize("case", CASES.params())
+def test_configs_case(case, fault_case):
+    """Each configs case, declared above."""
+    fault_case(case)
+
+
+# =================================================================================================== in-process
+
+
 @pytest.mark.parametrize("text, needle", [
-    ("- model\n- training\n", "top level must be a mapping"),
-    ("model: {name: concat\ntraining: [1, 2\n", "not valid YAML"),
-    (TINY + "trainig: {lr: 0.1}\n", "trainig"),
-    ("model: {name: transformerXL}\n", "transformerXL"),
-    ("model: {name: concat, params: {hiden: 8}}\n", "hiden"),
-    ("model: {name: rjca, params: {window_length: 100}}\ntraining: {window: 60}\n", "window_length"),
-    (TINY + "data: {dataset: affwild3}\n", "affwild3"),
     (TINY + "end_to_end: {enabled: true}\n", "fine-tunes a face ResNet"),
     (TINY + "features: {video: {name: resnet18_face}, audio: {name: vggish}}\n"
      "end_to_end: {enabled: true, video: {unfreeze: {layer5: 0}}}\n", "layer5"),
     (TINY + "features: {video: {name: resnet18_face}, audio: {name: vggish}}\n"
      "end_to_end: {enabled: true, release: plateau, release_patience: 9}\n", "release_patience"),
-], ids=["list", "invalid-yaml", "unknown-section", "unknown-model", "param-typo", "window-length", "dataset",
-        "e2e-frozen-features", "e2e-unknown-group", "e2e-patience"])
-def test_a_bad_config_file_is_refused_naming_the_file_and_the_key(cli, tmp_path, text, needle):
+], ids=["e2e-frozen-features", "e2e-unknown-group", "e2e-patience"])
+def test_a_bad_end_to_end_config_is_refused_naming_the_file_and_the_key(cli, tmp_path, text, needle):
     (tmp_path / "bad.yaml").write_text(text)
     r = cli("config", "show", tmp_path / "bad.yaml")
     assert r.rc == 2 and "bad.yaml" in r.err and needle in r.err and r.out == ""
-
-
-@pytest.mark.parametrize("sets, needle", [
-    (["training.max_epochs"], "KEY=VALUE"),
-    (["training.window.size=3"], "not a section"),
-    (["training.max_epochs=many"], "max_epochs"),
-], ids=["no-equals", "into-a-scalar", "wrong-type"])
-def test_a_bad_set_is_refused(cli, tmp_path, sets, needle):
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    r = cli("config", "show", tmp_path / "tiny.yaml", *[x for s in sets for x in ("--set", s)])
-    assert r.rc == 2 and needle in r.err
-
-
-def test_max_epochs_zero_is_refused_before_any_work(cli, tmp_path, synth_root):
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    r = cli("train", synth_root, "--config", tmp_path / "tiny.yaml", "--max-epochs", "0", "--out", tmp_path / "run")
-    assert r.rc == 2 and "max_epochs" in r.err and not (tmp_path / "run").exists()
-
-
-def test_a_paper_config_without_its_weights_lists_them_before_any_work(cli, tmp_path, synth_root, monkeypatch):
-    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "home"))
-    r = cli("train", synth_root, "--config", "rja_blstm/full", "--out", tmp_path / "run", "--set",
-            f"features.store={tmp_path / 'store'}")
-    assert r.rc == 2 and "resnet18" in r.err and "--weight-free" in r.err
-    assert not (tmp_path / "run").exists() and not (tmp_path / "store").exists()
-
-
-@pytest.mark.parametrize("args, needle", [
-    (["--workers", "-1"], "--workers"),
-    (["--shard", "3/2"], "--shard"),
-    (["--shard", "abc"], "--shard"),
-], ids=["workers-negative", "shard-3-of-2", "shard-abc"])
-def test_bad_extract_options_are_refused(cli, tmp_path, args, needle):
-    write_test_video(tmp_path / "media" / "clip.mp4", 10)
-    r = cli("extract", tmp_path / "media", "--out", tmp_path / "store", "-q", *args)
-    assert r.rc == 2 and needle in r.err and not (tmp_path / "store").exists()
-
-
-def test_an_out_that_is_a_file_is_a_message_and_the_file_is_kept(cli, tmp_path, synth_root):
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    (tmp_path / "runfile").write_text("keep me")
-    r = cli("train", synth_root, "--config", tmp_path / "tiny.yaml", "--out", tmp_path / "runfile", "-q",
-            "--set", f"features.store={tmp_path / 'nostore'}")
-    assert r.rc == 2 and "avaffect: error:" in r.err
-    assert (tmp_path / "runfile").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("text, meant", [
@@ -84,7 +211,7 @@ def test_an_unknown_key_message_says_which_keys_are_allowed(cli, tmp_path, text,
     assert r.rc == 2 and meant in r.err
 
 
-@pytest.mark.skipif(not __import__("os").path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
 @pytest.mark.parametrize("command", ["extract", "train"])
 def test_an_out_nobody_can_write_is_a_message(cli, tmp_path, synth_root, command):
     """``/sys`` refuses new entries even to root (a chmod-ed folder would not, under CI's root)."""
