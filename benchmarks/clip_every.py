@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rec = recording_from_video(args.video)
     t = load_face_crops(rec, FacePipeline())
-    crops, mask = t.crops, t.face_mask
+    crops, mask = t.crops, t.crop_present
     every = sorted(set(args.every) | {1})
     feats, secs = {}, {}
     for k in every:

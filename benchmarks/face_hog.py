@@ -35,7 +35,7 @@ def crops_of(clips: list[Path], size: int, n: int) -> np.ndarray:
     out = []
     for clip in clips:
         t = load_face_crops(recording_from_video(clip), FacePipeline(crop_size=size))
-        crops, mask = t.crops, t.face_mask
+        crops, mask = t.crops, t.crop_present
         out.extend(crops[mask])
     out = np.stack(out)
     return np.concatenate([out] * (n // len(out) + 1))[:n]

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.median(seconds[1])
     for k in every:
         sec = statistics.median(seconds[k])
-        found = np.concatenate([t.face_mask for t in tracks[k]])
-        ref = np.concatenate([t.face_mask for t in tracks[1]])
+        found = np.concatenate([t.crop_present for t in tracks[k]])
+        ref = np.concatenate([t.crop_present for t in tracks[1]])
         both = found & ref
         boxes = np.concatenate([t.boxes for t in tracks[k]])[both]
         ref_boxes = np.concatenate([t.boxes for t in tracks[1]])[both]

@@ -121,7 +121,9 @@ def render(rows: list[dict], speak: list[dict], info: dict, n: int) -> str:
                      f"{r['largest_tracks']} | {'yes' if r['largest_mixed'] else 'no'} | "
                      f"{r['largest_cut_delay'] or '–'} |")
     lines += ["", "A purity below 1 is the `hold` rule: a trace keeps its box for 3 processed frames after its face "
-              "left (a detector drop-out is not a missing face). The scenes with the synthetic face swapping size "
+              "left (a detector drop-out is not a missing face). In the crossing scene the coverage of source 1 counts "
+              "the frames where it is hidden behind source 0 (its rectangle is on screen, its face is not); after the "
+              "crossing it is found again as the same person. The scenes with the synthetic face swapping size "
               "also loop the synthetic clip, so that face jumps position once: re-identification by appearance keeps "
               "it the same person.", "",
               "## Who is speaking", "",

@@ -59,7 +59,7 @@ def test_face_onnx_features_are_the_models_outputs(clip, tmp_path):
     single, double = _tiny_model(tmp_path / "one.onnx"), _tiny_model(tmp_path / "two.onnx", two_outputs=True)
     rec = recording_from_video(clip)
     t = load_face_crops(rec, FacePipeline(crop_size=SIZE))
-    crops, mask = t.crops, t.face_mask
+    crops, mask = t.crops, t.crop_present
     assert mask.mean() > 0.9
     emb, head = _reference(crops[mask], "half")
     for path, output, want in ((single, "va", head[:, -2:]), (single, "embedding", head),
@@ -85,7 +85,7 @@ def test_predict_face_model_writes_the_models_valence_and_arousal(clip, tmp_path
     assert list(csv.columns) == ["frame", "time", "valence", "arousal", "face_detected", "trained_on"]
     assert len(csv) == rec.num_steps and set(csv["trained_on"]) == {"face_model"}
     t = load_face_crops(rec, FacePipeline(crop_size=SIZE))
-    crops, mask = t.crops, t.face_mask
+    crops, mask = t.crops, t.crop_present
     _, head = _reference(crops[mask], "imagenet")  # an unregistered file: ImageNet normalisation by default
     np.testing.assert_array_equal(csv["face_detected"].to_numpy(), mask)
     np.testing.assert_allclose(csv.loc[mask, ["valence", "arousal"]].to_numpy(), head[:, -2:], rtol=1e-4, atol=1e-4)

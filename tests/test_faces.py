@@ -80,16 +80,16 @@ def test_crema_d_face_found_in_most_frames(crema_tracks):
     for name, (track, (h, w)) in crema_tracks.items():
         assert len(track) >= 30, name
         assert track.detected.mean() >= 0.9, (name, track.detected.mean())
-        assert track.face_mask.mean() >= 0.9, (name, track.face_mask.mean())
+        assert track.crop_present.mean() >= 0.9, (name, track.crop_present.mean())
         assert track.stats["tracks_started"] == 1, name  # one actor, one track
-        boxes = track.boxes[track.face_mask]
+        boxes = track.boxes[track.crop_present]
         assert np.all(boxes[:, 0] >= -1) and np.all(boxes[:, 1] >= -1), name
         assert np.all(boxes[:, 2] <= w + 1) and np.all(boxes[:, 3] <= h + 1), name
         assert np.all(boxes[:, 2] > boxes[:, 0] + 40) and np.all(boxes[:, 3] > boxes[:, 1] + 40), name
-        assert np.all(np.isnan(track.boxes[~track.face_mask]))
+        assert np.all(np.isnan(track.boxes[~track.crop_present]))
         assert track.crops.shape == (len(track), 112, 112, 3) and track.crops.dtype == np.uint8
         nonzero = track.crops.reshape(len(track), -1).max(axis=1) > 0
-        np.testing.assert_array_equal(nonzero, track.face_mask)
+        np.testing.assert_array_equal(nonzero, track.crop_present)
         assert np.all(np.diff(track.times) > 0)
 
 
@@ -108,7 +108,7 @@ def test_load_face_crops_on_a_timeline(size):
         video_path=clip,
     )
     t = load_face_crops(rec, FacePipeline(crop_size=size))
-    crops, mask, boxes = t.crops, t.face_mask, t.boxes
+    crops, mask, boxes = t.crops, t.crop_present, t.boxes
     assert crops.shape == (len(times), size, size, 3) and crops.dtype == np.uint8
     assert mask.dtype == bool and boxes.shape == (len(times), 4) and boxes.dtype == np.float32
     assert mask[:-1].mean() >= 0.9 and not mask[-1]
@@ -121,7 +121,7 @@ def test_detect_every_carries_the_box(crema_frame):
     track = track_frames(zip(times[:12], frames[:12]), FacePipeline(crop_size=48, detect_every=4))
     assert track.stats["frames_processed"] == 12
     assert track.stats["detector_calls"] + track.stats["roi_calls"] >= 3
-    assert track.face_mask.all() and track.detected.sum() <= 3
+    assert track.crop_present.all() and track.detected.sum() <= 3
     np.testing.assert_array_equal(track.boxes[1], track.boxes[0])  # carried, not re-detected
 
 
@@ -134,7 +134,7 @@ def test_blank_frames_give_no_face_and_zero_crops():
     assert get_detector("precomputed").detect(blank) == []
     track = track_frames([(0.0, blank), (0.04, blank + 40), (0.08, blank)], FacePipeline())
     assert track.crops.shape == (3, 112, 112, 3)
-    assert not track.face_mask.any() and not track.crops.any() and np.all(np.isnan(track.boxes))
+    assert not track.crop_present.any() and not track.crops.any() and np.all(np.isnan(track.boxes))
 
 
 # ------------------------------------------------------------------------------------------ tracking
@@ -186,7 +186,7 @@ def test_tracking_keeps_the_same_face_when_a_second_face_appears(crema_frame):
             img[120 : 120 + side, 400 : 400 + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
         frames.append((i / 25, img))
     track = track_frames(frames, FacePipeline(roi_search=False))
-    assert track.face_mask.all()
+    assert track.crop_present.all()
     centres_x = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
     assert np.all(centres_x < 320), centres_x  # always the face on the left
     assert track.stats["tracks_started"] == 1
@@ -267,13 +267,13 @@ def test_precomputed_crops_with_a_missing_jpg(tmp_path):
         crops_dir=folder,
     )
     t = load_face_crops(rec, FacePipeline(crop_size=48))
-    crops, mask, boxes = t.crops, t.face_mask, t.boxes
+    crops, mask, boxes = t.crops, t.crop_present, t.boxes
     np.testing.assert_array_equal(mask, [True, False, True, True, False, False])
     assert crops.shape == (6, 48, 48, 3) and not crops[~mask].any() and all(c.any() for c in crops[mask])
     np.testing.assert_array_equal(boxes[0], [0, 0, 112, 112])
     assert np.isnan(boxes[1]).all()
     t224 = load_face_crops(rec, FacePipeline(crop_size=224, detector="precomputed"))
-    assert t224.crops.shape == (6, 224, 224, 3) and (t224.face_mask == mask).all()
+    assert t224.crops.shape == (6, 224, 224, 3) and (t224.crop_present == mask).all()
     with pytest.raises(DataError, match="crops folder"):
         load_face_crops(Recording(name="x", times=[0.0], labels=[[0, 0]], face_mask=[True]),
                         FacePipeline(detector="precomputed"))
@@ -454,6 +454,6 @@ def test_timeline_matching_takes_the_nearest_frame_and_skips_holes():
                                               tracking={"smoothing": 0.0}), steps)
     np.testing.assert_allclose(track.frame_times[[0, 1, 2, 3, 5, 6]], [0.0, 0.04, 0.36, 0.36, 2.0, 2.08], atol=1e-9)
     assert np.isnan(track.frame_times[[4, 7]]).all()  # in the hole / past the end: no frame, no face
-    np.testing.assert_array_equal(track.face_mask, ~np.isnan(track.frame_times))
+    np.testing.assert_array_equal(track.crop_present, ~np.isnan(track.frame_times))
     assert track.stats["frames_processed"] == 5  # only frames nearest to a step
     np.testing.assert_allclose(track.boxes[0], [0, 0, 32, 32])

@@ -86,7 +86,7 @@ def test_predict_runs_a_converted_authors_model_as_computed_independently(author
     n = rec.num_steps
     ends = np.minimum(np.arange(7, n + 7, 8), n - 1)
     t = load_face_crops(rec, FacePipeline())
-    crops, mask = t.crops, t.face_mask
+    crops, mask = t.crops, t.crop_present
     # pm1 normalisation; a frame without a face is a blank (black) image, -1 after it
     frames = np.where(mask[:, None, None, None], crops, 0).astype(np.float32) / 127.5 - 1.0
     clips = []

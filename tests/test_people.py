@@ -181,7 +181,7 @@ def test_affwild2_left_and_right_without_crops_take_the_face_on_their_side(scene
         rec = recs[f"pair_{side}"]
         assert rec.face_choice == side and rec.video_path is not None
         t = load_face_crops(rec, FacePipeline(crop_size=64))
-        mask, boxes = t.face_mask, t.boxes
+        mask, boxes = t.crop_present, t.boxes
         assert mask.mean() > 0.95
         centres = (boxes[mask, :2] + boxes[mask, 2:]) / 2
         assert {truth.source_at(i, *c) for i, c in zip(np.flatnonzero(mask), centres, strict=True)} == {source}

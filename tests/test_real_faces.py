@@ -204,7 +204,7 @@ def test_mediapipe_detector_is_picklable_and_tracks(face_models):
     frames = list(iter_video_frames(clip))
     assert det.detect(frames[0][1])  # the unpickled detector works
     track = track_frames(frames, FacePipeline(detector="mediapipe", detector_params={"range": "full"}, detect_every=5))
-    assert track.face_mask.mean() >= 0.95
+    assert track.crop_present.mean() >= 0.95
 
 
 def test_weights_cli_imports_lists_and_flags_a_damaged_file(monkeypatch, tmp_path, capsys):

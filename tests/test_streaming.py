@@ -113,7 +113,7 @@ def test_streamed_features_equal_extract(crema_d, name, params):
     streamed = np.concatenate([c.features for c in chunks])
     whole_rec = recording_from_video(clip)
     t = load_face_crops(whole_rec, ex.face_pipeline())
-    crops, mask = t.crops, t.face_mask
+    crops, mask = t.crops, t.crop_present
     assert len(crops) == rec.num_steps  # the whole video's crops at once: what streaming avoids
     whole = ex.features_from_crops(crops, mask & whole_rec.face_mask)
     np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=1e-5)

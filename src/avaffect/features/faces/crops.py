@@ -11,7 +11,7 @@ flows through explicit values, never through the recording. Entry points:
 * :func:`iter_face_steps` — the pipeline one frame at a time (what the others collect), for streaming a long
   video (:mod:`avaffect.features.face_stream`) without holding its crops.
 
-Frames without a face get a zero (black) crop, ``face_mask`` False and a NaN box; they are never
+Frames without a face get a zero (black) crop, ``crop_present`` False and a NaN box; they are never
 dropped (the ABAW convention).
 
 Matching frames to a timeline: each time in ``times`` takes the decoded frame nearest to it (by
@@ -67,10 +67,11 @@ class FaceTrack:
     """The tracked face of a video on a timeline of ``T`` steps.
 
     ``times`` float64 ``[T]`` (the timeline); ``boxes`` float32 ``[T, 4]`` (x1, y1, x2, y2) frame
-    pixels, NaN without a face; ``face_mask`` bool ``[T]``: a crop exists (a face was found or held);
-    ``crops`` uint8 ``[T, size, size, 3]`` RGB,
-    zeros without a face; ``detected`` bool ``[T]``: the detector found the face on that very frame
-    (False where the box was held over a short miss or carried by ``detect_every``); ``angles``
+    pixels, NaN without a face; ``crop_present`` bool ``[T]``: a crop was cut (a face was found, or its box was
+    held over a short miss or carried by ``detect_every``); ``crops`` uint8 ``[T, size, size, 3]`` RGB, zeros
+    without a face; ``detected`` bool ``[T]``: the detector found the face on that very frame (the third meaning,
+    "the visual vector is valid", is the model's rule: :func:`~avaffect.features.extractors.base.
+    face_mask_from_features`); ``angles``
     float32 ``[T]`` rotation applied by the alignment (degrees); ``frame_times`` float64 ``[T]``: the
     time of the decoded frame used (NaN where none). ``stats``: frames decoded and processed,
     detector calls on whole frames and around the track (``roi_calls``), seconds spent detecting and
@@ -80,7 +81,7 @@ class FaceTrack:
 
     times: np.ndarray
     boxes: np.ndarray
-    face_mask: np.ndarray
+    crop_present: np.ndarray
     crops: np.ndarray
     detected: np.ndarray
     angles: np.ndarray
@@ -98,7 +99,7 @@ class FaceTrack:
     @property
     def face_rate(self) -> float:
         """Fraction of steps with a face."""
-        return float(self.face_mask.mean()) if len(self.face_mask) else 0.0
+        return float(self.crop_present.mean()) if len(self.crop_present) else 0.0
 
 
 def _assign(
@@ -304,7 +305,7 @@ def track_frames(frames: Iterable[tuple[float, np.ndarray]], pipeline: FacePipel
     )
     det_name = stats.pop("detector")
     stats.setdefault("tracks_started", 0)
-    return FaceTrack(times=times, boxes=boxes, face_mask=mask, crops=crops, detected=detected, angles=angles,
+    return FaceTrack(times=times, boxes=boxes, crop_present=mask, crops=crops, detected=detected, angles=angles,
                      frame_times=frame_times, detector=det_name, stats=stats)
 
 
@@ -386,10 +387,10 @@ def load_face_crops(rec: Recording, pipeline: FacePipeline, source: str = "auto"
         blank = int(pipeline.detector_params.get("blank_level", 0))
         crops, mask, boxes = load_precomputed_crops(rec.crops_dir, rec.num_steps, pipeline.crop_size, blank)
         times = np.asarray(rec.times, np.float64)
-        return FaceTrack(times=times, boxes=boxes, face_mask=mask, crops=crops, detected=mask.copy(),
+        return FaceTrack(times=times, boxes=boxes, crop_present=mask, crops=crops, detected=mask.copy(),
                          angles=np.zeros(len(mask), np.float32), frame_times=times, detector="crops")
     track = track_faces(rec.video_path, pipeline, rec.times, person_faces(rec, pipeline))
-    log.info("%s: face in %d/%d steps, detector %.1f frames/s", rec.name, int(track.face_mask.sum()), len(track),
+    log.info("%s: face in %d/%d steps, detector %.1f frames/s", rec.name, int(track.crop_present.sum()), len(track),
              track.stats["detect_fps"])
     return track
 
@@ -400,7 +401,7 @@ def face_crops(rec: Recording, pipeline: FacePipeline, source: str = "auto") -> 
     face mask allows a face too."""
     track = load_face_crops(rec, pipeline, source)
     crops = np.asarray(track.crops)
-    mask = np.asarray(track.face_mask, dtype=bool).reshape(-1)
+    mask = np.asarray(track.crop_present, dtype=bool).reshape(-1)
     if len(crops) != rec.num_steps or len(mask) != rec.num_steps:
         raise DataError(
             rec.crops_dir or rec.video_path,

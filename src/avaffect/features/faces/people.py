@@ -103,9 +103,10 @@ def one_box_per_face(detections: list[Detection], inside: float = 0.6) -> list[D
 
 
 def frame_signature(rgb: np.ndarray) -> np.ndarray:
-    """A frame's coarse colour histogram (16 hue x 4 saturation + 8 value bins of a 64 x 36 thumbnail), summing
-    to 2 (each part to 1)."""
-    small = cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA)
+    """A frame's coarse colour histogram (16 hue x 4 saturation + 8 value bins of a 64 x 36 thumbnail of the
+    frame's pixels sampled on a grid), summing to 2 (each part to 1)."""
+    step = max(1, min(rgb.shape[:2]) // 72)  # every step-th pixel first: the histogram does not need them all
+    small = cv2.resize(np.ascontiguousarray(rgb[::step, ::step]), (64, 36), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     hs = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).reshape(-1)
     v = cv2.calcHist([hsv], [2], None, [8], [0, 256]).reshape(-1)

@@ -203,7 +203,7 @@ class Predictor(VideoPredictor):
         t0, k = time.perf_counter(), int(self.spec.step_frames)
         track = load_face_crops(rec, self.faces)
         crops, boxes = track.crops, track.boxes
-        mask = track.face_mask & np.asarray(rec.face_mask, bool)
+        mask = track.crop_present & np.asarray(rec.face_mask, bool)
         video = self.video_ex.clip_features(crops, mask, ends)
         t1 = time.perf_counter()
         pred = predict_recording(self.model, audio, video, _clip_faces(mask, k), self.spec.window, self.spec.hop,

@@ -55,7 +55,7 @@ def whole_video_features(rec: Recording, extractor: Extractor, fallback: FacePip
         track = load_face_crops(rec, pipeline or fallback)
         boxes = track.boxes
         if pipeline is not None:
-            mask = track.face_mask & np.asarray(rec.face_mask, bool)
+            mask = track.crop_present & np.asarray(rec.face_mask, bool)
             feats = np.asarray(extractor.features_in_context(track.crops, mask, 0, rec.num_steps), np.float32)
             return feats, face_mask_from_features(rec.face_mask, feats), boxes
     feats = extractor.extract(rec)
