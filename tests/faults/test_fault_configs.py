@@ -49,7 +49,7 @@ config_case("C05-param-typo", "a typo in model.params (hiden)",
 config_case("C06-window-length", "model.params.window_length that disagrees with training.window",
             "model: {name: rjca, params: {window_length: 100}}\ntraining: {window: 60, hop: 30, max_epochs: 1}\n",
             ("window_length",), show=True, extended=True)
-config_case("C07-zero-epochs", "--max-epochs 0", None, ("max_epochs",), ["--max-epochs", "0"])
+config_case("C07-zero-epochs", "--max-epochs 0", None, ("max_epochs",), ["--max-epochs", "0"], extended=True)
 config_case("C08-set-without-equals", "--set without = (training.max_epochs 5)", None,
             ("--set", "training.max_epochs"), ["--set", "training.max_epochs"], extended=True)
 config_case("C09-set-into-scalar", "--set into a scalar (training.window.size=3)", None, ("window",),
@@ -84,7 +84,7 @@ def c21(d, s):
     return train_step(d, s, root="no_dataset", names=("no_dataset",))
 
 
-@CASES("C22-out-is-a-file", "--out that is an existing file")
+@CASES("C22-out-is-a-file", "--out that is an existing file", extended=True)
 def c22(d, s):
     (d / "runfile").write_text("not a folder")
     before = fingerprint([d / "runfile"])
@@ -145,7 +145,7 @@ def c29(d, s):
 
 
 @CASES("C30-paper-config-no-weights",
-       "a shipped paper config (rja_blstm/full) without its weights: refused before any work")
+       "a shipped paper config (rja_blstm/full) without its weights: refused before any work", extended=True)
 def c30(d, s):
     def verify(ran):
         found = Found(note="missing weights listed, no run folder")

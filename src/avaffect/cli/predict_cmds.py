@@ -40,6 +40,9 @@ def cmd_predict(args) -> int:
 
     if args.workers < 1:
         raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
+    if args.detect_every is not None and args.detect_every < 1:
+        raise AvaffectError(f"--detect-every must be 1 or more (1: the face detector on every frame), got "
+                            f"{args.detect_every}")
     items = list(args.items)
     if not args.face_model and len(items) < 2:  # with --face-model every positional is an input
         raise AvaffectError("give a checkpoint (model.safetensors of a run) and at least one video or folder, "

@@ -27,7 +27,6 @@ processed frames whatever ``k`` is.
 from __future__ import annotations
 
 import logging
-import math
 import time as _time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import DataError, MediaError
 from avaffect.features.faces.align import align_crop
 from avaffect.features.faces.detectors import get_detector
+from avaffect.features.faces.frames import assign_frames
 from avaffect.features.faces.people import frame_signature, person_faces, shot_change
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
@@ -102,51 +102,6 @@ class FaceTrack:
         return float(self.crop_present.mean()) if len(self.crop_present) else 0.0
 
 
-def _assign(
-    frames: Iterable[tuple[float, np.ndarray]], times: np.ndarray | None, max_gap_frames: float
-) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
-    """Yield ``(frame_time, rgb, step indices)`` for each frame nearest to at least one step.
-
-    With ``times=None`` every frame is its own step (indices 0, 1, ...). Steps farther than
-    ``max_gap_frames`` frame intervals from their nearest frame are never yielded.
-    """
-    if times is None:
-        for i, (t, rgb) in enumerate(frames):
-            yield float(t), rgb, np.array([i])
-        return
-    order = np.argsort(times, kind="stable")
-    sorted_times = times[order]
-    n = len(order)
-    j = 0
-    prev: tuple[float, np.ndarray] | None = None
-    dt = math.inf
-
-    def take(frame_t: float, bound: float, interval: float) -> np.ndarray:
-        nonlocal j
-        k = int(np.searchsorted(sorted_times, bound, side="right"))
-        idx = np.arange(j, max(j, k))
-        j = max(j, k)
-        near = np.abs(sorted_times[idx] - frame_t) <= max_gap_frames * interval
-        return order[idx[near]]
-
-    for t, rgb in frames:
-        t = float(t)
-        if prev is not None:
-            step = t - prev[0]
-            if step > 0:
-                dt = min(dt, step)  # the frame interval: the shortest seen, so a hole does not widen it
-            steps = take(prev[0], (prev[0] + t) / 2.0, dt)
-            if len(steps):
-                yield prev[0], prev[1], steps
-            if j >= n:
-                return
-        prev = (t, rgb)
-    if prev is not None and j < n:
-        steps = take(prev[0], math.inf, dt)
-        if len(steps):
-            yield prev[0], prev[1], steps
-
-
 @dataclass
 class FaceStep:
     """One processed frame of :func:`iter_face_steps`: the frame's time, the timeline steps it serves (sorted),
@@ -198,7 +153,7 @@ def iter_face_steps(
             yield item
 
     signature, since = None, 0
-    for frame_t, rgb, steps in _assign(counted(frames), times, pipeline.max_gap_frames):
+    for frame_t, rgb, steps in assign_frames(counted(frames), times, pipeline.max_gap_frames):
         cut = False
         if pipeline.cut_threshold > 0:
             sig = frame_signature(rgb)
@@ -238,7 +193,7 @@ def _given_steps(frames: Iterable[tuple[float, np.ndarray]], given: PersonFaces,
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
               detector=f"person {given.person}", detect_every=1, tracks_started=1, cuts=0)
-    for frame_t, rgb, steps in _assign(frames, times, pipeline.max_gap_frames):
+    for frame_t, rgb, steps in assign_frames(frames, times, pipeline.max_gap_frames):
         st["frames_decoded"] += 1
         st["frames_processed"] += 1
         box = given.boxes[int(steps[0])]

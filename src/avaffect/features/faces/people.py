@@ -31,6 +31,7 @@ measured identity purity on the test videos is in ``docs/benchmarks/people.md``.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import DataError, MediaError
 from avaffect.features.faces.align import eye_angle
 from avaffect.features.faces.detectors import Detection, FaceDetector, get_detector
+from avaffect.features.faces.frames import assign_frames
 from avaffect.features.faces.pipeline import FacePipeline, PeopleTracking
 from avaffect.features.faces.speaking import audio_energy, mouth_motion, mouth_patch, speaking_scores
 from avaffect.features.faces.tracking import iou
@@ -285,38 +287,40 @@ def iter_people_frames(frames: Iterable[tuple[float, np.ndarray]], detector: Fac
 
 
 def track_people(video: str | Path, times: np.ndarray, pipeline: FacePipeline | None = None) -> People:
-    """Every person of ``video`` on the timeline ``times`` (each step takes the decoded frame nearest to it):
-    one decode, multi-face tracking with identities (module docstring), persons on screen for less than
+    """Every person of ``video`` on the timeline ``times`` (each step takes the decoded frame nearest to it, as in
+    the face pipeline): one decode, multi-face tracking with identities (module docstring), written step by step
+    into the result (memory: the result's arrays, not the video's frames), persons on screen for less than
     ``pipeline.people.min_person_s`` dropped, the rest numbered by first appearance."""
     pipeline = pipeline or FacePipeline()
     det = get_detector(pipeline.detector, **pipeline.detector_params)
     times = np.asarray(times, np.float64).reshape(-1)
     T = len(times)
     rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-    cut_steps: list[int] = []
-    stats: dict = {}
-    frame_times, states, cuts = [], [], []
-    for t, people, cut in iter_people_frames(iter_video_frames(Path(video)), det, pipeline, stats):
-        frame_times.append(t)
-        states.append(people)
-        cuts.append(cut)
-    if not frame_times:
-        raise MediaError(Path(video), "cannot decode the video: no frame could be decoded", DECODE_FIX)
-    ft = np.asarray(frame_times)
-    nearest = _nearest_frames(ft, times, pipeline.max_gap_frames)
-    for step, k in enumerate(nearest):
-        if k < 0:
-            continue
-        for s in states[k]:
+    stats: dict = {"frames_decoded": 0}
+    serves: deque[np.ndarray] = deque()  # the steps of the frame iter_people_frames is on
+
+    def frames() -> Iterator[tuple[float, np.ndarray]]:
+        def decoded():
+            for item in iter_video_frames(Path(video)):
+                stats["frames_decoded"] += 1
+                yield item
+        for t, rgb, steps in assign_frames(decoded(), times, pipeline.max_gap_frames):
+            serves.append(steps)
+            yield t, rgb
+
+    cut_steps = []
+    for _, people, cut in iter_people_frames(frames(), det, pipeline, stats):
+        steps = serves.popleft()
+        if cut:
+            cut_steps.append(int(steps.min()))
+        for s in people:
             boxes, det_, ang, mouth = rows.setdefault(s.person, (np.full((T, 4), np.nan, np.float32),
                                                                  np.zeros(T, bool), np.zeros(T, np.float32),
                                                                  np.full(T, np.nan, np.float32)))
-            boxes[step], det_[step], ang[step], mouth[step] = s.box, s.detected, s.angle, s.mouth
-    for k in np.flatnonzero(cuts):
-        step = int(np.searchsorted(times, ft[k] - 1e-9))
-        if step < T:
-            cut_steps.append(step)
-    fps = 1.0 / float(np.median(np.diff(ft))) if len(ft) > 1 else 25.0
+            boxes[steps], det_[steps], ang[steps], mouth[steps] = s.box, s.detected, s.angle, s.mouth
+    if not stats["frames_decoded"]:
+        raise MediaError(Path(video), "cannot decode the video: no frame could be decoded", DECODE_FIX)
+    fps = 1.0 / float(np.median(np.diff(times))) if T > 1 else 25.0
     keep = [p for p in sorted(rows, key=lambda p: int(np.argmax(np.isfinite(rows[p][0][:, 0]))))
             if np.isfinite(rows[p][0][:, 0]).sum() >= pipeline.people.min_person_s * fps]
     if keep:
@@ -328,20 +332,6 @@ def track_people(video: str | Path, times: np.ndarray, pipeline: FacePipeline | 
     return People(times, boxes, detected, angles, np.asarray(sorted(set(cut_steps)), np.int64), mouth,
                   len(rows) - len(keep), stats)
 
-
-def _nearest_frames(frame_times: np.ndarray, times: np.ndarray, max_gap_frames: float = 1.5) -> np.ndarray:
-    """For each step the index of the decoded frame nearest in time, or -1 when none is within
-    ``max_gap_frames`` frame intervals (past the end of the video, a hole in it)."""
-    if not len(frame_times):
-        return np.full(len(times), -1)
-    j = np.clip(np.searchsorted(frame_times, times), 1, len(frame_times) - 1) if len(frame_times) > 1 else \
-        np.zeros(len(times), np.int64)
-    if len(frame_times) > 1:
-        left = frame_times[j - 1]
-        j = np.where(np.abs(times - left) <= np.abs(frame_times[j] - times), j - 1, j)
-    dt = float(np.min(np.diff(frame_times))) if len(frame_times) > 1 else math.inf
-    far = np.abs(frame_times[j] - times) > max_gap_frames * dt
-    return np.where(far, -1, j)
 
 
 def side_person(people: People, side: str) -> int | None:

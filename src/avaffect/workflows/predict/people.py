@@ -132,6 +132,7 @@ def predict_people(predictor: VideoPredictor, video: str | Path) -> PeopleRun:
     speaking = people.speaking(rec.video_path)
     anybody = people.on_screen.any(axis=0) if len(people) else np.zeros(rec.num_steps, bool)
     video_summary = _video_summary(predictor, str(video), rec, runs, anybody, time.perf_counter() - t0)
+    video_summary = video_summary.model_copy(update={"shot_cuts": len(people.cuts)})
     summary = PeopleSummary(video=video_summary,
                             people=[_person_summary(k, people, r, speaking) for k, r in enumerate(runs)],
                             people_dropped=people.dropped,
@@ -154,7 +155,7 @@ def _video_summary(predictor: VideoPredictor, video: str, rec, runs: list[Predic
         "face_fraction": float(anybody.mean()) if n else 0.0, "frames_without_face": int((~anybody).sum()),
         "warnings": warnings, "valence_mean": None, "valence_std": None, "arousal_mean": None, "arousal_std": None,
         "timings_s": base.timings_s.model_copy(update={"total": round(wall, 3), "stages": None}),
-        "realtime_factor": round(base.duration_s / wall, 2) if wall > 0 else None, "face_tracks": len(runs)})
+        "realtime_factor": round(base.duration_s / wall, 2) if wall > 0 else None, "face_tracks": None})
 
 
 def write_people_outputs(run: PeopleRun, out_dir: str | Path, name: str, overlay: bool = False,
