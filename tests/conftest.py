@@ -48,6 +48,24 @@ def synth_copy(synth_root, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_run(synth_root, tmp_path_factory) -> Path:
+    """A run folder with a tiny rjca trained on the synthetic set (2 epochs), for the tests that predict with it
+    (read-only)."""
+    from avaffect.config import make_config
+    from avaffect.training.run import train
+
+    out = tmp_path_factory.mktemp("predict_run")
+    cfg = make_config({
+        "data": {"root": str(synth_root)},
+        "features": {"store": str(out / "store")},
+        "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
+        "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 2, "accelerator": "cpu"},
+    })
+    train(cfg, out / "run", progress=False)
+    return out / "run"
+
+
+@pytest.fixture(scope="session")
 def crema_d() -> Path:
     """The folder of the real CREMA-D clips (skips without ../shared; fails under CI)."""
     return crema_d_clips()[0].parent

@@ -22,7 +22,6 @@ from people_videos import (
 )
 
 from avaffect.cli.main import main
-from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.data.synth import write_synthetic_dataset
 from avaffect.data.synth.plan import SynthConfig
@@ -31,7 +30,6 @@ from avaffect.features.faces.crops import iter_face_steps
 from avaffect.features.faces.people import shot_change, track_people
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import iter_video_frames, video_frame_times
-from avaffect.training.run import train
 
 N = 180  # frames per scene (6 s at 30 fps)
 FPS = 30
@@ -117,16 +115,8 @@ def test_the_largest_face_trace_never_switches_person_when_the_other_grows(scene
 
 
 @pytest.fixture(scope="module")
-def tiny_model(synth_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("people_run")
-    cfg = make_config({
-        "data": {"root": str(synth_root)},
-        "features": {"store": str(out / "store")},
-        "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
-        "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 1, "accelerator": "cpu"},
-    })
-    train(cfg, out / "run", progress=False)
-    return out / "run" / "model.safetensors"
+def tiny_model(tiny_run):
+    return tiny_run / "model.safetensors"
 
 
 def test_predict_faces_all_writes_one_trace_per_person(scenes, tiny_model, tmp_path, capsys):

@@ -11,30 +11,15 @@ import pytest
 
 import avaffect
 from avaffect.cli.main import main
-from avaffect.config import make_config
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.files import output_path
 from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
-from avaffect.training.run import train
 from avaffect.workflows.evaluate import evaluate_run
 from avaffect.workflows.predict import VideoPredictor, write_outputs
 from avaffect.workflows.predict import checkpoint as predict_module
-
-
-@pytest.fixture(scope="module")
-def tiny_run(synth_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("predict_run")
-    cfg = make_config({
-        "data": {"root": str(synth_root)},
-        "features": {"store": str(out / "store")},
-        "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
-        "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 2, "accelerator": "cpu"},
-    })
-    train(cfg, out / "run", progress=False)
-    return out / "run"
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class AvaffectError(Exception):
@@ -33,3 +34,14 @@ class NoAudioStreamError(MediaError):
 
 class ConfigError(AvaffectError):
     """A configuration is invalid."""
+
+
+def validation_message(error: Any) -> str:
+    """A pydantic ``ValidationError`` as one line per problem: ``field: what is wrong (got value)``."""
+    lines = []
+    for err in error.errors():
+        where = ".".join(map(str, err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        got = "" if err["type"] in ("value_error", "missing") or "input" not in err else f" (got {err['input']!r})"
+        lines.append(f"{where}: {msg}{got}" if where else msg)
+    return "; ".join(lines)

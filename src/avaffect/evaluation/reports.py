@@ -29,13 +29,30 @@ def write_predictions_csv(path: str | Path, times, pred, labels=None, targets=TA
     return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
-def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
-                    title: str = "") -> Path:
-    """Prediction vs label over time, one row per recording: items are ``(name, times, pred, labels)``."""
+def _pyplot():
+    """pyplot on the Agg backend (imported when a plot is drawn: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Lay out ``fig``, write it to ``path`` (its folder made) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                    title: str = "") -> Path:
+    """Prediction vs label over time, one row per recording: items are ``(name, times, pred, labels)``."""
+    plt = _pyplot()
 
     fig, axes = plt.subplots(len(items), 2, figsize=(11, 2.2 * len(items)), squeeze=False, sharey=True)
     for row, (name, times, pred, labels) in enumerate(items):
@@ -50,12 +67,7 @@ def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndar
     axes[0, 0].legend(loc="upper right", fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=90)
 
 
 def plot_people(path: str | Path, title: str, times: np.ndarray,
@@ -63,10 +75,7 @@ def plot_people(path: str | Path, title: str, times: np.ndarray,
     """One panel per target, one line per person: ``traces`` are ``(label, values [T, K], on screen [T])``; a
     person's line is drawn where they are on screen only (a faint line elsewhere: the model's value without
     their face)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(len(targets), 1, figsize=(11, 2.4 * len(targets) + 0.4), squeeze=False, sharex=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -84,22 +93,14 @@ def plot_people(path: str | Path, title: str, times: np.ndarray,
             if traces:
                 ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=80)
 
 
 def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
                    targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None) -> Path:
     """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path;
     steps without a face (``face_mask`` False) are shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     pred = np.asarray(pred).reshape(len(times), -1)
     both = tuple(targets) == TARGETS
@@ -135,9 +136,4 @@ def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndar
         ax.set_xlabel("valence")
         ax.set_ylabel("arousal")
         ax.set_title("valence-arousal trajectory", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=80)

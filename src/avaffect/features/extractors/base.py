@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from avaffect.data.recording import Recording
-from avaffect.errors import AvaffectError, ConfigError, DataError
+from avaffect.errors import AvaffectError, ConfigError, DataError, validation_message
 from avaffect.features.faces.pipeline import FacePipeline, face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.files import sha256_bytes
@@ -50,17 +50,6 @@ class ExtractorParams(BaseModel):
 
 
 Positive = Annotated[int, Field(gt=0)]
-
-
-def validation_message(error: ValidationError) -> str:
-    """A pydantic error as one line per problem: ``field: what is wrong (got value)``."""
-    lines = []
-    for err in error.errors():
-        where = ".".join(map(str, err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        got = "" if err["type"] in ("value_error", "missing") or "input" not in err else f" (got {err['input']!r})"
-        lines.append(f"{where}: {msg}{got}" if where else msg)
-    return "; ".join(lines)
 
 
 def extractor_params(name: str, given: Mapping[str, Any]) -> ExtractorParams:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from avaffect.errors import ConfigError
+from avaffect.errors import ConfigError, validation_message
 
 __all__ = ["FacePipeline", "PeopleTracking", "Tracking", "face_field", "face_pipeline"]
 
@@ -78,11 +78,8 @@ def face_pipeline(**settings: Any) -> FacePipeline:
     try:
         return FacePipeline(**settings)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'face pipeline'}: {err['msg']}"
-                             + ("" if err["type"] == "missing" else f" (got {err.get('input')!r})")
-                             for err in e.errors())
         allowed = ", ".join(FacePipeline.model_fields)
-        raise ConfigError(f"face pipeline: {problems} (settings: {allowed})") from None
+        raise ConfigError(f"face pipeline: {validation_message(e)} (settings: {allowed})") from None
 
 
 def face_field(name: str, default: Any = ...) -> FieldInfo:
