@@ -106,6 +106,29 @@ def test_the_largest_face_trace_starts_a_new_track_at_each_cut_and_finds_the_fac
         assert len(who) == 1
 
 
+@pytest.mark.parametrize("scene", ["cuts", "swap"])
+def test_detection_ahead_gives_the_same_steps_as_one_frame_at_a_time(scenes, scene):
+    """The detection of the next k-th frame on the worker thread gets exactly the frame and box the detector would
+    get in order: every step equal, across cuts (where it must not be used) and a face that grows."""
+    video, _ = scenes[scene]
+    frames = list(iter_video_frames(video))
+    pipe = FacePipeline(crop_size=64, detect_every=5)
+    runs = {}
+    for ahead in (False, True):
+        st: dict = {}
+        runs[ahead] = (list(iter_face_steps(frames, pipe, stats=st, ahead=ahead)), st)
+    (one, st1), (two, st2) = runs[False], runs[True]
+    assert len(one) == len(two) == len(frames)
+    for a, b in zip(one, two, strict=True):
+        assert a.frame_time == b.frame_time and a.track == b.track and a.detected == b.detected
+        assert (a.box is None) == (b.box is None)
+        if a.box is not None:
+            assert np.array_equal(a.box, b.box) and np.array_equal(a.crop, b.crop) and a.angle == b.angle
+    assert st2["detections_ahead"] > 0 and st1["detections_ahead"] == 0
+    for key in ("roi_calls", "detector_calls", "cuts"):
+        assert st1[key] == st2[key]
+
+
 def test_the_largest_face_trace_never_switches_person_when_the_other_grows(scenes):
     video, truth = scenes["swap"]
     steps = list(iter_face_steps(iter_video_frames(video), FacePipeline(crop_size=64, detect_every=5)))

@@ -50,19 +50,29 @@ class FeatureChunk:
 
 @dataclass
 class StreamStats:
-    """Seconds per stage of one streamed video and the face pipeline's counters. ``decode`` runs in its own
-    thread, overlapped with the rest; ``crop`` is everything else of the main thread's time besides detection and
-    features: tracking, alignment, cutting, and waiting for decoded frames."""
+    """Seconds per stage of one streamed video, as busy time (work done, not time spent waiting), and the face
+    pipeline's counters. Three threads share the work: the decoder (``decode``: decoding and colour conversion,
+    in its own thread; ``decode_cpu`` its CPU seconds, FFmpeg's own frame threads not counted), the detector ahead
+    (``detect``: the face detector's time, on whichever thread it ran) and this one: ``crop`` (shot cuts,
+    tracking, alignment, cutting), ``features``, and ``wait`` (blocked on decoded frames, ``wait_frames``, or on
+    a detection ahead, ``wait_detect``). A large ``wait_frames`` says decoding bounds the pass; a large
+    ``wait_detect``, detection. ``cpu``: the process's CPU seconds over the pass, every thread's (with the work of
+    whoever consumes the chunks, e.g. the model's)."""
 
     decode: float = 0.0
+    decode_cpu: float = 0.0
     detect: float = 0.0
     crop: float = 0.0
     features: float = 0.0
+    wait_frames: float = 0.0
+    wait_detect: float = 0.0
     total: float = 0.0
+    cpu: float = 0.0
     faces: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(getattr(self, k), 3) for k in ("decode", "detect", "crop", "features", "total")}
+        return {k: round(getattr(self, k), 3) for k in ("decode", "decode_cpu", "detect", "crop", "features",
+                                                         "wait_frames", "wait_detect", "total", "cpu")}
 
 
 def video_streamable(rec: Recording) -> bool:
@@ -110,7 +120,7 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     if chunk < 1 or before < 0 or after < 0:
         raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
     st = stats if stats is not None else StreamStats()
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     decode: dict[str, float] = {}
     frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
@@ -163,9 +173,14 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     finally:
         frames.close()
         st.decode = decode.get("produce_seconds", 0.0)
+        st.decode_cpu = decode.get("produce_cpu_seconds", 0.0)
         st.detect = st.faces.get("detect_seconds", 0.0)
+        st.wait_frames = decode.get("wait_seconds", 0.0)
+        st.wait_detect = st.faces.get("detect_wait_seconds", 0.0)
         st.total = time.perf_counter() - t_start
-        st.crop = max(0.0, st.total - st.detect - st.features)
+        st.cpu = time.process_time() - cpu_start
+        here = st.detect - st.faces.get("detect_ahead_seconds", 0.0)  # the detections this thread ran itself
+        st.crop = max(0.0, st.total - here - st.features - st.wait_frames - st.wait_detect)
 
 
 def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,

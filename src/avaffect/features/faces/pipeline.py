@@ -65,6 +65,8 @@ class FacePipeline(_Settings):
                           "side")
     align: bool = Field(True, description="level the eyes when the detector gives them")
     roi_search: bool = Field(True, description="while a track holds, search around it first (faster)")
+    roi_pad: float = Field(0.5, gt=0, description="that search reaches this many box sides beyond the track's box "
+                           "(1 until 2026-12; docs/benchmarks/face_speed.md)")
     cut_threshold: float = Field(0.5, ge=0, le=1, description="a shot cut: the frame's colour histogram changed "
                                  "by more than this (0: never)")
     max_gap_frames: float = Field(1.5, gt=0, description="a step farther than this many frame intervals from its "

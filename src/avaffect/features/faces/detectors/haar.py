@@ -55,12 +55,21 @@ class HaarDetector(FaceDetector):
         "equalize": True,
         "eyes": True,
         "cascade": "haarcascade_frontalface_default.xml",
+        # the tracking search and the eye search: what they cost against what they find is measured in
+        # docs/benchmarks/face_speed.md (until 2026-12: roi_min 0.5, roi_max 2, eye_width 120)
+        "roi_face": 48,
+        "roi_min": 0.7,
+        "roi_max": 1.5,
+        "eye_width": 90,
     }
     _transient = ("_face", "_eye")
 
     def validate(self) -> None:
         _positive(self, "max_side", allow_zero=True)
-        _positive(self, "min_face", "min_neighbors")
+        _positive(self, "min_face", "min_neighbors", "roi_face", "roi_min", "eye_width")
+        if not self.params["roi_min"] < 1.0 < self.params["roi_max"]:
+            raise ConfigError(f"haar: need roi_min < 1 < roi_max, got {self.params['roi_min']!r}, "
+                              f"{self.params['roi_max']!r}")
         if not self.params["scale_factor"] > 1.0:
             raise ConfigError(f"haar: scale_factor must be > 1, got {self.params['scale_factor']!r}")
 
@@ -97,21 +106,23 @@ class HaarDetector(FaceDetector):
 
     def detect_near(self, rgb: np.ndarray, box: np.ndarray, search: float = 1.0) -> list[Detection]:
         """Faces near ``box`` (see :meth:`FaceDetector.detect_near`), searched at a scale where the
-        box is 48 px and among sizes from half to twice the box: a few times faster than
-        :meth:`detect` on the whole frame."""
+        box is ``roi_face`` px and among sizes from ``roi_min`` to ``roi_max`` times the box: a few times
+        faster than :meth:`detect` on the whole frame."""
         rgb = _check_image(rgb)
         rx1, ry1, rx2, ry2 = _search_region(rgb.shape, box, search)
         if rx2 - rx1 < 8 or ry2 - ry1 < 8:
             return []
         gray = cv2.cvtColor(np.ascontiguousarray(rgb[ry1:ry2, rx1:rx2]), cv2.COLOR_RGB2GRAY)
+        p = self.params
         side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
-        s = min(1.0, 48.0 / side)
+        s = min(1.0, float(p["roi_face"]) / side)
         if s < 1.0:
             size = (max(1, int(round(gray.shape[1] * s))), max(1, int(round(gray.shape[0] * s))))
             small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         else:
             small = gray
-        found = self._run(gray, small, s, 24, max(25, int(round(2.0 * side * s))), 1.1)
+        lo = max(20, int(round(float(p["roi_min"]) * side * s)))
+        found = self._run(gray, small, s, lo, max(lo + 1, int(round(float(p["roi_max"]) * side * s))), 1.1)
         return [_shift(d, rx1, ry1) for d in found]
 
     def _run(
@@ -135,13 +146,15 @@ class HaarDetector(FaceDetector):
         out = []
         for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1)):
             box = np.array([x, y, x + w, y + h], dtype=np.float32) / s
-            eyes = self._eyes(gray, box, eye_cascade) if eye_cascade is not None else None
+            eyes = self._eyes(gray, box, eye_cascade, float(p["eye_width"])) if eye_cascade is not None else None
             out.append(Detection(box, float(n), landmarks_from(eyes) if eyes is not None else None))
         return out
 
     @staticmethod
-    def _eyes(gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier) -> np.ndarray | None:
-        """Eye centres ``[2, 2]`` (frame pixels) inside a face box, or ``None``."""
+    def _eyes(gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier, width: float = 120.0
+              ) -> np.ndarray | None:
+        """Eye centres ``[2, 2]`` (frame pixels) inside a face box (searched with the face ``width`` px wide),
+        or ``None``."""
         x1, y1, x2, y2 = (float(v) for v in box)
         w = x2 - x1
         h = y2 - y1
@@ -152,14 +165,15 @@ class HaarDetector(FaceDetector):
         ry1, ry2 = int(max(0, y1 + 0.12 * h)), int(min(H, y1 + 0.62 * h))
         if rx2 - rx1 < 8 or ry2 - ry1 < 8:
             return None
-        f = 120.0 / w
+        f = width / w
         roi = cv2.resize(
             gray[ry1:ry2, rx1:rx2],
             (max(1, int(round((rx2 - rx1) * f))), max(1, int(round((ry2 - ry1) * f)))),
             interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR,
         )
         roi = cv2.equalizeHist(roi)
-        found = cascade.detectMultiScale(roi, scaleFactor=1.1, minNeighbors=3, minSize=(20, 20), maxSize=(48, 48))
+        lo, hi = max(12, int(round(width / 6))), max(13, int(round(width * 0.4)))  # 20 and 48 px at 120
+        found = cascade.detectMultiScale(roi, scaleFactor=1.1, minNeighbors=3, minSize=(lo, lo), maxSize=(hi, hi))
         found = np.asarray(found, dtype=np.float64).reshape(-1, 4)
         if len(found) < 2:
             return None
