@@ -15,10 +15,11 @@ PACKAGE = SRC / "avaffect"
 # lowest first; a module may import modules of its own layer or below (docs/architecture.md)
 LAYERS: list[tuple[str, ...]] = [
     ("avaffect._version", "avaffect.errors", "avaffect.files", "avaffect.registry", "avaffect.statedict",
-     "avaffect.logs", "avaffect.progress", "avaffect.threads", "avaffect.shipped"),
+     "avaffect.logs", "avaffect.progress", "avaffect.threads", "avaffect.shipped", "avaffect.onnxrt"),
     ("avaffect.media",),
     ("avaffect.data",),
     ("avaffect.features",),
+    ("avaffect.deploy",),
     ("avaffect.models",),
     ("avaffect.config",),
     ("avaffect.evaluation",),

@@ -17,6 +17,7 @@ from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.files import output_path
 from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
+from avaffect.models.checkpoint import load_checkpoint
 from avaffect.workflows.evaluate import evaluate_run
 from avaffect.workflows.predict import VideoPredictor, write_outputs
 from avaffect.workflows.predict import checkpoint as predict_module
@@ -66,12 +67,13 @@ def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, t
     seen = {}
     real_predict = predict_module.predict_chunks  # the streaming path (the default)
 
-    def spy(model, audio, *args, **kwargs):
-        seen["audio"], seen["mean"] = np.asarray(audio), model.audio_mean.cpu().numpy()
-        return real_predict(model, audio, *args, **kwargs)
+    def spy(run, audio, *args, **kwargs):
+        seen["audio"] = np.asarray(audio)
+        return real_predict(run, audio, *args, **kwargs)
 
     monkeypatch.setattr(predict_module, "predict_chunks", spy)
     df = avaffect.predict(tiny_run / "model.safetensors", silent)
+    seen["mean"] = load_checkpoint(tiny_run / "model.safetensors")[0].audio_mean.numpy()
     assert df.attrs["summary"]["audio"] == "missing"
     assert len(df) == rec.num_steps and np.isfinite(df[["valence", "arousal"]].to_numpy()).all()
     # the rule: every step's audio features are the training mean (zero after normalisation), not zeros

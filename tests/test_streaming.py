@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from avaffect.evaluation.inference import predict_recording
+from avaffect.evaluation.inference import predict_recording, torch_runner
 from avaffect.evaluation.streaming import predict_chunks
 from avaffect.features.extractors.base import face_mask_from_features
 from avaffect.features.face_stream import FeatureChunk
@@ -35,7 +35,8 @@ def test_predict_chunks_equals_the_whole_array_path(num_steps, sizes):
     mask = face_mask_from_features(np.ones(num_steps, bool), video)
     want = predict_recording(model, audio, video, mask, 60, 25, batch_size=4)
     finals: list[tuple[int, np.ndarray]] = []
-    got, got_mask, boxes = predict_chunks(model, audio, _chunks(video, mask, sizes), num_steps, 60, 25, batch_size=4,
+    got, got_mask, boxes = predict_chunks(torch_runner(model.eval()), audio, _chunks(video, mask, sizes), num_steps, 60,
+                                          25, batch_size=4,
                                           on_final=lambda lo, v, b: finals.append((lo, v.copy())))
     np.testing.assert_array_equal(got, want)  # same windows, same batches: bit for bit
     np.testing.assert_array_equal(got_mask, mask)
@@ -51,9 +52,9 @@ def test_predict_chunks_refuses_gaps_and_short_streams():
     gap = [FeatureChunk(0, 5, video[:5], mask[:5], np.zeros((5, 4))), FeatureChunk(6, 20, video[6:], mask[6:],
                                                                                np.zeros((14, 4)))]
     with pytest.raises(ValueError, match="out of order"):
-        predict_chunks(model, audio, gap, 20, 8, 4)
+        predict_chunks(torch_runner(model.eval()), audio, gap, 20, 8, 4)
     with pytest.raises(ValueError, match="end at step 5"):
-        predict_chunks(model, audio, gap[:1], 20, 8, 4)
+        predict_chunks(torch_runner(model.eval()), audio, gap[:1], 20, 8, 4)
 
 
 def test_prefetch_keeps_order_raises_the_producers_error_and_stops_when_closed():

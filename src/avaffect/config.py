@@ -120,6 +120,8 @@ class TrainingConfig(_Strict):
     targets: list[TargetName] = Field(
         default_factory=lambda: list(TARGETS),
         description="targets the model predicts; one target = one model per target (ABAW8)")
+    export_onnx: bool = Field(True, description="also write model.onnx beside model.safetensors (checked against "
+                              "the torch model), so that predict runs without importing torch (avaffect export)")
     monitor: Literal["auto", "p_va", "ccc_valence", "ccc_arousal"] = Field(
         "auto", description="validation score for early stopping and best model; auto = P_VA, or the CCC of "
         "the single target")

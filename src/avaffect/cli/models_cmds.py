@@ -40,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("names", nargs="*", help="with --write-yaml: the presets to write")
     p.set_defaults(func=cmd_models)
     register_convert(sub)
+    register_export(sub)
 
 
 def cmd_convert_official(args) -> int:
@@ -67,3 +68,19 @@ def register_convert(sub) -> None:
     p.add_argument("--hop", type=int, help="clips between the model's L-clip windows at prediction time (default L: "
                    "non-overlapping sub-sequences)")
     p.set_defaults(func=cmd_convert_official)
+
+
+def cmd_export(args) -> int:
+    from avaffect.models.export import export_onnx
+
+    for checkpoint in args.checkpoints:
+        path = export_onnx(checkpoint)
+        print(f"wrote {path} and {path.name}.json: predict runs it with ONNX Runtime, without importing torch")
+    return 0
+
+
+def register_export(sub) -> None:
+    p = sub.add_parser("export", help="write a checkpoint's ONNX export beside it (model.onnx), so that predict "
+                       "runs without torch (train writes it at the end of every run)")
+    p.add_argument("checkpoints", type=Path, nargs="+", metavar="CHECKPOINT", help="model.safetensors of a run")
+    p.set_defaults(func=cmd_export)

@@ -48,7 +48,8 @@ def cmd_predict(args) -> int:
         raise AvaffectError("give a checkpoint (model.safetensors of a run) and at least one video or folder, "
                             "or --face-model NAME_OR_FILE and the videos")
     predictor = load_predictor(None if args.face_model else items.pop(0), face_model=args.face_model,
-                               device=args.device, stream=not args.no_stream, detect_every=args.detect_every)
+                               device=args.device, stream=not args.no_stream, detect_every=args.detect_every,
+                               runtime=args.runtime)
     args.inputs = items
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
@@ -108,6 +109,10 @@ def register(sub) -> None:
                    "CSV with a person column and the face box; the JSON lists the people; the overlay draws each "
                    "person's box, number and values, the page one trace per person)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"], help="what runs the model: auto "
+                   "(default) its ONNX export (model.onnx beside the checkpoint, written by train and `avaffect "
+                   "export`) on the CPU when there is a matching one, without importing torch; torch: always the "
+                   "torch model; onnx: the export or an error")
     p.add_argument("--crops", type=Path, help="the video's own face crops (a cropped_aligned/<video>/ folder of "
                    "00001.jpg ...): use them instead of detecting faces (one video only)")
     p.add_argument("--workers", type=int, default=1, help="videos predicted at once, in that many processes of "

@@ -1,31 +1,36 @@
-"""Whole-recording inference: cut windows, predict in batches, stitch (docs/design.md §2)."""
+"""Whole-recording inference of a torch model: cut windows, predict in batches, stitch (docs/design.md §2); the
+batching itself is torch-free (:mod:`avaffect.evaluation.streaming`), :func:`torch_runner` is the torch side."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from avaffect.data.windows import cut_window, stitch, window_mask, window_starts
+from avaffect.evaluation.streaming import WindowRunner, predict_windows
 
 
-@torch.no_grad()
+def torch_runner(model: torch.nn.Module, device: str | torch.device = "cpu") -> WindowRunner:
+    """A :data:`~avaffect.evaluation.streaming.WindowRunner` of a torch model: numpy batches in, on ``device``,
+    without gradients, float32 numpy out. The model runs as it is (call ``model.eval()`` first)."""
+
+    @torch.no_grad()
+    def run(audio: np.ndarray, video: np.ndarray, mask: np.ndarray, face_mask: np.ndarray) -> np.ndarray:
+        y = model(torch.as_tensor(audio, dtype=torch.float32).to(device),
+                  torch.as_tensor(video, dtype=torch.float32).to(device),
+                  torch.as_tensor(mask).to(device), torch.as_tensor(face_mask).to(device))
+        return y.float().cpu().numpy()
+
+    return run
+
+
 def predict_recording(model: torch.nn.Module, audio: np.ndarray, video: np.ndarray, face_mask: np.ndarray,
                       length: int, hop: int, batch_size: int = 16, device: str | torch.device = "cpu",
                       ) -> np.ndarray:
     """``[T, K]`` predictions for one recording from windows of ``length`` steps every ``hop`` steps,
     overlapping predictions averaged. The model is called in eval mode."""
-    num_steps = len(audio)
-    starts = window_starts(num_steps, length, hop)
     was_training = model.training
     model.eval()
-    preds = []
-    for i in range(0, len(starts), batch_size):
-        chunk = starts[i:i + batch_size]
-        a = torch.as_tensor(np.stack([cut_window(audio, s, length) for s in chunk]), dtype=torch.float32)
-        v = torch.as_tensor(np.stack([cut_window(video, s, length) for s in chunk]), dtype=torch.float32)
-        f = torch.as_tensor(np.stack([cut_window(face_mask, s, length, False) for s in chunk]))
-        m = torch.as_tensor(np.stack([window_mask(num_steps, s, length) for s in chunk]))
-        y = model(a.to(device), v.to(device), m.to(device), f.to(device))
-        preds.append(y.float().cpu().numpy())
-    model.train(was_training)
-    return stitch(np.concatenate(preds), starts, num_steps).astype(np.float32)
+    try:
+        return predict_windows(torch_runner(model, device), audio, video, face_mask, length, hop, batch_size)
+    finally:
+        model.train(was_training)

@@ -1,10 +1,17 @@
-"""Whole-recording inference on features that arrive in chunks (:mod:`avaffect.features.face_stream`).
+"""Whole-recording inference with any model runner, torch-free: windows cut, run in batches, stitched.
 
-:func:`predict_chunks` gives exactly what :func:`avaffect.evaluation.inference.predict_recording` gives on the
-assembled arrays — the same windows (:func:`~avaffect.data.windows.window_starts`), the same batches of windows,
-the same stitching — but runs each window as soon as its last step has arrived and keeps only the video features
-that a window still needs, so memory does not grow with the recording's length (the audio features, the face
-mask, the boxes and the per-window predictions are the only per-step arrays kept: a few bytes per step).
+A runner (:data:`WindowRunner`) maps one batch of windows — audio ``[B, L, d_a]`` float32, video ``[B, L, d_v]``
+float32, the window mask ``[B, L]`` and the face mask ``[B, L]`` (bool) — to predictions ``[B, L, K]``: a torch
+module (:func:`avaffect.evaluation.inference.torch_runner`) or an ONNX export
+(:class:`avaffect.deploy.onnx_model.OnnxWindows`), so ``predict`` runs without importing torch when the model
+was exported.
+
+:func:`predict_windows` runs a recording's assembled arrays. :func:`predict_chunks` gives exactly what it gives —
+the same windows (:func:`~avaffect.data.windows.window_starts`), the same batches of windows, the same stitching —
+on features that arrive in chunks (:mod:`avaffect.features.face_stream`), running each window as soon as its last
+step has arrived and keeping only the video features that a window still needs, so memory does not grow with the
+recording's length (the audio features, the face mask, the boxes and the per-window predictions are the only
+per-step arrays kept: a few bytes per step).
 """
 
 from __future__ import annotations
@@ -13,18 +20,39 @@ import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import torch
 
 from avaffect.data.windows import cut_window, stitch, window_mask, window_starts
 from avaffect.features.face_stream import FeatureChunk
 
-__all__ = ["predict_chunks"]
+__all__ = ["WindowRunner", "predict_windows", "predict_chunks"]
+
+WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-@torch.no_grad()
-def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[FeatureChunk], num_steps: int,
-                   length: int, hop: int, batch_size: int = 16, device: str | torch.device = "cpu",
-                   timings: dict | None = None,
+def _batch(audio: np.ndarray, video: np.ndarray, video_base: int, face_mask: np.ndarray, num_steps: int,
+           starts: list[int], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of windows, as every runner takes it (``video`` may start at step ``video_base``)."""
+    a = np.stack([cut_window(audio, s, length) for s in starts]).astype(np.float32, copy=False)
+    v = np.stack([cut_window(video, s - video_base, length) for s in starts]).astype(np.float32, copy=False)
+    f = np.stack([cut_window(face_mask, s, length, False) for s in starts]).astype(bool, copy=False)
+    m = np.stack([window_mask(num_steps, s, length) for s in starts])
+    return a, v, m, f
+
+
+def predict_windows(run: WindowRunner, audio: np.ndarray, video: np.ndarray, face_mask: np.ndarray, length: int,
+                    hop: int, batch_size: int = 16) -> np.ndarray:
+    """``[T, K]`` predictions for one recording from windows of ``length`` steps every ``hop`` steps, overlapping
+    predictions averaged."""
+    num_steps = len(audio)
+    starts = window_starts(num_steps, length, hop)
+    preds = [np.asarray(run(*_batch(audio, video, 0, face_mask, num_steps, [int(s) for s in starts[i:i + batch_size]],
+                                    length)), dtype=np.float32)
+             for i in range(0, len(starts), batch_size)]
+    return stitch(np.concatenate(preds), starts, num_steps).astype(np.float32)
+
+
+def predict_chunks(run: WindowRunner, audio: np.ndarray, chunks: Iterable[FeatureChunk], num_steps: int,
+                   length: int, hop: int, batch_size: int = 16, timings: dict | None = None,
                    on_final: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(predictions [T, K], face mask [T], boxes [T, 4])`` from the audio features ``[T, d_a]`` and the video
@@ -34,8 +62,6 @@ def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[F
     starts = window_starts(num_steps, length, hop)
     face_mask = np.zeros(num_steps, dtype=bool)
     boxes = np.full((num_steps, 4), np.nan, dtype=np.float32)
-    was_training = model.training
-    model.eval()
     base = 0  # step index of buf[0]
     buf: np.ndarray | None = None
     preds: list[np.ndarray] = []
@@ -47,15 +73,11 @@ def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[F
     count = np.zeros(num_steps)
     final_upto = 0
 
-    def run(batch: list[int]) -> None:
+    def run_batch(batch: list[int]) -> None:
         nonlocal model_seconds
         t0 = time.perf_counter()
-        a = torch.as_tensor(np.stack([cut_window(audio, int(s), length) for s in batch]), dtype=torch.float32)
-        v = torch.as_tensor(np.stack([cut_window(buf, int(s) - base, length) for s in batch]), dtype=torch.float32)
-        f = torch.as_tensor(np.stack([cut_window(face_mask, int(s), length, False) for s in batch]))
-        m = torch.as_tensor(np.stack([window_mask(num_steps, int(s), length) for s in batch]))
-        y = model(a.to(device), v.to(device), m.to(device), f.to(device))
-        preds.append(y.float().cpu().numpy())
+        preds.append(np.asarray(run(*_batch(audio, buf, base, face_mask, num_steps, batch, length)),
+                                dtype=np.float32))
         model_seconds += time.perf_counter() - t0
         if on_final is not None:
             report(batch, preds[-1])
@@ -88,7 +110,7 @@ def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[F
             pending.append(int(starts[next_window]))
             next_window += 1
             if len(pending) == batch_size:
-                run(pending)
+                run_batch(pending)
                 pending = []
         keep_from = int(pending[0]) if pending else (int(starts[next_window]) if next_window < len(starts)
                                                       else filled)
@@ -98,8 +120,7 @@ def predict_chunks(model: torch.nn.Module, audio: np.ndarray, chunks: Iterable[F
     if filled != num_steps:
         raise ValueError(f"feature chunks end at step {filled}, the recording has {num_steps}")
     if pending:
-        run(pending)
-    model.train(was_training)
+        run_batch(pending)
     if timings is not None:
         timings["model"] = model_seconds
     if not preds:

@@ -122,7 +122,7 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     st = stats if stats is not None else StreamStats()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     decode: dict[str, float] = {}
-    frames = prefetch(iter_video_frames(rec.video_path), depth, decode)
+    frames = prefetch(iter_video_frames(rec.video_path, threads=False), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
     steps_iter = iter_face_steps(source, pipeline, rec.times, given=person_faces(rec, pipeline), stats=st.faces)
     size = pipeline.crop_size

@@ -1,5 +1,6 @@
 """Our checkpoint format: one safetensors file with the weights and, in its metadata, the model
-config and the typed preprocessing spec that ``predict`` and ``evaluate`` rebuild (never a pickled module)."""
+config and the typed preprocessing spec that ``predict`` and ``evaluate`` rebuild (never a pickled module).
+The format tag and the metadata reader are :mod:`avaffect.deploy.formats` (no torch needed to read them)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import torch
 from safetensors.torch import load_file
 
 from avaffect._version import __version__
+from avaffect.deploy.formats import CHECKPOINT_FORMAT as FORMAT
+from avaffect.deploy.formats import OFFICIAL_FORMAT, read_checkpoint_meta, read_format
 from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing_spec import PreprocessingSpec
-from avaffect.models.official import FORMAT as OFFICIAL_FORMAT
 from avaffect.models.official import load_official_checkpoint
 from avaffect.models.registry import get_entry, model_config
-from avaffect.models.safetensors_io import read_format, read_tagged_metadata, write_tagged
+from avaffect.models.safetensors_io import write_tagged
 from avaffect.models.wrapper import AVRegressor
 
-FORMAT = "avaffect-checkpoint-1"
 # Preset defaults that changed. A checkpoint written before checkpoints stored every preset field
 # ("complete_params") was built with the old default wherever its params are silent, so it is rebuilt with it.
 FORMER_DEFAULTS = {"recursion_input": "gated"}  # HGRJCA presets until 2026-12; the printed "ungated" since
@@ -43,25 +44,6 @@ def _params_as_built(model: dict) -> dict:
         fields = get_entry(model["name"]).config_cls.model_fields
         params.update({k: v for k, v in FORMER_DEFAULTS.items() if k in fields and k not in params})
     return params
-
-
-def read_checkpoint_meta(path: str | Path) -> dict:
-    """``{"model": dict, "preprocessing": PreprocessingSpec, "extra": dict, "avaffect_version": str}``."""
-    meta = read_tagged_metadata(path, FORMAT, "an avaffect checkpoint",
-                                "pass the model.safetensors of a training run (authors' checkpoints: convert "
-                                "them with `avaffect convert-official`; `predict` runs those, evaluation and "
-                                "training need a model trained here)")
-    try:
-        model = json.loads(meta["model"])
-        prep = json.loads(meta["preprocessing"])
-        extra = json.loads(meta.get("extra", "{}"))
-        if not isinstance(model, dict) or not {"name", "d_audio", "d_video", "params"} <= set(model):
-            raise KeyError("model")
-    except (KeyError, json.JSONDecodeError, TypeError) as e:
-        raise AvaffectError(f"{path}: the checkpoint's metadata is damaged ({type(e).__name__}: {e}) — use the "
-                            "model.safetensors of a finished run, or train again") from None
-    return {"model": model, "preprocessing": PreprocessingSpec.from_metadata(prep, str(path)), "extra": extra,
-            "avaffect_version": meta.get("avaffect_version")}
 
 
 def load_for_prediction(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

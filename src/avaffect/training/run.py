@@ -52,6 +52,7 @@ from avaffect.features.preprocessing_spec import ExtractorRecord, FaceSpec, Prep
 from avaffect.features.run_features import FeaturePipeline, RecordingFeatures, TrainingStatistics
 from avaffect.files import atomic_path, atomic_write_text, output_path, write_json
 from avaffect.models.checkpoint import save_checkpoint
+from avaffect.models.export import export_onnx
 from avaffect.models.wrapper import AVRegressor
 from avaffect.progress import is_terminal, stage
 from avaffect.statedict import load_state_dict_file
@@ -315,6 +316,11 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
                   "validation": int(sum(r.num_steps for r in val_recs))}})
     checkpoint = save_checkpoint(run_dir / MODEL_FILE, model, preprocessing_spec(cfg, pipeline, train_recs, specs),
                                  fit_info)
+    if cfg.training.export_onnx:  # predict without torch; a model that does not export runs with torch
+        try:
+            export_onnx(checkpoint)
+        except AvaffectError as e:
+            log.warning("%s", e)
     write_json(run_dir / METRICS_FILE, {"model": cfg.model.name, "protocol": cfg.evaluation.protocol,
                                         "split": cfg.data.val_split, "overall": overall, "per_recording": per})
     return RunResult(run_dir, overall, per, checkpoint)

@@ -28,10 +28,10 @@ from avaffect.features.extractors.base import Extractor, ExtractorParams, Positi
 from avaffect.features.face_stream import face_features
 from avaffect.features.faces.pipeline import FacePipeline, face_field, face_pipeline
 from avaffect.features.weights import WEIGHTS, ImageInput, UserSupplied, WeightFile, register_weights, resolve_weights
+from avaffect.onnxrt import open_session
 
-__all__ = ["FaceOnnx", "ONNX_FIX"]
+__all__ = ["FaceOnnx"]
 
-ONNX_FIX = "pip install 'avaffect[onnx]' (onnxruntime) to run ONNX face models"
 
 # the registered EmotiEffLib files and the images each expects, declared here beside the extractor that runs them
 _EMOTIEFF = UserSupplied("the ONNX model files of EmotiEffLib (HSEmotion, A. Savchenko), "
@@ -107,18 +107,8 @@ class FaceOnnx(Extractor):
     def _sess(self):
         sess = self.__dict__.get("_session")
         if sess is None:
-            try:
-                import onnxruntime as ort  # lazy: an optional extra
-            except ImportError:
-                raise AvaffectError(f"face_onnx needs onnxruntime, which is not installed: {ONNX_FIX}") from None
             path = self.weights_path()
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            try:
-                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            except Exception as e:  # onnxruntime raises its own exception types for a bad file
-                raise AvaffectError(f"{path}: cannot load this ONNX model ({str(e).splitlines()[0][:200]}); check "
-                                    "that the file is a complete .onnx model") from None
+            sess = open_session(path, threads=1)
             if len(sess.get_outputs()) not in (1, 2):
                 raise AvaffectError(f"{path}: face_onnx expects one output (.. , valence, arousal) or two "
                                     f"(embedding, head); this model has {len(sess.get_outputs())}")

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import DataError, MediaError
@@ -158,6 +157,8 @@ class PeopleTracker:
         matched: dict[int, int] = {}  # track index -> detection index
         if old and len(boxes):
             overlap = np.stack([iou(t.box, boxes) for t in old])
+            from scipy.optimize import linear_sum_assignment  # lazy: 0.4 s that single-face predict never needs
+
             rows, cols = linear_sum_assignment(-overlap)
             matched = {int(r): int(c) for r, c in zip(rows, cols, strict=True) if overlap[r, c] >= cfg.iou_threshold}
         tracks = []

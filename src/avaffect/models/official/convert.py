@@ -19,15 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from avaffect.deploy.formats import OFFICIAL_FORMAT as FORMAT
+from avaffect.deploy.formats import read_tagged_metadata
 from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.official.deploy import BACKBONES_DIR, OfficialRegressor, copy_backbone, official_preprocessing
 from avaffect.models.official.modules import CAMSizes, DCNSizes, DCNStack, OfficialCAM
-from avaffect.models.safetensors_io import read_tagged_metadata, write_tagged
+from avaffect.models.safetensors_io import write_tagged
 from avaffect.registry import Registry
 from avaffect.statedict import load_state_dict_file, strip_prefix
-
-FORMAT = "avaffect-official-1"
 
 __all__ = [
     "FORMAT",

@@ -37,6 +37,7 @@ Rules at the edges (documented, never silent):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -54,15 +55,17 @@ __all__ = ["FaceModelPredictor", "OutputRequest", "PeopleRun", "PeopleSummary", 
 
 
 def load_predictor(checkpoint: str | Path | None = None, *, face_model: str | None = None, device: str = "cpu",
-                   stream: bool = True, detect_every: int | None = None) -> VideoPredictor:
+                   stream: bool = True, detect_every: int | None = None,
+                   runtime: Literal["auto", "torch", "onnx"] = "auto") -> VideoPredictor:
     """A predictor to keep between videos: a trained ``checkpoint`` (``model.safetensors`` of a run) or, instead,
     a ``face_model`` (a registered ONNX face model's name or file). Loading checks everything a video will need
-    (the extractors, their weight files), so a missing file fails here, before any video."""
+    (the extractors, their weight files), so a missing file fails here, before any video. ``runtime``: what runs
+    a checkpoint's model (:class:`Predictor`: its ONNX export when there is one, ``auto``)."""
     if (checkpoint is None) == (face_model is None):
         raise AvaffectError("give a checkpoint (model.safetensors of a run) or face_model=NAME_OR_FILE, not both")
     if face_model is not None:
         return FaceModelPredictor(face_model, device=device, stream=stream, detect_every=detect_every)
-    return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every)
+    return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every, runtime=runtime)
 
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",

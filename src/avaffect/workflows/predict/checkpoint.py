@@ -10,6 +10,11 @@ the whole video. Three paths give the same values:
 - **authors' clips** (``step_frames`` k > 1, a model converted by ``avaffect convert-official``): one timeline
   step per non-overlapping k-frame clip ending at its last frame, streamed or whole; every frame gets its clip's
   prediction, so the CSV stays one row per frame.
+
+The model runs with ONNX Runtime when the checkpoint has a matching export beside it (``model.onnx``, written by
+``train`` and ``avaffect export``; :mod:`avaffect.deploy.onnx_model`) and the device is the CPU: torch is then never
+imported (about 2 s of the command's start-up). Otherwise, and for ``runtime="torch"``, the torch model runs: the
+imports of torch below sit inside the functions that need it, for that reason.
 """
 
 from __future__ import annotations
@@ -19,16 +24,17 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import torch
 
 from avaffect.data.folder import recording_from_video
 from avaffect.data.recording import Recording
+from avaffect.deploy.formats import OFFICIAL_FORMAT, read_array, read_checkpoint_meta, read_format
+from avaffect.deploy.onnx_model import OnnxWindows, find_export
 from avaffect.errors import AvaffectError, NoAudioStreamError
-from avaffect.evaluation.inference import predict_recording
 from avaffect.evaluation.overlay import va_columns
-from avaffect.evaluation.streaming import predict_chunks
+from avaffect.evaluation.streaming import WindowRunner, predict_chunks, predict_windows
 from avaffect.features.extractors import Extractor, get_extractor
 from avaffect.features.face_stream import (
     FeatureChunk,
@@ -43,7 +49,7 @@ from avaffect.features.faces.pipeline import face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
-from avaffect.models.checkpoint import load_for_prediction
+from avaffect.onnxrt import onnxruntime_available
 from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
 from avaffect.workflows.predict.result import ModelInfo, Traces, VideoPredictor
 
@@ -71,15 +77,16 @@ class Predictor(VideoPredictor):
     CLIP_CHUNK = 32  # clips per streamed chunk on the authors'-model path
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
-                 detect_every: int | None = None) -> None:
+                 detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto") -> None:
         """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
         checkpoint recorded (faster; the crops, and so the values, then differ slightly from the recorded
-        pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting."""
-        if device == "cuda" and not torch.cuda.is_available():
-            raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
+        pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting. ``runtime``:
+        ``auto`` runs the ONNX export when there is a matching one and the device is the CPU (module docstring),
+        ``onnx`` requires it, ``torch`` never uses it."""
         self.checkpoint = Path(checkpoint)
-        self.device, self.stream, self.detect_every = device, stream, detect_every
-        self.model, self.meta = load_for_prediction(self.checkpoint, device=device)
+        self.device, self.stream, self.detect_every, self.runtime = device, stream, detect_every, runtime
+        sha = sha256_file(self.checkpoint) if self.checkpoint.is_file() else ""
+        self.run, self.meta, self.audio_mean = self._load(sha)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.targets)
         self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
@@ -100,9 +107,36 @@ class Predictor(VideoPredictor):
             self.faces = self.video_ex.face_pipeline()
         every = self.faces.detect_every if self.spec.step_frames > 1 else self.video_ex.params.get("detect_every")
         self.info = ModelInfo(model=self.meta["model"]["name"], checkpoint=self.checkpoint,
-                              checkpoint_sha256_16=sha256_file(self.checkpoint)[:16],
-                              trained_on=self.spec.trained_on, targets=tuple(self.targets), detect_every=every,
-                              device=device, faces=self.faces)
+                              checkpoint_sha256_16=sha[:16], trained_on=self.spec.trained_on,
+                              targets=tuple(self.targets), detect_every=every, device=device, faces=self.faces,
+                              runtime="onnxruntime" if isinstance(self.run, OnnxWindows) else "torch")
+
+    def _load(self, sha: str) -> tuple[WindowRunner, dict, np.ndarray]:
+        """The model's runner, the checkpoint's metadata and the audio features' training mean (what a video
+        without audio gets), from the ONNX export or the torch model (module docstring)."""
+        if self.runtime not in ("auto", "torch", "onnx"):
+            raise AvaffectError(f"runtime must be auto, torch or onnx, not {self.runtime!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise AvaffectError(f"--device must be cpu or cuda, not {self.device!r}")
+        official = read_format(self.checkpoint) == OFFICIAL_FORMAT
+        if self.runtime != "torch" and self.device == "cpu" and not official:
+            meta = read_checkpoint_meta(self.checkpoint)
+            export = find_export(self.checkpoint, sha)
+            if export is not None and onnxruntime_available():
+                return OnnxWindows(export), meta, read_array(self.checkpoint, "audio_mean")
+        if self.runtime == "onnx":
+            raise AvaffectError(f"{self.checkpoint}: --runtime onnx needs its ONNX export beside it, made from this "
+                                f"very file, and the CPU: run `avaffect export {self.checkpoint}` (an authors' model "
+                                "runs with torch only)")
+        import torch  # lazy: only where the torch model runs (module docstring)
+
+        from avaffect.evaluation.inference import torch_runner  # lazy: imports torch
+        from avaffect.models.checkpoint import load_for_prediction  # lazy: imports torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
+        model, meta = load_for_prediction(self.checkpoint, device=self.device)
+        return torch_runner(model, self.device), meta, model.audio_mean.cpu().numpy()
 
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
@@ -122,7 +156,7 @@ class Predictor(VideoPredictor):
         return ex
 
     def spawn_args(self) -> tuple[type, tuple]:
-        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every)
+        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every, self.runtime)
 
     def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
         rec = recording_from_video(video, crops_dir=crops_dir)
@@ -154,7 +188,7 @@ class Predictor(VideoPredictor):
             return self.audio_ex.extract(steps), "present"
         except NoAudioStreamError:
             log.info("%s has no audio track: audio features set to the training mean", steps.video_path)
-            return np.tile(self.model.audio_mean.cpu().numpy(), (steps.num_steps, 1)), "missing"
+            return np.tile(self.audio_mean, (steps.num_steps, 1)), "missing"
 
     def _streamed(self, rec: Recording, audio: np.ndarray, overlay_to: Path | None) -> Traces:
         """One decode, chunks of crops, windows as they fill (the overlay drawn as values become final)."""
@@ -163,8 +197,8 @@ class Predictor(VideoPredictor):
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
                                               frame_sink=overlay.frame if overlay else None)
             on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
-            pred, face, boxes = predict_chunks(self.model, audio, chunks, rec.num_steps, self.spec.window,
-                                               self.spec.hop, device=self.device, timings=timing, on_final=on_final)
+            pred, face, boxes = predict_chunks(self.run, audio, chunks, rec.num_steps, self.spec.window,
+                                               self.spec.hop, timings=timing, on_final=on_final)
         model_s = timing.get("model", 0.0)
         return Traces(pred, face, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s,
                       overlay=drawn.path, overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
@@ -174,7 +208,7 @@ class Predictor(VideoPredictor):
         t0 = time.perf_counter()
         feats, face, boxes = whole_video_features(rec, self.video_ex, self.faces)
         t1 = time.perf_counter()
-        pred = predict_recording(self.model, audio, feats, face, self.spec.window, self.spec.hop, device=self.device)
+        pred = predict_windows(self.run, audio, feats, face, self.spec.window, self.spec.hop)
         return Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)},
                       model_s=time.perf_counter() - t1)
 
@@ -206,8 +240,7 @@ class Predictor(VideoPredictor):
         mask = track.crop_present & np.asarray(rec.face_mask, bool)
         video = self.video_ex.clip_features(crops, mask, ends)
         t1 = time.perf_counter()
-        pred = predict_recording(self.model, audio, video, _clip_faces(mask, k), self.spec.window, self.spec.hop,
-                                 device=self.device)
+        pred = predict_windows(self.run, audio, video, _clip_faces(mask, k), self.spec.window, self.spec.hop)
         return Traces(pred, mask, boxes, False, stages={"video": round(t1 - t0, 3)},
                       model_s=time.perf_counter() - t1)
 
@@ -231,7 +264,7 @@ class Predictor(VideoPredictor):
                 yield FeatureChunk(j0, j1, feats, _clip_faces(c.mask[c.own], k),
                                    np.full((j1 - j0, 4), np.nan, np.float32))
 
-        pred, _, _ = predict_chunks(self.model, audio, clip_chunks(), len(ends), self.spec.window, self.spec.hop,
-                                    device=self.device, timings=timing)
+        pred, _, _ = predict_chunks(self.run, audio, clip_chunks(), len(ends), self.spec.window, self.spec.hop,
+                                    timings=timing)
         model_s = timing.get("model", 0.0)
         return Traces(pred, mask, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s, faces=st.faces)

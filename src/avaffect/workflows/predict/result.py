@@ -84,6 +84,7 @@ class Summary(BaseModel):
     detect_every: int | None
     realtime_factor: float | None
     device: str
+    runtime: Literal["torch", "onnxruntime"] | None = None  # what ran the model (onnxruntime: its ONNX export)
     face_tracks: int | None = None  # tracks the single-face tracker started (> 1: the face followed changed)
     shot_cuts: int | None = None  # shot cuts seen by the face pipeline
 
@@ -94,7 +95,7 @@ class Summary(BaseModel):
         for t in TARGETS:
             if t not in self.targets:
                 out.pop(f"{t}_mean"), out.pop(f"{t}_std")
-        for key in ("face_tracks", "shot_cuts"):
+        for key in ("face_tracks", "shot_cuts", "runtime"):
             if out[key] is None:
                 out.pop(key)
         out["timings_s"] = self.timings_s.model_dump(exclude_none=True)
@@ -147,6 +148,7 @@ class ModelInfo:
     detect_every: int | None
     device: str
     faces: FacePipeline  # the face pipeline (its detector names the face source; the people pass runs it)
+    runtime: Literal["torch", "onnxruntime"] | None = None  # what runs the model
 
 
 def duration_s(rec: Recording) -> float:
@@ -223,6 +225,6 @@ class VideoPredictor(abc.ABC):
             checkpoint_sha256_16=info.checkpoint_sha256_16,
             face_source="crops" if rec.crops_dir else info.faces.detector, timings_s=timings,
             streamed=bool(tr.streamed), detect_every=info.detect_every,
-            realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device,
+            realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device, runtime=info.runtime,
             face_tracks=tracks, shot_cuts=cuts)
         return PredictionRun(frame, summary, tr.boxes, tr.overlay, tr.overlay_frames_buffered)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
-import torch
 
 from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.outputs import OutputRequest, write_outputs
@@ -22,8 +22,10 @@ _WORKER: VideoPredictor | None = None  # the model loaded once per worker proces
 def _init_worker(factory: type, args: tuple) -> None:
     global _WORKER
     cv2.setNumThreads(1)  # the pool is the parallelism: one thread per worker, no oversubscription
-    torch.set_num_threads(1)
     _WORKER = factory(*args)
+    torch = sys.modules.get("torch")  # imported only where the torch model runs (an ONNX export needs none)
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def predict_one(predictor: VideoPredictor, video: str, name: str, crops_dir: str | None,

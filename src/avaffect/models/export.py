@@ -1,0 +1,93 @@
+"""A checkpoint's ONNX export (``avaffect export``; ``train`` writes one at the end of every run): the files that
+let ``predict`` run the fusion model with ONNX Runtime instead of torch (:mod:`avaffect.deploy.onnx_model`).
+
+The export traces the model on windows of the checkpoint's length with torch's TorchScript-based exporter (it needs
+the ``onnx`` package). A trace fixes Python control flow, so the export is checked before it is kept: the ONNX
+graph and the torch model run the same batch — windows with every face, with faces missing here and there, with no
+face at all, and one that ends past the recording — and must agree within :data:`TOLERANCE`; a model whose forward
+pass does not trace faithfully is refused (``predict`` then runs it with torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avaffect.deploy.formats import OFFICIAL_FORMAT, read_format
+from avaffect.deploy.onnx_model import INPUTS, ExportRecord, OnnxWindows, export_paths, write_record
+from avaffect.errors import AvaffectError
+from avaffect.files import atomic_path, sha256_file
+from avaffect.models.checkpoint import load_checkpoint
+
+__all__ = ["TOLERANCE", "check_batch", "export_onnx"]
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-4  # largest |ONNX - torch| accepted on the check batch (float32 arithmetic in another order)
+OPSET = 17
+
+
+def check_batch(length: int, d_audio: int, d_video: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """The windows an export is checked on: every face; faces missing in runs; no face at all; the recording
+    ending a third of the way into the window (``audio, video, mask, face_mask``)."""
+    rng = np.random.default_rng(seed)
+    b = 4
+    audio = rng.normal(size=(b, length, d_audio)).astype(np.float32)
+    video = rng.normal(size=(b, length, d_video)).astype(np.float32)
+    mask = np.ones((b, length), bool)
+    face = np.ones((b, length), bool)
+    face[1, rng.random(length) < 0.3] = False
+    face[2] = False
+    video[~face] = 0.0
+    mask[3, length // 3:] = False
+    audio[3, length // 3:] = video[3, length // 3:] = 0.0
+    face[3, length // 3:] = False
+    return audio, video, mask, face
+
+
+def export_onnx(checkpoint: str | Path) -> Path:
+    """Write ``model.onnx`` and its record beside ``checkpoint`` (an avaffect checkpoint; module docstring) and
+    return the ONNX path. Raises :class:`AvaffectError` when the model cannot be exported faithfully."""
+    checkpoint = Path(checkpoint)
+    if read_format(checkpoint) == OFFICIAL_FORMAT:
+        raise AvaffectError(f"{checkpoint}: an authors' model runs with its torch backbones (R3D, ResNet) on every "
+                            "clip; exporting the fusion part alone would not spare torch, so it is not exported")
+    try:
+        import onnx  # noqa: F401  lazy: needed by torch's exporter only, not to run the export
+    except ImportError:
+        raise AvaffectError("exporting to ONNX needs the onnx package: pip install onnx (a dependency of "
+                            "avaffect; reinstall avaffect if it is missing)") from None
+    model, meta = load_checkpoint(checkpoint, "cpu")
+    length = int(meta["preprocessing"].window)
+    m = meta["model"]
+    batch = check_batch(length, int(m["d_audio"]), int(m["d_video"]))
+    tensors = tuple(torch.as_tensor(x) for x in batch)
+    with torch.no_grad():
+        want = model(*tensors).float().numpy()
+    onnx_path, record_path = export_paths(checkpoint)
+    with atomic_path(onnx_path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape checks of a fixed window length
+        try:
+            torch.onnx.export(model, tensors, str(tmp), input_names=list(INPUTS), output_names=["values"],
+                              dynamic_axes={k: {0: "batch"} for k in (*INPUTS, "values")}, opset_version=OPSET,
+                              dynamo=False)
+        except Exception as e:  # the exporter raises many types for an unsupported operation
+            raise AvaffectError(f"{checkpoint}: model {m['name']} cannot be exported to ONNX "
+                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); predict runs it with "
+                                "torch") from None
+        runner = OnnxWindows(tmp)
+        got = runner(*batch)
+        diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+        if not diff <= TOLERANCE:
+            raise AvaffectError(f"{checkpoint}: the ONNX export of {m['name']} differs from the torch model by "
+                                f"{diff:.3g} (> {TOLERANCE}) on the check windows: its forward pass does not trace "
+                                "faithfully, so it is not exported; predict runs it with torch")
+        inputs = runner.inputs
+    write_record(ExportRecord(checkpoint_sha256=sha256_file(checkpoint), onnx_sha256=sha256_file(onnx_path),
+                              window=length, inputs=inputs, max_abs_diff=diff), record_path)
+    log.info("%s: exported to %s (max |ONNX - torch| %.2g)", checkpoint, onnx_path, diff)
+    return onnx_path
