@@ -67,9 +67,9 @@ def test_video_without_audio_follows_the_documented_rule(tiny_run, synth_root, t
     seen = {}
     real_predict = predict_module.predict_chunks  # the streaming path (the default)
 
-    def spy(run, audio, *args, **kwargs):
-        seen["audio"] = np.asarray(audio)
-        return real_predict(run, audio, *args, **kwargs)
+    def spy(run, audio, *args, **kwargs):  # the audio comes in blocks of steps, read as the windows need them
+        seen["audio"] = np.concatenate([rows for _, _, rows in audio])
+        return real_predict(run, seen["audio"], *args, **kwargs)
 
     monkeypatch.setattr(predict_module, "predict_chunks", spy)
     df = avaffect.predict(tiny_run / "model.safetensors", silent)

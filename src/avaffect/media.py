@@ -38,6 +38,7 @@ __all__ = [
     "iter_video_frames",
     "prefetch",
     "read_audio",
+    "iter_audio",
     "DECODE_FIX",
     "NO_AUDIO_FIX",
     "NO_VIDEO_FIX",
@@ -335,40 +336,63 @@ def read_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(frames), np.asarray(times, dtype=np.float64)
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode the first audio stream to float32 mono ``[N]`` at ``sample_rate`` Hz.
-
-    Sample 0 sits at the file's time origin (module docstring): a stream that starts later is
-    padded with zeros at the front, one that starts earlier is trimmed.
-    """
+def iter_audio(path: str | Path, sample_rate: int = 16000) -> Iterator[np.ndarray]:
+    """The first audio stream as float32 mono pieces at ``sample_rate`` Hz, in order: their concatenation is
+    :func:`read_audio`'s waveform (sample 0 at the file's time origin: a stream that starts later is preceded by
+    zeros, one that starts earlier is trimmed). Memory stays at one piece, so long files stream through it. The
+    container is opened (and a missing audio stream raised) at the call, not at the first piece."""
     path = Path(path)
     container = _open(path)
+    if not container.streams.audio:
+        container.close()
+        raise NoAudioStreamError(path, "has no audio stream", NO_AUDIO_FIX)
+    return _audio_pieces(path, container, int(sample_rate))
+
+
+def _audio_pieces(path: Path, container, sample_rate: int) -> Iterator[np.ndarray]:
     try:
-        if not container.streams.audio:
-            raise NoAudioStreamError(path, "has no audio stream", NO_AUDIO_FIX)
         stream = container.streams.audio[0]
         origin = _origin(container)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
-        chunks: list[np.ndarray] = []
-        first_time: float | None = None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        first_time: float | None = None  # the first decoded frame's time: where sample 0 of the stream sits
+        skip: int | None = None  # samples still to trim at the start (set when the first piece comes out)
+        given = 0
+
+        def place(piece: np.ndarray) -> Iterator[np.ndarray]:
+            nonlocal skip, given
+            if skip is None:
+                offset = int(round(((first_time if first_time is not None else origin) - origin) * sample_rate))
+                skip = max(0, -offset)
+                if offset > 0:
+                    yield np.zeros(offset, dtype=np.float32)
+            if skip:
+                cut = min(skip, len(piece))
+                piece, skip = piece[cut:], skip - cut
+            if len(piece):
+                given += len(piece)
+                yield piece
+
         try:
             for frame in container.decode(stream):
                 if first_time is None and frame.time is not None:
                     first_time = float(frame.time)
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    yield from place(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                yield from place(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(path, f"cannot decode the audio: {exc}", DECODE_FIX) from exc
+        if skip is None:
+            raise MediaError(path, "cannot decode the audio: no audio sample could be decoded", DECODE_FIX)
     finally:
         container.close()
-    if not chunks:
-        raise MediaError(path, "cannot decode the audio: no audio sample could be decoded", DECODE_FIX)
-    wav = np.concatenate(chunks).astype(np.float32, copy=False)
-    offset = int(round(((first_time if first_time is not None else origin) - origin) * sample_rate))
-    if offset > 0:
-        wav = np.concatenate([np.zeros(offset, dtype=np.float32), wav])
-    elif offset < 0:
-        wav = wav[-offset:]
-    return np.ascontiguousarray(wav)
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream to float32 mono ``[N]`` at ``sample_rate`` Hz (:func:`iter_audio`'s pieces,
+    joined).
+
+    Sample 0 sits at the file's time origin (module docstring): a stream that starts later is
+    padded with zeros at the front, one that starts earlier is trimmed.
+    """
+    return np.ascontiguousarray(np.concatenate(list(iter_audio(path, sample_rate))))

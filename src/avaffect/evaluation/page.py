@@ -15,9 +15,9 @@ import html
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from avaffect.files import atomic_write_text
 
@@ -110,6 +110,9 @@ svg.setAttribute('data-ready', '1');
 update();
 })();
 """
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _clean(values: np.ndarray) -> list[float | None]:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from avaffect.data.recording import TARGETS
 from avaffect.files import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def predictions_frame(times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None = None,
                       targets=TARGETS) -> pd.DataFrame:
     """``frame,time,<targets>,label_<targets>`` (frame is 0-based; labels NaN where not annotated)."""
+    import pandas as pd  # lazy: 0.4 s that predict's plots do not need
+
     df = pd.DataFrame({"frame": np.arange(len(times)), "time": np.round(times, 6)})
     for k, t in enumerate(targets[: pred.shape[1]]):
         df[t] = pred[:, k]
@@ -29,32 +34,32 @@ def write_predictions_csv(path: str | Path, times, pred, labels=None, targets=TA
     return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
-def _pyplot():
-    """pyplot on the Agg backend (imported when a plot is drawn: it is slow to import)."""
-    import matplotlib
+def _figure(**kwargs):
+    """A matplotlib ``Figure`` on its own Agg canvas: no pyplot, no global state (figures never need closing,
+    threads and notebooks are not disturbed). matplotlib is imported here, when a plot is drawn (it is slow to
+    import)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
 
-
-def _save(plt, fig, path: str | Path, dpi: int) -> Path:
-    """Lay out ``fig``, write it to ``path`` (its folder made) and close it."""
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    """Lay out ``fig`` and write it to ``path`` (its folder made)."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
 def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
                     title: str = "") -> Path:
     """Prediction vs label over time, one row per recording: items are ``(name, times, pred, labels)``."""
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(len(items), 2, figsize=(11, 2.2 * len(items)), squeeze=False, sharey=True)
+    fig = _figure(figsize=(11, 2.2 * len(items)))
+    axes = fig.subplots(len(items), 2, squeeze=False, sharey=True)
     for row, (name, times, pred, labels) in enumerate(items):
         for k, target in enumerate(TARGETS):
             ax = axes[row, k]
@@ -67,7 +72,7 @@ def plot_recordings(path: str | Path, items: list[tuple[str, np.ndarray, np.ndar
     axes[0, 0].legend(loc="upper right", fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(plt, fig, path, dpi=90)
+    return _save(fig, path, dpi=90)
 
 
 def plot_people(path: str | Path, title: str, times: np.ndarray,
@@ -75,10 +80,11 @@ def plot_people(path: str | Path, title: str, times: np.ndarray,
     """One panel per target, one line per person: ``traces`` are ``(label, values [T, K], on screen [T])``; a
     person's line is drawn where they are on screen only (a faint line elsewhere: the model's value without
     their face)."""
-    plt = _pyplot()
+    fig = _figure(figsize=(11, 2.4 * len(targets) + 0.4))
+    axes = fig.subplots(len(targets), 1, squeeze=False, sharex=True)
+    from matplotlib import rcParams
 
-    fig, axes = plt.subplots(len(targets), 1, figsize=(11, 2.4 * len(targets) + 0.4), squeeze=False, sharex=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]  # the style's colours (read, not changed)
     for k, t in enumerate(targets):
         ax = axes[k, 0]
         for i, (label, values, on) in enumerate(traces):
@@ -93,18 +99,16 @@ def plot_people(path: str | Path, title: str, times: np.ndarray,
             if traces:
                 ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time (s)")
-    return _save(plt, fig, path, dpi=80)
+    return _save(fig, path, dpi=80)
 
 
 def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
                    targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None) -> Path:
     """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path;
     steps without a face (``face_mask`` False) are shaded."""
-    plt = _pyplot()
-
     pred = np.asarray(pred).reshape(len(times), -1)
     both = tuple(targets) == TARGETS
-    fig = plt.figure(figsize=(12 if both else 9, 2.4 * len(targets) + 0.4))
+    fig = _figure(figsize=(12 if both else 9, 2.4 * len(targets) + 0.4))
     grid = fig.add_gridspec(len(targets), 2 if both else 1, width_ratios=[2.2, 1] if both else None)
     for k, t in enumerate(targets):
         ax = fig.add_subplot(grid[k, 0])
@@ -123,7 +127,9 @@ def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndar
             ax.set_xlabel("time (s)")
     if both:
         ax = fig.add_subplot(grid[:, 1])
-        ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.7", lw=0.8))
+        from matplotlib.patches import Circle
+
+        ax.add_patch(Circle((0, 0), 1, fill=False, color="0.7", lw=0.8))
         ax.axhline(0, color="0.8", lw=0.6)
         ax.axvline(0, color="0.8", lw=0.6)
         if labels is not None:
@@ -136,4 +142,4 @@ def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndar
         ax.set_xlabel("valence")
         ax.set_ylabel("arousal")
         ax.set_title("valence-arousal trajectory", fontsize=10)
-    return _save(plt, fig, path, dpi=80)
+    return _save(fig, path, dpi=80)

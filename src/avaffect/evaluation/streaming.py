@@ -21,18 +21,49 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from avaffect.data.windows import cut_window, stitch, window_mask, window_starts
+from avaffect.data.windows import Stitcher, cut_window, stitch, window_mask, window_starts
 from avaffect.features.face_stream import FeatureChunk
 
-__all__ = ["WindowRunner", "predict_windows", "predict_chunks"]
+__all__ = ["AudioBlocks", "WindowRunner", "predict_windows", "predict_chunks"]
 
 WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def _batch(audio: np.ndarray, video: np.ndarray, video_base: int, face_mask: np.ndarray, num_steps: int,
-           starts: list[int], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One batch of windows, as every runner takes it (``video`` may start at step ``video_base``)."""
-    a = np.stack([cut_window(audio, s, length) for s in starts]).astype(np.float32, copy=False)
+AudioBlocks = Iterable[tuple[int, int, np.ndarray]]
+
+
+class _Rows:
+    """Rows of a per-step array that arrives in consecutive blocks ``(lo, hi, rows)`` (or is given whole), read as
+    far as a window needs and released once no window needs them."""
+
+    def __init__(self, source: np.ndarray | AudioBlocks) -> None:
+        if isinstance(source, np.ndarray):
+            self.buf, self.blocks, self.filled = source, None, len(source)
+        else:
+            self.buf, self.blocks, self.filled = None, iter(source), 0
+        self.base = 0  # the step of buf[0]
+
+    def need(self, hi: int) -> None:
+        while self.blocks is not None and self.filled < hi:
+            block = next(self.blocks, None)
+            if block is None:
+                raise ValueError(f"audio blocks end at step {self.filled}, step {hi - 1} is needed")
+            lo, end, rows = block
+            if lo != self.filled:
+                raise ValueError(f"audio blocks out of order: got steps {lo}:{end} after 0:{self.filled}")
+            self.buf = rows if self.buf is None else np.concatenate([self.buf, rows])
+            self.filled = end
+
+    def release(self, upto: int) -> None:
+        if self.blocks is not None and self.buf is not None and upto > self.base:
+            self.buf = self.buf[min(upto, self.filled) - self.base:]
+            self.base = min(upto, self.filled)
+
+
+def _batch(audio: np.ndarray, audio_base: int, video: np.ndarray, video_base: int, face_mask: np.ndarray,
+           num_steps: int, starts: list[int], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of windows, as every runner takes it (``audio`` / ``video`` start at step ``*_base``)."""
+    a = np.stack([cut_window(audio, s - audio_base, length) for s in starts]).astype(np.float32, copy=False)
     v = np.stack([cut_window(video, s - video_base, length) for s in starts]).astype(np.float32, copy=False)
     f = np.stack([cut_window(face_mask, s, length, False) for s in starts]).astype(bool, copy=False)
     m = np.stack([window_mask(num_steps, s, length) for s in starts])
@@ -45,56 +76,51 @@ def predict_windows(run: WindowRunner, audio: np.ndarray, video: np.ndarray, fac
     predictions averaged."""
     num_steps = len(audio)
     starts = window_starts(num_steps, length, hop)
-    preds = [np.asarray(run(*_batch(audio, video, 0, face_mask, num_steps, [int(s) for s in starts[i:i + batch_size]],
-                                    length)), dtype=np.float32)
+    preds = [np.asarray(run(*_batch(audio, 0, video, 0, face_mask, num_steps,
+                                    [int(s) for s in starts[i:i + batch_size]], length)), dtype=np.float32)
              for i in range(0, len(starts), batch_size)]
     return stitch(np.concatenate(preds), starts, num_steps).astype(np.float32)
 
 
-def predict_chunks(run: WindowRunner, audio: np.ndarray, chunks: Iterable[FeatureChunk], num_steps: int,
-                   length: int, hop: int, batch_size: int = 16, timings: dict | None = None,
+def predict_chunks(run: WindowRunner, audio: np.ndarray | AudioBlocks, chunks: Iterable[FeatureChunk],
+                   num_steps: int, length: int, hop: int, batch_size: int = 16, timings: dict | None = None,
                    on_final: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(predictions [T, K], face mask [T], boxes [T, 4])`` from the audio features ``[T, d_a]`` and the video
-    feature chunks (consecutive, covering ``0:T``). ``timings["model"]`` receives the seconds spent in the model.
-    ``on_final(lo, values [n, K], boxes [n, 4])`` is called, in order, for the steps ``lo:lo+n`` whose every window
-    has run (their stitched values are final: the same numbers the returned array holds), e.g. to draw them."""
+    """``(predictions [T, K], face mask [T], boxes [T, 4])`` from the audio features — ``[T, d_a]``, or consecutive
+    blocks ``(lo, hi, rows)`` read as the windows need them (:meth:`~avaffect.features.extractors.base.Extractor.
+    iter_steps`) — and the video feature chunks (consecutive, covering ``0:T``). ``timings["model"]`` receives the
+    seconds spent in the model. ``on_final(lo, values [n, K], boxes [n, 4])`` is called, in order, for the steps
+    ``lo:lo+n`` whose every window has run (their stitched values are final: the same numbers the returned array
+    holds), e.g. to draw them."""
     starts = window_starts(num_steps, length, hop)
     face_mask = np.zeros(num_steps, dtype=bool)
     boxes = np.full((num_steps, 4), np.nan, dtype=np.float32)
+    rows = _Rows(audio)
     base = 0  # step index of buf[0]
     buf: np.ndarray | None = None
-    preds: list[np.ndarray] = []
+    stitcher: Stitcher | None = None  # float64 sums per step, in window order: stitch's arithmetic, to the bit
     pending: list[int] = []
     next_window = 0
     model_seconds = 0.0
     run_windows = 0  # windows run so far (they run in start order)
-    total: np.ndarray | None = None  # running stitch sums [T, K] / counts [T] for on_final, float64 as stitch's
-    count = np.zeros(num_steps)
     final_upto = 0
 
     def run_batch(batch: list[int]) -> None:
-        nonlocal model_seconds
+        nonlocal model_seconds, stitcher, run_windows, final_upto
+        rows.need(min(num_steps, batch[-1] + length))
         t0 = time.perf_counter()
-        preds.append(np.asarray(run(*_batch(audio, buf, base, face_mask, num_steps, batch, length)),
-                                dtype=np.float32))
+        y = np.asarray(run(*_batch(rows.buf, rows.base, buf, base, face_mask, num_steps, batch, length)),
+                       dtype=np.float32)
         model_seconds += time.perf_counter() - t0
-        if on_final is not None:
-            report(batch, preds[-1])
-
-    def report(batch: list[int], y: np.ndarray) -> None:
-        nonlocal total, final_upto, run_windows
-        if total is None:
-            total = np.zeros((num_steps, y.shape[-1]))
-        for start, yw in zip(batch, np.asarray(y, dtype=np.float64)):
-            n = min(length, num_steps - start)
-            total[start:start + n] += yw[:n]
-            count[start:start + n] += 1
+        if stitcher is None:
+            stitcher = Stitcher(num_steps, y.shape[-1])
+        stitcher.add(y, np.asarray(batch))
         run_windows += len(batch)
         upto = int(starts[run_windows]) if run_windows < len(starts) else num_steps  # steps before: all run
-        if upto > final_upto:
+        if on_final is not None and upto > final_upto:
             lo = final_upto
-            on_final(lo, (total[lo:upto] / count[lo:upto, None]).astype(np.float32), boxes[lo:upto])
+            on_final(lo, (stitcher.total[lo:upto] / stitcher.count[lo:upto, None]).astype(np.float32),
+                     boxes[lo:upto])
             final_upto = upto
 
     filled = 0
@@ -117,12 +143,13 @@ def predict_chunks(run: WindowRunner, audio: np.ndarray, chunks: Iterable[Featur
         if keep_from > base:  # no window needs the steps before keep_from any more
             buf = buf[keep_from - base:]
             base = keep_from
+            rows.release(keep_from)
     if filled != num_steps:
         raise ValueError(f"feature chunks end at step {filled}, the recording has {num_steps}")
     if pending:
         run_batch(pending)
     if timings is not None:
         timings["model"] = model_seconds
-    if not preds:
+    if stitcher is None:
         return np.zeros((0, 0), np.float32), face_mask, boxes
-    return stitch(np.concatenate(preds), starts, num_steps).astype(np.float32), face_mask, boxes
+    return stitcher.result().astype(np.float32), face_mask, boxes

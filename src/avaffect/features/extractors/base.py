@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
@@ -197,6 +197,15 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, rec: Recording) -> np.ndarray:
         """``[len(rec.times), dim]`` float32 features aligned to ``rec.times``."""
+
+    def iter_steps(self, rec: Recording) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``extract(rec)`` in consecutive blocks ``(lo, hi, features [hi - lo, dim])`` covering the timeline in
+        order, for a caller that streams a long recording (``predict``). The values are :meth:`extract`'s; an
+        extractor that can compute them with memory independent of the recording's length overrides this (the
+        default is one block: the whole of :meth:`extract`). Errors about the recording (no audio stream) are
+        raised at the call, before the first block."""
+        feats = self.extract(rec)
+        return iter([(0, len(feats), feats)])
 
     def face_pipeline(self) -> FacePipeline | None:
         """The face pipeline this extractor's crops come from: its parameters that are face-pipeline settings

@@ -3,6 +3,7 @@ needs no downloaded weights."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -11,8 +12,8 @@ from pydantic import Field, model_validator
 from avaffect.data.recording import Recording
 from avaffect.features.audio import frame_signal, log_mel_spectrogram
 from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, audio_source, register_extractor
-from avaffect.features.temporal_align import CONTEXTS, align_to_timeline
-from avaffect.media import read_audio
+from avaffect.features.temporal_align import CONTEXTS, align_to_timeline, window_bounds
+from avaffect.media import iter_audio, read_audio
 
 
 def _periodicity(
@@ -114,9 +115,13 @@ class LogMelStats(Extractor):
 
     def features_from_waveform(self, wav: np.ndarray, timeline: np.ndarray) -> np.ndarray:
         """``[len(timeline), dim]`` float32 from a mono waveform at ``sample_rate`` starting at time 0."""
+        feats, times = self.frame_features(np.asarray(wav, dtype=np.float32))
+        return self._summarise(feats, times, np.asarray(timeline, dtype=np.float64))
+
+    def _summarise(self, feats: np.ndarray, times: np.ndarray, timeline: np.ndarray) -> np.ndarray:
+        """The per-step statistics (class docstring) of frame features ``feats`` at ``times``."""
         p = self.params
         n = p["n_mels"]
-        feats, times = self.frame_features(np.asarray(wav, dtype=np.float32))
         mean = align_to_timeline(feats, times, timeline, p["window"], p["context"])
         mean_sq = align_to_timeline(feats[:, : n + 1] ** 2, times, timeline, p["window"], p["context"])
         std = np.sqrt(np.maximum(mean_sq - mean[:, : n + 1] ** 2, 0.0))
@@ -126,5 +131,56 @@ class LogMelStats(Extractor):
         return out.astype(np.float32)
 
     def extract(self, rec: Recording) -> np.ndarray:
-        wav = read_audio(audio_source(rec), sample_rate=int(self.params["sample_rate"]))
-        return self.features_from_waveform(wav, rec.times)
+        blocks = [f for _, _, f in self.iter_steps(rec)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.dim), np.float32)
+
+    def iter_steps(self, rec: Recording) -> Iterator[tuple[int, int, np.ndarray]]:
+        """The features in blocks of steps from the audio decoded piece by piece (:func:`avaffect.media.
+        iter_audio`): about :attr:`BLOCK_S` seconds of audio, its analysis frames and the frames a step still
+        needs are held, so memory does not grow with the recording's length. Each step averages the same frames
+        as on the whole waveform (the sums run over fewer rows: equal to float rounding). A timeline out of time
+        order is summarised on the whole waveform at once."""
+        timeline = np.asarray(rec.times, dtype=np.float64)
+        sr = int(self.params["sample_rate"])
+        if len(timeline) and np.any(np.diff(timeline) < 0):
+            wav = read_audio(audio_source(rec), sample_rate=sr)
+            return iter([(0, len(timeline), self.features_from_waveform(wav, timeline))])
+        return self._blocks(iter_audio(audio_source(rec), sample_rate=sr), timeline)
+
+    BLOCK_S = 30.0  # seconds of audio per block of iter_steps
+
+    def _blocks(self, pieces: Iterator[np.ndarray], timeline: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        p = self.params
+        sr = int(p["sample_rate"])
+        win, hop = int(round(p["frame_window"] * sr)), int(round(p["frame_hop"] * sr))
+        lo_t, hi_t = window_bounds(timeline, p["window"], p["context"])
+        num, block = len(timeline), max(win, int(self.BLOCK_S * sr))
+        wav = np.zeros(0, np.float32)  # samples not yet in a frame; wav[0] is sample `base` (a multiple of hop)
+        base = 0
+        feats, times = np.zeros((0, p["n_mels"] + 3)), np.zeros(0)  # the frames a step may still need
+        done, ended, framed = 0, False, False
+        while done < num and not ended:
+            chunk, got = [wav], 0
+            while got < block:
+                piece = next(pieces, None)
+                if piece is None:
+                    ended = True
+                    break
+                chunk.append(piece)
+                got += len(piece)
+            wav = np.concatenate(chunk)
+            if ended and not framed and len(wav) < win:  # shorter than one analysis frame: padded, as a whole
+                yield done, num, self.features_from_waveform(wav, timeline[done:])
+                return
+            if len(wav) >= win:
+                f, t = self.frame_features(wav)
+                feats, times = np.concatenate([feats, f]), np.concatenate([times, t + base / sr])
+                wav, base, framed = wav[len(f) * hop:], base + len(f) * hop, True
+            # a step is final once a frame beyond its window is known (then so is the nearest one after it)
+            upto = num if ended else int(np.searchsorted(hi_t, times[-1], side="left")) if len(times) else done
+            if upto > done:
+                yield done, upto, self._summarise(feats, times, timeline[done:upto])
+                done = upto
+                if done < num:  # keep the frames from the one before the next step's window
+                    keep = max(0, int(np.searchsorted(times, lo_t[done], side="left")) - 1)
+                    feats, times = feats[keep:], times[keep:]

@@ -37,9 +37,11 @@ Rules at the edges (documented, never silent):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.checkpoint import Predictor

@@ -62,10 +62,10 @@ def _clip_faces(mask: np.ndarray, k: int) -> np.ndarray:
     return np.logical_or.reduceat(mask, np.arange(0, len(mask), k)) if len(mask) else np.zeros(0, bool)
 
 
-def _stream_stages(st: StreamStats, model_s: float) -> dict[str, float]:
-    """The streamed pass's seconds per stage; the chunks' clock ran on while the model worked between chunks, so
-    that is taken out of ``crop`` and of the video stage."""
-    st.crop, st.total = max(0.0, st.crop - model_s), max(0.0, st.total - model_s)
+def _stream_stages(st: StreamStats, elsewhere_s: float) -> dict[str, float]:
+    """The streamed pass's seconds per stage; the chunks' clock ran on while their consumer worked between chunks
+    (the model, the audio features), so ``elsewhere_s`` is taken out of ``crop`` and of the video stage."""
+    st.crop, st.total = max(0.0, st.crop - elsewhere_s), max(0.0, st.total - elsewhere_s)
     stages = st.as_dict()
     stages["video"] = stages.pop("total")
     return stages
@@ -170,13 +170,13 @@ class Predictor(VideoPredictor):
         if self.spec.step_frames > 1:
             tr = self._clip_traces(rec)
         else:
-            audio, state = self._audio(rec)
-            stages = {"audio": round(time.perf_counter() - t0, 3)}
             if self.stream and can_stream(rec, self.video_ex):
-                tr = self._streamed(rec, audio, overlay_to)
+                tr = self._streamed(rec, overlay_to)
             else:
+                audio, state = self._audio(rec)
+                stages = {"audio": round(time.perf_counter() - t0, 3)}
                 tr = self._whole(rec, audio)
-            tr.audio, tr.stages = state, {**stages, **tr.stages}
+                tr.audio, tr.stages = state, {**stages, **tr.stages}
         if not np.isfinite(tr.values).all():
             raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {rec.video_path}; the "
                                 "checkpoint is broken (train it again)")
@@ -190,9 +190,36 @@ class Predictor(VideoPredictor):
             log.info("%s has no audio track: audio features set to the training mean", steps.video_path)
             return np.tile(self.audio_mean, (steps.num_steps, 1)), "missing"
 
-    def _streamed(self, rec: Recording, audio: np.ndarray, overlay_to: Path | None) -> Traces:
-        """One decode, chunks of crops, windows as they fill (the overlay drawn as values become final)."""
-        st, timing, drawn = StreamStats(), {}, DrawnOverlay()
+    def _audio_blocks(self, rec: Recording, clock: dict[str, float]) -> tuple[Iterator, str]:
+        """The audio features of ``rec`` in blocks of steps, computed as the windows need them (memory independent
+        of the video's length), the seconds spent in them summed into ``clock["audio"]``; the training mean,
+        block by block, when the video has no audio track."""
+        try:
+            blocks = self.audio_ex.iter_steps(rec)
+        except NoAudioStreamError:
+            log.info("%s has no audio track: audio features set to the training mean", rec.video_path)
+            n, size = rec.num_steps, 4096
+            return ((lo, min(n, lo + size), np.tile(self.audio_mean, (min(n, lo + size) - lo, 1)))
+                    for lo in range(0, n, size)), "missing"
+
+        def timed() -> Iterator:
+            while True:
+                t0 = time.perf_counter()
+                block = next(blocks, None)
+                clock["audio"] += time.perf_counter() - t0
+                if block is None:
+                    return
+                yield block
+
+        return timed(), "present"
+
+    def _streamed(self, rec: Recording, overlay_to: Path | None) -> Traces:
+        """One decode, chunks of crops, windows as they fill (the overlay drawn as values become final); the audio
+        features computed block by block as the windows reach them."""
+        st, timing, drawn, clock = StreamStats(), {}, DrawnOverlay(), {"audio": 0.0}
+        t0 = time.perf_counter()
+        audio, state = self._audio_blocks(rec, clock)
+        opening = time.perf_counter() - t0  # before the pass: not in its clock
         with overlay_pass(rec, overlay_to, drawn) as overlay:
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
                                               frame_sink=overlay.frame if overlay else None)
@@ -200,8 +227,9 @@ class Predictor(VideoPredictor):
             pred, face, boxes = predict_chunks(self.run, audio, chunks, rec.num_steps, self.spec.window,
                                                self.spec.hop, timings=timing, on_final=on_final)
         model_s = timing.get("model", 0.0)
-        return Traces(pred, face, boxes, True, stages=_stream_stages(st, model_s), model_s=model_s,
-                      overlay=drawn.path, overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
+        stages = {"audio": round(opening + clock["audio"], 3), **_stream_stages(st, model_s + clock["audio"])}
+        return Traces(pred, face, boxes, True, audio=state, stages=stages, model_s=model_s, overlay=drawn.path,
+                      overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
 
     def _whole(self, rec: Recording, audio: np.ndarray) -> Traces:
         """Every crop and feature first, then the windows."""

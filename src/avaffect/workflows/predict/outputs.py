@@ -39,19 +39,19 @@ def write_outputs(run: PredictionRun, out_dir: str | Path, name: str, overlay: b
     out_dir = Path(out_dir)
     s = run.summary
     paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
-    atomic_write_text(paths["csv"], run.frame.to_csv(index=False, float_format="%.6f"))
-    targets = [t for t in TARGETS if t in run.frame]
+    atomic_write_text(paths["csv"], run.csv_text())
+    targets = [t for t in TARGETS if t in run.columns]
     mark = " — SYNTHETIC DEMO MODEL, not real emotion" if s.trained_on == "synthetic" else ""
-    plot_recording(paths["png"], f"{name} — {s.model}{mark}", run.frame["time"].to_numpy(),
-                   run.frame[targets].to_numpy(), None, targets, run.frame["face_detected"].to_numpy())
+    plot_recording(paths["png"], f"{name} — {s.model}{mark}", run.columns["time"], run.values(targets), None,
+                   targets, run.columns["face_detected"])
     if (overlay or html) and run.overlay is not None:  # drawn during the prediction's own decode
         paths["overlay"] = run.overlay
         s.timings_s.overlay = "same pass"
     elif overlay or html:
         t0 = time.perf_counter()
-        values = va_columns(run.frame[targets].to_numpy(), targets)
+        values = va_columns(run.values(targets), targets)
         paths["overlay"] = write_overlay(s.video, output_path(out_dir, name, "_overlay.mp4"),
-                                         run.frame["time"].to_numpy(), values, run.boxes)
+                                         run.columns["time"], values, run.boxes)
         s.timings_s.overlay = round(time.perf_counter() - t0, 3)
     if html:
         paths["html"], embedded = write_page(output_path(out_dir, name, ".html"), run.frame, s.as_json(),

@@ -18,9 +18,9 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, PersonFaces
@@ -37,6 +37,9 @@ SHARED_AUDIO = ("every person's values come from their own face and the video's 
                 "do for two-person videos): on frames where another person speaks, they lean on that voice; the "
                 "speaking column (0-1, audio-visual synchrony of the person's mouth with the voice over 2 s) says "
                 "who is likely speaking")
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class PersonSummary(BaseModel):
@@ -84,6 +87,8 @@ class PeopleRun:
     def frame(self) -> pd.DataFrame:
         """One table for everybody, a ``person`` column and the face box (x, y, w, h in frame pixels, empty where
         the person is not on screen), rows by person then frame."""
+        import pandas as pd  # lazy: 0.4 s of every predict's start-up otherwise
+
         tables = []
         for k, run in enumerate(self.runs):
             t = run.frame.copy()
@@ -180,6 +185,8 @@ def write_people_outputs(run: PeopleRun, out_dir: str | Path, name: str, overlay
                                                 run.people.boxes)
         s.timings_s.overlay = round(time.perf_counter() - t0, 3)
     if html:
+        import pandas as pd  # lazy: 0.4 s of every predict's start-up otherwise
+
         anybody = pd.DataFrame({"time": run.people.times, "face_detected": run.people.on_screen.any(axis=0)
                                 if len(run.people) else np.zeros(len(run.people.times), bool)})
         paths["html"], embedded = write_page(output_path(out_dir, name, ".html"), anybody, s.as_json(),

@@ -5,18 +5,24 @@ that turns the one into the other."""
 from __future__ import annotations
 
 import abc
+import csv
+import io
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.features.faces.pipeline import FacePipeline
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +108,54 @@ class Summary(BaseModel):
         return out
 
 
+def table_csv(columns: dict[str, np.ndarray]) -> str:
+    """A table given as columns in CSV, exactly as pandas writes its DataFrame with ``to_csv(index=False,
+    float_format="%.6f")`` (tested): floats with 6 decimals and NaN empty, booleans ``True`` / ``False``, text
+    quoted where it needs it. Written without pandas, which ``predict`` does not import (0.4 s of start-up)."""
+    cells = []
+    for v in columns.values():
+        v = np.asarray(v)
+        if v.dtype.kind == "f":
+            text = np.char.mod("%.6f", v).astype(object)
+            text[np.isnan(v)] = ""
+            cells.append(text)
+        else:
+            cells.append(v.astype(str).astype(object))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*cells, strict=True))
+    return out.getvalue()
+
+
 @dataclass
 class PredictionRun:
-    """One video's result: the per-frame table (``frame,time,<targets>,face_detected,trained_on``), its
-    :class:`Summary`, the face box per frame (``None`` when the faces came from a crops folder of a path that
-    does not track them) and the overlay when the streaming pass drew it."""
+    """One video's result: the per-frame table's ``columns`` (``frame,time,<targets>,face_detected,trained_on``)
+    and the same as a pandas DataFrame (:attr:`frame`, made when first asked for), its :class:`Summary`, the face
+    box per frame (``None`` when the faces came from a crops folder of a path that does not track them) and the
+    overlay when the streaming pass drew it."""
 
-    frame: pd.DataFrame
+    columns: dict[str, np.ndarray]
     summary: Summary
     boxes: np.ndarray | None = None
     overlay: Path | None = None
     overlay_frames_buffered: int | None = None
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The per-frame table as a DataFrame."""
+        import pandas as pd  # lazy: 0.4 s that writing a prediction's files does not need
+
+        return pd.DataFrame(self.columns)
+
+    def values(self, targets: Sequence[str]) -> np.ndarray:
+        """``[T, len(targets)]`` float values of the named targets."""
+        return np.stack([np.asarray(self.columns[t], np.float64) for t in targets], axis=1) if targets else \
+            np.zeros((len(self.columns["frame"]), 0))
+
+    def csv_text(self) -> str:
+        """The per-frame table as the CSV ``predict`` writes (:func:`table_csv`)."""
+        return table_csv(self.columns)
 
 
 @dataclass
@@ -203,15 +246,15 @@ class VideoPredictor(abc.ABC):
                             "trace may follow more than one person; --faces all gives one trace per person")
         for w in warnings:
             log.warning("%s: %s", video, w)
-        frame = pd.DataFrame({"frame": np.arange(n), "time": np.round(rec.times, 6)})
+        frame: dict[str, np.ndarray] = {"frame": np.arange(n), "time": np.round(np.asarray(rec.times, np.float64), 6)}
         stats: dict[str, float | None] = {}
         for k, t in enumerate(info.targets):
-            frame[t] = v = tr.values[:, k]
+            frame[t] = v = np.asarray(tr.values[:, k])
             has = np.isfinite(v)
             stats[f"{t}_mean"] = float(v[has].mean()) if has.any() else None
             stats[f"{t}_std"] = float(v[has].std()) if has.any() else None
         frame["face_detected"] = face
-        frame["trained_on"] = info.trained_on
+        frame["trained_on"] = np.full(n, info.trained_on, dtype=object)
         model_s = tr.model_s
         dur = duration_s(rec)
         timings = Timings(total=round(wall, 3), stages=tr.stages or None,
