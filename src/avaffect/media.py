@@ -25,7 +25,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from avaffect.errors import MediaError, NoAudioStreamError
@@ -142,6 +141,8 @@ def frame_rgb(frame: av.VideoFrame) -> np.ndarray:
     """A decoded video frame as ``rgb uint8 [H, W, 3]`` (before :func:`upright`); see ``_FAST_YUV_SPACES``."""
     if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
             and frame.colorspace in _FAST_YUV_SPACES and frame.color_range in _FAST_YUV_RANGES):
+        import cv2  # lazy: `avaffect --help` imports this module and no OpenCV (tests/test_cli.py)
+
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
     return frame.to_ndarray(format="rgb24")
 

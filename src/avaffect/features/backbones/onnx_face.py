@@ -11,7 +11,7 @@ files are never downloaded: a missing one says where to get it and where to put 
 
 ``output``: ``"embedding"`` (default: the first of two outputs, else the whole single output) or ``"va"`` (the
 model's valence and arousal, 2 columns: what ``predict --face-model`` writes). Steps without a face are zeros.
-Needs the optional ``onnxruntime`` (``pip install 'avaffect[onnx]'``).
+Runs with ``onnxruntime`` (a dependency of avaffect; :mod:`avaffect.onnxrt`).
 """
 
 from __future__ import annotations

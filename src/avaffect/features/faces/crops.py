@@ -156,8 +156,8 @@ def iter_face_steps(
     every, size = pipeline.detect_every, pipeline.crop_size
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
-              detect_ahead_seconds=0.0, detect_wait_seconds=0.0, detections_ahead=0, detector=det.name,
-              detect_every=every, cuts=0)
+              detect_ahead_seconds=0.0, detect_wait_seconds=0.0, detections_ahead=0, faces_detected=0,
+              eyes_found=0, detector=det.name, detect_every=every, cuts=0)
 
     def counted(it):
         for item in it:
@@ -221,6 +221,9 @@ def iter_face_steps(
                 st["detector_calls"] += full
                 st["detect_seconds"] += seconds
                 state = tracker.update(found)
+                if state.detection is not None:  # how often the alignment got a fresh eye line
+                    st["faces_detected"] += 1
+                    st["eyes_found"] += state.detection.eyes is not None
                 if pool is not None and tracker.active and tracker.lost == 0:
                     while len(window) < every:  # read ahead to the next frame the detector runs on
                         item = next(source, None)
