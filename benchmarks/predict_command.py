@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     from avaffect.workflows.bench import machine
 
     info = machine()
+    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip()
     lines = ["# predict as the user waits: the whole command", "",
-             f"`python benchmarks/predict_command.py --checkpoint {args.checkpoint}"
+             f"Code at {commit}. `python benchmarks/predict_command.py --checkpoint {args.checkpoint}"
              f"{' --before ' + args.before if args.before else ''} --minutes {' '.join(f'{m:g}' for m in args.minutes)}"
              f" --rounds {args.rounds}` on {info['cpu']} ({info['cores']} cores); median (min-max) of "
              f"{args.rounds} rounds, the codes alternating within each round. Whole command = process start to exit "
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = list(rs[0]["stages"])
         st = ", ".join(f"{k} {statistics.median(x['stages'].get(k, 0.0) for x in rs):.2f}" for k in keys)
         lines.append(f"| {rs[0]['duration']:g} s | {st} |")
-    lo, hi = min(args.minutes), max(args.minutes)
+    sizes = sorted(args.minutes)
+    lo, hi = next((m for m in sizes if m >= 1), sizes[0]), sizes[-1]  # a clip of seconds fills no buffer yet
     for code in codes:
         a, b = runs[(lo, code)], runs[(hi, code)]
         lines.append("")

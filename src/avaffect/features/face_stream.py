@@ -122,6 +122,8 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     st = stats if stats is not None else StreamStats()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     decode: dict[str, float] = {}
+    # FFmpeg's own frame threads off: the pass has its own threads (this one, the decoder's, the detector's), and
+    # with them the whole command took 1.04x as long on 2 cores (paired, docs/benchmarks/predict_command.md)
     frames = prefetch(iter_video_frames(rec.video_path, threads=False), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
     steps_iter = iter_face_steps(source, pipeline, rec.times, given=person_faces(rec, pipeline), stats=st.faces)

@@ -139,13 +139,15 @@ def iter_face_steps(
     once and runs the detector on the cut's frame, so a face after a cut is found there and a new track
     (``FaceStep.track``) starts instead of the old one continuing on whoever stands at the same place.
 
-    ``ahead`` (with ``detect_every`` k > 1): the detection of the next k-th frame runs on a worker thread while
-    this one cuts the crops of the frames in between (OpenCV and LiteRT release the GIL, so both cores work). It
-    starts once the detection before it is done and the track holds, with that track's box, and is used only
-    when no shot cut comes first: exactly the input the detector would get one frame at a time, so the steps are
-    the same with ``ahead`` on or off (tested). ``detect_seconds`` counts the detector's own time, on whichever
-    thread (``detect_ahead_seconds`` of it on the worker); ``detect_wait_seconds`` the time this thread waited
-    for a detection ahead."""
+    ``ahead`` (with ``detect_every`` k > 1): the detection of the next k-th frame runs on a worker thread while this
+    one cuts the crops of the frames in between (OpenCV and LiteRT release the GIL, so both cores work). It starts
+    once the detection before it is done and the track holds, with that track's box, and is used only when no shot
+    cut comes first: exactly the input the detector would get one frame at a time, so the steps are the same with
+    ``ahead`` on or off (tested). The worker finds the boxes only; their landmarks (Haar's eye search) are added on
+    this thread (:meth:`~avaffect.features.faces.detectors.base.FaceDetector. detect_boxes`), so that the chain of
+    detections, each started from the one before, stays short. ``detect_seconds`` counts the detector's own time, on
+    whichever thread (``detect_ahead_seconds`` of it on the worker); ``detect_wait_seconds`` the time this thread
+    waited for a detection ahead."""
     if times is not None:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
     if given is not None:
@@ -175,16 +177,23 @@ def iter_face_steps(
             yield frame_t, rgb, steps, cut
 
     def find(rgb: np.ndarray, box: np.ndarray | None) -> tuple[list, int, int, float]:
-        """The detector's answer for one frame: around the track's ``box`` first (when given), then the whole
-        frame; with the calls made and the seconds they took."""
+        """The detector's boxes for one frame (their landmarks come next, :meth:`FaceDetector.add_landmarks`):
+        around the track's ``box`` first (when given), then the whole frame; with the calls made and the seconds
+        they took."""
         t0 = _time.perf_counter()
         found, roi = [], 0
         if box is not None:
-            found, roi = det.detect_near(rgb, box, search=pipeline.roi_pad), 1
+            found, roi = det.detect_boxes(rgb, box, search=pipeline.roi_pad), 1
         full = 0 if found else 1
         if not found:
-            found = det.detect(rgb)
+            found = det.detect_boxes(rgb)
         return found, roi, full, _time.perf_counter() - t0
+
+    def landmarks(rgb: np.ndarray, found: list) -> list:  # on this thread, while the worker detects ahead
+        t0 = _time.perf_counter()
+        out = det.add_landmarks(rgb, found)
+        st["detect_seconds"] += _time.perf_counter() - t0
+        return out
 
     def track_box() -> np.ndarray | None:
         return tracker.box.copy() if pipeline.roi_search and tracker.active and tracker.lost == 0 else None
@@ -220,7 +229,7 @@ def iter_face_steps(
                 st["roi_calls"] += roi
                 st["detector_calls"] += full
                 st["detect_seconds"] += seconds
-                state = tracker.update(found)
+                state = tracker.update(landmarks(rgb, found))
                 if state.detection is not None:  # how often the alignment got a fresh eye line
                     st["faces_detected"] += 1
                     st["eyes_found"] += state.detection.eyes is not None

@@ -157,6 +157,17 @@ class FaceDetector(ABC):
         found = self.detect(np.ascontiguousarray(rgb[ry1:ry2, rx1:rx2]))
         return [_shift(d, rx1, ry1) for d in found]
 
+    def detect_boxes(self, rgb: np.ndarray, near: np.ndarray | None = None, search: float = 1.0) -> list[Detection]:
+        """:meth:`detect` (or, with ``near``, :meth:`detect_near`) without the landmarks that
+        :meth:`add_landmarks` adds in a second step: the two steps give what :meth:`detect` gives, and can run
+        on different threads (the face pipeline detects ahead on a worker, :func:`~avaffect.features.faces.
+        crops.iter_face_steps`). Detectors whose landmarks come with their boxes give them here already."""
+        return self.detect(rgb) if near is None else self.detect_near(rgb, near, search)
+
+    def add_landmarks(self, rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        """``detections`` of :meth:`detect_boxes` on ``rgb`` with their landmarks (default: as they are)."""
+        return detections
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

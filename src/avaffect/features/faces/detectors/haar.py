@@ -97,18 +97,41 @@ class HaarDetector(FaceDetector):
         return face, self._eye
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
+        return self._detect(rgb, self.params["eyes"])
+
+    def detect_near(self, rgb: np.ndarray, box: np.ndarray, search: float = 1.0) -> list[Detection]:
+        """Faces near ``box`` (see :meth:`FaceDetector.detect_near`), searched at a scale where the
+        box is ``roi_face`` px and among sizes from ``roi_min`` to ``roi_max`` times the box: a few times
+        faster than :meth:`detect` on the whole frame."""
+        return self._detect_near(rgb, box, search, self.params["eyes"])
+
+    def detect_boxes(self, rgb: np.ndarray, near: np.ndarray | None = None, search: float = 1.0) -> list[Detection]:
+        """The faces without their eyes (:meth:`add_landmarks` finds those): the face cascade only."""
+        return self._detect(rgb, False) if near is None else self._detect_near(rgb, near, search, False)
+
+    def add_landmarks(self, rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        """The eye search of :meth:`detect` on each detection (the face cascade already ran)."""
+        _, eye_cascade = self._models()
+        if eye_cascade is None or not detections:
+            return detections
+        gray = cv2.cvtColor(_check_image(rgb), cv2.COLOR_RGB2GRAY)
+        width = float(self.params["eye_width"])
+        out = []
+        for d in detections:
+            eyes = self._eyes(gray, d.box, eye_cascade, width)
+            out.append(Detection(d.box, d.score, landmarks_from(eyes) if eyes is not None else None))
+        return out
+
+    def _detect(self, rgb: np.ndarray, eyes: bool) -> list[Detection]:
         rgb = _check_image(rgb)
         p = self.params
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         s = _detection_scale(gray.shape, float(p["min_face"]), 24, int(p["max_side"]))
         small = _shrink(gray, s)
         min_px = max(24, int(round(float(p["min_face"]) * min(gray.shape[:2]) * s)))
-        return self._run(gray, small, s, min_px, None, float(p["scale_factor"]))
+        return self._run(gray, small, s, min_px, None, float(p["scale_factor"]), eyes)
 
-    def detect_near(self, rgb: np.ndarray, box: np.ndarray, search: float = 1.0) -> list[Detection]:
-        """Faces near ``box`` (see :meth:`FaceDetector.detect_near`), searched at a scale where the
-        box is ``roi_face`` px and among sizes from ``roi_min`` to ``roi_max`` times the box: a few times
-        faster than :meth:`detect` on the whole frame."""
+    def _detect_near(self, rgb: np.ndarray, box: np.ndarray, search: float, eyes: bool) -> list[Detection]:
         rgb = _check_image(rgb)
         rx1, ry1, rx2, ry2 = _search_region(rgb.shape, box, search)
         if rx2 - rx1 < 8 or ry2 - ry1 < 8:
@@ -123,14 +146,18 @@ class HaarDetector(FaceDetector):
         else:
             small = gray
         lo = max(20, int(round(float(p["roi_min"]) * side * s)))
-        found = self._run(gray, small, s, lo, max(lo + 1, int(round(float(p["roi_max"]) * side * s))), 1.1)
+        found = self._run(gray, small, s, lo, max(lo + 1, int(round(float(p["roi_max"]) * side * s))), 1.1, eyes)
         return [_shift(d, rx1, ry1) for d in found]
 
     def _run(
-        self, gray: np.ndarray, small: np.ndarray, s: float, min_px: int, max_px: int | None, step: float
+        self, gray: np.ndarray, small: np.ndarray, s: float, min_px: int, max_px: int | None, step: float,
+        eyes: bool = True,
     ) -> list[Detection]:
-        """Run the face cascade on ``small`` (``gray`` shrunk by ``s``), eyes on ``gray``."""
+        """Run the face cascade on ``small`` (``gray`` shrunk by ``s``), with ``eyes`` the eye cascade on
+        ``gray``."""
         face_cascade, eye_cascade = self._models()
+        if not eyes:
+            eye_cascade = None
         p = self.params
         if min_px > min(small.shape[:2]):
             return []
@@ -147,8 +174,8 @@ class HaarDetector(FaceDetector):
         out = []
         for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1)):
             box = np.array([x, y, x + w, y + h], dtype=np.float32) / s
-            eyes = self._eyes(gray, box, eye_cascade, float(p["eye_width"])) if eye_cascade is not None else None
-            out.append(Detection(box, float(n), landmarks_from(eyes) if eyes is not None else None))
+            pair = self._eyes(gray, box, eye_cascade, float(p["eye_width"])) if eye_cascade is not None else None
+            out.append(Detection(box, float(n), landmarks_from(pair) if pair is not None else None))
         return out
 
     @staticmethod
