@@ -21,6 +21,7 @@ from avaffect.features.extractors import (
     list_extractors,
     register_extractor,
 )
+from avaffect.media import read_audio
 
 SR = 16000
 
@@ -207,3 +208,34 @@ def test_face_hog_source_video_reads_the_raw_video_even_with_crops(synth_root):
     assert from_crops.shape == from_video.shape == (rec.num_steps, get_extractor("face_hog").dim)
     assert not np.allclose(from_crops, from_video)  # detector crops differ from the rendered crops
     assert get_extractor("face_hog").id != get_extractor("face_hog", source="video").id
+
+
+@pytest.mark.parametrize("context,window,block_s", [("centered", 0.5, 0.3), ("causal", 0.1, 0.05),
+                                                    ("forward", 0.0, 1.0), ("centered", 2.0, 0.2)])
+def test_logmel_blocks_equal_the_whole_waveform(tmp_path, context, window, block_s, monkeypatch):
+    """The features computed block by block from the audio decoded piece by piece (predict's memory-flat path,
+    and extract's) equal those of the whole waveform to float rounding, with blocks much shorter than a window,
+    a timeline that starts late and one that runs past the end of the audio; the blocks cover it in order."""
+    fps, T = 25.0, 120
+    rng = np.random.default_rng(3)
+    t = np.arange(int(4.0 * SR)) / SR  # 4 s of audio; the timelines below reach 4.8 s
+    audio = 0.3 * np.sin(2 * np.pi * (150 + 100 * t) * t) * (rng.random(len(t)) > 0.001)
+    rec = make_recording(tmp_path, T=T, fps=fps, audio=audio)
+    ex = get_extractor("logmel_stats", context=context, window=window)
+    monkeypatch.setattr(LogMelStats, "BLOCK_S", block_s)
+    for times in (np.arange(T) / fps, 1.3 + np.arange(60) / 30.0):
+        r = Recording(rec.name, times, np.zeros((len(times), 2)), np.ones(len(times), bool),
+                      audio_path=rec.audio_path)
+        blocks = list(ex.iter_steps(r))
+        assert [lo for lo, _, _ in blocks] == [0] + [hi for _, hi, _ in blocks[:-1]] and blocks[-1][1] == len(times)
+        if block_s < 1.0:
+            assert len(blocks) > 3
+        got = np.concatenate([f for _, _, f in blocks])
+        want = ex.features_from_waveform(read_audio(rec.audio_path), times)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_logmel_blocks_of_a_clip_shorter_than_one_frame(tmp_path):
+    rec = make_recording(tmp_path, T=3, audio=np.full(200, 0.1))  # 12.5 ms: under one 25-ms analysis frame
+    ex = LogMelStats()
+    np.testing.assert_array_equal(ex.extract(rec), ex.features_from_waveform(read_audio(rec.audio_path), rec.times))

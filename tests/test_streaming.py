@@ -123,3 +123,30 @@ def test_streamed_features_equal_extract(crema_d, name, params):
     np.testing.assert_allclose(ex.extract(fresh), whole, atol=1e-5, rtol=1e-5)
     assert not any(isinstance(k, tuple) and k[0] == "face_crops" for k in fresh.extra)  # it streamed: no crops kept
     assert np.concatenate([c.face_mask for c in chunks]).mean() > 0.9
+
+
+def test_predict_chunks_reads_audio_blocks_as_the_windows_need_them():
+    """Audio features given as blocks of steps (read as far as a window needs, released after) give what the
+    whole array gives, bit for bit; blocks that end early or skip steps are refused."""
+    torch.manual_seed(0)
+    model = AVRegressor("rjca", 6, 10, {"hidden": 8, "head_hidden": 8, "window_length": 60}).eval()
+    rng = np.random.default_rng(1)
+    n = 333
+    audio = rng.normal(size=(n, 6)).astype(np.float32)
+    video = rng.normal(size=(n, 10)).astype(np.float32)
+    mask = np.ones(n, bool)
+    want, _, _ = predict_chunks(torch_runner(model), audio, _chunks(video, mask, [64]), n, 60, 25, batch_size=4)
+    def blocks(size):
+        for lo in range(0, n, size):
+            yield lo, min(n, lo + size), audio[lo:lo + size]
+
+    for size in (1, 17, 500):
+        got, _, _ = predict_chunks(torch_runner(model), blocks(size), _chunks(video, mask, [64]), n, 60, 25,
+                                   batch_size=4)
+        np.testing.assert_array_equal(got, want)
+    short = ((lo, lo + 10, audio[lo:lo + 10]) for lo in range(0, 100, 10))
+    with pytest.raises(ValueError, match="audio blocks end at step 100"):
+        predict_chunks(torch_runner(model), short, _chunks(video, mask, [64]), n, 60, 25)
+    gap = iter([(0, 10, audio[:10]), (20, n, audio[20:])])
+    with pytest.raises(ValueError, match="out of order"):
+        predict_chunks(torch_runner(model), gap, _chunks(video, mask, [64]), n, 60, 25)
