@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import people_videos as pv  # noqa: E402
+from face_tracking import iou  # noqa: E402  (row-wise IoU, one copy)
 
 from avaffect.features.faces.crops import iter_face_steps  # noqa: E402
 from avaffect.features.faces.pipeline import face_pipeline  # noqa: E402
@@ -88,14 +89,6 @@ def run(frames: list[tuple[float, np.ndarray]], haar: dict, every: int) -> dict:
     boxes = np.array([s.box if s.box is not None else [np.nan] * 4 for s in steps], np.float64)
     return {"busy": busy, "detect": st["detect_seconds"], "boxes": boxes, "eyes": st["eyes_found"],
             "faces": st["faces_detected"]}
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
-    x2, y2 = np.minimum(a[:, 2], b[:, 2]), np.minimum(a[:, 3], b[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
 def compare(boxes: np.ndarray, ref: np.ndarray) -> tuple[int, float, float]:
