@@ -12,14 +12,18 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from avaffect.cli.main import main
 from avaffect.data.affwild2 import load_affwild2
 from avaffect.deploy.onnx_model import OnnxWindows, export_paths, find_export
 from avaffect.errors import AvaffectError
 from avaffect.evaluation.inference import torch_runner
-from avaffect.models.checkpoint import load_checkpoint
+from avaffect.features.preprocessing_spec import PreprocessingSpec
+from avaffect.models import get_entry, list_models
+from avaffect.models.checkpoint import load_checkpoint, save_checkpoint
 from avaffect.models.export import TOLERANCE, check_batch, export_onnx
+from avaffect.models.wrapper import AVRegressor
 from avaffect.workflows.predict import load_predictor
 
 
@@ -96,3 +100,51 @@ def test_export_refuses_what_it_cannot_export_faithfully(tmp_path):
     with pytest.raises(AvaffectError, match="not a safetensors file"):
         export_onnx(bad)
     assert not export_paths(bad)[0].exists()
+
+
+def _small(name: str, length: int) -> dict:
+    """Small sizes for a preset (those of its config fields that exist), the window ``length`` where it has one."""
+    if name.startswith("dlstm"):  # their own size fields (hidden / head_hidden are refused there)
+        small = {"audio_hidden": 8, "video_hidden": 8, "joint_hidden": 8}
+    else:
+        small = {"window_length": length, "hidden": 8, "head_hidden": 8}
+    fields = get_entry(name).config_cls.model_fields
+    return {k: v for k, v in small.items() if k in fields}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_preset_exports_within_the_tolerance(name, tmp_path):
+    """The README's list: every preset's trace agrees with its torch forward pass on the check windows (export
+    refuses otherwise) and on windows it was not traced with (another batch size)."""
+    length = 32
+    torch.manual_seed(0)
+    model = AVRegressor(name, 6, 10, _small(name, length)).eval()
+    spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats", "params": {}, "id": "logmel_stats-1"},
+                             video_extractor={"name": "face_hog", "params": {}, "id": "face_hog-1"},
+                             window=length, hop=length, fps=30.0, targets=["valence", "arousal"])
+    onnx = export_onnx(save_checkpoint(tmp_path / "model.safetensors", model, spec))
+    batch = tuple(x[1:] for x in check_batch(length, 6, 10, seed=11))  # 3 windows, not the traced batch of 4
+    np.testing.assert_allclose(OnnxWindows(onnx)(*batch), torch_runner(model)(*batch), atol=TOLERANCE)
+
+
+def test_a_dlstm_checkpoint_that_stored_the_fields_it_does_not_use_loads(tmp_path):
+    """DLSTM checkpoints saved in 2026-12 stored every config field, the generic sizes the DLSTM refuses among them:
+    they load (those fields dropped), and checkpoints saved now carry only the fields that apply."""
+    from safetensors.numpy import load_file
+
+    from avaffect.deploy.formats import CHECKPOINT_FORMAT, read_tagged_metadata
+    from avaffect.models.registry import model_config, yaml_keys
+    from avaffect.models.safetensors_io import write_tagged
+
+    spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats", "params": {}, "id": "logmel_stats-1"},
+                             video_extractor={"name": "face_hog", "params": {}, "id": "face_hog-1"},
+                             window=32, hop=32, fps=30.0, targets=["valence", "arousal"])
+    path = save_checkpoint(tmp_path / "model.safetensors", AVRegressor("dlstm_att", 6, 10, {}), spec)
+    meta = read_tagged_metadata(path, CHECKPOINT_FORMAT, "", "")
+    desc = json.loads(meta["model"])
+    assert set(desc["params"]) == set(yaml_keys("dlstm_att"))
+    desc["params"] = model_config("dlstm_att").model_dump(mode="json")  # every field, as then
+    assert "hidden" in desc["params"]
+    weights = {k: torch.as_tensor(v) for k, v in load_file(str(path)).items()}
+    write_tagged(path, weights, {**meta, "model": json.dumps(desc)})
+    assert load_checkpoint(path)[0].describe()["name"] == "dlstm_att"

@@ -16,7 +16,7 @@ from avaffect.deploy.formats import OFFICIAL_FORMAT, read_checkpoint_meta, read_
 from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.models.official import load_official_checkpoint
-from avaffect.models.registry import get_entry, model_config
+from avaffect.models.registry import get_entry, model_config, yaml_keys
 from avaffect.models.safetensors_io import write_tagged
 from avaffect.models.wrapper import AVRegressor
 
@@ -28,9 +28,12 @@ FORMER_DEFAULTS = {"recursion_input": "gated"}  # HGRJCA presets until 2026-12; 
 def save_checkpoint(path: str | Path, model: AVRegressor, preprocessing: PreprocessingSpec,
                     extra: dict | None = None) -> Path:
     """Write ``model`` atomically (temp file + rename) to ``path``. The metadata holds every field of the preset's
-    config, defaults included, so a later change of a default cannot change what a saved model computes."""
+    config that applies to it (:func:`~avaffect.models.registry.yaml_keys`), defaults included, so a later change
+    of a default cannot change what a saved model computes."""
     desc = model.describe()
-    desc["params"] = model_config(desc["name"], desc["params"]).model_dump(mode="json")
+    applies = set(yaml_keys(desc["name"]))  # a DLSTM refuses the generic sizes it does not use, even at default
+    desc["params"] = {k: v for k, v in model_config(desc["name"], desc["params"]).model_dump(mode="json").items()
+                      if k in applies}
     desc["complete_params"] = True
     meta = {"format": FORMAT, "avaffect_version": __version__, "model": json.dumps(desc),
             "preprocessing": preprocessing.model_dump_json(), "extra": json.dumps(extra or {})}
@@ -39,7 +42,8 @@ def save_checkpoint(path: str | Path, model: AVRegressor, preprocessing: Preproc
 
 def _params_as_built(model: dict) -> dict:
     """The preset params a checkpoint's model was built with (:data:`FORMER_DEFAULTS` for older checkpoints)."""
-    params = dict(model["params"])
+    applies = set(yaml_keys(model["name"]))  # DLSTM checkpoints of 2026-12 stored the fields they do not use
+    params = {k: v for k, v in model["params"].items() if k in applies}
     if not model.get("complete_params"):
         fields = get_entry(model["name"]).config_cls.model_fields
         params.update({k: v for k, v in FORMER_DEFAULTS.items() if k in fields and k not in params})

@@ -14,14 +14,16 @@ from torch import nn
 
 
 def _window(x: torch.Tensor, n: int, fill: float | bool = 0.0) -> torch.Tensor:
-    """``x [B, L, *d]`` → ``[B, L, *d, n]``: entry ``[b, t, ..., i] = x[b, t + i - (n - 1) / 2]`` (a view
-    into a padded copy; positions outside ``[0, L)`` hold ``fill``)."""
+    """``x [B, L, *d]`` → ``[B, L, *d, n]``: entry ``[b, t, ..., i] = x[b, t + i - (n - 1) / 2]`` (positions
+    outside ``[0, L)`` hold ``fill``). The ``n`` shifted slices of a padded copy, stacked: the values of
+    ``unfold``'s view, in a form the ONNX exporter can express with a dynamic batch size (``unfold`` it cannot)."""
     r = (n - 1) // 2
     if x.dim() == 2:
         padded = F.pad(x, (r, r), value=fill)
     else:
         padded = F.pad(x, (0, 0) * (x.dim() - 2) + (r, r), value=fill)
-    return padded.unfold(1, n, 1)
+    length = x.shape[1]
+    return torch.stack([padded[:, i:i + length] for i in range(n)], dim=-1)
 
 
 class EmbeddingAttention(nn.Module):
