@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -347,7 +348,9 @@ def iter_audio(path: str | Path, sample_rate: int = 16000) -> Iterator[np.ndarra
     if not container.streams.audio:
         container.close()
         raise NoAudioStreamError(path, "has no audio stream", NO_AUDIO_FIX)
-    return _audio_pieces(path, container, int(sample_rate))
+    pieces = _audio_pieces(path, container, int(sample_rate))
+    weakref.finalize(pieces, container.close)  # closed even if no piece is ever asked for
+    return pieces
 
 
 def _audio_pieces(path: Path, container, sample_rate: int) -> Iterator[np.ndarray]:
