@@ -143,11 +143,12 @@ def iter_face_steps(
     one cuts the crops of the frames in between (OpenCV and LiteRT release the GIL, so both cores work). It starts
     once the detection before it is done and the track holds, with that track's box, and is used only when no shot
     cut comes first: exactly the input the detector would get one frame at a time, so the steps are the same with
-    ``ahead`` on or off (tested). The worker finds the boxes only; their landmarks (Haar's eye search) are added on
-    this thread (:meth:`~avaffect.features.faces.detectors.base.FaceDetector. detect_boxes`), so that the chain of
-    detections, each started from the one before, stays short. ``detect_seconds`` counts the detector's own time, on
-    whichever thread (``detect_ahead_seconds`` of it on the worker); ``detect_wait_seconds`` the time this thread
-    waited for a detection ahead."""
+    ``ahead`` on or off (tested). The worker finds the boxes only (the face cascade); their landmarks (Haar's eye
+    search, its own cascade object, so the two threads never share one) are added on this thread
+    (:meth:`~avaffect.features.faces.detectors.base.FaceDetector.detect_boxes`), so that the chain of detections,
+    each started from the one before, stays short. ``detect_seconds`` counts the detector's own time, on whichever
+    thread (``detect_ahead_seconds`` of it on the worker); ``detect_wait_seconds`` the time this thread waited for a
+    detection ahead."""
     if times is not None:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
     if given is not None:
