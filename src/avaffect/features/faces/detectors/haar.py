@@ -62,12 +62,17 @@ class HaarDetector(FaceDetector):
         "roi_min": 0.7,
         "roi_max": 1.5,
         "eye_width": 120,
+        "eye_min": 1 / 6,  # the eyes searched, as fractions of the face's width (20 to 48 px at 120)
+        "eye_max": 0.4,
     }
     _transient = ("_face", "_eye")
 
     def validate(self) -> None:
         _positive(self, "max_side", allow_zero=True)
-        _positive(self, "min_face", "min_neighbors", "roi_face", "roi_min", "eye_width")
+        _positive(self, "min_face", "min_neighbors", "roi_face", "roi_min", "eye_width", "eye_min")
+        if not self.params["eye_min"] < self.params["eye_max"] <= 1.0:
+            raise ConfigError(f"haar: need eye_min < eye_max <= 1, got {self.params['eye_min']!r}, "
+                              f"{self.params['eye_max']!r}")
         if not self.params["roi_min"] < 1.0 < self.params["roi_max"]:
             raise ConfigError(f"haar: need roi_min < 1 < roi_max, got {self.params['roi_min']!r}, "
                               f"{self.params['roi_max']!r}")
@@ -109,6 +114,9 @@ class HaarDetector(FaceDetector):
         """The faces without their eyes (:meth:`add_landmarks` finds those): the face cascade only."""
         return self._detect(rgb, False) if near is None else self._detect_near(rgb, near, search, False)
 
+    def _eye_sizes(self) -> tuple[float, float]:
+        return float(self.params["eye_min"]), float(self.params["eye_max"])
+
     def add_landmarks(self, rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
         """The eye search of :meth:`detect` on each detection (the face cascade already ran)."""
         _, eye_cascade = self._models()
@@ -118,7 +126,7 @@ class HaarDetector(FaceDetector):
         width = float(self.params["eye_width"])
         out = []
         for d in detections:
-            eyes = self._eyes(gray, d.box, eye_cascade, width)
+            eyes = self._eyes(gray, d.box, eye_cascade, width, self._eye_sizes())
             out.append(Detection(d.box, d.score, landmarks_from(eyes) if eyes is not None else None))
         return out
 
@@ -174,15 +182,16 @@ class HaarDetector(FaceDetector):
         out = []
         for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1)):
             box = np.array([x, y, x + w, y + h], dtype=np.float32) / s
-            pair = self._eyes(gray, box, eye_cascade, float(p["eye_width"])) if eye_cascade is not None else None
+            pair = (self._eyes(gray, box, eye_cascade, float(p["eye_width"]), self._eye_sizes())
+                    if eye_cascade is not None else None)
             out.append(Detection(box, float(n), landmarks_from(pair) if pair is not None else None))
         return out
 
     @staticmethod
-    def _eyes(gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier, width: float = 120.0
-              ) -> np.ndarray | None:
-        """Eye centres ``[2, 2]`` (frame pixels) inside a face box (searched with the face ``width`` px wide),
-        or ``None``."""
+    def _eyes(gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier, width: float = 120.0,
+              sizes: tuple[float, float] = (1 / 6, 0.4)) -> np.ndarray | None:
+        """Eye centres ``[2, 2]`` (frame pixels) inside a face box (searched with the face ``width`` px wide, eyes
+        of ``sizes`` times that width), or ``None``."""
         x1, y1, x2, y2 = (float(v) for v in box)
         w = x2 - x1
         h = y2 - y1
@@ -200,7 +209,7 @@ class HaarDetector(FaceDetector):
             interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR,
         )
         roi = cv2.equalizeHist(roi)
-        lo, hi = max(12, int(round(width / 6))), max(13, int(round(width * 0.4)))  # 20 and 48 px at 120
+        lo, hi = max(12, int(round(width * sizes[0]))), max(13, int(round(width * sizes[1])))
         found = cascade.detectMultiScale(roi, scaleFactor=1.1, minNeighbors=3, minSize=(lo, lo), maxSize=(hi, hi))
         found = np.asarray(found, dtype=np.float64).reshape(-1, 4)
         if len(found) < 2:
