@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 
 from avaffect._version import __version__
 from avaffect.errors import AvaffectError
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()  # what a command reports as "since the command started"
     args = build_parser().parse_args(argv)
+    args.started = started
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from avaffect.cli.common import no_video_error
@@ -72,8 +73,11 @@ def cmd_predict(args) -> int:
             continue
         s = item["summary"]
         who = f"{item['people']} people, " if "people" in item else ""
+        since = time.perf_counter() - getattr(args, "started", time.perf_counter())
+        whole = f", {s['duration_s'] / since:.1f}x counting the start-up ({since:.1f} s since the command started)" \
+            if len(videos) == 1 and since > 0 else ""
         print(f"{item['video']}: {s['frames']} frames, {who}face in {s['face_fraction']:.0%}, audio {s['audio']}, "
-              f"{s['realtime_factor']}x real time → {item['paths']['csv']}")
+              f"{s['realtime_factor']}x real time{whole} → {item['paths']['csv']}")
         for w in s["warnings"]:
             print(f"  warning: {w}")
         if "html" in item["paths"]:
