@@ -73,7 +73,8 @@ def cmd_predict(args) -> int:
             continue
         s = item["summary"]
         who = f"{item['people']} people, " if "people" in item else ""
-        since = time.perf_counter() - getattr(args, "started", time.perf_counter())
+        started = getattr(args, "started", None)  # set by cli.main; absent when called another way
+        since = time.perf_counter() - started if started is not None else 0.0
         whole = f", {s['duration_s'] / since:.1f}x counting the start-up ({since:.1f} s since the command started)" \
             if len(videos) == 1 and since > 0 else ""
         print(f"{item['video']}: {s['frames']} frames, {who}face in {s['face_fraction']:.0%}, audio {s['audio']}, "

@@ -44,7 +44,7 @@ from avaffect.errors import DataError, MediaError
 from avaffect.features.faces.align import align_crop
 from avaffect.features.faces.detectors import get_detector
 from avaffect.features.faces.frames import assign_frames
-from avaffect.features.faces.people import frame_signature, person_faces, shot_change
+from avaffect.features.faces.people import ShotCuts, person_faces
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.faces.tracking import FaceTracker
@@ -168,14 +168,9 @@ def iter_face_steps(
             yield item
 
     def with_cuts(it):  # each processed frame with whether a shot cut lands on it (signatures in frame order)
-        signature = None
+        shots = ShotCuts(pipeline.cut_threshold)
         for frame_t, rgb, steps in it:
-            cut = False
-            if pipeline.cut_threshold > 0:
-                sig = frame_signature(rgb)
-                cut = shot_change(signature, sig) > pipeline.cut_threshold
-                signature = sig
-            yield frame_t, rgb, steps, cut
+            yield frame_t, rgb, steps, shots(rgb)
 
     def find(rgb: np.ndarray, box: np.ndarray | None) -> tuple[list, int, int, float]:
         """The detector's boxes for one frame (their landmarks come next, :meth:`FaceDetector.add_landmarks`):

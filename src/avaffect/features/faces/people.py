@@ -49,7 +49,7 @@ from avaffect.features.faces.speaking import audio_energy, mouth_motion, mouth_p
 from avaffect.features.faces.tracking import iou
 from avaffect.media import DECODE_FIX, iter_video_frames, probe
 
-__all__ = ["PersonState", "PeopleTracker", "People", "appearance", "one_box_per_face", "shot_change",
+__all__ = ["PersonState", "PeopleTracker", "People", "ShotCuts", "appearance", "one_box_per_face", "shot_change",
            "iter_people_frames", "track_people", "person_faces", "frame_signature"]
 
 
@@ -120,6 +120,28 @@ def shot_change(previous: np.ndarray | None, current: np.ndarray) -> float:
     return 0.0 if previous is None else float(np.abs(previous - current).sum() / 4.0)
 
 
+class ShotCuts:
+    """Shot cuts in a sequence of frames, fed one at a time (:meth:`__call__`): a frame whose
+    :func:`frame_signature` differs from the previous frame's by more than ``threshold`` (:func:`shot_change`;
+    0: never, and no signature is computed). ``count``: the cuts seen so far. The single-face pipeline and the
+    people tracker both use it."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self.count = 0
+        self._signature: np.ndarray | None = None
+
+    def __call__(self, rgb: np.ndarray) -> bool:
+        """Whether ``rgb`` starts a new shot."""
+        if self.threshold <= 0:
+            return False
+        sig = frame_signature(rgb)
+        cut = shot_change(self._signature, sig) > self.threshold
+        self._signature = sig
+        self.count += cut
+        return cut
+
+
 @dataclass
 class _Track:
     person: int
@@ -136,16 +158,16 @@ class PeopleTracker:
         self.cut_threshold = cut_threshold
         self.tracks: list[_Track] = []  # on screen now
         self.looks: dict[int, np.ndarray] = {}  # person -> running mean appearance
-        self.cuts = 0
-        self._signature: np.ndarray | None = None
+        self.shots = ShotCuts(cut_threshold)
+
+    @property
+    def cuts(self) -> int:
+        return self.shots.count
 
     def is_cut(self, rgb: np.ndarray) -> bool:
         """Whether ``rgb`` starts a new shot (compared with the previous frame given here)."""
-        sig = frame_signature(rgb)
-        cut = self.cut_threshold > 0 and shot_change(self._signature, sig) > self.cut_threshold
-        self._signature = sig
+        cut = self.shots(rgb)
         if cut:
-            self.cuts += 1
             self.tracks = []  # nothing continues across a cut by position; people come back by appearance
         return cut
 

@@ -57,7 +57,8 @@ class HaarDetector(FaceDetector):
         "cascade": "haarcascade_frontalface_default.xml",
         # the tracking search and the eye search: what they cost against what they find is measured in
         # docs/benchmarks/face_speed.md (until 2026-12: roi_min 0.5, roi_max 2). eye_width: a 90 px face halves
-        # the eye search's time but finds both eyes in 45 % of CREMA-D faces instead of 76 %: kept at 120
+        # the eye search's time but found both eyes in 33-45 % of CREMA-D faces instead of 55-76 % (face_speed.md
+        # and one check of 191 faces): kept at 120
         "roi_face": 48,
         "roi_min": 0.7,
         "roi_max": 1.5,
@@ -188,8 +189,8 @@ class HaarDetector(FaceDetector):
         return out
 
     @staticmethod
-    def _eyes(gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier, width: float = 120.0,
-              sizes: tuple[float, float] = (1 / 6, 0.4)) -> np.ndarray | None:
+    def _eyes(gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier, width: float,
+              sizes: tuple[float, float]) -> np.ndarray | None:
         """Eye centres ``[2, 2]`` (frame pixels) inside a face box (searched with the face ``width`` px wide, eyes
         of ``sizes`` times that width), or ``None``."""
         x1, y1, x2, y2 = (float(v) for v in box)
