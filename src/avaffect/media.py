@@ -39,6 +39,7 @@ __all__ = [
     "prefetch",
     "read_audio",
     "iter_audio",
+    "AudioPlacer",
     "DECODE_FIX",
     "NO_AUDIO_FIX",
     "NO_VIDEO_FIX",
@@ -353,40 +354,60 @@ def iter_audio(path: str | Path, sample_rate: int = 16000) -> Iterator[np.ndarra
     return pieces
 
 
+class AudioPlacer:
+    """Decoded audio frames of one stream turned into float32 mono pieces at ``sample_rate``, placed on the file's
+    time origin (module docstring): the first piece is preceded by zeros when the stream starts after the origin,
+    or trimmed when it starts before. :func:`iter_audio` and the live sources (:mod:`avaffect.livemedia`) share it,
+    so a file read live gives the same waveform."""
+
+    def __init__(self, origin: float, sample_rate: int) -> None:
+        self.origin, self.sample_rate = float(origin), int(sample_rate)
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+        self.first_time: float | None = None  # the first decoded frame's time: where sample 0 of the stream sits
+        self.skip: int | None = None  # samples still to trim at the start (set when the first piece comes out)
+        self.given = 0
+
+    def feed(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        """The pieces one decoded frame gives (``None``: flush the resampler at the end)."""
+        if frame is not None and self.first_time is None and frame.time is not None:
+            self.first_time = float(frame.time)
+        out = []
+        for res in self.resampler.resample(frame):
+            out.extend(self._place(res.to_ndarray().reshape(-1).astype(np.float32, copy=False)))
+        return out
+
+    def _place(self, piece: np.ndarray) -> list[np.ndarray]:
+        out = []
+        if self.skip is None:
+            start = self.first_time if self.first_time is not None else self.origin
+            offset = int(round((start - self.origin) * self.sample_rate))
+            self.skip = max(0, -offset)
+            if offset > 0:
+                out.append(np.zeros(offset, dtype=np.float32))
+        if self.skip:
+            cut = min(self.skip, len(piece))
+            piece, self.skip = piece[cut:], self.skip - cut
+        if len(piece):
+            self.given += len(piece)
+            out.append(piece)
+        return out
+
+    @property
+    def started(self) -> bool:
+        """Whether any sample came out."""
+        return self.skip is not None
+
+
 def _audio_pieces(path: Path, container, sample_rate: int) -> Iterator[np.ndarray]:
     try:
-        stream = container.streams.audio[0]
-        origin = _origin(container)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        first_time: float | None = None  # the first decoded frame's time: where sample 0 of the stream sits
-        skip: int | None = None  # samples still to trim at the start (set when the first piece comes out)
-        given = 0
-
-        def place(piece: np.ndarray) -> Iterator[np.ndarray]:
-            nonlocal skip, given
-            if skip is None:
-                offset = int(round(((first_time if first_time is not None else origin) - origin) * sample_rate))
-                skip = max(0, -offset)
-                if offset > 0:
-                    yield np.zeros(offset, dtype=np.float32)
-            if skip:
-                cut = min(skip, len(piece))
-                piece, skip = piece[cut:], skip - cut
-            if len(piece):
-                given += len(piece)
-                yield piece
-
+        placer = AudioPlacer(_origin(container), sample_rate)
         try:
-            for frame in container.decode(stream):
-                if first_time is None and frame.time is not None:
-                    first_time = float(frame.time)
-                for out in resampler.resample(frame):
-                    yield from place(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-            for out in resampler.resample(None):
-                yield from place(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            for frame in container.decode(container.streams.audio[0]):
+                yield from placer.feed(frame)
+            yield from placer.feed(None)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(path, f"cannot decode the audio: {exc}", DECODE_FIX) from exc
-        if skip is None:
+        if not placer.started:
             raise MediaError(path, "cannot decode the audio: no audio sample could be decoded", DECODE_FIX)
     finally:
         container.close()

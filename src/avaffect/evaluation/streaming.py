@@ -24,7 +24,7 @@ import numpy as np
 from avaffect.data.windows import Stitcher, cut_window, stitch, window_mask, window_starts
 from avaffect.features.face_stream import FeatureChunk
 
-__all__ = ["AudioBlocks", "WindowRunner", "predict_windows", "predict_chunks"]
+__all__ = ["AudioBlocks", "LiveWindows", "WindowRunner", "predict_windows", "predict_chunks"]
 
 WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -153,3 +153,170 @@ def predict_chunks(run: WindowRunner, audio: np.ndarray | AudioBlocks, chunks: I
     if stitcher is None:
         return np.zeros((0, 0), np.float32), face_mask, boxes
     return stitcher.result().astype(np.float32), face_mask, boxes
+
+
+class LiveWindows:
+    """:func:`predict_chunks` on an open-ended timeline (a live source), giving each step's value as soon as it is
+    final and, on request, a provisional one before that.
+
+    The windows are :func:`~avaffect.data.windows.window_starts`' for the length the stream turns out to have: the
+    regular ones (every ``hop`` steps) run as soon as their last step's audio and video features are in; when the
+    stream ends (:meth:`finish`) the end-aligned last window runs if that length needs one. So, with ``n`` steps
+    in, the stream may still end at ``n``, and step ``s`` is **final** once ``n >= s + length + 1``: every window
+    that covers it then has run and the end-aligned one cannot cover it. Final values equal :func:`predict_chunks`
+    on the whole recording (the same windows, added in the same order: to float rounding of the runner's batch
+    size, since windows run here as they come).
+
+    :meth:`provisional` gives the steps not yet final the value the finished stream would give if it ended now
+    (the windows run so far plus the end-aligned window over the last ``length`` steps in): a value that only moves
+    as later steps arrive. Memory: the features of the steps a window may still need, a few bytes per step
+    otherwise."""
+
+    def __init__(self, run: WindowRunner, length: int, hop: int) -> None:
+        if length <= 0 or not 0 < hop <= length:
+            raise ValueError(f"need 0 < hop <= length, got length {length}, hop {hop}")
+        self.run, self.length, self.hop = run, int(length), int(hop)
+        self.base = 0  # the step of row 0 of every buffer below
+        self.audio: np.ndarray | None = None
+        self.video: np.ndarray | None = None
+        self.face = np.zeros(0, bool)
+        self.boxes = np.zeros((0, 4), np.float32)
+        self.audio_hi = self.video_hi = 0
+        self.total: np.ndarray | None = None  # float64 sums / counts per step from `base`, as Stitcher's
+        self.count = np.zeros(0)
+        self.next_start = 0  # the next regular window
+        self.final = 0  # steps handed out as final
+        self.model_seconds = 0.0
+        self.windows_run = 0
+        self.ended = False
+
+    @property
+    def steps_in(self) -> int:
+        """Steps whose audio and video features are both in."""
+        return min(self.audio_hi, self.video_hi)
+
+    def add_audio(self, lo: int, hi: int, rows: np.ndarray) -> None:
+        if lo != self.audio_hi:
+            raise ValueError(f"audio steps out of order: got {lo}:{hi} after 0:{self.audio_hi}")
+        rows = np.asarray(rows, np.float32)
+        self.audio = rows if self.audio is None else np.concatenate([self.audio, rows])
+        self.audio_hi = hi
+
+    def add_video(self, chunk: FeatureChunk) -> None:
+        if chunk.lo != self.video_hi:
+            raise ValueError(f"video steps out of order: got {chunk.lo}:{chunk.hi} after 0:{self.video_hi}")
+        feats = np.asarray(chunk.features, np.float32)
+        self.video = feats if self.video is None else np.concatenate([self.video, feats])
+        self.face = np.concatenate([self.face, np.asarray(chunk.face_mask, bool)])
+        self.boxes = np.concatenate([self.boxes, np.asarray(chunk.boxes, np.float32)])
+        self.video_hi = chunk.hi
+
+    def _window_preds(self, starts: list[int], num_steps: int) -> np.ndarray:
+        rel = [s - self.base for s in starts]
+        batch = _batch(self.audio, 0, self.video, 0, self.face, num_steps - self.base, rel, self.length)
+        t0 = time.perf_counter()
+        y = np.asarray(self.run(*batch), dtype=np.float32)
+        self.model_seconds += time.perf_counter() - t0
+        return y
+
+    def _add(self, y: np.ndarray, starts: list[int], num_steps: int) -> None:
+        """Stitcher.add on the rolling sums (same arithmetic)."""
+        if self.total is None:
+            self.total = np.zeros((0, y.shape[-1]))
+        need = num_steps - self.base
+        if len(self.count) < need:
+            grow = need - len(self.count)
+            self.total = np.concatenate([self.total, np.zeros((grow, self.total.shape[1]))])
+            self.count = np.concatenate([self.count, np.zeros(grow)])
+        y64 = np.asarray(y, dtype=np.float64)
+        for w, s in enumerate(starts):
+            n = min(self.length, num_steps - s)
+            r = s - self.base
+            self.total[r:r + n] += y64[w, :n]
+            self.count[r:r + n] += 1
+        self.windows_run += len(starts)
+
+    def _values(self, lo: int, hi: int, total: np.ndarray | None = None, count: np.ndarray | None = None
+                ) -> np.ndarray:
+        total = self.total if total is None else total
+        count = self.count if count is None else count
+        t, c = total[lo - self.base:hi - self.base], count[lo - self.base:hi - self.base]
+        out = np.full(t.shape, np.nan)
+        covered = c > 0
+        out[covered] = t[covered] / c[covered, None]
+        return out.astype(np.float32)
+
+    def advance(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Run the regular windows whose steps are all in; ``(lo, values [n, K], face [n], boxes [n, 4])`` of the
+        steps that became final, or ``None``."""
+        n = self.steps_in
+        ready = []
+        while self.next_start + self.length <= n:
+            ready.append(self.next_start)
+            self.next_start += self.hop
+        if ready:
+            self._add(self._window_preds(ready, n), ready, n)
+        return self._hand_out(max(self.final, n - self.length) if not self.ended else n)
+
+    def _hand_out(self, upto: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        if upto <= self.final or self.total is None:
+            return None
+        lo = self.final
+        out = (lo, self._values(lo, upto), self.face[lo - self.base:upto - self.base].copy(),
+               self.boxes[lo - self.base:upto - self.base].copy())
+        self.final = upto
+        keep = min(self.final, self.next_start)
+        if keep > self.base:  # no window needs the steps before `keep` any more
+            cut = keep - self.base
+            self.audio, self.video = self.audio[cut:], self.video[cut:]
+            self.face, self.boxes = self.face[cut:], self.boxes[cut:]
+            self.total, self.count = self.total[cut:], self.count[cut:]
+            self.base = keep
+        return out
+
+    def provisional(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(lo, values, face, boxes)`` of the steps in but not final, valued as if the stream ended now (class
+        docstring), or ``None`` when there are none. Call it after :meth:`advance` (which runs the windows due)."""
+        n = self.steps_in
+        if n <= self.final or self.ended:
+            return None
+        if self.next_start + self.length <= n:
+            raise RuntimeError("LiveWindows.provisional: call advance() first (windows are due)")
+        end = max(0, n - self.length)
+        total = self.total if self.total is not None else None
+        count = self.count
+        if not (end >= 0 and n >= self.length and end % self.hop == 0):  # the end-aligned window: not a regular one
+            y = self._window_preds([end], n)
+            total = np.zeros((0, y.shape[-1])) if total is None else total
+            need = n - self.base
+            total = np.concatenate([total, np.zeros((max(0, need - len(total)), total.shape[1]))])
+            count = np.concatenate([count, np.zeros(max(0, need - len(count)))])
+            m = min(self.length, n - end)
+            total[end - self.base:end - self.base + m] += np.asarray(y, np.float64)[0, :m]
+            count[end - self.base:end - self.base + m] += 1
+        if total is None:
+            return None
+        lo = self.final
+        return (lo, self._values(lo, n, total, count), self.face[lo - self.base:n - self.base].copy(),
+                self.boxes[lo - self.base:n - self.base].copy())
+
+    def finish(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The stream ended: the remaining regular windows, the end-aligned last one where the length needs it, and
+        every step left, final."""
+        n = self.steps_in
+        out = self.advance()
+        if n == 0:
+            self.ended = True
+            return out
+        starts = [int(s) for s in window_starts(n, self.length, self.hop)]
+        last = starts[-1]
+        if n < self.length or last % self.hop:  # the one short window, or an end-aligned one that is not regular
+            self._add(self._window_preds([last], n), [last], n)
+        self.ended = True
+        rest = self._hand_out(n)
+        if out is None:
+            return rest
+        if rest is None:
+            return out
+        return (out[0], np.concatenate([out[1], rest[1]]), np.concatenate([out[2], rest[2]]),
+                np.concatenate([out[3], rest[3]]))

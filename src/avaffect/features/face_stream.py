@@ -17,7 +17,7 @@ describe them their own way (predict's authors'-model path: one clip per ``step_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +26,13 @@ import numpy as np
 from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, MediaError
 from avaffect.features.extractors.base import Extractor, face_mask_from_features
-from avaffect.features.faces.crops import face_crops, iter_face_steps
+from avaffect.features.faces.crops import FaceStep, face_crops, iter_face_steps
 from avaffect.features.faces.people import person_faces
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
 __all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "video_streamable", "iter_crop_chunks",
-           "iter_face_feature_chunks", "streamed_features", "face_features"]
+           "chunk_crops", "describe_chunks", "iter_face_feature_chunks", "streamed_features", "face_features"]
 
 
 @dataclass
@@ -127,18 +127,48 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     frames = prefetch(iter_video_frames(rec.video_path, threads=False), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
     steps_iter = iter_face_steps(source, pipeline, rec.times, given=person_faces(rec, pipeline), stats=st.faces)
-    size = pipeline.crop_size
-    num_steps = rec.num_steps
-    allowed = np.asarray(rec.face_mask, dtype=bool)
+
+    def decoded() -> None:  # the length is the recording's
+        if st.faces.get("frames_decoded", 0) == 0:
+            raise MediaError(rec.video_path, "cannot decode the video: no frame could be decoded", DECODE_FIX)
+
+    try:
+        yield from chunk_crops(steps_iter, pipeline.crop_size, chunk, before, after, rec.num_steps,
+                               np.asarray(rec.face_mask, dtype=bool), at_end=decoded)
+    finally:
+        frames.close()
+        st.decode = decode.get("produce_seconds", 0.0)
+        st.decode_cpu = decode.get("produce_cpu_seconds", 0.0)
+        st.detect = st.faces.get("detect_seconds", 0.0)
+        st.wait_frames = decode.get("wait_seconds", 0.0)
+        st.wait_detect = st.faces.get("detect_wait_seconds", 0.0)
+        st.total = time.perf_counter() - t_start
+        st.cpu = time.process_time() - cpu_start
+        here = st.detect - st.faces.get("detect_ahead_seconds", 0.0)  # the detections this thread ran itself
+        st.crop = max(0.0, st.total - here - st.features - st.wait_frames - st.wait_detect)
+
+
+def chunk_crops(steps: Iterable[FaceStep], size: int, chunk: int = 256, before: int = 0, after: int = 0,
+                num_steps: int | None = None, allowed: np.ndarray | None = None,
+                at_end: Callable[[], int | None] | None = None) -> Iterator[CropChunk]:
+    """The face ``steps`` of one pass (:func:`~avaffect.features.faces.crops.iter_face_steps`, steps in increasing
+    order from one frame to the next) as consecutive :class:`CropChunk` s of ``chunk`` steps with ``before`` /
+    ``after`` steps of context (see :func:`iter_crop_chunks`). ``num_steps``: the timeline's length, or ``None``
+    for an open-ended one (a live source: it ends after the last step seen); ``allowed``: where the recording allows
+    a face (default: everywhere); ``at_end`` is called once the steps are exhausted, before the last chunks, and may
+    return the open-ended timeline's length (a live source whose last frames were dropped: they are steps too)."""
+    if chunk < 1 or before < 0 or after < 0:
+        raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
     cap = before + chunk + after
     crops = np.zeros((cap, size, size, 3), dtype=np.uint8)
     found = np.zeros(cap, dtype=bool)
     boxes = np.full((cap, 4), np.nan, dtype=np.float32)
     lo = start = 0  # the next chunk's first step; the step of row 0
+    last = -1  # the last step seen
 
-    def emit(hi: int) -> CropChunk:
-        end = min(num_steps, hi + after)
-        mask = found[:end - start] & allowed[start:end]
+    def emit(hi: int, total: int) -> CropChunk:
+        end = min(total, hi + after)
+        mask = found[:end - start] & (allowed[start:end] if allowed is not None else True)
         own = slice(lo - start, hi - start)
         return CropChunk(lo, hi, start, crops[:end - start], mask,
                          np.where(mask[own, None], boxes[own], np.nan).astype(np.float32))
@@ -152,37 +182,25 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
                 buf[cap - shift:] = blank
             start += shift
 
-    try:
-        for item in steps_iter:
-            for s in item.steps:  # sorted, increasing from one frame to the next (the timeline is sorted)
-                s = int(s)
-                while s >= lo + chunk + after:  # every step before s is final: no later frame serves it
-                    hi = lo + chunk
-                    yield emit(hi)
-                    advance(hi)
-                    lo = hi
-                if item.crop is not None:
-                    crops[s - start] = item.crop
-                    found[s - start] = True
-                    boxes[s - start] = item.box
-        if st.faces.get("frames_decoded", 0) == 0:
-            raise MediaError(rec.video_path, "cannot decode the video: no frame could be decoded", DECODE_FIX)
-        while lo < num_steps:
-            hi = min(num_steps, lo + chunk)
-            yield emit(hi)
-            advance(hi)
-            lo = hi
-    finally:
-        frames.close()
-        st.decode = decode.get("produce_seconds", 0.0)
-        st.decode_cpu = decode.get("produce_cpu_seconds", 0.0)
-        st.detect = st.faces.get("detect_seconds", 0.0)
-        st.wait_frames = decode.get("wait_seconds", 0.0)
-        st.wait_detect = st.faces.get("detect_wait_seconds", 0.0)
-        st.total = time.perf_counter() - t_start
-        st.cpu = time.process_time() - cpu_start
-        here = st.detect - st.faces.get("detect_ahead_seconds", 0.0)  # the detections this thread ran itself
-        st.crop = max(0.0, st.total - here - st.features - st.wait_frames - st.wait_detect)
+    for item in steps:
+        for s in item.steps:  # sorted, increasing from one frame to the next (the timeline is sorted)
+            s = last = int(s)
+            while s >= lo + chunk + after:  # every step before s is final: no later frame serves it
+                hi = lo + chunk
+                yield emit(hi, hi + after + 1 if num_steps is None else num_steps)
+                advance(hi)
+                lo = hi
+            if item.crop is not None:
+                crops[s - start] = item.crop
+                found[s - start] = True
+                boxes[s - start] = item.box
+    length = at_end() if at_end is not None else None
+    total = num_steps if num_steps is not None else length if length is not None else last + 1
+    while lo < total:
+        hi = min(total, lo + chunk)
+        yield emit(hi, total)
+        advance(hi)
+        lo = hi
 
 
 def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,
@@ -199,13 +217,22 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
                           "avaffect.features.face_stream.can_stream)")
     before, after = extractor.crop_context()
     st = stats if stats is not None else StreamStats()
-    allowed = np.asarray(rec.face_mask, dtype=bool)
-    for c in iter_crop_chunks(rec, pipeline, chunk, before, after, depth=depth, stats=st, frame_sink=frame_sink):
+    yield from describe_chunks(iter_crop_chunks(rec, pipeline, chunk, before, after, depth=depth, stats=st,
+                                                frame_sink=frame_sink), extractor, st,
+                               np.asarray(rec.face_mask, dtype=bool))
+
+
+def describe_chunks(chunks: Iterable[CropChunk], extractor: Extractor, stats: StreamStats,
+                    allowed: np.ndarray | None = None) -> Iterator[FeatureChunk]:
+    """Each :class:`CropChunk` described by ``extractor`` (:meth:`~Extractor.features_in_context`), the seconds
+    summed into ``stats.features``; ``allowed``: where the recording allows a face (default: everywhere)."""
+    for c in chunks:
         t0 = time.perf_counter()
         own = c.own
         feats = np.asarray(extractor.features_in_context(c.crops, c.mask, own.start, own.stop), dtype=np.float32)
-        st.features += time.perf_counter() - t0
-        yield FeatureChunk(c.lo, c.hi, feats, face_mask_from_features(allowed[c.lo:c.hi], feats), c.boxes)
+        stats.features += time.perf_counter() - t0
+        ok = allowed[c.lo:c.hi] if allowed is not None else np.ones(c.hi - c.lo, bool)
+        yield FeatureChunk(c.lo, c.hi, feats, face_mask_from_features(ok, feats), c.boxes)
 
 
 def _tee(frames: Iterator[tuple[float, np.ndarray]], sink: Callable[[float, np.ndarray], None]

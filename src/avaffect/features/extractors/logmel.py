@@ -150,37 +150,111 @@ class LogMelStats(Extractor):
     BLOCK_S = 30.0  # seconds of audio per block of iter_steps
 
     def _blocks(self, pieces: Iterator[np.ndarray], timeline: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
-        p = self.params
-        sr = int(p["sample_rate"])
-        win, hop = int(round(p["frame_window"] * sr)), int(round(p["frame_hop"] * sr))
-        lo_t, hi_t = window_bounds(timeline, p["window"], p["context"])
-        num, block = len(timeline), max(win, int(self.BLOCK_S * sr))
-        wav = np.zeros(0, np.float32)  # samples not yet in a frame; wav[0] is sample `base` (a multiple of hop)
-        base = 0
-        feats, times = np.zeros((0, p["n_mels"] + 3)), np.zeros(0)  # the frames a step may still need
-        done, ended, framed = 0, False, False
-        while done < num and not ended:
-            chunk, got = [wav], 0
+        steps = self.step_stream()
+        steps.add_steps(timeline)
+        block = max(steps.win, int(self.BLOCK_S * int(self.params["sample_rate"])))
+        ended = False
+        while steps.done < len(timeline) and not ended:
+            got = 0
             while got < block:
                 piece = next(pieces, None)
                 if piece is None:
                     ended = True
+                    steps.end()
                     break
-                chunk.append(piece)
+                steps.add_audio(piece)
                 got += len(piece)
-            wav = np.concatenate(chunk)
-            if ended and not framed and len(wav) < win:  # shorter than one analysis frame: padded, as a whole
-                yield done, num, self.features_from_waveform(wav, timeline[done:])
-                return
-            if len(wav) >= win:
-                f, t = self.frame_features(wav)
-                feats, times = np.concatenate([feats, f]), np.concatenate([times, t + base / sr])
-                wav, base, framed = wav[len(f) * hop:], base + len(f) * hop, True
-            # a step is final once a frame beyond its window is known (then so is the nearest one after it)
-            upto = num if ended else int(np.searchsorted(hi_t, times[-1], side="left")) if len(times) else done
-            if upto > done:
-                yield done, upto, self._summarise(feats, times, timeline[done:upto])
-                done = upto
-                if done < num:  # keep the frames from the one before the next step's window
-                    keep = max(0, int(np.searchsorted(times, lo_t[done], side="left")) - 1)
-                    feats, times = feats[keep:], times[keep:]
+            out = steps.take()
+            if out is not None:
+                yield out
+
+    def step_stream(self) -> LogMelSteps:
+        """An incremental summariser: audio and step times given as they arrive (a live source), the features of
+        the steps that are final handed out (:class:`LogMelSteps`)."""
+        return LogMelSteps(self)
+
+
+class LogMelSteps:
+    """:class:`LogMelStats`' features with the audio and the timeline arriving piece by piece, memory independent of
+    the length: :meth:`add_audio` (mono float32 at ``sample_rate``, sample 0 at time 0), :meth:`add_steps` (times,
+    increasing), :meth:`end` (no more audio: the steps past its end take the nearest frame), and :meth:`take`, the
+    features of the steps that became final since the last call. A step is final once an analysis frame beyond its
+    window is known (then so is the nearest frame after it), or after :meth:`end`. Each step averages the same frames
+    as on the whole waveform (the sums run over fewer rows: equal to float rounding); ``iter_steps`` is this, fed
+    in blocks of :attr:`LogMelStats.BLOCK_S` seconds, and ``avaffect live`` feeds it as the source delivers."""
+
+    def __init__(self, extractor: LogMelStats) -> None:
+        self.ex = extractor
+        p = extractor.params
+        self.sr = int(p["sample_rate"])
+        self.win, self.hop = int(round(p["frame_window"] * self.sr)), int(round(p["frame_hop"] * self.sr))
+        # the steps not handed out yet: step `done + i` is timeline[i]
+        self.timeline, self.lo_t, self.hi_t = np.zeros(0), np.zeros(0), np.zeros(0)
+        self.pieces: list[np.ndarray] = []  # audio received, not yet framed
+        self.wav = np.zeros(0, np.float32)  # samples not yet in a frame; wav[0] is sample `base` (a multiple of hop)
+        self.base = 0
+        self.feats, self.times = np.zeros((0, p["n_mels"] + 3)), np.zeros(0)  # the frames a step may still need
+        self.done = 0  # steps handed out
+        self.samples = 0  # audio samples received
+        self.ended = self.framed = False
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of audio received."""
+        return self.samples / self.sr
+
+    @property
+    def steps(self) -> int:
+        """Steps given so far."""
+        return self.done + len(self.timeline)
+
+    def add_steps(self, times: np.ndarray) -> None:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        lo, hi = window_bounds(times, self.ex.params["window"], self.ex.params["context"])
+        self.timeline = np.concatenate([self.timeline, times])
+        self.lo_t, self.hi_t = np.concatenate([self.lo_t, lo]), np.concatenate([self.hi_t, hi])
+
+    def add_audio(self, piece: np.ndarray) -> None:
+        if self.ended:
+            raise ValueError("audio added after end()")
+        piece = np.asarray(piece, dtype=np.float32).reshape(-1)
+        self.pieces.append(piece)
+        self.samples += len(piece)
+
+    def end(self) -> None:
+        """No more audio will come."""
+        self.ended = True
+
+    def take(self) -> tuple[int, int, np.ndarray] | None:
+        """``(lo, hi, features [hi - lo, dim])`` of the steps that became final, or ``None``."""
+        if self.pieces:
+            self.wav = np.concatenate([self.wav, *self.pieces])
+            self.pieces = []
+        if self.ended and not self.framed and len(self.wav) < self.win:  # under one analysis frame: padded, whole
+            if not len(self.timeline):
+                return None
+            return self._hand_out(len(self.timeline), self.ex.features_from_waveform(self.wav, self.timeline))
+        if len(self.wav) >= self.win:
+            f, t = self.ex.frame_features(self.wav)
+            self.feats = np.concatenate([self.feats, f])
+            self.times = np.concatenate([self.times, t + self.base / self.sr])
+            used = len(f) * self.hop
+            self.wav, self.base, self.framed = self.wav[used:], self.base + used, True
+        if self.ended:
+            upto = len(self.timeline)
+        elif len(self.times):  # the steps whose window ends before the last known frame
+            upto = int(np.searchsorted(self.hi_t, self.times[-1], side="left"))
+        else:
+            upto = 0
+        if upto <= 0:
+            return None
+        return self._hand_out(upto, self.ex._summarise(self.feats, self.times, self.timeline[:upto]))
+
+    def _hand_out(self, upto: int, features: np.ndarray) -> tuple[int, int, np.ndarray]:
+        lo = self.done
+        self.done += upto
+        self.timeline, self.lo_t, self.hi_t = self.timeline[upto:], self.lo_t[upto:], self.hi_t[upto:]
+        if len(self.timeline) and len(self.times):  # keep the frames from the one before the next step's window
+            keep = max(0, int(np.searchsorted(self.times, self.lo_t[0], side="left")) - 1)
+            self.feats, self.times = self.feats[keep:], self.times[keep:]
+        return lo, self.done, features
