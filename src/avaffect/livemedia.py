@@ -18,7 +18,6 @@ end of the stream.
 from __future__ import annotations
 
 import collections
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,12 +88,14 @@ class LiveSource:
     """A live source read in a background thread (module docstring). ``realtime``: a file is delivered at its own
     frame rate, as if it were live (the other kinds arrive at their own pace anyway). ``sample_rate``: the audio's
     rate (mono float32). ``buffer_s``: at most this many seconds of decoded frames wait for the consumer; older
-    ones are dropped by the reader (``buffer_dropped``), so a consumer that stops never makes memory grow.
+    ones are dropped by the reader (``buffer_dropped``), so a consumer that stops never makes memory grow. A file
+    read without ``realtime`` is not live: the reader then waits for the consumer (:attr:`paced_by_consumer`).
 
     Use: :meth:`open` (raises :class:`~avaffect.errors.MediaError`), then :meth:`next_frame` and :meth:`take_audio`
     from the consumer's thread, :meth:`stop` from anywhere (e.g. a signal handler)."""
 
     END = object()
+    FILE_DEPTH = 32  # frames decoded ahead of the consumer for a file read as fast as it can go
 
     def __init__(self, source: str, *, realtime: bool = False, sample_rate: int = 16000, stall_timeout: float = 10.0,
                  buffer_s: float = 10.0, options: dict[str, str] | None = None) -> None:
@@ -102,6 +103,8 @@ class LiveSource:
         self.stall_timeout, self.buffer_s = float(stall_timeout), float(buffer_s)
         self.options = dict(options or {})
         self.target, self.format, self.kind = describe_source(source)
+        # a file without realtime is not live: the reader waits for the consumer instead of dropping frames
+        self.paced_by_consumer = self.kind == "file" and not realtime
         self.stats = LiveStats()
         self.container = None
         self.fps = 0.0
@@ -133,8 +136,9 @@ class LiveSource:
             if self.target.startswith("rtsp"):
                 options.setdefault("timeout", str(int(self.stall_timeout * 1e6)))
         try:
-            if self.kind == "stdin":
-                self.container = av.open(sys.stdin.buffer, mode="r", options=options)
+            if self.kind == "stdin":  # FFmpeg reads fd 0 itself: no Python file (whose lock a blocked read would
+                # hold at exit) between the pipe and the demuxer
+                self.container = av.open("pipe:0", mode="r", options=options)
             else:
                 self.container = av.open(self.target, mode="r", format=self.format, options=options)
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -171,9 +175,7 @@ class LiveSource:
                 if self._stop.is_set():
                     reason = "stopped"
                     break
-                self._last_data = time.monotonic()
-                if packet.size == 0:
-                    continue
+                self._last_data = time.monotonic()  # (an empty packet at the end flushes the decoder's last frames)
                 if self.realtime and packet.pts is not None and packet.time_base is not None:
                     pt = float(packet.pts * packet.time_base) - origin
                     if clock0 is None:
@@ -215,6 +217,8 @@ class LiveSource:
 
     def _push_frame(self, item: LiveFrame) -> None:
         with self._lock:
+            while self.paced_by_consumer and len(self._frames) >= self.FILE_DEPTH and not self._stop.is_set():
+                self._lock.wait(0.1)  # a file read as fast as it can go: wait for the consumer, drop nothing
             self._frames.append(item)
             self.stats.video_frames += 1
             while len(self._frames) > 1 and item.arrived - self._frames[0].arrived > self.buffer_s:
@@ -238,7 +242,9 @@ class LiveSource:
             if not self._frames and not self._done:
                 self._lock.wait(timeout)
             if self._frames:
-                return self._frames.popleft()
+                item = self._frames.popleft()
+                self._lock.notify_all()
+                return item
             if self._done or self._stop.is_set():  # ended, or stopped (the reader may sit in a blocking read)
                 return self.END
             if time.monotonic() - self._last_data > self.stall_timeout:

@@ -24,7 +24,7 @@ def cmd_live(args) -> int:
     if len(items) != (1 if args.face_model else 2):
         raise AvaffectError("give a checkpoint (model.safetensors of a run) and a SOURCE, or --face-model "
                             "NAME_OR_FILE and a SOURCE")
-    for name in ("max_latency", "stall_timeout", "linger"):
+    for name in ("max_latency", "max_lag", "stall_timeout", "linger"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise AvaffectError(f"--{name.replace('_', '-')} must be 0 or more seconds, got {value}")
@@ -51,8 +51,9 @@ def cmd_live(args) -> int:
         print(f"avaffect live: the page is at {server.url}", file=sys.stderr, flush=True)
     restore = install_stop(source)
     try:
-        run = LiveRun(predictor, source, sinks, max_latency=args.max_latency,
-                      max_lag=None if args.max_lag == 0 else args.max_lag, chunk=args.chunk)
+        max_lag = args.max_lag if args.max_lag is not None else None if source.paced_by_consumer else 2.0
+        run = LiveRun(predictor, source, sinks, max_latency=args.max_latency, max_lag=max_lag or None,
+                      chunk=args.chunk)
         summary = run.run()
     finally:
         restore()
@@ -81,9 +82,10 @@ def register(sub) -> None:
                    "value for a step that is not final this many seconds after its frame arrived (flagged "
                    "provisional; its final value follows; docs/benchmarks/live_latency.md gives the CCC against "
                    "the final values). Default: final values only (about the model's window after the frame)")
-    p.add_argument("--max-lag", type=float, default=2.0, metavar="SECONDS", help="drop a frame that is more than "
+    p.add_argument("--max-lag", type=float, default=None, metavar="SECONDS", help="drop a frame that is more than "
                    "this many seconds old when the face pipeline would take it (its step: no face, dropped: true), "
-                   "so the lag stays bounded when the machine cannot keep up; 0: never drop (default 2)")
+                   "so the lag stays bounded when the machine cannot keep up; 0: never drop. Default: 2 for a live "
+                   "source (a device, a URL, stdin, --realtime); never for a file read as fast as it goes")
     p.add_argument("--csv", type=Path, help="also write predict's CSV as it goes (final values, flushed as they "
                    "come: nothing is lost on a kill); the file must not exist")
     p.add_argument("--summary", type=Path, help="write the run's summary (latencies, dropped frames, why the "

@@ -14,7 +14,8 @@ The latency contract
   the newest step), flagged ``provisional: true``; its final value follows later (a second line, and the CSV holds
   final values only). The shorter the latency, the less of the step's future the value has seen:
   ``docs/benchmarks/live_latency.md`` gives the CCC against the offline values at several latencies.
-- **Frame dropping** (``--max-lag SECONDS``, default 2): a frame that is more than ``max-lag`` seconds old when
+- **Frame dropping** (``--max-lag SECONDS``, default 2 for a live source; a file read as fast as it goes is not
+  live and drops nothing): a frame that is more than ``max-lag`` seconds old when
   the face pipeline would take it is dropped: its step stays on the timeline, with no face (the model's
   missing-face input, as for a frame where no face was found) and ``dropped: true``. So when the machine cannot
   keep up, the face pipeline's lag stays under ``max-lag`` plus one frame's work instead of growing without limit;

@@ -23,7 +23,7 @@ from avaffect.workflows.live.engine import LiveStep, LiveSummary
 __all__ = ["LiveServer", "PAGE"]
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>avaffect live</title>
+<html lang="en"><head><meta charset="utf-8"><title>avaffect live</title><link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1000px;color:#222}
 #wrap{display:flex;gap:1em;align-items:flex-start} #frame{width:320px;background:#000;min-height:180px}
