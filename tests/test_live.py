@@ -5,7 +5,6 @@ headless Chromium."""
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ from avaffect.evaluation.streaming import LiveWindows, predict_chunks
 from avaffect.features.extractors import get_extractor
 from avaffect.features.face_stream import FeatureChunk, chunk_crops
 from avaffect.features.faces.crops import FaceStep
-from avaffect.livemedia import LiveFrame, LiveSource, describe_source
+from avaffect.livemedia import LiveFrame, LiveSource, describe_source, stream_file
 from avaffect.workflows.live import LiveRun
 from avaffect.workflows.predict import load_predictor
 
@@ -165,48 +164,10 @@ def live_inputs(tiny_run, synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("live")
     video = sorted((synth_root / "videos").glob("*.mp4"))[0]
     mkv = out / "clip.mkv"
-    _remux(video, mkv)
+    stream_file(video, mkv, realtime=False)
     ckpt = tiny_run / "model.safetensors"
     run = load_predictor(ckpt)(mkv)
     return ckpt, mkv, run
-
-
-def _remux(src: Path, dst, realtime: bool = False, stop_after: float | None = None, done=None) -> None:
-    """``src``'s packets into a Matroska container at ``dst`` (a path or a writable binary file), in time order
-    across the streams (as a live muxer interleaves them; a file may hold seconds of audio ahead of its video),
-    paced at their own times with ``realtime``; ``stop_after``: stop writing (without closing) after that many
-    media seconds, until ``done`` is set."""
-    inp = av.open(str(src))
-    # Matroska as a live muxer writes it (ffmpeg ... -f matroska -live 1 -cluster_time_limit 100 -flush_packets 1)
-    out = av.open(str(dst) if isinstance(dst, Path) else dst, "w", format="matroska", buffer_size=4096,
-                  options={"live": "1", "cluster_time_limit": "100", "flush_packets": "1"})
-    try:
-        streams = (*inp.streams.video, *inp.streams.audio)
-        omap = {s.index: out.add_stream_from_template(s) for s in streams}
-        per_stream: dict[int, list] = {s.index: [] for s in streams}
-        for packet in inp.demux():
-            if packet.size and packet.stream.index in per_stream:  # (not the demuxer's flush packets)
-                per_stream[packet.stream.index].append(packet)
-
-        def at(packet) -> float:
-            ts = packet.dts if packet.dts is not None else packet.pts
-            return float(ts * packet.time_base) if ts is not None else 0.0
-
-        start = time.monotonic()
-        for packet in heapq.merge(*per_stream.values(), key=at):
-            t = at(packet)
-            if stop_after is not None and t > stop_after:
-                if done is not None:
-                    done.wait(30)
-                return
-            if realtime:
-                time.sleep(max(0.0, start + t - time.monotonic()))
-            packet.stream = omap[packet.stream.index]
-            out.mux(packet)
-    finally:
-        if stop_after is None:
-            out.close()
-        inp.close()
 
 
 def _stream(cmd: list[str], mkv: Path, **kw) -> tuple[subprocess.CompletedProcess, list[dict]]:
@@ -216,7 +177,7 @@ def _stream(cmd: list[str], mkv: Path, **kw) -> tuple[subprocess.CompletedProces
 
         def write() -> None:
             try:
-                _remux(mkv, proc.stdin, realtime=True, **kw)
+                stream_file(mkv, proc.stdin, **kw)
                 proc.stdin.close()
             except (BrokenPipeError, ValueError, av.FFmpegError):  # the command ended first (a stall test)
                 pass
@@ -291,7 +252,7 @@ def test_a_stalled_source_is_reported_and_ends(live_inputs):
     ckpt, mkv, _ = live_inputs
     done = threading.Event()
     t0 = time.monotonic()
-    proc, lines = _stream([*CLI, "live", str(ckpt), "-", "--stall-timeout", "1"], mkv, stop_after=1.5, done=done)
+    proc, lines = _stream([*CLI, "live", str(ckpt), "-", "--stall-timeout", "1"], mkv, stop_after=1.5, hold=done)
     done.set()
     assert proc.returncode == 0, proc.stderr
     assert "stalled" in lines[-1]["summary"]["source_stats"]["ended"] and "stalled" in proc.stderr

@@ -18,8 +18,10 @@ end of the stream.
 from __future__ import annotations
 
 import collections
+import heapq
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +32,8 @@ import numpy as np
 from avaffect.errors import MediaError
 from avaffect.media import AudioPlacer, _origin, _rate
 
-__all__ = ["DEVICE_FORMATS", "NETWORK_SCHEMES", "LiveFrame", "LiveStats", "LiveSource", "describe_source"]
+__all__ = ["DEVICE_FORMATS", "NETWORK_SCHEMES", "LiveFrame", "LiveStats", "LiveSource", "describe_source",
+           "stream_file"]
 
 #: FFmpeg input formats of capture devices, written ``FORMAT:DEVICE`` (``v4l2:/dev/video0``, ``avfoundation:0:0``,
 #: ``dshow:video=Integrated Camera``; ``lavfi:testsrc2=rate=30`` for FFmpeg's test sources)
@@ -278,3 +281,50 @@ class LiveSource:
             self._thread.join(timeout=2.0)
         if self._thread is not None and not self._thread.is_alive() and self.container is not None:
             self.container.close()
+
+
+def stream_file(src: str | Path, dst, realtime: bool = True, stop_after: float | None = None,
+                hold: threading.Event | None = None, on_start: Callable[[float], None] | None = None) -> None:
+    """Write ``src``'s audio and video packets (no re-encoding) to ``dst`` (a path, an FFmpeg URL such as
+    ``udp://127.0.0.1:5000``, or a writable binary file such as a subprocess's stdin) as a live Matroska stream: in
+    time order across the streams (a file may store seconds of audio ahead of its video), each packet flushed, in
+    short clusters, and with ``realtime`` at the pace of its own timestamps. What ``ffmpeg -re -i FILE -c copy -f
+    matroska -live 1 -cluster_time_limit 100 -flush_packets 1 -`` does; the tests and
+    ``benchmarks/live_latency.py`` feed ``avaffect live`` with it. ``stop_after``: stop writing after that many
+    media seconds, leaving ``dst`` open (a stalled source) until ``hold`` is set; ``on_start(monotonic)``: called
+    with the clock time that media time 0 is paced to."""
+    inp = av.open(str(src))
+    stalled = False
+    out = av.open(str(dst) if isinstance(dst, Path) else dst, "w", format="matroska", buffer_size=4096,
+                  options={"live": "1", "cluster_time_limit": "100", "flush_packets": "1"})
+    try:
+        streams = (*inp.streams.video, *inp.streams.audio)
+        omap = {s.index: out.add_stream_from_template(s) for s in streams}
+        per_stream: dict[int, list] = {s.index: [] for s in streams}
+        for packet in inp.demux():
+            if packet.size and packet.stream.index in per_stream:  # (not the demuxer's flush packets)
+                per_stream[packet.stream.index].append(packet)
+        origin = _origin(inp)
+
+        def at(packet) -> float:
+            ts = packet.dts if packet.dts is not None else packet.pts
+            return float(ts * packet.time_base) - origin if ts is not None else 0.0
+
+        start = time.monotonic()
+        if on_start is not None:
+            on_start(start)
+        for packet in heapq.merge(*per_stream.values(), key=at):
+            t = at(packet)
+            if stop_after is not None and t > stop_after:
+                stalled = True
+                if hold is not None:
+                    hold.wait(60)
+                return
+            if realtime:
+                time.sleep(max(0.0, start + t - time.monotonic()))
+            packet.stream = omap[packet.stream.index]
+            out.mux(packet)
+    finally:
+        if not stalled:
+            out.close()
+        inp.close()
