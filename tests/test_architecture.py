@@ -16,7 +16,7 @@ PACKAGE = SRC / "avaffect"
 LAYERS: list[tuple[str, ...]] = [
     ("avaffect._version", "avaffect.errors", "avaffect.files", "avaffect.registry", "avaffect.statedict",
      "avaffect.logs", "avaffect.progress", "avaffect.threads", "avaffect.shipped", "avaffect.onnxrt"),
-    ("avaffect.media",),
+    ("avaffect.media", "avaffect.livemedia"),
     ("avaffect.data",),
     ("avaffect.features",),
     ("avaffect.deploy",),
