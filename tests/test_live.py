@@ -311,6 +311,39 @@ def test_the_face_model_path_runs_live_with_predicts_values(crema_d, tmp_path, c
     np.testing.assert_allclose(got, offline.columns["valence"], atol=1e-5)
 
 
+@pytest.mark.slow
+def test_every_person_live_equals_predict_faces_all(crema_d, tiny_run, tmp_path, capsys):
+    """Two people (a real and a rendered face), one leaving for a third of the video (longer than a window and a
+    hop, so their live track is retired and made again when they return): per person, the live values on the steps
+    where they are on screen equal ``predict --faces all``'s."""
+    from people_videos import compose, leave_and_return
+
+    from avaffect.data.synth import SynthConfig, write_synthetic_dataset
+    from avaffect.workflows.predict import predict_people
+
+    clean = write_synthetic_dataset(tmp_path / "synth", SynthConfig(n_train=1, n_val=0, n_test=0, duration_s=4.0,
+                                                                    weak_rate=0.0, gap_rate=0.0, seed=0),
+                                    progress=False)
+    video = tmp_path / "two.mp4"
+    compose(video, [sorted(crema_d.glob("*.flv"))[0], sorted((clean / "videos").glob("*.mp4"))[0]],
+            leave_and_return(300), 300, fps=30)
+    predictor = load_predictor(tiny_run / "model.safetensors")
+    offline = predict_people(predictor, video)
+    assert len(offline.runs) == 2
+    capsys.readouterr()
+    assert main(["live", str(tiny_run / "model.safetensors"), str(video), "--faces", "all"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    summary, steps = lines[-1]["summary"], lines[:-1]
+    assert summary["people_seen"] == 2 and summary["faces"] == "all"
+    for k, run in enumerate(offline.runs):
+        mine = sorted((s for s in steps if s["person"] == k + 1), key=lambda s: s["frame"])
+        on = np.flatnonzero(offline.people.on_screen[k])
+        assert [s["frame"] for s in mine] == on.tolist()
+        got = np.array([[s["valence"], s["arousal"]] for s in mine])
+        np.testing.assert_allclose(got, np.stack([run.columns["valence"], run.columns["arousal"]], 1)[on],
+                                   atol=1e-5)
+
+
 def test_bad_sources_are_clear_errors(tiny_run, tmp_path, capsys):
     ckpt = str(tiny_run / "model.safetensors")
     assert main(["live", ckpt, str(tmp_path / "missing.mp4")]) == 2

@@ -53,7 +53,7 @@ def cmd_live(args) -> int:
     try:
         max_lag = args.max_lag if args.max_lag is not None else None if source.paced_by_consumer else 2.0
         run = LiveRun(predictor, source, sinks, max_latency=args.max_latency, max_lag=max_lag or None,
-                      chunk=args.chunk)
+                      chunk=args.chunk, faces=args.faces)
         summary = run.run()
     finally:
         restore()
@@ -77,6 +77,10 @@ def register(sub) -> None:
                    help="model.safetensors of a run, then the SOURCE (with --face-model: the SOURCE only)")
     p.add_argument("--face-model", metavar="NAME_OR_FILE", help="a face model's own values (see predict "
                    "--face-model): final as soon as each frame is described")
+    p.add_argument("--faces", choices=["largest", "all"], default="largest", help="largest (default): one trace, "
+                   "every step a line; all: every person (the tracker of predict --faces all), a line per person "
+                   "and step on screen with its \"person\" (numbered as first seen: live cannot renumber or drop "
+                   "the short ones afterwards, as predict does)")
     p.add_argument("--realtime", action="store_true", help="read a file at its own frame rate, as if it were live")
     p.add_argument("--max-latency", type=float, default=None, metavar="SECONDS", help="also send a provisional "
                    "value for a step that is not final this many seconds after its frame arrived (flagged "

@@ -170,22 +170,28 @@ class LiveWindows:
     :meth:`provisional` gives the steps not yet final the value the finished stream would give if it ended now
     (the windows run so far plus the end-aligned window over the last ``length`` steps in): a value that only moves
     as later steps arrive. Memory: the features of the steps a window may still need, a few bytes per step
-    otherwise."""
+    otherwise.
 
-    def __init__(self, run: WindowRunner, length: int, hop: int) -> None:
+    ``start``: the first step given (features and audio from there on). Windows that start before it never run, so
+    the values equal the whole recording's for the steps from ``start + length - 1`` on: every window that covers
+    them starts at ``start`` or later (a person who appears at step ``i`` of ``live --faces all`` gets
+    ``start = i - length + 1``, "no face" before ``i``)."""
+
+    def __init__(self, run: WindowRunner, length: int, hop: int, start: int = 0) -> None:
         if length <= 0 or not 0 < hop <= length:
             raise ValueError(f"need 0 < hop <= length, got length {length}, hop {hop}")
         self.run, self.length, self.hop = run, int(length), int(hop)
-        self.base = 0  # the step of row 0 of every buffer below
+        self.start = int(start)
+        self.base = self.start  # the step of row 0 of every buffer below
         self.audio: np.ndarray | None = None
         self.video: np.ndarray | None = None
         self.face = np.zeros(0, bool)
         self.boxes = np.zeros((0, 4), np.float32)
-        self.audio_hi = self.video_hi = 0
+        self.audio_hi = self.video_hi = self.start
         self.total: np.ndarray | None = None  # float64 sums / counts per step from `base`, as Stitcher's
         self.count = np.zeros(0)
-        self.next_start = 0  # the next regular window
-        self.final = 0  # steps handed out as final
+        self.next_start = -(-self.start // self.hop) * self.hop  # the next regular window
+        self.final = self.start  # steps handed out as final
         self.model_seconds = 0.0
         self.windows_run = 0
         self.ended = False
@@ -305,7 +311,7 @@ class LiveWindows:
         every step left, final."""
         n = self.steps_in
         out = self.advance()
-        if n == 0:
+        if n <= self.start:
             self.ended = True
             return out
         starts = [int(s) for s in window_starts(n, self.length, self.hop)]

@@ -32,7 +32,8 @@ from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
 __all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "video_streamable", "iter_crop_chunks",
-           "chunk_crops", "describe_chunks", "iter_face_feature_chunks", "streamed_features", "face_features"]
+           "CropChunker", "chunk_crops", "describe_chunks", "iter_face_feature_chunks", "streamed_features",
+           "face_features"]
 
 
 @dataclass
@@ -148,59 +149,79 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
         st.crop = max(0.0, st.total - here - st.features - st.wait_frames - st.wait_detect)
 
 
+class CropChunker:
+    """The crop buffer of :func:`chunk_crops` in push form, for a caller that cuts the crops of several faces at once
+    (``avaffect live --faces all``: one per person): :meth:`reach` a step before putting its crop (:meth:`put`) hands
+    out the chunks that became final, :meth:`finish` the rest. Chunks cover ``start`` onwards (a person who appears
+    later starts later). The chunks' arrays are views of the buffer: use them before the next call."""
+
+    def __init__(self, size: int, chunk: int = 256, before: int = 0, after: int = 0, start: int = 0,
+                 num_steps: int | None = None, allowed: np.ndarray | None = None) -> None:
+        if chunk < 1 or before < 0 or after < 0:
+            raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
+        self.chunk, self.before, self.after, self.num_steps, self.allowed = chunk, before, after, num_steps, allowed
+        self.cap = before + chunk + after
+        self.crops = np.zeros((self.cap, size, size, 3), dtype=np.uint8)
+        self.found = np.zeros(self.cap, dtype=bool)
+        self.boxes = np.full((self.cap, 4), np.nan, dtype=np.float32)
+        self.lo = self.start = int(start)  # the next chunk's first step; the step of row 0
+
+    def _emit(self, hi: int, total: int) -> CropChunk:
+        end, start = min(total, hi + self.after), self.start
+        mask = self.found[:end - start] & (self.allowed[start:end] if self.allowed is not None else True)
+        own = slice(self.lo - start, hi - start)
+        return CropChunk(self.lo, hi, start, self.crops[:end - start], mask,
+                         np.where(mask[own, None], self.boxes[own], np.nan).astype(np.float32))
+
+    def _advance(self, hi: int) -> None:  # drop the rows no later chunk needs
+        shift = max(0, hi - self.before) - self.start
+        if shift > 0:
+            cap = self.cap
+            for buf, blank in ((self.crops, 0), (self.found, False), (self.boxes, np.nan)):
+                buf[:cap - shift] = buf[shift:]
+                buf[cap - shift:] = blank
+            self.start += shift
+        self.lo = hi
+
+    def reach(self, step: int) -> Iterator[CropChunk]:
+        """The chunks that are final once ``step`` is being filled (no later frame serves the steps before it)."""
+        while step >= self.lo + self.chunk + self.after:
+            hi = self.lo + self.chunk
+            yield self._emit(hi, hi + self.after + 1 if self.num_steps is None else self.num_steps)
+            self._advance(hi)
+
+    def put(self, step: int, crop: np.ndarray, box: np.ndarray) -> None:
+        self.crops[step - self.start] = crop
+        self.found[step - self.start] = True
+        self.boxes[step - self.start] = box
+
+    def finish(self, total: int) -> Iterator[CropChunk]:
+        """The chunks left once the timeline is known to have ``total`` steps."""
+        while self.lo < total:
+            hi = min(total, self.lo + self.chunk)
+            yield self._emit(hi, total)
+            self._advance(hi)
+
+
 def chunk_crops(steps: Iterable[FaceStep], size: int, chunk: int = 256, before: int = 0, after: int = 0,
                 num_steps: int | None = None, allowed: np.ndarray | None = None,
                 at_end: Callable[[], int | None] | None = None) -> Iterator[CropChunk]:
     """The face ``steps`` of one pass (:func:`~avaffect.features.faces.crops.iter_face_steps`, steps in increasing
     order from one frame to the next) as consecutive :class:`CropChunk` s of ``chunk`` steps with ``before`` /
     ``after`` steps of context (see :func:`iter_crop_chunks`). ``num_steps``: the timeline's length, or ``None``
-    for an open-ended one (a live source: it ends after the last step seen); ``allowed``: where the recording allows
-    a face (default: everywhere); ``at_end`` is called once the steps are exhausted, before the last chunks, and may
+    for an open-ended one (it ends after the last step seen); ``allowed``: where the recording allows a face
+    (default: everywhere); ``at_end`` is called once the steps are exhausted, before the last chunks, and may
     return the open-ended timeline's length (a live source whose last frames were dropped: they are steps too)."""
-    if chunk < 1 or before < 0 or after < 0:
-        raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
-    cap = before + chunk + after
-    crops = np.zeros((cap, size, size, 3), dtype=np.uint8)
-    found = np.zeros(cap, dtype=bool)
-    boxes = np.full((cap, 4), np.nan, dtype=np.float32)
-    lo = start = 0  # the next chunk's first step; the step of row 0
+    buf = CropChunker(size, chunk, before, after, num_steps=num_steps, allowed=allowed)
     last = -1  # the last step seen
-
-    def emit(hi: int, total: int) -> CropChunk:
-        end = min(total, hi + after)
-        mask = found[:end - start] & (allowed[start:end] if allowed is not None else True)
-        own = slice(lo - start, hi - start)
-        return CropChunk(lo, hi, start, crops[:end - start], mask,
-                         np.where(mask[own, None], boxes[own], np.nan).astype(np.float32))
-
-    def advance(hi: int) -> None:  # drop the rows no later chunk needs
-        nonlocal start
-        shift = max(0, hi - before) - start
-        if shift:
-            for buf, blank in ((crops, 0), (found, False), (boxes, np.nan)):
-                buf[:cap - shift] = buf[shift:]
-                buf[cap - shift:] = blank
-            start += shift
-
     for item in steps:
         for s in item.steps:  # sorted, increasing from one frame to the next (the timeline is sorted)
             s = last = int(s)
-            while s >= lo + chunk + after:  # every step before s is final: no later frame serves it
-                hi = lo + chunk
-                yield emit(hi, hi + after + 1 if num_steps is None else num_steps)
-                advance(hi)
-                lo = hi
+            yield from buf.reach(s)
             if item.crop is not None:
-                crops[s - start] = item.crop
-                found[s - start] = True
-                boxes[s - start] = item.box
+                buf.put(s, item.crop, item.box)
     length = at_end() if at_end is not None else None
-    total = num_steps if num_steps is not None else length if length is not None else last + 1
-    while lo < total:
-        hi = min(total, lo + chunk)
-        yield emit(hi, total)
-        advance(hi)
-        lo = hi
+    yield from buf.finish(num_steps if num_steps is not None else length if length is not None else last + 1)
 
 
 def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,

@@ -39,8 +39,11 @@ import numpy as np
 
 from avaffect.errors import AvaffectError
 from avaffect.evaluation.streaming import LiveWindows
-from avaffect.features.face_stream import FeatureChunk, StreamStats, chunk_crops, describe_chunks
-from avaffect.features.faces.crops import FaceStep, iter_face_steps
+from avaffect.features.face_stream import CropChunk, CropChunker, StreamStats, describe_chunks
+from avaffect.features.faces.align import align_crop
+from avaffect.features.faces.crops import iter_face_steps
+from avaffect.features.faces.detectors import get_detector
+from avaffect.features.faces.people import iter_people_frames
 from avaffect.livemedia import LiveFrame, LiveSource
 from avaffect.media import frame_rgb, upright
 from avaffect.workflows.predict import FaceModelPredictor, Predictor, VideoPredictor
@@ -54,7 +57,8 @@ __all__ = ["LiveStep", "LiveSink", "LiveSummary", "LiveRun"]
 class LiveStep:
     """One emitted step: its frame number and time on the source's clock, the values (one per target; NaN where
     there is none), whether a face was found, whether the frame was dropped, whether the value is provisional,
-    and the seconds from the frame's arrival to this emission. ``box``: the face box (frame pixels) or NaN."""
+    and the seconds from the frame's arrival to this emission. ``box``: the face box (frame pixels) or NaN;
+    ``person``: the person (``--faces all``), else ``None``."""
 
     frame: int
     time: float
@@ -64,9 +68,12 @@ class LiveStep:
     provisional: bool
     latency_s: float
     box: np.ndarray
+    person: int | None = None
 
     def as_json(self, targets: Sequence[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"frame": self.frame, "time": round(self.time, 6)}
+        if self.person is not None:
+            out["person"] = self.person
         for k, name in enumerate(targets):
             v = float(self.values[k])
             out[name] = v if math.isfinite(v) else None
@@ -93,6 +100,7 @@ class LiveSummary:
     source: str
     model: str
     targets: list[str]
+    faces: str = "largest"
     steps: int = 0
     duration_s: float = 0.0
     wall_s: float = 0.0
@@ -100,6 +108,7 @@ class LiveSummary:
     frames_dropped: int = 0
     face_fraction: float = 0.0
     audio: str = "present"
+    people_seen: int | None = None
     provisional_steps: int = 0
     latency_final: dict[str, float] = field(default_factory=dict)
     latency_provisional: dict[str, float] = field(default_factory=dict)
@@ -111,8 +120,9 @@ class LiveSummary:
 
     def line(self) -> str:
         lat = self.latency_final
-        text = (f"live {self.source}: {self.steps} steps ({self.duration_s:.1f} s), face in {self.face_fraction:.0%}, "
-                f"{self.frames_dropped} frames dropped, audio {self.audio}")
+        who = f"{self.people_seen} people, " if self.people_seen is not None else ""
+        text = (f"live {self.source}: {self.steps} steps ({self.duration_s:.1f} s), {who}face in "
+                f"{self.face_fraction:.0%}, {self.frames_dropped} frames dropped, audio {self.audio}")
         if lat:
             text += (f"; final values {lat['median']:.2f} s after their frame (p95 {lat['p95']:.2f}, "
                      f"max {lat['max']:.2f})")
@@ -130,21 +140,43 @@ def _latency_stats(values: list[float]) -> dict[str, float]:
             "max": round(float(a.max()), 4), "count": len(a)}
 
 
+@dataclass
+class _Track:
+    """One face followed live: the single face (``person`` None) or one person of ``--faces all``. Its crops are
+    chunked from ``start`` on, described, and (a fusion model) windowed; ``present`` holds the steps not yet
+    emitted final where the person was on screen (what ``--faces all`` emits), ``emitted`` the steps emitted final
+    (from ``start``), ``prov_upto`` those emitted provisionally."""
+
+    person: int | None
+    chunker: CropChunker
+    windows: LiveWindows | None
+    start: int
+    present: set[int] = field(default_factory=set)
+    emitted: int = 0
+    prov_upto: int = 0
+    last_seen: int = 0
+
+
 class LiveRun:
     """One live source through one predictor to the sinks (module docstring). ``chunk``: steps per described chunk
     of crops (latency against the extractor's batch size); ``max_latency``: seconds before a provisional value
-    (``None``: final values only); ``max_lag``: the frame-dropping rule's bound (``None``: never drop)."""
+    (``None``: final values only); ``max_lag``: the frame-dropping rule's bound (``None``: never drop); ``faces``:
+    ``largest`` (one face: every step emitted) or ``all`` (every person, numbered as first seen, each step where a
+    person is on screen emitted with its ``person``)."""
 
     def __init__(self, predictor: VideoPredictor, source: LiveSource, sinks: Sequence[LiveSink], *,
-                 max_latency: float | None = None, max_lag: float | None = 2.0, chunk: int = 5) -> None:
+                 max_latency: float | None = None, max_lag: float | None = 2.0, chunk: int = 5,
+                 faces: str = "largest") -> None:
         if max_latency is not None and max_latency < 0:
             raise AvaffectError(f"--max-latency must be 0 or more seconds, got {max_latency}")
         if max_lag is not None and max_lag <= 0:
             raise AvaffectError(f"--max-lag must be more than 0 seconds, got {max_lag}")
         if chunk < 1:
             raise AvaffectError(f"the chunk must be at least one step, got {chunk}")
+        if faces not in ("largest", "all"):
+            raise AvaffectError(f"--faces must be largest or all, not {faces!r}")
         self.predictor, self.source, self.sinks = predictor, source, list(sinks)
-        self.max_latency, self.max_lag, self.chunk = max_latency, max_lag, int(chunk)
+        self.max_latency, self.max_lag, self.chunk, self.faces = max_latency, max_lag, int(chunk), faces
         if isinstance(predictor, Predictor):
             if predictor.spec.step_frames > 1:
                 raise AvaffectError(f"{predictor.checkpoint}: an authors' clip model (step_frames "
@@ -153,11 +185,11 @@ class LiveRun:
             if not hasattr(predictor.audio_ex, "step_stream"):
                 raise AvaffectError(f"{predictor.checkpoint}: its audio extractor {predictor.audio_ex.name} does not "
                                     "compute features as audio arrives (logmel_stats does); use `avaffect predict`")
-            self.windows: LiveWindows | None = LiveWindows(predictor.run, predictor.spec.window, predictor.spec.hop)
+            self.length, self.hop = int(predictor.spec.window), int(predictor.spec.hop)
             self.targets = list(predictor.targets)
         elif isinstance(predictor, FaceModelPredictor):
             self.extractor = predictor.extractor
-            self.windows = None
+            self.length = self.hop = 0  # no windows: a value is final when its frame is described
             self.targets = ["valence", "arousal"]
         else:
             raise AvaffectError(f"live runs a checkpoint or a face model, not {type(predictor).__name__}")
@@ -165,21 +197,31 @@ class LiveRun:
         if self.pipeline is None:
             raise AvaffectError(f"the video extractor {self.extractor.name} does not describe face crops: it cannot "
                                 "run live (use `avaffect predict`)")
-        self.summary = LiveSummary(source=source.label, model=predictor.info.model, targets=self.targets)
-        # per step, from `base` until the step is emitted final: time, arrival, dropped
+        self.context = self.extractor.crop_context()
+        if faces == "all" and self.context != (0, 0):
+            raise AvaffectError(f"--faces all live needs an extractor that describes single crops; "
+                                f"{self.extractor.name} needs its neighbours' (use `avaffect predict --faces all`)")
+        self.summary = LiveSummary(source=source.label, model=predictor.info.model, targets=self.targets,
+                                   faces=faces)
+        # per step, from `base` until no track can emit the step any more: time, arrival, dropped
         self.base = 0
         self.times: collections.deque[float] = collections.deque()
         self.arrived: collections.deque[float] = collections.deque()
         self.dropped: collections.deque[bool] = collections.deque()
         self.steps = 0  # steps seen (frames taken from the source, dropped ones included)
         self.kept: collections.deque[int] = collections.deque()  # the steps handed to the face pipeline, in order
-        self.prov_upto = 0  # steps emitted provisionally (or final) so far
-        self.faces = 0
+        self.rgb: np.ndarray | None = None  # the frame the face pipeline is on
+        self.tracks: dict[int | None, _Track] = {}
+        self.people_seen = 0
+        # the audio features of the recent steps, shared by the tracks: rows from audio_base to audio_hi
+        self.audio_rows = np.zeros((0, 0), np.float32)
+        self.audio_base = self.audio_hi = 0
+        self.faces_found = 0
+        self.last_time = 0.0
         self.final_latency: list[float] = []
         self.prov_latency: list[float] = []
         self.stats = StreamStats()
         self.audio_steps = None
-        self._video_values: collections.deque = collections.deque()  # face model: (lo, values, face, boxes)
 
     # ------------------------------------------------------------------------------------------------ frames
 
@@ -196,6 +238,7 @@ class LiveRun:
             assert isinstance(item, LiveFrame)
             i = self.steps
             self.steps += 1
+            self.last_time = item.t
             self.times.append(item.t)
             self.arrived.append(item.arrived)
             if self.audio_steps is not None:
@@ -206,15 +249,29 @@ class LiveRun:
                 continue
             self.dropped.append(False)
             self.kept.append(i)
-            rgb = upright(frame_rgb(item.frame), item.frame.rotation)
+            rgb = self.rgb = upright(frame_rgb(item.frame), item.frame.rotation)
             for sink in self.sinks:
                 sink.frame(rgb)
             yield item.t, rgb
 
-    def _face_steps(self) -> Iterator[FaceStep]:
-        """The face pipeline's steps, numbered on the live timeline (dropped frames are steps too)."""
+    def _single(self) -> Iterator[tuple[int, list[tuple[int | None, np.ndarray | None, np.ndarray | None]]]]:
+        """``(step, [(None, crop, box)])`` per frame the single-face pipeline took (no face: crop ``None``)."""
         for item in iter_face_steps(self._frames(), self.pipeline, None, stats=self.stats.faces):
-            yield dataclasses.replace(item, steps=np.array([self.kept.popleft()]))
+            yield self.kept.popleft(), [(None, item.crop, item.box)]
+
+    def _people(self) -> Iterator[tuple[int, list[tuple[int | None, np.ndarray | None, np.ndarray | None]]]]:
+        """``(step, [(person, crop, box)])`` per frame: every person on it (the people tracker of ``predict --faces
+        all``), each crop cut from the person's box as ``predict`` cuts a person's crops."""
+        p = self.pipeline
+        det = get_detector(p.detector, **p.detector_params)
+        for _, people, _ in iter_people_frames(self._frames(), det, p, self.stats.faces):
+            rgb = self.rgb
+            entries = []
+            for s in people:
+                # the angle as predict stores a person's (float32, People.angles): the same crops to the pixel
+                angle = float(np.float32(s.angle)) if p.align else 0.0
+                entries.append((s.person, align_crop(rgb, s.box, p.crop_size, p.margin, angle), s.box))
+            yield self.kept.popleft(), entries
 
     # ------------------------------------------------------------------------------------------------ the loop
 
@@ -229,17 +286,34 @@ class LiveRun:
                                          "values rest on the face alone")
         else:
             self.summary.audio = "not used"
-        before, after = self.extractor.crop_context()
-        crops = chunk_crops(self._face_steps(), self.pipeline.crop_size, self.chunk, before, after,
-                            at_end=lambda: self.steps)
-        for fc in describe_chunks(crops, self.extractor, self.stats):
-            self._video(fc)
+        if self.faces == "largest":
+            self._track(None, 0)
+        for step, entries in (self._single() if self.faces == "largest" else self._people()):
+            for track in list(self.tracks.values()):
+                for c in track.chunker.reach(step):
+                    self._describe(track, c)
+            if self.faces == "all":
+                self.faces_found += any(crop is not None for _, crop, _ in entries)
+            for person, crop, box in entries:
+                track = self.tracks.get(person)
+                if track is None:  # a person first seen (or back): the no-face chunks before this step first
+                    track = self._track(person, step)
+                    for c in track.chunker.reach(step):
+                        self._describe(track, c)
+                if crop is not None:
+                    track.chunker.put(step, crop, box)
+                    track.present.add(step)
+                    track.last_seen = step
             self._tick()
+        for track in self.tracks.values():
+            for c in track.chunker.finish(self.steps):
+                self._describe(track, c)
         self._finish()
         s = self.summary
         s.steps, s.wall_s, s.cpu_s = self.steps, round(time.monotonic() - t0, 3), round(time.process_time() - cpu0, 3)
-        s.duration_s = round(self.summary.duration_s, 3)
-        s.face_fraction = self.faces / self.steps if self.steps else 0.0
+        s.duration_s = round(self.last_time, 3)
+        s.face_fraction = self.faces_found / self.steps if self.steps else 0.0  # --faces all: anybody on screen
+        s.people_seen = self.people_seen if self.faces == "all" else None
         s.latency_final = _latency_stats(self.final_latency)
         s.latency_provisional = _latency_stats(self.prov_latency)
         s.source_stats = self.source.stats.as_dict()
@@ -247,88 +321,130 @@ class LiveRun:
             sink.close(s)
         return s
 
-    def _video(self, fc: FeatureChunk) -> None:
-        if self.windows is not None:
-            self.windows.add_video(fc)
-        else:  # a face model: the chunk's values are final now
-            values = np.where(fc.face_mask[:, None], fc.features, np.nan).astype(np.float32)
-            self._emit(fc.lo, values, fc.face_mask, fc.boxes, provisional=False)
+    def _track(self, person: int | None, step: int) -> _Track:
+        """A new track from ``step`` (a person first seen there; a person back after their track was retired): its
+        windows start ``length - 1`` steps before, so every window covering ``step`` or later runs."""
+        start = max(0, step - self.length + 1) if self.length else step
+        size, (before, after) = self.pipeline.crop_size, self.context
+        windows = LiveWindows(self.predictor.run, self.length, self.hop, start) if self.length else None
+        track = _Track(person, CropChunker(size, self.chunk, before, after, start=start), windows, start,
+                       emitted=start, prov_upto=start, last_seen=step)
+        self.tracks[person] = track
+        if person is not None and person > self.people_seen:
+            self.people_seen = person
+        return track
+
+    def _describe(self, track: _Track, crops: CropChunk) -> None:
+        for fc in describe_chunks([crops], self.extractor, self.stats):
+            if track.windows is not None:
+                track.windows.add_video(fc)
+            else:  # a face model: the chunk's values are final now
+                values = np.where(fc.face_mask[:, None], fc.features, np.nan).astype(np.float32)
+                self._emit(track, fc.lo, values, fc.face_mask, fc.boxes, provisional=False)
 
     def _audio(self, ended: bool = False) -> None:
-        w = self.windows
-        if w is None:
+        """The audio features that became known, shared by every track's windows."""
+        if not self.length:
             return
         if self.audio_steps is None:  # no audio stream: the training mean on every step seen
-            if self.steps > w.audio_hi:
+            if self.steps > self.audio_hi:
                 mean = np.asarray(self.predictor.audio_mean, np.float32)
-                w.add_audio(w.audio_hi, self.steps, np.tile(mean, (self.steps - w.audio_hi, 1)))
-            return
-        for piece in self.source.take_audio():
-            self.audio_steps.add_audio(piece)
-        if ended:
-            self.audio_steps.end()
-        out = self.audio_steps.take()
-        if out is not None:
-            w.add_audio(*out)
+                self._add_audio(self.audio_hi, self.steps, np.tile(mean, (self.steps - self.audio_hi, 1)))
+        else:
+            for piece in self.source.take_audio():
+                self.audio_steps.add_audio(piece)
+            if ended:
+                self.audio_steps.end()
+            out = self.audio_steps.take()
+            if out is not None:
+                self._add_audio(*out)
+        for track in self.tracks.values():
+            w = track.windows
+            if w is not None and w.audio_hi < self.audio_hi:
+                lo = max(w.audio_hi, self.audio_base)
+                w.add_audio(lo, self.audio_hi, self.audio_rows[lo - self.audio_base:])
+        # keep what a track still lacks, and what a person first seen now would need (length steps back)
+        keep = min([t.windows.audio_hi for t in self.tracks.values() if t.windows is not None]
+                   + [max(0, self.steps - self.length)])
+        if keep > self.audio_base:
+            self.audio_rows = self.audio_rows[min(keep, self.audio_hi) - self.audio_base:]
+            self.audio_base = min(keep, self.audio_hi)
+
+    def _add_audio(self, lo: int, hi: int, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, np.float32)
+        self.audio_rows = rows if self.audio_hi == self.audio_base else np.concatenate([self.audio_rows, rows])
+        self.audio_hi = hi
 
     def _tick(self) -> None:
         """Advance the audio and the windows; emit what became final, and what is due provisionally."""
-        w = self.windows
-        if w is None:
+        if not self.length:
             return
         self._audio()
-        out = w.advance()
-        if out is not None:
-            self._emit(*out, provisional=False)
-        if self.max_latency is None:
-            return
-        n = w.steps_in
-        lo = max(self.prov_upto, w.final)
-        if n <= lo:
-            return
         now = time.monotonic()
-        due = lo
-        while due < n and now - self.arrived[due - self.base] >= self.max_latency:
-            due += 1
-        if due > lo:
-            p = w.provisional()
-            if p is not None:
-                plo, values, face, boxes = p
-                self._emit(lo, values[lo - plo:due - plo], face[lo - plo:due - plo], boxes[lo - plo:due - plo],
-                           provisional=True)
+        for track in list(self.tracks.values()):
+            w = track.windows
+            out = w.advance()
+            if out is not None:
+                self._emit(track, *out, provisional=False)
+            if self.max_latency is not None:
+                n, lo = w.steps_in, max(track.prov_upto, w.final)
+                due = lo
+                while due < n and now - self.arrived[due - self.base] >= self.max_latency:
+                    due += 1
+                if due > lo and (track.person is None or any(lo <= s < due for s in track.present)):
+                    p = w.provisional()
+                    if p is not None:
+                        plo, values, face, boxes = p
+                        sl = slice(lo - plo, due - plo)
+                        self._emit(track, lo, values[sl], face[sl], boxes[sl], provisional=True)
+            if (track.person is not None and not track.present and w.final > track.last_seen
+                    and self.steps - track.last_seen > self.length + self.hop):
+                del self.tracks[track.person]  # off screen for a window: retired (exact: see _track)
+        self._forget()
 
     def _finish(self) -> None:
         self._audio(ended=True)
-        if self.windows is not None:
-            out = self.windows.finish()
-            if out is not None:
-                self._emit(*out, provisional=False)
+        for track in self.tracks.values():
+            if track.windows is not None:
+                out = track.windows.finish()
+                if out is not None:
+                    self._emit(track, *out, provisional=False)
 
-    def _emit(self, lo: int, values: np.ndarray, face: np.ndarray, boxes: np.ndarray, provisional: bool) -> None:
+    def _emit(self, track: _Track, lo: int, values: np.ndarray, face: np.ndarray, boxes: np.ndarray,
+              provisional: bool) -> None:
         now = time.monotonic()
         steps = []
         for j in range(len(values)):
             i = lo + j
+            if track.person is not None and i not in track.present:
+                continue  # --faces all: a person's steps on screen only
             r = i - self.base
             lat = now - self.arrived[r]
             steps.append(LiveStep(i, self.times[r], values[j], bool(face[j]), self.dropped[r], provisional, lat,
-                                  boxes[j]))
+                                  boxes[j], track.person))
             (self.prov_latency if provisional else self.final_latency).append(lat)
+        hi = lo + len(values)
         if provisional:
-            self.prov_upto = lo + len(values)
-            self.summary.provisional_steps += len(values)
+            track.prov_upto = hi
+            self.summary.provisional_steps += len(steps)
         else:
-            self.faces += int(np.count_nonzero(face))
-            self.prov_upto = max(self.prov_upto, lo + len(values))
-            if len(values):
-                self.summary.duration_s = float(self.times[len(values) - 1 + lo - self.base])
-            for _ in range(len(values)):  # emitted final: forget the step
-                self.times.popleft()
-                self.arrived.popleft()
-                self.dropped.popleft()
-            self.base = lo + len(values)
-        for sink in self.sinks:
-            sink.write(steps)
+            self.faces_found += int(np.count_nonzero(face)) if track.person is None else 0
+            track.prov_upto = max(track.prov_upto, hi)
+            track.emitted = hi
+            track.present.difference_update(range(lo, hi))
+        if steps:
+            for sink in self.sinks:
+                sink.write(steps)
+
+    def _forget(self) -> None:
+        """Drop the per-step facts no track can emit any more."""
+        waiting = self.kept[0] if self.kept else self.steps  # frames the face pipeline holds: not emitted yet
+        upto = min([t.emitted for t in self.tracks.values()] + [waiting])
+        while self.base < upto and self.times:
+            self.times.popleft()
+            self.arrived.popleft()
+            self.dropped.popleft()
+            self.base += 1
 
 
 def install_stop(source: LiveSource) -> Callable[[], None]:
