@@ -50,7 +50,7 @@ def cmd_predict(args) -> int:
                             "or --face-model NAME_OR_FILE and the videos")
     predictor = load_predictor(None if args.face_model else items.pop(0), face_model=args.face_model,
                                device=args.device, stream=not args.no_stream, detect_every=args.detect_every,
-                               runtime=args.runtime)
+                               runtime=args.runtime, explain=args.explain)
     args.inputs = items
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
@@ -64,7 +64,15 @@ def cmd_predict(args) -> int:
     if args.faces == "all" and args.crops is not None:
         raise AvaffectError("--crops gives one face per frame (the dataset's crops): use it with --faces largest; "
                             "--faces all detects every face on the video")
-    request = OutputRequest(args.out, overlay=args.overlay, html=args.html, faces=args.faces)
+    segments = None
+    if args.segments is not None:
+        from avaffect.evaluation.segments import read_segments
+
+        if len(videos) != 1 or args.faces == "all":
+            raise AvaffectError("--segments gives the intervals of one video: pass exactly one video with it (and "
+                                "--faces largest)")
+        segments = tuple(read_segments(args.segments))
+    request = OutputRequest(args.out, overlay=args.overlay, html=args.html, faces=args.faces, segments=segments)
     for item in predict_many(predictor, inputs, request, workers=args.workers, crops_dir=args.crops):
         bar.update(1)
         if "error" in item:  # one bad video does not stop the others
@@ -113,6 +121,15 @@ def register(sub) -> None:
                    "counted in the JSON); all: every person their own trace, identities kept across cuts (one "
                    "CSV with a person column and the face box; the JSON lists the people; the overlay draws each "
                    "person's box, number and values, the page one trace per person)")
+    p.add_argument("--segments", type=Path, metavar="FILE", help="a CSV of intervals start,end[,label] (seconds; "
+                   "e.g. a transcript's utterances or a diarisation's turns) of the one video given: the JSON gains a "
+                   "'segments' list, per row the mean, std and slope of each target and the fraction of frames with "
+                   "a face (every JSON has 'minutes', the same per minute)")
+    p.add_argument("--explain", action="store_true", help="also what drove each value: columns voicing (the "
+                   "voice's periodicity, 0-1) and <target>_voice / <target>_face, how far each modality moved the "
+                   "value (the value minus the value with it replaced by its missing input: the training mean of "
+                   "the audio features, the missing-face input), plotted under the traces; three model runs per "
+                   "window (the model is about 1 %% of predict's time)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"], help="what runs the model: auto "
                    "(default) its ONNX export (model.onnx beside the checkpoint, written by train and `avaffect "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from avaffect.evaluation.explain import EXPLAIN_CHART, MODALITIES
 from avaffect.files import atomic_write_text
 
 __all__ = ["EMBED_LIMIT_MB", "page_html", "write_page", "write_index"]
@@ -64,6 +65,16 @@ for (let i = 0; i <= D.face.length; i++) {           // shade each run of frames
                 height: H - T - B, fill: '#ddd', class: 'noface'});
     start = null;
   }
+}
+for (const [color, lo, hi] of (D.bands || [])) {   // an ensemble's spread: value ± std, where both are finite
+  let up = [], down = [];
+  const flush = () => { if (up.length) el('polygon', {points: up.concat(down.reverse()).join(' '), fill: color,
+                          'fill-opacity': 0.2, stroke: 'none', class: 'band'}); up = []; down = []; };
+  lo.forEach((v, i) => { if (v === null || hi[i] === null) { flush(); return; }
+    const X = x(D.time[i]).toFixed(2);
+    up.push(X + ',' + y(Math.max(-1, Math.min(1, hi[i]))).toFixed(2));
+    down.push(X + ',' + y(Math.max(-1, Math.min(1, v))).toFixed(2)); });
+  flush();
 }
 for (const v of [-1, -0.5, 0, 0.5, 1]) {
   el('line', {x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: v === 0 ? '#999' : '#eee'});
@@ -142,6 +153,17 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
     for t in ("valence", "arousal"):
         if t in frame:
             data[t] = _clean(frame[t].to_numpy())
+    colors = {"valence": "#e08000", "arousal": "#0070d0"}
+    targets = [t for t in ("valence", "arousal") if t in frame]
+    explained = [t for t in targets if all(f"{t}_{m}" in frame for m in MODALITIES)]
+    if explained and people is None:  # predict --explain: the contributions as thin dashed / dotted traces
+        data["series"] = [[t, colors[t], data[t], ""] for t in targets] + [
+            [f"{t}: {m}", colors[t], _clean(frame[f"{t}_{m}"].to_numpy()), "2,3" if m == "voice" else "8,3"]
+            for t in explained for m in MODALITIES]
+    spread = [t for t in targets if f"{t}_spread" in frame]
+    if spread and people is None:  # an ensemble: its spread as a band around the mean
+        data["bands"] = [[colors[t], _clean(frame[t].to_numpy() - frame[f"{t}_spread"].to_numpy()),
+                          _clean(frame[t].to_numpy() + frame[f"{t}_spread"].to_numpy())] for t in spread]
     if people is not None:
         data["series"] = [[f"p{k + 1} {t}", PERSON_COLORS[k % len(PERSON_COLORS)],
                            _clean(np.where(p["face_detected"], p[t], np.nan)), "" if t == "valence" else "5,3"]
@@ -156,7 +178,11 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
     legend = "".join(f"<span class='{c}'>&#9644; {t}</span>" for t, c in (("valence", "v"), ("arousal", "a"))
                      if t in data and people is None)
     legend += "".join(f"<span style='color:{color}'>&#9644; {html.escape(name)}</span>"
-                      for name, color, _, _ in data.get("series", []))
+                      for name, color, _, _ in data.get("series", []) if people is not None or ":" in name)
+    if data.get("bands"):
+        legend += "<span>band: ± the ensemble's spread (std across its models)</span>"
+    if explained and people is None:
+        note = (note + " " if note else "") + EXPLAIN_CHART
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} — avaffect</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

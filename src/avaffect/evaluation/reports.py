@@ -103,18 +103,26 @@ def plot_people(path: str | Path, title: str, times: np.ndarray,
 
 
 def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
-                   targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None) -> Path:
+                   targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None,
+                   band: np.ndarray | None = None, contributions: dict[str, np.ndarray] | None = None) -> Path:
     """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path;
-    steps without a face (``face_mask`` False) are shaded."""
+    steps without a face (``face_mask`` False) are shaded. ``band`` ``[T, K]``: a spread drawn around the
+    prediction (an ensemble's); ``contributions`` ``{modality: [T, K]}``: one more row under the traces with each
+    modality's contribution (``predict --explain``)."""
     pred = np.asarray(pred).reshape(len(times), -1)
     both = tuple(targets) == TARGETS
-    fig = _figure(figsize=(12 if both else 9, 2.4 * len(targets) + 0.4))
-    grid = fig.add_gridspec(len(targets), 2 if both else 1, width_ratios=[2.2, 1] if both else None)
+    rows = len(targets) + (1 if contributions else 0)
+    fig = _figure(figsize=(12 if both else 9, 2.4 * rows + 0.4))
+    grid = fig.add_gridspec(rows, 2 if both else 1, width_ratios=[2.2, 1] if both else None)
     for k, t in enumerate(targets):
         ax = fig.add_subplot(grid[k, 0])
         if labels is not None:
             ax.plot(times, labels[:, k], color="black", lw=1.2, label="label")
         ax.plot(times, pred[:, k], color="tab:red", lw=1.0, label="prediction")
+        if band is not None:
+            b = np.asarray(band, np.float64).reshape(len(times), -1)[:, k]
+            ax.fill_between(times, pred[:, k] - b, pred[:, k] + b, color="tab:red", alpha=0.2, lw=0,
+                            label="ensemble spread (± std)")
         if face_mask is not None and not np.all(face_mask):
             ax.fill_between(times, -1.05, 1.05, where=~np.asarray(face_mask, bool), color="0.5", alpha=0.2,
                             step="mid", label="no face")
@@ -123,10 +131,24 @@ def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndar
         if k == 0:
             ax.set_title(name, fontsize=10)
             ax.legend(loc="upper right", fontsize=8)
-        if k == len(targets) - 1:
+        if k == len(targets) - 1 and not contributions:
             ax.set_xlabel("time (s)")
+    if contributions:
+        ax = fig.add_subplot(grid[len(targets), 0])
+        styles = {"voice": "tab:blue", "face": "tab:green"}
+        for m, c in contributions.items():
+            c = np.asarray(c, np.float64).reshape(len(times), -1)
+            for k, t in enumerate(targets):
+                ax.plot(times, c[:, k], color=styles.get(m, None), lw=1.0, ls="-" if k == 0 else "--",
+                        label=f"{t}: {m}")
+        ax.axhline(0, color="0.7", lw=0.6)
+        ax.set_ylabel("contribution")
+        ax.set_title("what moved each value: the value minus the value without that modality (occlusion)",
+                     fontsize=9)
+        ax.legend(loc="upper right", fontsize=7, ncol=2)
+        ax.set_xlabel("time (s)")
     if both:
-        ax = fig.add_subplot(grid[:, 1])
+        ax = fig.add_subplot(grid[:len(targets), 1])
         from matplotlib.patches import Circle
 
         ax.add_patch(Circle((0, 0), 1, fill=False, color="0.7", lw=0.8))

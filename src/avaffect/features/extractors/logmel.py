@@ -94,6 +94,10 @@ class LogMelStats(Extractor):
     def dim(self) -> int:
         return 2 * self.params["n_mels"] + 4
 
+    def voicing_column(self) -> int:
+        """The column of the mean periodicity (a voicing strength in [0, 1]) in the features."""
+        return 2 * self.params["n_mels"] + 2
+
     def frame_features(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(features [F, n_mels + 3], frame centre times [F])``: logmel, logE, periodicity, log2 f0."""
         p = self.params

@@ -58,16 +58,21 @@ __all__ = ["FaceModelPredictor", "OutputRequest", "PeopleRun", "PeopleSummary", 
 
 def load_predictor(checkpoint: str | Path | None = None, *, face_model: str | None = None, device: str = "cpu",
                    stream: bool = True, detect_every: int | None = None,
-                   runtime: Literal["auto", "torch", "onnx"] = "auto") -> VideoPredictor:
+                   runtime: Literal["auto", "torch", "onnx"] = "auto", explain: bool = False) -> VideoPredictor:
     """A predictor to keep between videos: a trained ``checkpoint`` (``model.safetensors`` of a run) or, instead,
-    a ``face_model`` (a registered ONNX face model's name or file). Loading checks everything a video will need
+    a ``face_model`` (a registered ONNX face model's name or file); ``explain``: the modalities' contributions as
+    columns (:mod:`avaffect.evaluation.explain`). Loading checks everything a video will need
     (the extractors, their weight files), so a missing file fails here, before any video. ``runtime``: what runs
     a checkpoint's model (:class:`Predictor`: its ONNX export when there is one, ``auto``)."""
     if (checkpoint is None) == (face_model is None):
         raise AvaffectError("give a checkpoint (model.safetensors of a run) or face_model=NAME_OR_FILE, not both")
     if face_model is not None:
+        if explain:
+            raise AvaffectError("--explain needs a fusion checkpoint (a face model has one modality: nothing to "
+                                "occlude)")
         return FaceModelPredictor(face_model, device=device, stream=stream, detect_every=detect_every)
-    return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every, runtime=runtime)
+    return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every, runtime=runtime,
+                     explain=explain)
 
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",

@@ -33,6 +33,7 @@ from avaffect.data.recording import Recording
 from avaffect.deploy.formats import OFFICIAL_FORMAT, read_array, read_checkpoint_meta, read_format
 from avaffect.deploy.onnx_model import OnnxWindows, find_export
 from avaffect.errors import AvaffectError, NoAudioStreamError
+from avaffect.evaluation.explain import contribution_columns, occlusion_runner, split_occlusion
 from avaffect.evaluation.overlay import va_columns
 from avaffect.evaluation.streaming import WindowRunner, predict_chunks, predict_windows
 from avaffect.features.extractors import Extractor, get_extractor
@@ -77,14 +78,17 @@ class Predictor(VideoPredictor):
     CLIP_CHUNK = 32  # clips per streamed chunk on the authors'-model path
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
-                 detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto") -> None:
+                 detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto",
+                 explain: bool = False) -> None:
         """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
         checkpoint recorded (faster; the crops, and so the values, then differ slightly from the recorded
         pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting. ``runtime``:
         ``auto`` runs the ONNX export when there is a matching one and the device is the CPU (module docstring),
-        ``onnx`` requires it, ``torch`` never uses it."""
+        ``onnx`` requires it, ``torch`` never uses it. ``explain``: also each modality's contribution by occlusion
+        and the voicing, as columns (:mod:`avaffect.evaluation.explain`)."""
         self.checkpoint = Path(checkpoint)
         self.device, self.stream, self.detect_every, self.runtime = device, stream, detect_every, runtime
+        self.explain = explain
         sha = sha256_file(self.checkpoint) if self.checkpoint.is_file() else ""
         self.run, self.meta, self.audio_mean = self._load(sha)
         self.spec = self.meta["preprocessing"]
@@ -156,7 +160,8 @@ class Predictor(VideoPredictor):
         return ex
 
     def spawn_args(self) -> tuple[type, tuple]:
-        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every, self.runtime)
+        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every, self.runtime,
+                            self.explain)
 
     def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
         rec = recording_from_video(video, crops_dir=crops_dir)
@@ -168,6 +173,8 @@ class Predictor(VideoPredictor):
     def traces(self, rec: Recording, overlay_to: Path | None) -> Traces:
         t0 = time.perf_counter()
         if self.spec.step_frames > 1:
+            if self.explain:
+                raise AvaffectError(f"{self.checkpoint}: --explain does not cover an authors' clip model yet")
             tr = self._clip_traces(rec)
         else:
             if self.stream and can_stream(rec, self.video_ex):
@@ -177,6 +184,9 @@ class Predictor(VideoPredictor):
                 stages = {"audio": round(time.perf_counter() - t0, 3)}
                 tr = self._whole(rec, audio)
                 tr.audio, tr.stages = state, {**stages, **tr.stages}
+        if self.explain:
+            tr.values, parts = split_occlusion(tr.values, len(self.targets))
+            tr.extra = contribution_columns(parts, self.targets)
         if not np.isfinite(tr.values).all():
             raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {rec.video_path}; the "
                                 "checkpoint is broken (train it again)")
@@ -202,6 +212,8 @@ class Predictor(VideoPredictor):
             return ((lo, min(n, lo + size), np.tile(self.audio_mean, (min(n, lo + size) - lo, 1)))
                     for lo in range(0, n, size)), "missing"
 
+        voicing = getattr(self.audio_ex, "voicing_column", None) if self.explain else None
+
         def timed() -> Iterator:
             while True:
                 t0 = time.perf_counter()
@@ -209,6 +221,8 @@ class Predictor(VideoPredictor):
                 clock["audio"] += time.perf_counter() - t0
                 if block is None:
                     return
+                if voicing is not None:  # --explain: the voice's periodicity per step, kept (a float a step)
+                    clock.setdefault("voicing", []).append(block[2][:, voicing()].astype(np.float32))
                 yield block
 
         return timed(), "present"
@@ -224,21 +238,39 @@ class Predictor(VideoPredictor):
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
                                               frame_sink=overlay.frame if overlay else None)
             on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
-            pred, face, boxes = predict_chunks(self.run, audio, chunks, rec.num_steps, self.spec.window,
-                                               self.spec.hop, timings=timing, on_final=on_final)
+            pred, face, boxes = predict_chunks(self._runner(), audio, chunks, rec.num_steps, self.spec.window,
+                                               self.spec.hop, timings=timing,
+                                               on_final=on_final if not self.explain else self._first(on_final))
         model_s = timing.get("model", 0.0)
         stages = {"audio": round(opening + clock["audio"], 3), **_stream_stages(st, model_s + clock["audio"])}
-        return Traces(pred, face, boxes, True, audio=state, stages=stages, model_s=model_s, overlay=drawn.path,
-                      overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
+        tr = Traces(pred, face, boxes, True, audio=state, stages=stages, model_s=model_s, overlay=drawn.path,
+                    overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
+        if self.explain:
+            tr.voicing = np.concatenate(clock["voicing"]) if clock.get("voicing") else None
+        return tr
+
+    def _runner(self) -> WindowRunner:
+        """The model's runner; with ``explain``, the occlusion runner around it (values, then contributions)."""
+        return occlusion_runner(self.run, self.audio_mean) if self.explain else self.run
+
+    def _first(self, on_final):
+        """``on_final`` given the values only (the occlusion runner's first columns)."""
+        if on_final is None:
+            return None
+        k = len(self.targets)
+        return lambda lo, v, b: on_final(lo, v[:, :k], b)
 
     def _whole(self, rec: Recording, audio: np.ndarray) -> Traces:
         """Every crop and feature first, then the windows."""
         t0 = time.perf_counter()
         feats, face, boxes = whole_video_features(rec, self.video_ex, self.faces)
         t1 = time.perf_counter()
-        pred = predict_windows(self.run, audio, feats, face, self.spec.window, self.spec.hop)
-        return Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)},
-                      model_s=time.perf_counter() - t1)
+        pred = predict_windows(self._runner(), audio, feats, face, self.spec.window, self.spec.hop)
+        tr = Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)}, model_s=time.perf_counter() - t1)
+        voicing = getattr(self.audio_ex, "voicing_column", None) if self.explain else None
+        if voicing is not None:
+            tr.voicing = np.asarray(audio[:, voicing()], np.float32)
+        return tr
 
     # ------------------------------------------------------------------------------- the authors' models' clips
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avaffect.data.recording import TARGETS
+from avaffect.evaluation.explain import MODALITIES
 from avaffect.evaluation.overlay import va_columns, write_overlay
 from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_recording
+from avaffect.evaluation.segments import Segment, segment_summaries
 from avaffect.files import atomic_write_text, output_path
 from avaffect.workflows.predict.result import PredictionRun
 
@@ -24,6 +26,7 @@ class OutputRequest:
     overlay: bool = False
     html: bool = False
     faces: str = "largest"  # "largest": one trace (the single-face tracker); "all": one per person
+    segments: tuple[Segment, ...] | None = None  # predict --segments: summarised in the JSON
 
     def overlay_to(self, name: str) -> Path | None:
         """Where a streaming pass should draw the overlay (``None`` when neither it nor the page needs it)."""
@@ -31,19 +34,27 @@ class OutputRequest:
 
 
 def write_outputs(run: PredictionRun, out_dir: str | Path, name: str, overlay: bool = False,
-                  html: bool = False) -> dict[str, Path]:
+                  html: bool = False, segments: list[Segment] | tuple[Segment, ...] | None = None) -> dict[str, Path]:
     """``<name>.csv``, ``<name>.json``, ``<name>.png``, with ``overlay`` ``<name>_overlay.mp4`` and with ``html``
     ``<name>.html`` (the page with the overlay embedded; the overlay file is then kept only when asked for or too
     big to embed), all directly in ``out_dir`` (``name`` is encoded by :func:`avaffect.files.safe_name`: it never
-    leaves ``out_dir``)."""
+    leaves ``out_dir``); ``segments``: summarised in the JSON (``segments``)."""
     out_dir = Path(out_dir)
     s = run.summary
+    if segments:
+        targets = [t for t in TARGETS if t in run.columns]
+        s.segments = segment_summaries(run.columns["time"], run.values(targets), run.columns["face_detected"],
+                                       targets, list(segments))
     paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
     atomic_write_text(paths["csv"], run.csv_text())
     targets = [t for t in TARGETS if t in run.columns]
     mark = " — SYNTHETIC DEMO MODEL, not real emotion" if s.trained_on == "synthetic" else ""
+    parts = {m: run.values([f"{t}_{m}" for t in targets]) for m in MODALITIES
+             if all(f"{t}_{m}" in run.columns for t in targets)}
+    spread = run.values([f"{t}_spread" for t in targets]) if all(f"{t}_spread" in run.columns for t in targets) \
+        else None
     plot_recording(paths["png"], f"{name} — {s.model}{mark}", run.columns["time"], run.values(targets), None,
-                   targets, run.columns["face_detected"])
+                   targets, run.columns["face_detected"], band=spread, contributions=parts or None)
     if (overlay or html) and run.overlay is not None:  # drawn during the prediction's own decode
         paths["overlay"] = run.overlay
         s.timings_s.overlay = "same pass"

@@ -159,6 +159,7 @@ def _video_summary(predictor: VideoPredictor, video: str, rec, runs: list[Predic
     return base.model_copy(update={
         "face_fraction": float(anybody.mean()) if n else 0.0, "frames_without_face": int((~anybody).sum()),
         "warnings": warnings, "valence_mean": None, "valence_std": None, "arousal_mean": None, "arousal_std": None,
+        "minutes": [],  # a person's values are theirs: the per-person CSV holds them
         "timings_s": base.timings_s.model_copy(update={"total": round(wall, 3), "stages": None}),
         "realtime_factor": round(base.duration_s / wall, 2) if wall > 0 else None, "face_tracks": None})
 

@@ -19,6 +19,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, Recording
+from avaffect.evaluation.explain import EXPLAIN_NOTE
+from avaffect.evaluation.segments import QUADRANT_NOTE, QUADRANT_THRESHOLD, minute_summaries
 from avaffect.features.faces.pipeline import FacePipeline
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ def prediction_meaning(trained_on: str) -> str:
                 "mean only with the authors' own fine-tuned backbone files, not with random or ImageNet ones")
     return MEANINGS.get(trained_on, f"an avaffect fusion model trained on the {trained_on} dataset; its numbers "
                                     "mean what that dataset's annotations mean")
+
+
+QUADRANTS = {"threshold": QUADRANT_THRESHOLD, "note": QUADRANT_NOTE}
 
 
 class Timings(BaseModel):
@@ -93,6 +98,10 @@ class Summary(BaseModel):
     runtime: Literal["torch", "onnxruntime"] | None = None  # what ran the model (onnxruntime: its ONNX export)
     face_tracks: int | None = None  # tracks the single-face tracker started (> 1: the face followed changed)
     shot_cuts: int | None = None  # shot cuts seen by the face pipeline
+    minutes: list[dict] = []  # one summary per minute (evaluation.segments.minute_summaries)
+    segments: list[dict] | None = None  # one per row of predict --segments FILE
+    quadrants: dict | None = None  # the circumplex reading's threshold and caveat (evaluation.segments)
+    explain: str | None = None  # what the --explain columns mean (evaluation.explain)
 
     def as_json(self) -> dict:
         """The JSON object: the statistics of targets the model does not predict left out, unmeasured timings
@@ -101,7 +110,7 @@ class Summary(BaseModel):
         for t in TARGETS:
             if t not in self.targets:
                 out.pop(f"{t}_mean"), out.pop(f"{t}_std")
-        for key in ("face_tracks", "shot_cuts", "runtime"):
+        for key in ("face_tracks", "shot_cuts", "runtime", "segments", "quadrants", "explain"):
             if out[key] is None:
                 out.pop(key)
         out["timings_s"] = self.timings_s.model_dump(exclude_none=True)
@@ -173,6 +182,8 @@ class Traces:
     overlay: Path | None = None
     overlay_frames_buffered: int | None = None
     faces: dict = field(default_factory=dict)  # the face pipeline's counters, when the path has them
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # more per-frame columns (--explain)
+    voicing: np.ndarray | None = None  # --explain: the voice's periodicity per step (missing audio: none)
 
     def face_counts(self) -> tuple[int | None, int | None]:
         """``(face tracks started, shot cuts)`` of the single-face tracker, when this path counted them."""
@@ -254,6 +265,10 @@ class VideoPredictor(abc.ABC):
             stats[f"{t}_mean"] = float(v[has].mean()) if has.any() else None
             stats[f"{t}_std"] = float(v[has].std()) if has.any() else None
         frame["face_detected"] = face
+        if tr.extra:  # --explain: the voicing (NaN where there is no audio) and the contributions
+            frame["voicing"] = np.asarray(tr.voicing, np.float32) if tr.voicing is not None and \
+                len(tr.voicing) == n else np.full(n, np.nan, np.float32)
+            frame.update(tr.extra)
         frame["trained_on"] = np.full(n, info.trained_on, dtype=object)
         model_s = tr.model_s
         dur = duration_s(rec)
@@ -269,5 +284,8 @@ class VideoPredictor(abc.ABC):
             face_source="crops" if rec.crops_dir else info.faces.detector, timings_s=timings,
             streamed=bool(tr.streamed), detect_every=info.detect_every,
             realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device, runtime=info.runtime,
-            face_tracks=tracks, shot_cuts=cuts)
+            face_tracks=tracks, shot_cuts=cuts,
+            minutes=minute_summaries(frame["time"], tr.values, face, list(info.targets)),
+            explain=EXPLAIN_NOTE if tr.extra else None,
+            quadrants=QUADRANTS if {"valence", "arousal"} <= set(info.targets) else None)
         return PredictionRun(frame, summary, tr.boxes, tr.overlay, tr.overlay_frames_buffered)

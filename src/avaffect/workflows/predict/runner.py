@@ -39,7 +39,8 @@ def predict_one(predictor: VideoPredictor, video: str, name: str, crops_dir: str
             return {"video": video, "summary": people.summary.video.as_json(), "people": len(people.runs),
                     "paths": {k: str(v) for k, v in paths.items()}}
         run = predictor(video, crops_dir, request.overlay_to(name))
-        paths = write_outputs(run, request.out_dir, name, overlay=request.overlay, html=request.html)
+        paths = write_outputs(run, request.out_dir, name, overlay=request.overlay, html=request.html,
+                              segments=request.segments)
     except AvaffectError as e:
         return {"video": video, "error": str(e)}
     return {"video": video, "summary": run.summary.as_json(), "paths": {k: str(v) for k, v in paths.items()}}

@@ -1,0 +1,80 @@
+"""``predict --explain``: the occlusion runner against its definition, the columns on a real clip (the values
+unchanged, contributions finite, the voice's zero where there is no voice), the plot and the page."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+from avaffect.cli.main import main
+from avaffect.evaluation.explain import occlusion_runner, split_occlusion
+from avaffect.evaluation.streaming import predict_windows
+from avaffect.media import iter_video_frames
+
+
+def _toy(a, v, m, f):
+    x = a.mean(-1, keepdims=True) * 0.5 + v.mean(-1, keepdims=True) * f[..., None]
+    return np.concatenate([np.tanh(np.cumsum(x, 1) * 0.1), np.tanh(x)], -1).astype(np.float32)
+
+
+def test_the_occlusion_runner_is_the_value_minus_the_value_without_each_modality():
+    rng = np.random.default_rng(0)
+    n, mean = 97, rng.normal(size=3).astype(np.float32)
+    a, v = rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 4)).astype(np.float32)
+    face = rng.random(n) > 0.2
+    both = predict_windows(occlusion_runner(_toy, mean), a, v, face, 30, 10)
+    values, parts = split_occlusion(both, 2)
+    plain = predict_windows(_toy, a, v, face, 30, 10)
+    np.testing.assert_array_equal(values, plain)  # the values are the prediction's own, to the bit
+    no_voice = predict_windows(_toy, np.tile(mean, (n, 1)), v, face, 30, 10)
+    no_face = predict_windows(_toy, a, v, np.zeros(n, bool), 30, 10)
+    np.testing.assert_allclose(parts["voice"], plain - no_voice, atol=1e-6)
+    np.testing.assert_allclose(parts["face"], plain - no_face, atol=1e-6)
+
+
+def _without_audio(src, dst):
+    """``src``'s frames re-encoded (H.264, 25 fps) with no audio track."""
+    out = av.open(str(dst), "w")
+    stream = None
+    for _, rgb in iter_video_frames(src):
+        if stream is None:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    out.mux(stream.encode(None))
+    out.close()
+
+
+@pytest.mark.slow
+def test_explain_columns_on_a_real_clip(tiny_run, crema_d, tmp_path):
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    ckpt = str(tiny_run / "model.safetensors")
+    assert main(["predict", ckpt, str(clip), "--out", str(tmp_path / "plain")]) == 0
+    assert main(["predict", ckpt, str(clip), "--out", str(tmp_path / "x"), "--explain", "--html"]) == 0
+    plain = pd.read_csv(tmp_path / "plain" / f"{clip.stem}.csv")
+    x = pd.read_csv(tmp_path / "x" / f"{clip.stem}.csv")
+    cols = ["voicing", "valence_voice", "arousal_voice", "valence_face", "arousal_face"]
+    assert list(x.columns) == [*plain.columns[:-1], *cols, "trained_on"]
+    pd.testing.assert_frame_equal(x[plain.columns], plain)  # the values do not change
+    assert np.isfinite(x[cols].to_numpy()).all() and x["voicing"].between(0, 1).all()
+    assert (x[cols[1:]].abs().to_numpy().max(axis=0) > 0).all()  # a face and a voice: both move the values
+    summary = json.loads((tmp_path / "x" / f"{clip.stem}.json").read_text())
+    assert "occlusion" in summary["explain"]
+    page = (tmp_path / "x" / f"{clip.stem}.html").read_text()
+    assert "valence: voice" in page and "Dotted: how far the voice" in page
+    # no audio track: the voice is already its missing input, so it contributes nothing; no voicing
+    silent = tmp_path / "silent.mp4"
+    _without_audio(clip, silent)
+    assert main(["predict", ckpt, str(silent), "--out", str(tmp_path / "s"), "--explain"]) == 0
+    s = pd.read_csv(tmp_path / "s" / "silent.csv")
+    assert (s[["valence_voice", "arousal_voice"]].to_numpy() == 0).all() and s["voicing"].isna().all()
+    assert (s[["valence_face", "arousal_face"]].abs().to_numpy().max(axis=0) > 0).all()
+
+
+def test_explain_needs_a_fusion_checkpoint(tmp_path, capsys):
+    assert main(["predict", "--face-model", str(tmp_path / "m.onnx"), str(tmp_path / "v.mp4"), "--explain"]) == 2
+    assert "--explain needs a fusion checkpoint" in capsys.readouterr().err
