@@ -35,9 +35,15 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
     return out
 
 
+def _is_model(item: Path) -> bool:
+    """A checkpoint file or a run folder (one holding ``model.safetensors``, itself or in its fold / seed folders),
+    as opposed to a video or a folder of videos."""
+    return item.suffix == ".safetensors" or (item.is_dir() and any(item.rglob("model.safetensors")))
+
+
 def cmd_predict(args) -> int:
     from avaffect.progress import progress_bar
-    from avaffect.workflows.predict import OutputRequest, load_predictor, predict_many
+    from avaffect.workflows.predict import OutputRequest, expand_checkpoints, load_predictor, predict_many
 
     if args.workers < 1:
         raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
@@ -48,7 +54,14 @@ def cmd_predict(args) -> int:
     if not args.face_model and len(items) < 2:  # with --face-model every positional is an input
         raise AvaffectError("give a checkpoint (model.safetensors of a run) and at least one video or folder, "
                             "or --face-model NAME_OR_FILE and the videos")
-    predictor = load_predictor(None if args.face_model else items.pop(0), face_model=args.face_model,
+    checkpoints: list[Path] = []
+    if not args.face_model:  # the first item is a model; so is each next one that is a checkpoint or a run folder
+        checkpoints += expand_checkpoints(items.pop(0))
+        while items and _is_model(items[0]):
+            checkpoints += expand_checkpoints(items.pop(0))
+        if not items:
+            raise AvaffectError("give the videos or folders to predict after the checkpoint(s)")
+    predictor = load_predictor(None if args.face_model else checkpoints, face_model=args.face_model,
                                device=args.device, stream=not args.no_stream, detect_every=args.detect_every,
                                runtime=args.runtime, explain=args.explain)
     args.inputs = items
@@ -104,9 +117,11 @@ def cmd_predict(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("predict", help="per-frame valence/arousal of videos with a trained checkpoint (or a face "
                        "model's own, --face-model)")
-    p.add_argument("items", type=Path, nargs="+", metavar="[CHECKPOINT] VIDEO_OR_FOLDER",
-                   help="model.safetensors of a run, then videos or folders of videos (with --face-model: the "
-                   "videos only)")
+    p.add_argument("items", type=Path, nargs="+", metavar="[CHECKPOINT...] VIDEO_OR_FOLDER",
+                   help="model.safetensors of a run (or a run folder), then videos or folders of videos (with "
+                   "--face-model: the videos only). Several checkpoints, or a run folder of folds / seeds (`train "
+                   "--folds all`, `--seeds N`), predict as an ensemble: per frame the members' mean and their "
+                   "spread (<target>_spread, the std across members; a band on the plot and the page)")
     p.add_argument("--face-model", metavar="NAME_OR_FILE", help="per-frame valence/arousal from a face model alone, "
                    "no avaffect training: a registered ONNX file (enet_b0_8_va_mtl, mbf_va_mtl; see the README) or "
                    "the path of one in their layout")

@@ -45,18 +45,21 @@ if TYPE_CHECKING:
 
 from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.checkpoint import Predictor
+from avaffect.workflows.predict.ensemble import EnsemblePredictor, expand_checkpoints
 from avaffect.workflows.predict.face_model import FaceModelPredictor
 from avaffect.workflows.predict.outputs import OutputRequest, write_outputs
 from avaffect.workflows.predict.people import PeopleRun, PeopleSummary, predict_people, write_people_outputs
 from avaffect.workflows.predict.result import PredictionRun, Summary, Timings, VideoPredictor, prediction_meaning
 from avaffect.workflows.predict.runner import predict_many, predict_one
 
-__all__ = ["FaceModelPredictor", "OutputRequest", "PeopleRun", "PeopleSummary", "PredictionRun", "Predictor",
-           "Summary", "Timings", "VideoPredictor", "load_predictor", "predict", "predict_many", "predict_one",
-           "predict_people", "prediction_meaning", "write_outputs", "write_people_outputs"]
+__all__ = ["EnsemblePredictor", "FaceModelPredictor", "OutputRequest", "PeopleRun", "PeopleSummary", "PredictionRun",
+           "Predictor", "Summary", "Timings", "VideoPredictor", "expand_checkpoints", "load_predictor", "predict",
+           "predict_many", "predict_one", "predict_people", "prediction_meaning", "write_outputs",
+           "write_people_outputs"]
 
 
-def load_predictor(checkpoint: str | Path | None = None, *, face_model: str | None = None, device: str = "cpu",
+def load_predictor(checkpoint: str | Path | list[str | Path] | None = None, *, face_model: str | None = None,
+                   device: str = "cpu",
                    stream: bool = True, detect_every: int | None = None,
                    runtime: Literal["auto", "torch", "onnx"] = "auto", explain: bool = False) -> VideoPredictor:
     """A predictor to keep between videos: a trained ``checkpoint`` (``model.safetensors`` of a run) or, instead,
@@ -71,6 +74,13 @@ def load_predictor(checkpoint: str | Path | None = None, *, face_model: str | No
             raise AvaffectError("--explain needs a fusion checkpoint (a face model has one modality: nothing to "
                                 "occlude)")
         return FaceModelPredictor(face_model, device=device, stream=stream, detect_every=detect_every)
+    if isinstance(checkpoint, (list, tuple)):
+        if len(checkpoint) > 1:
+            return EnsemblePredictor(list(checkpoint), device=device, stream=stream, detect_every=detect_every,
+                                     runtime=runtime, explain=explain)
+        if not checkpoint:
+            raise AvaffectError("no checkpoint given (a run folder without model.safetensors?)")
+        checkpoint = checkpoint[0]
     return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every, runtime=runtime,
                      explain=explain)
 

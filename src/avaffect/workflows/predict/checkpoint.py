@@ -186,7 +186,10 @@ class Predictor(VideoPredictor):
                 tr.audio, tr.stages = state, {**stages, **tr.stages}
         if self.explain:
             tr.values, parts = split_occlusion(tr.values, len(self.targets))
-            tr.extra = contribution_columns(parts, self.targets)
+            voicing = tr.extra.pop("voicing", None)  # (NaN where there is no audio)
+            known = voicing is not None and tr.audio == "present" and len(voicing) == rec.num_steps
+            tr.extra = {"voicing": voicing if known else np.full(rec.num_steps, np.nan, np.float32),
+                        **contribution_columns(parts, self.targets)}
         if not np.isfinite(tr.values).all():
             raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {rec.video_path}; the "
                                 "checkpoint is broken (train it again)")
@@ -245,8 +248,8 @@ class Predictor(VideoPredictor):
         stages = {"audio": round(opening + clock["audio"], 3), **_stream_stages(st, model_s + clock["audio"])}
         tr = Traces(pred, face, boxes, True, audio=state, stages=stages, model_s=model_s, overlay=drawn.path,
                     overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
-        if self.explain:
-            tr.voicing = np.concatenate(clock["voicing"]) if clock.get("voicing") else None
+        if clock.get("voicing"):
+            tr.extra["voicing"] = np.concatenate(clock["voicing"])
         return tr
 
     def _runner(self) -> WindowRunner:
@@ -269,7 +272,7 @@ class Predictor(VideoPredictor):
         tr = Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)}, model_s=time.perf_counter() - t1)
         voicing = getattr(self.audio_ex, "voicing_column", None) if self.explain else None
         if voicing is not None:
-            tr.voicing = np.asarray(audio[:, voicing()], np.float32)
+            tr.extra["voicing"] = np.asarray(audio[:, voicing()], np.float32)
         return tr
 
     # ------------------------------------------------------------------------------- the authors' models' clips

@@ -102,6 +102,7 @@ class Summary(BaseModel):
     segments: list[dict] | None = None  # one per row of predict --segments FILE
     quadrants: dict | None = None  # the circumplex reading's threshold and caveat (evaluation.segments)
     explain: str | None = None  # what the --explain columns mean (evaluation.explain)
+    ensemble: dict | None = None  # an ensemble's members and mean spread (predict.ensemble)
 
     def as_json(self) -> dict:
         """The JSON object: the statistics of targets the model does not predict left out, unmeasured timings
@@ -110,7 +111,7 @@ class Summary(BaseModel):
         for t in TARGETS:
             if t not in self.targets:
                 out.pop(f"{t}_mean"), out.pop(f"{t}_std")
-        for key in ("face_tracks", "shot_cuts", "runtime", "segments", "quadrants", "explain"):
+        for key in ("face_tracks", "shot_cuts", "runtime", "segments", "quadrants", "explain", "ensemble"):
             if out[key] is None:
                 out.pop(key)
         out["timings_s"] = self.timings_s.model_dump(exclude_none=True)
@@ -182,8 +183,7 @@ class Traces:
     overlay: Path | None = None
     overlay_frames_buffered: int | None = None
     faces: dict = field(default_factory=dict)  # the face pipeline's counters, when the path has them
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # more per-frame columns (--explain)
-    voicing: np.ndarray | None = None  # --explain: the voice's periodicity per step (missing audio: none)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # more per-frame columns (--explain, an ensemble)
 
     def face_counts(self) -> tuple[int | None, int | None]:
         """``(face tracks started, shot cuts)`` of the single-face tracker, when this path counted them."""
@@ -265,10 +265,7 @@ class VideoPredictor(abc.ABC):
             stats[f"{t}_mean"] = float(v[has].mean()) if has.any() else None
             stats[f"{t}_std"] = float(v[has].std()) if has.any() else None
         frame["face_detected"] = face
-        if tr.extra:  # --explain: the voicing (NaN where there is no audio) and the contributions
-            frame["voicing"] = np.asarray(tr.voicing, np.float32) if tr.voicing is not None and \
-                len(tr.voicing) == n else np.full(n, np.nan, np.float32)
-            frame.update(tr.extra)
+        frame.update(tr.extra)  # an ensemble's spread, --explain's columns
         frame["trained_on"] = np.full(n, info.trained_on, dtype=object)
         model_s = tr.model_s
         dur = duration_s(rec)
@@ -286,6 +283,6 @@ class VideoPredictor(abc.ABC):
             realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device, runtime=info.runtime,
             face_tracks=tracks, shot_cuts=cuts,
             minutes=minute_summaries(frame["time"], tr.values, face, list(info.targets)),
-            explain=EXPLAIN_NOTE if tr.extra else None,
+            explain=EXPLAIN_NOTE if "voicing" in tr.extra else None,
             quadrants=QUADRANTS if {"valence", "arousal"} <= set(info.targets) else None)
         return PredictionRun(frame, summary, tr.boxes, tr.overlay, tr.overlay_frames_buffered)
