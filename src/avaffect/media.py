@@ -16,11 +16,13 @@ a file without audio raises :class:`~avaffect.errors.NoAudioStreamError`.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +38,7 @@ __all__ = [
     "read_video",
     "frame_rgb",
     "iter_video_frames",
+    "counted_decode_errors",
     "prefetch",
     "read_audio",
     "iter_audio",
@@ -229,12 +232,39 @@ def video_frame_times(path: str | Path) -> np.ndarray:
         container.close()
 
 
-def iter_video_frames(path: str | Path, threads: bool = True) -> Iterator[tuple[float, np.ndarray]]:
+@contextmanager
+def counted_decode_errors(report: dict) -> Iterator[None]:
+    """Count FFmpeg's decoding errors of this thread inside the block into ``report["decode_errors"]`` (the
+    messages it logs at error level and conceals: a damaged H.264 slice, a VP6 coefficient stream cut short, a
+    container packet that does not match; the first few kept in ``report["decode_messages"]``). FFmpeg conceals
+    such damage and decoding goes on, so without this a damaged file decodes silently. Outside the blocks FFmpeg's
+    messages stay off, as before."""
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    logging.getLogger("libav").setLevel(logging.CRITICAL + 1)  # uncaptured ones (other threads) stay quiet
+    report.setdefault("decode_errors", 0)
+    report.setdefault("decode_messages", [])
+    with av.logging.Capture(local=True) as logs:
+        try:
+            yield
+        finally:
+            errors = [m for level, _, m in logs if level <= av.logging.ERROR]
+            report["decode_errors"] += len(errors)
+            report["decode_messages"] = (report["decode_messages"] + [m.strip() for m in errors])[:5]
+
+
+def iter_video_frames(path: str | Path, threads: bool = True, report: dict | None = None
+                      ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time_seconds, rgb uint8 [H, W, 3])`` per decoded frame, in presentation order.
 
     Memory stays at one frame, so this is the way to walk long videos. Times come from each
-    frame's ``pts * time_base`` relative to the file's origin (module docstring).
+    frame's ``pts * time_base`` relative to the file's origin (module docstring). ``report``: FFmpeg's concealed
+    decoding errors counted into it (:func:`counted_decode_errors`) when the decoding ends or stops.
     """
+    if report is not None:
+        with counted_decode_errors(report):
+            yield from iter_video_frames(path, threads)
+        return
     path = Path(path)
     container = _open(path)
     try:

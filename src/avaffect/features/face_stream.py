@@ -125,7 +125,8 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     decode: dict[str, float] = {}
     # FFmpeg's own frame threads off: the pass has its own threads (this one, the decoder's, the detector's), and
     # with them the whole command took 1.04x as long on 2 cores (paired, docs/benchmarks/predict_command.md)
-    frames = prefetch(iter_video_frames(rec.video_path, threads=False), depth, decode)
+    damage: dict = {}
+    frames = prefetch(iter_video_frames(rec.video_path, threads=False, report=damage), depth, decode)
     source = frames if frame_sink is None else _tee(frames, frame_sink)
     steps_iter = iter_face_steps(source, pipeline, rec.times, given=person_faces(rec, pipeline), stats=st.faces)
 
@@ -138,6 +139,8 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
                                np.asarray(rec.face_mask, dtype=bool), at_end=decoded)
     finally:
         frames.close()
+        st.faces["decode_errors"] = damage.get("decode_errors", 0)
+        st.faces["decode_messages"] = damage.get("decode_messages", [])
         st.decode = decode.get("produce_seconds", 0.0)
         st.decode_cpu = decode.get("produce_cpu_seconds", 0.0)
         st.detect = st.faces.get("detect_seconds", 0.0)

@@ -19,9 +19,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, Recording
+from avaffect.errors import MediaError
 from avaffect.evaluation.explain import EXPLAIN_NOTE
 from avaffect.evaluation.segments import QUADRANT_NOTE, QUADRANT_THRESHOLD, minute_summaries
 from avaffect.features.faces.pipeline import FacePipeline
+from avaffect.media import probe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,6 +105,7 @@ class Summary(BaseModel):
     quadrants: dict | None = None  # the circumplex reading's threshold and caveat (evaluation.segments)
     explain: str | None = None  # what the --explain columns mean (evaluation.explain)
     ensemble: dict | None = None  # an ensemble's members and mean spread (predict.ensemble)
+    media: dict | None = None  # the container's duration against what decoded, decoding errors (media_report)
 
     def as_json(self) -> dict:
         """The JSON object: the statistics of targets the model does not predict left out, unmeasured timings
@@ -111,7 +114,7 @@ class Summary(BaseModel):
         for t in TARGETS:
             if t not in self.targets:
                 out.pop(f"{t}_mean"), out.pop(f"{t}_std")
-        for key in ("face_tracks", "shot_cuts", "runtime", "segments", "quadrants", "explain", "ensemble"):
+        for key in ("face_tracks", "shot_cuts", "runtime", "segments", "quadrants", "explain", "ensemble", "media"):
             if out[key] is None:
                 out.pop(key)
         out["timings_s"] = self.timings_s.model_dump(exclude_none=True)
@@ -205,6 +208,38 @@ class ModelInfo:
     runtime: Literal["torch", "onnxruntime"] | None = None  # what runs the model
 
 
+#: a container whose header promises more than this beyond the frames read is reported as truncated (seconds, and
+#: a fraction of its duration: the larger)
+TRUNCATED_S, TRUNCATED_FRACTION = 0.5, 0.05
+
+
+def media_report(rec: Recording, tr: Traces) -> dict:
+    """What the file said against what decoded: the container's duration (its header) and the seconds of frames
+    read, FFmpeg's concealed decoding errors (counted by the streaming pass), and the warnings these give
+    (``warnings``, popped by the caller): a file cut short, damaged frames."""
+    out: dict = {"warnings": []}
+    if rec.video_path is None:
+        return out
+    try:
+        header = probe(rec.video_path).duration
+    except MediaError:
+        header = 0.0
+    read = duration_s(rec)
+    out.update(container_duration_s=round(header, 3), decoded_duration_s=round(read, 3))
+    if header > read + max(TRUNCATED_S, TRUNCATED_FRACTION * header):
+        out["truncated"] = True
+        out["warnings"].append(f"the file looks truncated or damaged: its header says {header:.2f} s but frames "
+                               f"could be read for {read:.2f} s only; the values cover what was read")
+    errors = tr.faces.get("decode_errors")
+    if errors is not None:
+        out["decode_errors"] = int(errors)
+        if errors:
+            first = "; ".join(tr.faces.get("decode_messages", [])[:2])
+            out["warnings"].append(f"{errors} decoding error(s): FFmpeg concealed damaged data, so some frames may "
+                                   f"be corrupted (first: {first}); check the file (ffmpeg -v error -i FILE -f null -)")
+    return out
+
+
 def duration_s(rec: Recording) -> float:
     """Seconds of video the timeline covers (the real-time factor's numerator)."""
     return float(rec.times[-1] - rec.times[0] + 1.0 / rec.fps) if rec.num_steps else 0.0
@@ -255,6 +290,8 @@ class VideoPredictor(abc.ABC):
         if tracks is not None and tracks > 1 and rec.person is None:
             warnings.append(f"the face followed changed {tracks - 1} time(s) (a shot cut or a face lost): this one "
                             "trace may follow more than one person; --faces all gives one trace per person")
+        media = media_report(rec, tr)
+        warnings += media.pop("warnings")
         for w in warnings:
             log.warning("%s: %s", video, w)
         frame: dict[str, np.ndarray] = {"frame": np.arange(n), "time": np.round(np.asarray(rec.times, np.float64), 6)}
@@ -281,7 +318,7 @@ class VideoPredictor(abc.ABC):
             face_source="crops" if rec.crops_dir else info.faces.detector, timings_s=timings,
             streamed=bool(tr.streamed), detect_every=info.detect_every,
             realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device, runtime=info.runtime,
-            face_tracks=tracks, shot_cuts=cuts,
+            face_tracks=tracks, shot_cuts=cuts, media=media,
             minutes=minute_summaries(frame["time"], tr.values, face, list(info.targets)),
             explain=EXPLAIN_NOTE if "voicing" in tr.extra else None,
             quadrants=QUADRANTS if {"valence", "arousal"} <= set(info.targets) else None)
