@@ -21,7 +21,8 @@ from avaffect.errors import AvaffectError
 from avaffect.logs import quiet_third_party_logs
 
 COMMAND_MODULES = ("train_cmds", "config_cmds", "synth_cmds", "dataset_cmds", "features_cmds", "models_cmds",
-                   "eval_cmds", "predict_cmds", "live_cmds", "bench_cmds", "weights_cmds")
+                   "eval_cmds", "predict_cmds", "live_cmds", "calibrate_cmds", "bench_cmds",
+                   "weights_cmds")
 DESCRIPTION = ("avaffect: per-frame valence and arousal from a video's face and voice. One sub-command per step: "
                "prepare a dataset, extract features, train, evaluate, submit, or predict on any video.")
 

@@ -20,11 +20,12 @@ imports of torch below sit inside the functions that need it, for that reason.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,9 +53,12 @@ from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
 from avaffect.onnxrt import onnxruntime_available
 from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
-from avaffect.workflows.predict.result import ModelInfo, Traces, VideoPredictor
+from avaffect.workflows.predict.result import ModelInfo, PredictionRun, Traces, VideoPredictor
 
 log = logging.getLogger(__name__)
+
+#: ``avaffect calibrate``'s record beside a checkpoint: the post-processing fitted on the user's labels
+CALIBRATION_FILE, CALIBRATION_FORMAT = "calibration.json", "avaffect-calibration-1"
 
 
 def _clip_faces(mask: np.ndarray, k: int) -> np.ndarray:
@@ -91,6 +95,7 @@ class Predictor(VideoPredictor):
         self.explain = explain
         sha = sha256_file(self.checkpoint) if self.checkpoint.is_file() else ""
         self.run, self.meta, self.audio_mean = self._load(sha)
+        self.calibration = self._calibration(sha)
         self.spec = self.meta["preprocessing"]
         self.targets = list(self.spec.targets)
         self.audio_ex = self._extractor("audio extractor", self.spec.audio_extractor)
@@ -142,6 +147,28 @@ class Predictor(VideoPredictor):
         model, meta = load_for_prediction(self.checkpoint, device=self.device)
         return torch_runner(model, self.device), meta, model.audio_mean.cpu().numpy()
 
+    def _calibration(self, sha: str) -> tuple[Any, dict] | None:
+        """``avaffect calibrate``'s chain beside the checkpoint, when it was fitted for this very file."""
+        path = self.checkpoint.parent / CALIBRATION_FILE
+        if not path.is_file():
+            return None
+        # lazy: postprocess imports the config, which imports torch (2 s a predict without calibration never pays)
+        from avaffect.evaluation.postprocess import PostProcessor
+
+        try:
+            record = json.loads(path.read_text())
+            if record.get("format") != CALIBRATION_FORMAT:
+                raise ValueError(f"format {record.get('format')!r}")
+            pp = PostProcessor.from_dict(record["postprocess"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise AvaffectError(f"{path}: not a calibration record ({e}); run `avaffect calibrate` again or remove "
+                                "the file") from None
+        if record.get("checkpoint_sha256") != sha:
+            log.warning("%s was fitted for another checkpoint than %s: not applied", path, self.checkpoint)
+            return None
+        return pp, {"file": str(path), "heldout_ccc": record.get("heldout_ccc"),
+                    "delay": pp.delay, "window": pp.window}
+
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
             ex = get_extractor(record.name, **record.params_beside(self.checkpoint.parent))
@@ -158,6 +185,12 @@ class Predictor(VideoPredictor):
             log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
                         self.checkpoint, record.name, ex.id, record.id)
         return ex
+
+    def make_run(self, video: str, rec: Recording, tr: Traces, wall: float) -> PredictionRun:
+        run = super().make_run(video, rec, tr, wall)
+        if self.calibration is not None:
+            run.summary.calibration = self.calibration[1]
+        return run
 
     def spawn_args(self) -> tuple[type, tuple]:
         return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every, self.runtime,
@@ -190,6 +223,11 @@ class Predictor(VideoPredictor):
             known = voicing is not None and tr.audio == "present" and len(voicing) == rec.num_steps
             tr.extra = {"voicing": voicing if known else np.full(rec.num_steps, np.nan, np.float32),
                         **contribution_columns(parts, self.targets)}
+        if self.calibration is not None:  # avaffect calibrate's chain, on the whole video's values
+            pp = self.calibration[0]
+            cols = [self.targets.index(t) for t in pp.targets]
+            tr.values = tr.values.copy()
+            tr.values[:, cols] = pp.apply(tr.values[:, cols])
         if not np.isfinite(tr.values).all():
             raise AvaffectError(f"{self.checkpoint}: the model gave NaN/Inf predictions on {rec.video_path}; the "
                                 "checkpoint is broken (train it again)")
