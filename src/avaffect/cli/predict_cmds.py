@@ -63,7 +63,8 @@ def cmd_predict(args) -> int:
             raise AvaffectError("give the videos or folders to predict after the checkpoint(s)")
     predictor = load_predictor(None if args.face_model else checkpoints, face_model=args.face_model,
                                device=args.device, stream=not args.no_stream, detect_every=args.detect_every,
-                               runtime=args.runtime, explain=args.explain)
+                               runtime=args.runtime, explain=args.explain, face_quality=args.face_quality,
+                               min_face_quality=args.min_face_quality)
     args.inputs = items
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]
@@ -145,6 +146,13 @@ def register(sub) -> None:
                    "value (the value minus the value with it replaced by its missing input: the training mean of "
                    "the audio features, the missing-face input), plotted under the traces; three model runs per "
                    "window (the model is about 1 %% of predict's time)")
+    p.add_argument("--face-quality", action="store_true", help="also each frame's face quality: columns face_size "
+                   "(px), sharpness (variance of the Laplacian of the grey crop), roll (the eye line's angle), "
+                   "detector_score and face_quality in [0, 1] (the rule: avaffect.features.faces.quality, also in the "
+                   "JSON)")
+    p.add_argument("--min-face-quality", type=float, metavar="Q", help="treat frames whose face_quality is below Q "
+                   "(0-1; e.g. 0.5) as frames without a face: the model's missing-face input, face_detected false "
+                   "(implies --face-quality)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"], help="what runs the model: auto "
                    "(default) its ONNX export (model.onnx beside the checkpoint, written by train and `avaffect "

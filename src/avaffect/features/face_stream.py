@@ -29,6 +29,7 @@ from avaffect.features.extractors.base import Extractor, face_mask_from_features
 from avaffect.features.faces.crops import FaceStep, face_crops, iter_face_steps
 from avaffect.features.faces.people import person_faces
 from avaffect.features.faces.pipeline import FacePipeline
+from avaffect.features.faces.quality import QualityLog, face_quality
 from avaffect.media import DECODE_FIX, iter_video_frames, prefetch
 
 __all__ = ["CropChunk", "FeatureChunk", "StreamStats", "can_stream", "video_streamable", "iter_crop_chunks",
@@ -112,7 +113,8 @@ class CropChunk:
 
 def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, before: int = 0, after: int = 0, *,
                      depth: int = 16, stats: StreamStats | None = None,
-                     frame_sink: Callable[[float, np.ndarray], None] | None = None) -> Iterator[CropChunk]:
+                     frame_sink: Callable[[float, np.ndarray], None] | None = None, quality: QualityLog | None = None,
+                     min_quality: float | None = None) -> Iterator[CropChunk]:
     """Consecutive :class:`CropChunk` s of ``chunk`` steps covering ``rec``'s timeline, from one decode of its
     video (in a background thread) through the face ``pipeline``. Each carries ``before`` / ``after`` steps of
     context on either side, for features that need neighbouring frames (clips): a chunk is handed out once the
@@ -136,7 +138,8 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
 
     try:
         yield from chunk_crops(steps_iter, pipeline.crop_size, chunk, before, after, rec.num_steps,
-                               np.asarray(rec.face_mask, dtype=bool), at_end=decoded)
+                               np.asarray(rec.face_mask, dtype=bool), at_end=decoded, quality=quality,
+                               min_quality=min_quality)
     finally:
         frames.close()
         st.faces["decode_errors"] = damage.get("decode_errors", 0)
@@ -208,20 +211,32 @@ class CropChunker:
 
 def chunk_crops(steps: Iterable[FaceStep], size: int, chunk: int = 256, before: int = 0, after: int = 0,
                 num_steps: int | None = None, allowed: np.ndarray | None = None,
-                at_end: Callable[[], int | None] | None = None) -> Iterator[CropChunk]:
+                at_end: Callable[[], int | None] | None = None, quality: QualityLog | None = None,
+                min_quality: float | None = None) -> Iterator[CropChunk]:
     """The face ``steps`` of one pass (:func:`~avaffect.features.faces.crops.iter_face_steps`, steps in increasing
     order from one frame to the next) as consecutive :class:`CropChunk` s of ``chunk`` steps with ``before`` /
     ``after`` steps of context (see :func:`iter_crop_chunks`). ``num_steps``: the timeline's length, or ``None``
     for an open-ended one (it ends after the last step seen); ``allowed``: where the recording allows a face
     (default: everywhere); ``at_end`` is called once the steps are exhausted, before the last chunks, and may
-    return the open-ended timeline's length (a live source whose last frames were dropped: they are steps too)."""
+    return the open-ended timeline's length (a live source whose last frames were dropped: they are steps too).
+    ``quality``: each crop's :func:`~avaffect.features.faces.quality.face_quality` logged there; ``min_quality``: a
+    crop below it is not used (its steps have no face)."""
     buf = CropChunker(size, chunk, before, after, num_steps=num_steps, allowed=allowed)
     last = -1  # the last step seen
     for item in steps:
+        keep = True
+        if item.crop is not None and (quality is not None or min_quality is not None):
+            q = face_quality(item.crop, item.box, item.angle, item.score)
+            if quality is not None:
+                quality.add(item.steps, q)
+            if min_quality is not None and q.face_quality < min_quality:
+                keep = False
+                if quality is not None:
+                    quality.masked += len(item.steps)
         for s in item.steps:  # sorted, increasing from one frame to the next (the timeline is sorted)
             s = last = int(s)
             yield from buf.reach(s)
-            if item.crop is not None:
+            if item.crop is not None and keep:
                 buf.put(s, item.crop, item.box)
     length = at_end() if at_end is not None else None
     yield from buf.finish(num_steps if num_steps is not None else length if length is not None else last + 1)
@@ -229,7 +244,9 @@ def chunk_crops(steps: Iterable[FaceStep], size: int, chunk: int = 256, before: 
 
 def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 256, *, depth: int = 16,
                              stats: StreamStats | None = None,
-                             frame_sink: Callable[[float, np.ndarray], None] | None = None) -> Iterator[FeatureChunk]:
+                             frame_sink: Callable[[float, np.ndarray], None] | None = None,
+                             quality: QualityLog | None = None, min_quality: float | None = None
+                             ) -> Iterator[FeatureChunk]:
     """Consecutive :class:`FeatureChunk` s covering ``rec``'s whole timeline, in order: the crops of
     :func:`iter_crop_chunks` (the extractor's face pipeline, :meth:`~Extractor.crop_request`, and its
     :meth:`~Extractor.crop_context`) described by :meth:`~Extractor.features_in_context`. ``chunk``: steps per
@@ -242,7 +259,8 @@ def iter_face_feature_chunks(rec: Recording, extractor: Extractor, chunk: int = 
     before, after = extractor.crop_context()
     st = stats if stats is not None else StreamStats()
     yield from describe_chunks(iter_crop_chunks(rec, pipeline, chunk, before, after, depth=depth, stats=st,
-                                                frame_sink=frame_sink), extractor, st,
+                                                frame_sink=frame_sink, quality=quality, min_quality=min_quality),
+                               extractor, st,
                                np.asarray(rec.face_mask, dtype=bool))
 
 

@@ -117,6 +117,7 @@ class FaceStep:
     detected: bool
     angle: float
     track: int = 0  # the single-face tracker's track number (0: no face); it changes when the face followed does
+    score: float = float("nan")  # the detector's score on the last frame it found this face (NaN: not known)
 
 
 def iter_face_steps(
@@ -199,6 +200,7 @@ def iter_face_steps(
     pool = ThreadPoolExecutor(1, thread_name_prefix="avaffect-detect") if ahead and every > 1 else None
     future: Future | None = None  # the detection of window[every - 1], started with the track's box
     since = 0
+    score = float("nan")  # the detector's score when it last found the face followed
     try:
         while True:
             if not window:
@@ -226,6 +228,7 @@ def iter_face_steps(
                 st["detector_calls"] += full
                 st["detect_seconds"] += seconds
                 state = tracker.update(landmarks(rgb, found))
+                score = state.detection.score if state.detection is not None else float("nan")
                 if state.detection is not None:  # how often the alignment got a fresh eye line
                     st["faces_detected"] += 1
                     st["eyes_found"] += state.detection.eyes is not None
@@ -246,7 +249,7 @@ def iter_face_steps(
             if state.box is not None:
                 angle = state.angle if pipeline.align else 0.0
                 yield FaceStep(frame_t, steps, align_crop(rgb, state.box, size, pipeline.margin, angle), state.box,
-                               bool(state.detected), float(angle), tracker.tracks_started)
+                               bool(state.detected), float(angle), tracker.tracks_started, score)
             else:
                 yield FaceStep(frame_t, steps, None, None, False, 0.0)
     finally:

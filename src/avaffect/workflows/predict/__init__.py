@@ -61,7 +61,8 @@ __all__ = ["EnsemblePredictor", "FaceModelPredictor", "OutputRequest", "PeopleRu
 def load_predictor(checkpoint: str | Path | list[str | Path] | None = None, *, face_model: str | None = None,
                    device: str = "cpu",
                    stream: bool = True, detect_every: int | None = None,
-                   runtime: Literal["auto", "torch", "onnx"] = "auto", explain: bool = False) -> VideoPredictor:
+                   runtime: Literal["auto", "torch", "onnx"] = "auto", explain: bool = False,
+                   face_quality: bool = False, min_face_quality: float | None = None) -> VideoPredictor:
     """A predictor to keep between videos: a trained ``checkpoint`` (``model.safetensors`` of a run) or, instead,
     a ``face_model`` (a registered ONNX face model's name or file); ``explain``: the modalities' contributions as
     columns (:mod:`avaffect.evaluation.explain`). Loading checks everything a video will need
@@ -70,6 +71,9 @@ def load_predictor(checkpoint: str | Path | list[str | Path] | None = None, *, f
     if (checkpoint is None) == (face_model is None):
         raise AvaffectError("give a checkpoint (model.safetensors of a run) or face_model=NAME_OR_FILE, not both")
     if face_model is not None:
+        if face_quality or min_face_quality is not None:
+            raise AvaffectError("--face-quality / --min-face-quality run with a fusion checkpoint (not yet with "
+                                "--face-model)")
         if explain:
             raise AvaffectError("--explain needs a fusion checkpoint (a face model has one modality: nothing to "
                                 "occlude)")
@@ -77,12 +81,13 @@ def load_predictor(checkpoint: str | Path | list[str | Path] | None = None, *, f
     if isinstance(checkpoint, (list, tuple)):
         if len(checkpoint) > 1:
             return EnsemblePredictor(list(checkpoint), device=device, stream=stream, detect_every=detect_every,
-                                     runtime=runtime, explain=explain)
+                                     runtime=runtime, explain=explain, face_quality=face_quality,
+                                     min_face_quality=min_face_quality)
         if not checkpoint:
             raise AvaffectError("no checkpoint given (a run folder without model.safetensors?)")
         checkpoint = checkpoint[0]
     return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every, runtime=runtime,
-                     explain=explain)
+                     explain=explain, face_quality=face_quality, min_face_quality=min_face_quality)
 
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",

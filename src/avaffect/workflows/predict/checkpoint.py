@@ -48,6 +48,7 @@ from avaffect.features.face_stream import (
 )
 from avaffect.features.faces import load_face_crops
 from avaffect.features.faces.pipeline import face_pipeline
+from avaffect.features.faces.quality import QUALITY_RULE, QualityLog
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
@@ -83,16 +84,21 @@ class Predictor(VideoPredictor):
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
                  detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto",
-                 explain: bool = False) -> None:
+                 explain: bool = False, face_quality: bool = False, min_face_quality: float | None = None) -> None:
         """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
         checkpoint recorded (faster; the crops, and so the values, then differ slightly from the recorded
         pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting. ``runtime``:
         ``auto`` runs the ONNX export when there is a matching one and the device is the CPU (module docstring),
         ``onnx`` requires it, ``torch`` never uses it. ``explain``: also each modality's contribution by occlusion
-        and the voicing, as columns (:mod:`avaffect.evaluation.explain`)."""
+        and the voicing, as columns (:mod:`avaffect.evaluation.explain`). ``face_quality``: each frame's face quality
+        as columns; ``min_face_quality``: frames below it count as without a face
+        (:mod:`avaffect.features.faces.quality`; both on the streaming path)."""
         self.checkpoint = Path(checkpoint)
         self.device, self.stream, self.detect_every, self.runtime = device, stream, detect_every, runtime
         self.explain = explain
+        if min_face_quality is not None and not 0 <= min_face_quality <= 1:
+            raise AvaffectError(f"--min-face-quality must be in [0, 1], got {min_face_quality}")
+        self.face_quality, self.min_face_quality = face_quality or min_face_quality is not None, min_face_quality
         sha = sha256_file(self.checkpoint) if self.checkpoint.is_file() else ""
         self.run, self.meta, self.audio_mean = self._load(sha)
         self.calibration = self._calibration(sha)
@@ -190,11 +196,14 @@ class Predictor(VideoPredictor):
         run = super().make_run(video, rec, tr, wall)
         if self.calibration is not None:
             run.summary.calibration = self.calibration[1]
+        if self.face_quality:
+            run.summary.face_quality = {"rule": QUALITY_RULE, "min_face_quality": self.min_face_quality,
+                                        "frames_masked": tr.faces.get("quality_masked")}
         return run
 
     def spawn_args(self) -> tuple[type, tuple]:
         return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every, self.runtime,
-                            self.explain)
+                            self.explain, self.face_quality, self.min_face_quality)
 
     def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
         rec = recording_from_video(video, crops_dir=crops_dir)
@@ -272,12 +281,14 @@ class Predictor(VideoPredictor):
         """One decode, chunks of crops, windows as they fill (the overlay drawn as values become final); the audio
         features computed block by block as the windows reach them."""
         st, timing, drawn, clock = StreamStats(), {}, DrawnOverlay(), {"audio": 0.0}
+        quality = QualityLog() if self.face_quality else None
         t0 = time.perf_counter()
         audio, state = self._audio_blocks(rec, clock)
         opening = time.perf_counter() - t0  # before the pass: not in its clock
         with overlay_pass(rec, overlay_to, drawn) as overlay:
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
-                                              frame_sink=overlay.frame if overlay else None)
+                                              frame_sink=overlay.frame if overlay else None, quality=quality,
+                                              min_quality=self.min_face_quality)
             on_final = (lambda lo, v, b: overlay.final(lo, va_columns(v, self.targets), b)) if overlay else None
             pred, face, boxes = predict_chunks(self._runner(), audio, chunks, rec.num_steps, self.spec.window,
                                                self.spec.hop, timings=timing,
@@ -288,6 +299,9 @@ class Predictor(VideoPredictor):
                     overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
         if clock.get("voicing"):
             tr.extra["voicing"] = np.concatenate(clock["voicing"])
+        if quality is not None:
+            tr.extra.update(quality.columns(rec.num_steps))
+            tr.faces["quality_masked"] = quality.masked
         return tr
 
     def _runner(self) -> WindowRunner:

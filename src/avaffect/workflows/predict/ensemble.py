@@ -45,11 +45,13 @@ class EnsemblePredictor(VideoPredictor):
 
     def __init__(self, checkpoints: list[str | Path], device: str = "cpu", stream: bool = True,
                  detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto",
-                 explain: bool = False) -> None:
+                 explain: bool = False, face_quality: bool = False, min_face_quality: float | None = None) -> None:
         if len(checkpoints) < 2:
             raise AvaffectError("an ensemble needs at least two checkpoints")
-        self.args = ([str(c) for c in checkpoints], device, stream, detect_every, runtime, explain)
-        self.members = [Predictor(c, device, stream, detect_every, runtime, explain) for c in checkpoints]
+        self.args = ([str(c) for c in checkpoints], device, stream, detect_every, runtime, explain, face_quality,
+                     min_face_quality)
+        self.members = [Predictor(c, device, stream, detect_every, runtime, explain, face_quality, min_face_quality)
+                        for c in checkpoints]
         first = self.members[0].info
         for m in self.members[1:]:
             if m.info.targets != first.targets:

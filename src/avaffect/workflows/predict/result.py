@@ -107,6 +107,7 @@ class Summary(BaseModel):
     ensemble: dict | None = None  # an ensemble's members and mean spread (predict.ensemble)
     media: dict | None = None  # the container's duration against what decoded, decoding errors (media_report)
     calibration: dict | None = None  # avaffect calibrate's chain, applied (predict.checkpoint)
+    face_quality: dict | None = None  # the face-quality rule and the frames it masked (features.faces.quality)
 
     def as_json(self) -> dict:
         """The JSON object: the statistics of targets the model does not predict left out, unmeasured timings
@@ -116,7 +117,7 @@ class Summary(BaseModel):
             if t not in self.targets:
                 out.pop(f"{t}_mean"), out.pop(f"{t}_std")
         for key in ("face_tracks", "shot_cuts", "runtime", "segments", "quadrants", "explain", "ensemble", "media",
-                    "calibration"):
+                    "calibration", "face_quality"):
             if out[key] is None:
                 out.pop(key)
         out["timings_s"] = self.timings_s.model_dump(exclude_none=True)

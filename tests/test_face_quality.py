@@ -1,0 +1,64 @@
+"""Face quality per frame: the rule's terms, and ``predict --face-quality`` / ``--min-face-quality`` on a real clip
+and on the same clip blurred (the blurred frames fall below the minimum and count as frames without a face)."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from avaffect.cli.main import main
+from avaffect.features.faces.quality import face_quality
+from avaffect.media import iter_video_frames
+
+
+def test_the_quality_terms():
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    flat = np.full((112, 112, 3), 128, np.uint8)
+    box = np.array([0, 0, 100, 100], np.float32)
+    assert face_quality(sharp, box, 0.0).face_quality == pytest.approx(1.0)
+    assert face_quality(flat, box, 0.0).face_quality == 0.0 and face_quality(flat, box, 0.0).sharpness == 0.0
+    assert face_quality(sharp, np.array([0, 0, 52, 52], np.float32), 0.0).face_quality == pytest.approx(0.5)
+    assert face_quality(sharp, box, 30.0).face_quality == pytest.approx(0.5)
+    assert face_quality(sharp, box, -50.0).face_quality == 0.0
+
+
+def _blurred(src, dst, sigma: float = 4.0):
+    out = av.open(str(dst), "w")
+    stream = None
+    for _, rgb in iter_video_frames(src):
+        if stream is None:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(cv2.GaussianBlur(rgb, (0, 0), sigma), format="rgb24")))
+    out.mux(stream.encode(None))
+    out.close()
+
+
+@pytest.mark.slow
+def test_predict_reports_face_quality_and_masks_below_the_minimum(tiny_run, crema_d, tmp_path):
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    ckpt = str(tiny_run / "model.safetensors")
+    assert main(["predict", ckpt, str(clip), "--out", str(tmp_path / "q"), "--min-face-quality", "0.5"]) == 0
+    q = pd.read_csv(tmp_path / "q" / f"{clip.stem}.csv")
+    cols = ["face_size", "sharpness", "roll", "detector_score", "face_quality"]
+    assert all(c in q.columns for c in cols) and q["face_detected"].all()
+    assert np.isfinite(q[cols].to_numpy()).all() and (q["face_quality"] > 0.9).all()  # a sharp, frontal face
+    blurred = tmp_path / "blurred.mp4"
+    _blurred(clip, blurred)
+    assert main(["predict", ckpt, str(blurred), "--out", str(tmp_path / "b"), "--face-quality"]) == 0
+    b = pd.read_csv(tmp_path / "b" / "blurred.csv")
+    found = b["face_quality"].notna()
+    assert found.mean() > 0.5 and (b.loc[found, "face_quality"] < 0.5).all()
+    assert b.loc[found, "sharpness"].max() < q["sharpness"].min() / 5
+    assert main(["predict", ckpt, str(blurred), "--out", str(tmp_path / "m"), "--min-face-quality", "0.5"]) == 0
+    m = pd.read_csv(tmp_path / "m" / "blurred.csv")
+    assert not m["face_detected"].any()  # every blurred face is below the minimum: no face for the model
+    summary = json.loads((tmp_path / "m" / "blurred.json").read_text())
+    assert summary["face_quality"]["frames_masked"] == int(found.sum())
+    assert "Laplacian" in summary["face_quality"]["rule"]
