@@ -78,3 +78,39 @@ def test_explain_columns_on_a_real_clip(tiny_run, crema_d, tmp_path):
 def test_explain_needs_a_fusion_checkpoint(tmp_path, capsys):
     assert main(["predict", "--face-model", str(tmp_path / "m.onnx"), str(tmp_path / "v.mp4"), "--explain"]) == 2
     assert "--explain needs a fusion checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dca", "hgrjca"])
+def test_explain_gives_a_gated_models_gate_weights(name, crema_d, tmp_path):
+    """A gated preset (random weights, real extractors): one column per candidate of every gate, the weights of
+    each gate summing to 1 at every frame (averages of softmax rows over the windows covering it)."""
+    import torch
+
+    from avaffect.features.extractors import get_extractor
+    from avaffect.features.preprocessing_spec import PreprocessingSpec
+    from avaffect.models.checkpoint import save_checkpoint
+    from avaffect.models.wrapper import AVRegressor
+
+    torch.manual_seed(0)
+    audio, video = get_extractor("logmel_stats"), get_extractor("face_hog")
+    model = AVRegressor(name, audio.dim, video.dim, {"window_length": 32, "hidden": 8, "head_hidden": 8}).eval()
+    spec = PreprocessingSpec(audio_extractor={"name": audio.name, "params": audio.params, "id": audio.id},
+                             video_extractor={"name": video.name, "params": video.params, "id": video.id},
+                             window=32, hop=16, fps=30.0, targets=["valence", "arousal"])
+    ckpt = save_checkpoint(tmp_path / "model.safetensors", model, spec)
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "x"), "--explain"]) == 0
+    x = pd.read_csv(tmp_path / "x" / f"{clip.stem}.csv")
+    gates = [c for c in x.columns if c.startswith("gate_")]
+    assert gates and x[gates].notna().all().all() and ((x[gates] >= 0) & (x[gates] <= 1)).all().all()
+    groups: dict[str, list[str]] = {}
+    for c in gates:
+        groups.setdefault(c.rsplit("_", 1)[0], []).append(c)
+    assert {"gate_audio", "gate_video"} <= set(groups) if name == "dca" else \
+        {"gate_audio_iter1", "gate_audio_stage", "gate_video_stage"} <= set(groups)
+    for cols in groups.values():
+        if len(cols) > 1:
+            np.testing.assert_allclose(x[cols].sum(axis=1), 1.0, atol=1e-4)
+    summary = json.loads((tmp_path / "x" / f"{clip.stem}.json").read_text())
+    assert "gate_<modality>_<j>" in summary["explain"]

@@ -30,7 +30,12 @@ MODALITIES = ("voice", "face")
 EXPLAIN_NOTE = ("<target>_voice / <target>_face: how far the voice / the face moved the value, by occlusion (the "
                 "value minus the value with that modality replaced by the input the model knows for it missing: the "
                 "training mean of the audio features, the missing-face input); not shares, they need not add up. "
-                "voicing: the voice's periodicity (0-1) from the audio features, where the audio extractor has it")
+                "voicing: the voice's periodicity (0-1) from the audio features, where the audio extractor has it. "
+                "gate_<modality>_<j> (a gated model run with torch): the weight of candidate j of that gate at the "
+                "frame, averaged over the windows covering it; DCA's 2-way gate: 0 the unattended input, 1 the "
+                "attended features; GRJCA's (M+1)-way gate: j = iterate j (0 the unattended input); HGRJCA: "
+                "<modality>_iter<t>_0 / _1 the previous / the attended iterate at iteration t, <modality>_stage_<j> "
+                "iteration j+1's output in the stage gate")
 
 #: the sentence under a chart that draws the contributions (the page: dotted voice, dashed face)
 EXPLAIN_CHART = ("Dotted: how far the voice moved each value; dashed: how far the face did. Each is the value minus "
@@ -38,25 +43,33 @@ EXPLAIN_CHART = ("Dotted: how far the voice moved each value; dashed: how far th
                  "not shares, they need not add up.")
 
 
-def occlusion_runner(run: WindowRunner, audio_mean: np.ndarray) -> WindowRunner:
-    """A runner giving ``[B, L, 3K]``: the predictions, then the voice's and the face's contributions (module
-    docstring)."""
+def occlusion_runner(run: WindowRunner, audio_mean: np.ndarray, k: int | None = None,
+                     plain: WindowRunner | None = None) -> WindowRunner:
+    """A runner giving ``[B, L, 3K + G]``: the predictions, then the voice's and the face's contributions (module
+    docstring), then any ``G`` more columns ``run`` gives after its ``K`` predictions on the unoccluded windows (a
+    gated model's gate weights, :func:`avaffect.evaluation.inference.gated_runner`); ``plain``: the runner of the
+    occluded windows (default ``run``; it must give the ``K`` predictions only when ``run`` gives more)."""
     mean = np.asarray(audio_mean, np.float32).reshape(1, 1, -1)
+    plain = plain or run
 
     def explained(audio: np.ndarray, video: np.ndarray, mask: np.ndarray, face: np.ndarray) -> np.ndarray:
-        y = np.asarray(run(audio, video, mask, face), np.float32)
-        no_voice = np.asarray(run(np.broadcast_to(mean, audio.shape).astype(np.float32), video, mask, face),
-                              np.float32)
-        no_face = np.asarray(run(audio, video, mask, np.zeros_like(face)), np.float32)
-        return np.concatenate([y, y - no_voice, y - no_face], axis=-1)
+        full = np.asarray(run(audio, video, mask, face), np.float32)
+        n = full.shape[-1] if k is None else k
+        y, extra = full[..., :n], full[..., n:]
+        no_voice = np.asarray(plain(np.broadcast_to(mean, audio.shape).astype(np.float32), video, mask, face),
+                              np.float32)[..., :n]
+        no_face = np.asarray(plain(audio, video, mask, np.zeros_like(face)), np.float32)[..., :n]
+        return np.concatenate([y, y - no_voice, y - no_face, extra], axis=-1)
 
     return explained
 
 
-def split_occlusion(stitched: np.ndarray, k: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(values [T, K], {modality: contributions [T, K]})`` of an :func:`occlusion_runner`'s stitched output."""
+def split_occlusion(stitched: np.ndarray, k: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """``(values [T, K], {modality: contributions [T, K]}, more columns [T, G])`` of an :func:`occlusion_runner`'s
+    stitched output."""
     stitched = np.asarray(stitched)
-    return stitched[:, :k], {m: stitched[:, k * (i + 1):k * (i + 2)] for i, m in enumerate(MODALITIES)}
+    parts = {m: stitched[:, k * (i + 1):k * (i + 2)] for i, m in enumerate(MODALITIES)}
+    return stitched[:, :k], parts, stitched[:, k * (len(MODALITIES) + 1):]
 
 
 def contribution_columns(contributions: dict[str, np.ndarray], targets: Sequence[str]) -> dict[str, np.ndarray]:

@@ -34,3 +34,32 @@ def predict_recording(model: torch.nn.Module, audio: np.ndarray, video: np.ndarr
         return predict_windows(torch_runner(model, device), audio, video, face_mask, length, hop, batch_size)
     finally:
         model.train(was_training)
+
+
+def gate_source(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The outermost module of ``model`` that keeps its gates' weights of the last forward (``last_gate_weights``,
+    :mod:`avaffect.models.blocks.gates`), or ``None`` for a model without gates."""
+    for m in model.modules():
+        if "last_gate_weights" in dir(type(m)) or isinstance(getattr(m, "last_gate_weights", None), dict):
+            return m
+    return None
+
+
+def gated_runner(run: WindowRunner, source: torch.nn.Module, length: int, d_audio: int, d_video: int
+                 ) -> tuple[WindowRunner, list[str]]:
+    """``run`` (a torch model's runner) giving also its gates' weights, ``[B, L, K + G]``, and the names of the
+    ``G`` gate columns, ``gate_<gate>_<j>`` (``<gate>``: the key of ``last_gate_weights`` with ``/`` as ``_``;
+    ``j``: the candidate). The names come from one forward on a zero window."""
+    zeros = (np.zeros((1, length, d_audio), np.float32), np.zeros((1, length, d_video), np.float32),
+             np.ones((1, length), bool), np.ones((1, length), bool))
+    run(*zeros)
+    layout = [(key, int(w.shape[-1])) for key, w in sorted(source.last_gate_weights.items())]
+    names = [f"gate_{key.replace('/', '_')}_{j}" for key, n in layout for j in range(n)]
+
+    def with_gates(audio: np.ndarray, video: np.ndarray, mask: np.ndarray, face: np.ndarray) -> np.ndarray:
+        y = np.asarray(run(audio, video, mask, face), np.float32)
+        gates = source.last_gate_weights
+        parts = [gates[key].float().cpu().numpy().reshape(y.shape[0], y.shape[1], n) for key, n in layout]
+        return np.concatenate([y, *parts], axis=-1)
+
+    return with_gates, names

@@ -104,14 +104,16 @@ def plot_people(path: str | Path, title: str, times: np.ndarray,
 
 def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndarray, labels: np.ndarray | None,
                    targets: Sequence[str] = TARGETS, face_mask: np.ndarray | None = None,
-                   band: np.ndarray | None = None, contributions: dict[str, np.ndarray] | None = None) -> Path:
+                   band: np.ndarray | None = None, contributions: dict[str, np.ndarray] | None = None,
+                   gates: dict[str, np.ndarray] | None = None) -> Path:
     """Prediction (and label) over time per target and, with both targets, the 2-D valence-arousal path;
     steps without a face (``face_mask`` False) are shaded. ``band`` ``[T, K]``: a spread drawn around the
     prediction (an ensemble's); ``contributions`` ``{modality: [T, K]}``: one more row under the traces with each
-    modality's contribution (``predict --explain``)."""
+    modality's contribution (``predict --explain``); ``gates`` ``{gate: [T]}``: one more row with each gate's weight
+    of its last candidate (the attended features, the last iterate; a gated model's ``--explain``)."""
     pred = np.asarray(pred).reshape(len(times), -1)
     both = tuple(targets) == TARGETS
-    rows = len(targets) + (1 if contributions else 0)
+    rows = len(targets) + (1 if contributions else 0) + (1 if gates else 0)
     fig = _figure(figsize=(12 if both else 9, 2.4 * rows + 0.4))
     grid = fig.add_gridspec(rows, 2 if both else 1, width_ratios=[2.2, 1] if both else None)
     for k, t in enumerate(targets):
@@ -145,6 +147,16 @@ def plot_recording(path: str | Path, name: str, times: np.ndarray, pred: np.ndar
         ax.set_ylabel("contribution")
         ax.set_title("what moved each value: the value minus the value without that modality (occlusion)",
                      fontsize=9)
+        ax.legend(loc="upper right", fontsize=7, ncol=2)
+        if not gates:
+            ax.set_xlabel("time (s)")
+    if gates:
+        ax = fig.add_subplot(grid[rows - 1, 0])
+        for g, w in gates.items():
+            ax.plot(times, np.asarray(w, np.float64), lw=1.0, label=g)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("gate weight")
+        ax.set_title("each gate's weight of its last candidate (attended features / last iterate)", fontsize=9)
         ax.legend(loc="upper right", fontsize=7, ncol=2)
         ax.set_xlabel("time (s)")
     if both:

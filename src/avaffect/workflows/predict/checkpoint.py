@@ -96,6 +96,7 @@ class Predictor(VideoPredictor):
         self.checkpoint = Path(checkpoint)
         self.device, self.stream, self.detect_every, self.runtime = device, stream, detect_every, runtime
         self.explain = explain
+        self._gates: tuple[list[str], WindowRunner] | None = None  # --explain: the gate columns and their runner
         if min_face_quality is not None and not 0 <= min_face_quality <= 1:
             raise AvaffectError(f"--min-face-quality must be in [0, 1], got {min_face_quality}")
         self.face_quality, self.min_face_quality = face_quality or min_face_quality is not None, min_face_quality
@@ -134,7 +135,9 @@ class Predictor(VideoPredictor):
         if self.device not in ("cpu", "cuda"):
             raise AvaffectError(f"--device must be cpu or cuda, not {self.device!r}")
         official = read_format(self.checkpoint) == OFFICIAL_FORMAT
-        if self.runtime != "torch" and self.device == "cpu" and not official:
+        # --explain reads a gated model's gate weights, which only the torch model gives: torch unless onnx is asked
+        onnx_ok = self.runtime == "onnx" or (self.runtime == "auto" and not self.explain)
+        if onnx_ok and self.device == "cpu" and not official:
             meta = read_checkpoint_meta(self.checkpoint)
             export = find_export(self.checkpoint, sha)
             if export is not None and onnxruntime_available():
@@ -151,6 +154,7 @@ class Predictor(VideoPredictor):
         if self.device == "cuda" and not torch.cuda.is_available():
             raise AvaffectError("--device cuda asked for, but no CUDA device is available here; use --device cpu")
         model, meta = load_for_prediction(self.checkpoint, device=self.device)
+        self._model = model
         return torch_runner(model, self.device), meta, model.audio_mean.cpu().numpy()
 
     def _calibration(self, sha: str) -> tuple[Any, dict] | None:
@@ -227,11 +231,13 @@ class Predictor(VideoPredictor):
                 tr = self._whole(rec, audio)
                 tr.audio, tr.stages = state, {**stages, **tr.stages}
         if self.explain:
-            tr.values, parts = split_occlusion(tr.values, len(self.targets))
+            tr.values, parts, gates = split_occlusion(tr.values, len(self.targets))
             voicing = tr.extra.pop("voicing", None)  # (NaN where there is no audio)
             known = voicing is not None and tr.audio == "present" and len(voicing) == rec.num_steps
             tr.extra = {"voicing": voicing if known else np.full(rec.num_steps, np.nan, np.float32),
                         **contribution_columns(parts, self.targets)}
+            names = self._gates[0] if self._gates else []
+            tr.extra.update({name: gates[:, j].astype(np.float32) for j, name in enumerate(names)})
         if self.calibration is not None:  # avaffect calibrate's chain, on the whole video's values
             pp = self.calibration[0]
             cols = [self.targets.index(t) for t in pp.targets]
@@ -305,8 +311,23 @@ class Predictor(VideoPredictor):
         return tr
 
     def _runner(self) -> WindowRunner:
-        """The model's runner; with ``explain``, the occlusion runner around it (values, then contributions)."""
-        return occlusion_runner(self.run, self.audio_mean) if self.explain else self.run
+        """The model's runner; with ``explain``, the occlusion runner around it (values, then contributions, then a
+        gated model's gate weights when the torch model runs)."""
+        if not self.explain:
+            return self.run
+        if self._gates is None:
+            self._gates = ([], self.run)
+            model = getattr(self, "_model", None)
+            if model is not None:
+                from avaffect.evaluation.inference import gate_source, gated_runner  # lazy: imports torch
+
+                source = gate_source(model)
+                if source is not None:
+                    m = self.meta["model"]
+                    run, names = gated_runner(self.run, source, self.spec.window, m["d_audio"], m["d_video"])
+                    self._gates = (names, run)
+        names, run = self._gates
+        return occlusion_runner(run, self.audio_mean, len(self.targets), plain=self.run)
 
     def _first(self, on_final):
         """``on_final`` given the values only (the occlusion runner's first columns)."""

@@ -53,8 +53,13 @@ def write_outputs(run: PredictionRun, out_dir: str | Path, name: str, overlay: b
              if all(f"{t}_{m}" in run.columns for t in targets)}
     spread = run.values([f"{t}_spread" for t in targets]) if all(f"{t}_spread" in run.columns for t in targets) \
         else None
+    last: dict[str, str] = {}  # each gate's last candidate column (gate_<gate>_<j>, j increasing)
+    for c in run.columns:
+        if c.startswith("gate_"):
+            last[c.rsplit("_", 1)[0][len("gate_"):]] = c
     plot_recording(paths["png"], f"{name} — {s.model}{mark}", run.columns["time"], run.values(targets), None,
-                   targets, run.columns["face_detected"], band=spread, contributions=parts or None)
+                   targets, run.columns["face_detected"], band=spread, contributions=parts or None,
+                   gates={g: run.columns[c] for g, c in last.items()} or None)
     if (overlay or html) and run.overlay is not None:  # drawn during the prediction's own decode
         paths["overlay"] = run.overlay
         s.timings_s.overlay = "same pass"
