@@ -148,3 +148,34 @@ def test_a_dlstm_checkpoint_that_stored_the_fields_it_does_not_use_loads(tmp_pat
     weights = {k: torch.as_tensor(v) for k, v in load_file(str(path)).items()}
     write_tagged(path, weights, {**meta, "model": json.dumps(desc)})
     assert load_checkpoint(path)[0].describe()["name"] == "dlstm_att"
+
+
+@pytest.mark.slow
+def test_export_out_writes_a_folder_that_predict_runs_without_torch(run_copy, crema_d, tmp_path, capsys):
+    """``export --format onnx --out DIR``: the ONNX model with what predict needs beside it, nothing written beside
+    the checkpoint; ``predict DIR VIDEO`` equals ``predict CKPT VIDEO`` with torch within 1e-4 on a CREMA-D clip,
+    without importing torch; a damaged folder is refused with the fix."""
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    before = sorted(p.name for p in run_copy.parent.iterdir())
+    out = tmp_path / "deployed"
+    assert main(["export", str(run_copy), "--format", "onnx", "--out", str(out)]) == 0
+    assert "max |ONNX - torch|" in capsys.readouterr().out
+    assert sorted(p.name for p in run_copy.parent.iterdir()) == before
+    assert {"model.onnx", "model.onnx.json", "deploy.safetensors", "preprocessing.json"} <= {p.name for p in
+                                                                                            out.iterdir()}
+    spec = json.loads((out / "preprocessing.json").read_text())
+    assert spec["preprocessing"]["window"] == 60 and len(spec["audio_mean"]) == spec["model"]["d_audio"]
+    code = ("import sys; from avaffect.cli.main import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "predict", str(out), str(clip), "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stdout
+    assert main(["predict", str(run_copy), str(clip), "--out", str(tmp_path / "t"), "--runtime", "torch"]) == 0
+    a = pd.read_csv(tmp_path / "d" / f"{clip.stem}.csv")
+    b = pd.read_csv(tmp_path / "t" / f"{clip.stem}.csv")
+    np.testing.assert_allclose(a[["valence", "arousal"]].to_numpy(), b[["valence", "arousal"]].to_numpy(), atol=1e-4)
+    assert json.loads((tmp_path / "d" / f"{clip.stem}.json").read_text())["runtime"] == "onnxruntime"
+    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:1000])
+    assert main(["predict", str(out), str(clip), "--out", str(tmp_path / "x")]) == 2
+    assert "export it again" in capsys.readouterr().err

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from avaffect.errors import AvaffectError
 
 
 def cmd_models(args) -> int:
@@ -73,9 +76,20 @@ def register_convert(sub) -> None:
 def cmd_export(args) -> int:
     from avaffect.models.export import export_onnx
 
+    if args.format != "onnx":
+        raise AvaffectError(f"--format {args.format}: only onnx is written")
+    if args.out is not None and len(args.checkpoints) != 1:
+        raise AvaffectError("--out takes one checkpoint: export them one by one into their own folders")
     for checkpoint in args.checkpoints:
-        path = export_onnx(checkpoint)
-        print(f"wrote {path} and {path.name}.json: predict runs it with ONNX Runtime, without importing torch")
+        path = export_onnx(checkpoint, args.out)
+        record = json.loads(path.with_name(path.name + ".json").read_text())
+        print(f"wrote {path} and {path.name}.json (max |ONNX - torch| {record['max_abs_diff']:.2g} on the check "
+              "windows, refused above 1e-4)")
+        if args.out is not None:
+            print(f"  with {args.out / 'deploy.safetensors'} and preprocessing.json: `avaffect predict {args.out} "
+                  "VIDEO` runs it with ONNX Runtime, without torch")
+        else:
+            print("  predict runs it with ONNX Runtime, without importing torch")
     return 0
 
 
@@ -83,4 +97,9 @@ def register_export(sub) -> None:
     p = sub.add_parser("export", help="write a checkpoint's ONNX export beside it (model.onnx), so that predict "
                        "runs without torch (train writes it at the end of every run)")
     p.add_argument("checkpoints", type=Path, nargs="+", metavar="CHECKPOINT", help="model.safetensors of a run")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="the export's format (ONNX; every preset "
+                   "exports, see the README)")
+    p.add_argument("--out", type=Path, help="write the export into this folder with what predict needs besides "
+                   "(deploy.safetensors: the metadata and the audio features' training mean; preprocessing.json: "
+                   "the inputs spelled out), instead of beside the checkpoint; `predict DIR VIDEO` runs it")
     p.set_defaults(func=cmd_export)

@@ -16,11 +16,15 @@ from safetensors import safe_open
 from avaffect.errors import AvaffectError
 from avaffect.features.preprocessing_spec import PreprocessingSpec
 
-__all__ = ["CHECKPOINT_FORMAT", "OFFICIAL_FORMAT", "read_format", "read_tagged_metadata", "read_checkpoint_meta",
-           "read_array"]
+__all__ = ["CHECKPOINT_FORMAT", "OFFICIAL_FORMAT", "DEPLOY_FORMAT", "DEPLOY_FILE", "read_format",
+           "read_tagged_metadata", "read_checkpoint_meta", "read_deploy_meta", "read_array"]
 
 CHECKPOINT_FORMAT = "avaffect-checkpoint-1"
 OFFICIAL_FORMAT = "avaffect-official-1"
+#: ``avaffect export --out DIR``'s ``deploy.safetensors``: a checkpoint's metadata and the tensors predict needs
+#: besides the network (its ``audio_mean``), no weights: the network is ``model.onnx`` beside it
+DEPLOY_FORMAT, DEPLOY_FILE = "avaffect-deploy-1", "deploy.safetensors"
+DEPLOY_FIX = "pass a folder written by `avaffect export CHECKPOINT --out DIR`, or export it again"
 CHECKPOINT_FIX = ("pass the model.safetensors of a training run (authors' checkpoints: convert them with `avaffect "
                   "convert-official`; `predict` runs those, evaluation and training need a model trained here)")
 
@@ -55,7 +59,16 @@ def read_tagged_metadata(path: str | Path, expected_format: str, what: str, fix:
 def read_checkpoint_meta(path: str | Path) -> dict:
     """``{"model": dict, "preprocessing": PreprocessingSpec, "extra": dict, "avaffect_version": str}`` of an
     avaffect checkpoint."""
-    meta = read_tagged_metadata(path, CHECKPOINT_FORMAT, "an avaffect checkpoint", CHECKPOINT_FIX)
+    return _parse_meta(path, read_tagged_metadata(path, CHECKPOINT_FORMAT, "an avaffect checkpoint", CHECKPOINT_FIX))
+
+
+def read_deploy_meta(path: str | Path) -> dict:
+    """:func:`read_checkpoint_meta` of an exported folder's ``deploy.safetensors``."""
+    return _parse_meta(path, read_tagged_metadata(path, DEPLOY_FORMAT, "an exported model's deploy file",
+                                                  DEPLOY_FIX))
+
+
+def _parse_meta(path: str | Path, meta: dict[str, str]) -> dict:
     try:
         model = json.loads(meta["model"])
         prep = json.loads(meta["preprocessing"])

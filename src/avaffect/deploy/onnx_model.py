@@ -25,7 +25,8 @@ from avaffect.errors import AvaffectError
 from avaffect.files import atomic_write_text, sha256_file
 from avaffect.onnxrt import open_session
 
-__all__ = ["EXPORT_FORMAT", "ExportRecord", "OnnxWindows", "export_paths", "find_export", "write_record"]
+__all__ = ["EXPORT_FORMAT", "ExportRecord", "OnnxWindows", "export_paths", "find_deployed", "find_export",
+           "write_record"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,21 @@ def find_export(checkpoint: str | Path, checkpoint_sha256: str | None = None) ->
         log.warning("%s does not match its record (cut short or changed): the torch model runs; `avaffect export "
                     "%s` writes it again", onnx, checkpoint)
         return None
+    return onnx
+
+
+def find_deployed(folder: str | Path) -> Path:
+    """The ``model.onnx`` of a folder written by ``avaffect export --out`` when its record matches it; otherwise an
+    :class:`AvaffectError` saying to export again."""
+    onnx, record_path = export_paths(Path(folder) / "model.safetensors")
+    fix = f"export it again: avaffect export CHECKPOINT --out {folder}"
+    try:
+        raw = json.loads(record_path.read_text())
+        record = ExportRecord(**{**raw, "inputs": tuple(raw["inputs"])})
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise AvaffectError(f"{record_path}: unreadable export record ({e}) — {fix}") from None
+    if record.format != EXPORT_FORMAT or not onnx.is_file() or record.onnx_sha256 != sha256_file(onnx):
+        raise AvaffectError(f"{onnx} is missing, cut short or changed (it does not match {record_path.name}) — {fix}")
     return onnx
 
 

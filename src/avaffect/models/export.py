@@ -10,17 +10,21 @@ pass does not trace faithfully is refused (``predict`` then runs it with torch).
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
-from avaffect.deploy.formats import OFFICIAL_FORMAT, read_format
+from avaffect.deploy.formats import DEPLOY_FILE, DEPLOY_FORMAT, OFFICIAL_FORMAT, read_format
 from avaffect.deploy.onnx_model import INPUTS, ExportRecord, OnnxWindows, export_paths, write_record
 from avaffect.errors import AvaffectError
-from avaffect.files import atomic_path, sha256_file
+from avaffect.files import atomic_path, atomic_write_text, sha256_file
 from avaffect.models.checkpoint import load_checkpoint
 
 __all__ = ["TOLERANCE", "check_batch", "export_onnx"]
@@ -49,9 +53,10 @@ def check_batch(length: int, d_audio: int, d_video: int, seed: int = 0) -> tuple
     return audio, video, mask, face
 
 
-def export_onnx(checkpoint: str | Path) -> Path:
-    """Write ``model.onnx`` and its record beside ``checkpoint`` (an avaffect checkpoint; module docstring) and
-    return the ONNX path. Raises :class:`AvaffectError` when the model cannot be exported faithfully."""
+def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``model.onnx`` and its record beside ``checkpoint`` (an avaffect checkpoint; module docstring), or in
+    ``out_dir`` with what predict needs besides (:func:`export_folder`), and return the ONNX path. Raises
+    :class:`AvaffectError` when the model cannot be exported faithfully."""
     checkpoint = Path(checkpoint)
     if read_format(checkpoint) == OFFICIAL_FORMAT:
         raise AvaffectError(f"{checkpoint}: an authors' model runs with its torch backbones (R3D, ResNet) on every "
@@ -68,7 +73,8 @@ def export_onnx(checkpoint: str | Path) -> Path:
     tensors = tuple(torch.as_tensor(x) for x in batch)
     with torch.no_grad():
         want = model(*tensors).float().numpy()
-    onnx_path, record_path = export_paths(checkpoint)
+    onnx_path, record_path = export_paths(checkpoint if out_dir is None else Path(out_dir) / "model.safetensors")
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(onnx_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shape checks of a fixed window length
         try:
@@ -89,5 +95,32 @@ def export_onnx(checkpoint: str | Path) -> Path:
         inputs = runner.inputs
     write_record(ExportRecord(checkpoint_sha256=sha256_file(checkpoint), onnx_sha256=sha256_file(onnx_path),
                               window=length, inputs=inputs, max_abs_diff=diff), record_path)
+    if out_dir is not None:
+        _deploy_files(checkpoint, Path(out_dir))
     log.info("%s: exported to %s (max |ONNX - torch| %.2g)", checkpoint, onnx_path, diff)
     return onnx_path
+
+
+def _deploy_files(checkpoint: Path, out_dir: Path) -> None:
+    """Beside an export in its own folder: ``deploy.safetensors`` (the checkpoint's metadata and ``audio_mean``, no
+    weights), ``preprocessing.json`` (what the model's inputs are, readable by anyone porting it) and the files the
+    extractors read beside the checkpoint."""
+    with safe_open(str(checkpoint), framework="numpy") as f:
+        meta = dict(f.metadata() or {})
+        audio_mean = f.get_tensor("audio_mean")
+    with atomic_path(out_dir / DEPLOY_FILE) as tmp:
+        save_file({"audio_mean": np.ascontiguousarray(audio_mean)}, str(tmp), metadata={**meta,
+                                                                                        "format": DEPLOY_FORMAT})
+    spec = json.loads(meta["preprocessing"])
+    model = json.loads(meta["model"])
+    atomic_write_text(out_dir / "preprocessing.json", json.dumps({
+        "note": "what model.onnx expects, per batch of windows: audio [B, L, d_audio] and video [B, L, d_video] "
+                "features from the extractors below (their params), the window mask [B, L] (steps inside the "
+                "recording) and the face mask [B, L] (a face was found); output values [B, L, K] (the targets), "
+                "windows of L steps every hop steps, overlapping values averaged",
+        "model": {"name": model["name"], "d_audio": model["d_audio"], "d_video": model["d_video"]},
+        "audio_mean": [float(v) for v in np.asarray(audio_mean).reshape(-1)],
+        "preprocessing": spec}, indent=2) + "\n")
+    for extra in checkpoint.parent.iterdir():  # files an extractor reads beside its checkpoint (weights, statistics)
+        if extra.is_file() and extra.suffix not in (".safetensors", ".onnx", ".json", ".yaml", ".csv", ".ckpt"):
+            shutil.copy2(extra, out_dir / extra.name)

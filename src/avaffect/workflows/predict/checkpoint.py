@@ -31,8 +31,15 @@ import numpy as np
 
 from avaffect.data.folder import recording_from_video
 from avaffect.data.recording import Recording
-from avaffect.deploy.formats import OFFICIAL_FORMAT, read_array, read_checkpoint_meta, read_format
-from avaffect.deploy.onnx_model import OnnxWindows, find_export
+from avaffect.deploy.formats import (
+    DEPLOY_FILE,
+    OFFICIAL_FORMAT,
+    read_array,
+    read_checkpoint_meta,
+    read_deploy_meta,
+    read_format,
+)
+from avaffect.deploy.onnx_model import OnnxWindows, find_deployed, find_export
 from avaffect.errors import AvaffectError, NoAudioStreamError
 from avaffect.evaluation.explain import contribution_columns, occlusion_runner, split_occlusion
 from avaffect.evaluation.overlay import va_columns
@@ -94,13 +101,17 @@ class Predictor(VideoPredictor):
         as columns; ``min_face_quality``: frames below it count as without a face
         (:mod:`avaffect.features.faces.quality`; both on the streaming path)."""
         self.checkpoint = Path(checkpoint)
+        # a folder written by `avaffect export --out`: the ONNX model and deploy.safetensors, no torch weights
+        self.deployed = self.checkpoint.is_dir() and (self.checkpoint / DEPLOY_FILE).is_file()
+        self.home = self.checkpoint if self.deployed else self.checkpoint.parent  # where side files sit
         self.device, self.stream, self.detect_every, self.runtime = device, stream, detect_every, runtime
         self.explain = explain
         self._gates: tuple[list[str], WindowRunner] | None = None  # --explain: the gate columns and their runner
         if min_face_quality is not None and not 0 <= min_face_quality <= 1:
             raise AvaffectError(f"--min-face-quality must be in [0, 1], got {min_face_quality}")
         self.face_quality, self.min_face_quality = face_quality or min_face_quality is not None, min_face_quality
-        sha = sha256_file(self.checkpoint) if self.checkpoint.is_file() else ""
+        sha = sha256_file(self.checkpoint / DEPLOY_FILE if self.deployed else self.checkpoint) \
+            if self.deployed or self.checkpoint.is_file() else ""
         self.run, self.meta, self.audio_mean = self._load(sha)
         self.calibration = self._calibration(sha)
         self.spec = self.meta["preprocessing"]
@@ -134,6 +145,15 @@ class Predictor(VideoPredictor):
             raise AvaffectError(f"runtime must be auto, torch or onnx, not {self.runtime!r}")
         if self.device not in ("cpu", "cuda"):
             raise AvaffectError(f"--device must be cpu or cuda, not {self.device!r}")
+        if self.deployed:  # an exported folder: ONNX Runtime only
+            if self.runtime == "torch":
+                raise AvaffectError(f"{self.checkpoint} is an exported model (ONNX): it runs with ONNX Runtime, not "
+                                    "--runtime torch; give the checkpoint it came from for torch")
+            if self.device != "cpu":
+                raise AvaffectError(f"{self.checkpoint} is an exported model: it runs on the CPU (drop --device)")
+            deploy = self.checkpoint / DEPLOY_FILE
+            return OnnxWindows(find_deployed(self.checkpoint)), read_deploy_meta(deploy), read_array(deploy,
+                                                                                                       "audio_mean")
         official = read_format(self.checkpoint) == OFFICIAL_FORMAT
         # --explain reads a gated model's gate weights, which only the torch model gives: torch unless onnx is asked
         onnx_ok = self.runtime == "onnx" or (self.runtime == "auto" and not self.explain)
@@ -159,7 +179,7 @@ class Predictor(VideoPredictor):
 
     def _calibration(self, sha: str) -> tuple[Any, dict] | None:
         """``avaffect calibrate``'s chain beside the checkpoint, when it was fitted for this very file."""
-        path = self.checkpoint.parent / CALIBRATION_FILE
+        path = self.home / CALIBRATION_FILE
         if not path.is_file():
             return None
         # lazy: postprocess imports the config, which imports torch (2 s a predict without calibration never pays)
@@ -181,7 +201,7 @@ class Predictor(VideoPredictor):
 
     def _extractor(self, what: str, record: ExtractorRecord) -> Extractor:
         try:
-            ex = get_extractor(record.name, **record.params_beside(self.checkpoint.parent))
+            ex = get_extractor(record.name, **record.params_beside(self.home))
         except AvaffectError as e:
             raise AvaffectError(f"{self.checkpoint}: cannot rebuild the {what} {record.name!r} this checkpoint "
                                 f"was trained with: {e}") from None

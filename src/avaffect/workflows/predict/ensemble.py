@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from avaffect.data.recording import Recording
+from avaffect.deploy.formats import DEPLOY_FILE
 from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.checkpoint import Predictor
 from avaffect.workflows.predict.result import ModelInfo, PredictionRun, Traces, VideoPredictor
@@ -31,7 +32,7 @@ def expand_checkpoints(item: str | Path) -> list[Path]:
     """A checkpoint file as itself; a run folder as its ``model.safetensors`` (one run) or every
     ``model.safetensors`` under it (a ``--folds`` / ``--seeds`` run folder), sorted."""
     p = Path(item)
-    if p.is_file():
+    if p.is_file() or (p / DEPLOY_FILE).is_file():  # a checkpoint, or a folder written by `export --out`
         return [p]
     if (p / "model.safetensors").is_file():
         return [p / "model.safetensors"]
