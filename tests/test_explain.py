@@ -114,3 +114,21 @@ def test_explain_gives_a_gated_models_gate_weights(name, crema_d, tmp_path):
             np.testing.assert_allclose(x[cols].sum(axis=1), 1.0, atol=1e-4)
     summary = json.loads((tmp_path / "x" / f"{clip.stem}.json").read_text())
     assert "gate_<modality>_<j>" in summary["explain"]
+
+
+def test_the_page_draws_contributions_gates_and_an_ensembles_band():
+    from avaffect.evaluation.page import page_html
+
+    n = 5
+    cols = {"time": np.arange(n) / 10, "valence": np.zeros(n), "arousal": np.full(n, 0.5),
+            "face_detected": np.ones(n, bool), "valence_spread": np.full(n, 0.1), "arousal_spread": np.zeros(n)}
+    cols.update({f"{t}_{m}": np.zeros(n) for t in ("valence", "arousal") for m in ("voice", "face")})
+    cols.update({"gate_audio_0": np.full(n, 0.3), "gate_audio_1": np.full(n, 0.7)})
+    page = page_html(pd.DataFrame(cols), {}, "clip.mp4", "clip")
+    data = json.loads(page.split('id="avaffect-data">', 1)[1].split("</script>", 1)[0])
+    names = [s[0] for s in data["series"]]
+    assert names[:2] == ["valence", "arousal"] and "valence: voice" in names and "gate: audio" in names
+    assert data["series"][names.index("gate: audio")][2] == [0.7] * n  # the last candidate's weight
+    lo, hi = data["bands"][0][1], data["bands"][0][2]
+    assert lo == [-0.1] * n and hi == [0.1] * n
+    assert "Dotted: how far the voice" in page and "Fine dotted (gate" in page

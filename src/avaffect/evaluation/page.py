@@ -160,6 +160,15 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
         data["series"] = [[t, colors[t], data[t], ""] for t in targets] + [
             [f"{t}: {m}", colors[t], _clean(frame[f"{t}_{m}"].to_numpy()), "2,3" if m == "voice" else "8,3"]
             for t in explained for m in MODALITIES]
+    last_gate: dict[str, str] = {}  # a gated model's --explain: each gate's weight of its last candidate
+    for c in frame.columns:
+        if c.startswith("gate_"):
+            last_gate[c.rsplit("_", 1)[0][len("gate_"):]] = c
+    if last_gate and people is None:
+        gate_colors = ("#555555", "#8c564b", "#9467bd", "#17becf", "#bcbd22", "#7f7f7f", "#e377c2", "#2ca02c")
+        data.setdefault("series", [[t, colors[t], data[t], ""] for t in targets])
+        data["series"] += [[f"gate: {g}", gate_colors[i % len(gate_colors)], _clean(frame[c].to_numpy()), "1,3"]
+                           for i, (g, c) in enumerate(last_gate.items())]
     spread = [t for t in targets if f"{t}_spread" in frame]
     if spread and people is None:  # an ensemble: its spread as a band around the mean
         data["bands"] = [[colors[t], _clean(frame[t].to_numpy() - frame[f"{t}_spread"].to_numpy()),
@@ -183,6 +192,9 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
         legend += "<span>band: ± the ensemble's spread (std across its models)</span>"
     if explained and people is None:
         note = (note + " " if note else "") + EXPLAIN_CHART
+    if last_gate and people is None:
+        note += (" Fine dotted (gate: ...): each gate's weight, 0 to 1, of its last candidate (the attended features, "
+                 "the last iterate).")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} — avaffect</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
