@@ -327,8 +327,9 @@ class LiveRun:
         start = max(0, step - self.length + 1) if self.length else step
         size, (before, after) = self.pipeline.crop_size, self.context
         windows = LiveWindows(self.predictor.run, self.length, self.hop, start) if self.length else None
+        # nothing before `step` is ever emitted for it (its person was not on screen): provisional values from there
         track = _Track(person, CropChunker(size, self.chunk, before, after, start=start), windows, start,
-                       emitted=start, prov_upto=start, last_seen=step)
+                       emitted=start, prov_upto=step, last_seen=step)
         self.tracks[person] = track
         if person is not None and person > self.people_seen:
             self.people_seen = person
