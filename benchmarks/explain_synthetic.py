@@ -90,10 +90,11 @@ def main() -> None:
               "there'."]
     lines += ["", "Face found by the detector, by the plan's face segments: " +
               ", ".join(f"{k} {v:.0%}" for k, v in sorted(found_rows.items())) + ".", "",
-              "Read: where the plan silences the voice (`missing`) or drowns it (`noisy`), the voice should move the "
-              "values less than in `none` segments; `conflicting` segments carry a voice that follows another "
-              "trajectory, which a model may still use. The face's contribution is 0 wherever no face was found in "
-              "a window (Haar misses many of the cartoon faces, more so in their weak segments)."]
+              "Read: the expectation was that where the plan silences the voice (`missing`) or drowns it "
+              "(`noisy`), the voice would move the values less than in `none` segments (measured above); "
+              "`conflicting` segments carry a voice that follows another trajectory, which a model may still use. "
+              "The face's contribution is 0 wherever no face was found in a window (Haar misses many of the cartoon "
+              "faces, more so in their weak segments)."]
     publish(args.out, "\n".join(lines) + "\n", res)
 
 
