@@ -281,3 +281,21 @@ def recola_root(folder: Path, n: int = 51) -> Path:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(arff(name, [f"{0.3 * math.sin(i / 4):.4f}" for i in range(n)]))
     return root
+
+
+def reencode_video_only(src: Path, dst: Path, transform=None, fps: int = 25) -> Path:
+    """``src``'s frames re-encoded as H.264 in ``dst`` with no audio track, each frame through ``transform``
+    (``rgb -> rgb``) first when given."""
+    from avaffect.media import iter_video_frames
+
+    out = av.open(str(dst), "w")
+    stream = None
+    for _, rgb in iter_video_frames(src):
+        if stream is None:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        frame = transform(rgb) if transform is not None else rgb
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+    out.mux(stream.encode(None))
+    out.close()
+    return dst

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
+from mediafiles import reencode_video_only
 
 from avaffect.cli.main import main
 from avaffect.evaluation.explain import occlusion_runner, split_occlusion
 from avaffect.evaluation.streaming import predict_windows
-from avaffect.media import iter_video_frames
 
 
 def _toy(a, v, m, f):
@@ -36,19 +35,6 @@ def test_the_occlusion_runner_is_the_value_minus_the_value_without_each_modality
     np.testing.assert_allclose(parts["face"], plain - no_face, atol=1e-6)
 
 
-def _without_audio(src, dst):
-    """``src``'s frames re-encoded (H.264, 25 fps) with no audio track."""
-    out = av.open(str(dst), "w")
-    stream = None
-    for _, rgb in iter_video_frames(src):
-        if stream is None:
-            stream = out.add_stream("libx264", rate=25)
-            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
-        out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-    out.mux(stream.encode(None))
-    out.close()
-
-
 @pytest.mark.slow
 def test_explain_columns_on_a_real_clip(tiny_run, crema_d, tmp_path):
     clip = sorted(crema_d.glob("*.flv"))[0]
@@ -68,7 +54,7 @@ def test_explain_columns_on_a_real_clip(tiny_run, crema_d, tmp_path):
     assert "valence: voice" in page and "Dotted: how far the voice" in page
     # no audio track: the voice is already its missing input, so it contributes nothing; no voicing
     silent = tmp_path / "silent.mp4"
-    _without_audio(clip, silent)
+    reencode_video_only(clip, silent)
     assert main(["predict", ckpt, str(silent), "--out", str(tmp_path / "s"), "--explain"]) == 0
     s = pd.read_csv(tmp_path / "s" / "silent.csv")
     assert (s[["valence_voice", "arousal_voice"]].to_numpy() == 0).all() and s["voicing"].isna().all()

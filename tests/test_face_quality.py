@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 
-import av
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from mediafiles import reencode_video_only
 
 from avaffect.cli.main import main
 from avaffect.features.faces.quality import face_quality
-from avaffect.media import iter_video_frames
 
 
 def test_the_quality_terms():
@@ -28,18 +27,6 @@ def test_the_quality_terms():
     assert face_quality(sharp, box, -50.0).face_quality == 0.0
 
 
-def _blurred(src, dst, sigma: float = 4.0):
-    out = av.open(str(dst), "w")
-    stream = None
-    for _, rgb in iter_video_frames(src):
-        if stream is None:
-            stream = out.add_stream("libx264", rate=25)
-            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
-        out.mux(stream.encode(av.VideoFrame.from_ndarray(cv2.GaussianBlur(rgb, (0, 0), sigma), format="rgb24")))
-    out.mux(stream.encode(None))
-    out.close()
-
-
 @pytest.mark.slow
 def test_predict_reports_face_quality_and_masks_below_the_minimum(tiny_run, crema_d, tmp_path):
     clip = sorted(crema_d.glob("*.flv"))[0]
@@ -50,7 +37,7 @@ def test_predict_reports_face_quality_and_masks_below_the_minimum(tiny_run, crem
     assert all(c in q.columns for c in cols) and q["face_detected"].all()
     assert np.isfinite(q[cols].to_numpy()).all() and (q["face_quality"] > 0.9).all()  # a sharp, frontal face
     blurred = tmp_path / "blurred.mp4"
-    _blurred(clip, blurred)
+    reencode_video_only(clip, blurred, lambda rgb: cv2.GaussianBlur(rgb, (0, 0), 4.0))
     assert main(["predict", ckpt, str(blurred), "--out", str(tmp_path / "b"), "--face-quality"]) == 0
     b = pd.read_csv(tmp_path / "b" / "blurred.csv")
     found = b["face_quality"].notna()

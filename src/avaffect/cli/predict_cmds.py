@@ -7,7 +7,6 @@ from pathlib import Path
 
 from avaffect.cli.common import no_video_error
 from avaffect.data.folder import list_videos
-from avaffect.deploy.formats import DEPLOY_FILE
 from avaffect.errors import AvaffectError
 
 
@@ -39,6 +38,8 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
 def _is_model(item: Path) -> bool:
     """A checkpoint file or a run folder (one holding ``model.safetensors``, itself or in its fold / seed folders),
     as opposed to a video or a folder of videos."""
+    from avaffect.deploy.formats import DEPLOY_FILE
+
     return item.suffix == ".safetensors" or (item.is_dir() and (any(item.rglob("model.safetensors"))
                                                                 or (item / DEPLOY_FILE).is_file()))
 

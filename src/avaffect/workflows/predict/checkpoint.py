@@ -182,8 +182,7 @@ class Predictor(VideoPredictor):
         path = self.home / CALIBRATION_FILE
         if not path.is_file():
             return None
-        # lazy: postprocess imports the config, which imports torch (2 s a predict without calibration never pays)
-        from avaffect.evaluation.postprocess import PostProcessor
+        from avaffect.evaluation.postprocess import PostProcessor  # lazy: imports the config, which imports torch
 
         try:
             record = json.loads(path.read_text())
