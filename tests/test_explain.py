@@ -26,7 +26,8 @@ def test_the_occlusion_runner_is_the_value_minus_the_value_without_each_modality
     a, v = rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 4)).astype(np.float32)
     face = rng.random(n) > 0.2
     both = predict_windows(occlusion_runner(_toy, mean), a, v, face, 30, 10)
-    values, parts = split_occlusion(both, 2)
+    values, parts, more = split_occlusion(both, 2)
+    assert more.shape == (n, 0)  # no gates
     plain = predict_windows(_toy, a, v, face, 30, 10)
     np.testing.assert_array_equal(values, plain)  # the values are the prediction's own, to the bit
     no_voice = predict_windows(_toy, np.tile(mean, (n, 1)), v, face, 30, 10)
