@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     from avaffect.data.synth.plan import WEAK_CODES
-    from avaffect.workflows.predict import load_predictor
+    from avaffect.workflows.predict import PredictorOptions, load_predictor
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     data = args.data or args.checkpoint.resolve().parents[2] / "data"
     names = sorted(p.stem for p in (data / "annotations" / "VA_Estimation_Challenge" / "Validation_Set").glob("*.txt"))
-    pred = load_predictor(args.checkpoint, explain=True)
+    pred = load_predictor(args.checkpoint, options=PredictorOptions(explain=True))
     kinds = {v: k for k, v in WEAK_CODES.items()}
     sums: dict[tuple[str, str], list[np.ndarray]] = {}
     face_found: dict[str, list[np.ndarray]] = {}

@@ -120,11 +120,11 @@ def authors_checkpoint(variant: str, work: Path) -> Path:
 def child(checkpoint: Path, video: Path, stream: bool, detect_every: int | None, overlay: bool = False) -> None:
     from avaffect.files import output_path
     from avaffect.logs import quiet_third_party_logs
-    from avaffect.workflows.predict import Predictor, write_outputs
+    from avaffect.workflows.predict import Predictor, PredictorOptions, write_outputs
 
     quiet_third_party_logs()
     t0 = time.perf_counter()
-    predictor = Predictor(checkpoint, "cpu", stream=stream, detect_every=detect_every)
+    predictor = Predictor(checkpoint, PredictorOptions(stream=stream, detect_every=detect_every))
     out, name = Path("/tmp/avaffect-predict-speed-out"), video.stem + ("-s" if stream else "-w")
     result = predictor(video, None, output_path(out, name, "_overlay.mp4") if overlay else None)
     write_outputs(result, out, name, overlay=overlay)

@@ -24,7 +24,7 @@ from avaffect.models import get_entry, list_models
 from avaffect.models.checkpoint import load_checkpoint, save_checkpoint
 from avaffect.models.export import TOLERANCE, check_batch, export_onnx
 from avaffect.models.wrapper import AVRegressor
-from avaffect.workflows.predict import load_predictor
+from avaffect.workflows.predict import PredictorOptions, load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +87,9 @@ def test_an_export_of_another_checkpoint_or_cut_short_is_never_run(run_copy, cap
     assert load_predictor(run_copy).info.runtime == "torch"
     assert "exported from another version" in caplog.text
     with pytest.raises(AvaffectError, match="avaffect export"):
-        load_predictor(run_copy, runtime="onnx")
+        load_predictor(run_copy, options=PredictorOptions(runtime="onnx"))
     assert main(["export", str(run_copy)]) == 0  # written again: matched again
-    assert load_predictor(run_copy, runtime="onnx").info.runtime == "onnxruntime"
+    assert load_predictor(run_copy, options=PredictorOptions(runtime="onnx")).info.runtime == "onnxruntime"
 
 
 def test_export_refuses_what_it_cannot_export_faithfully(tmp_path):

@@ -22,7 +22,7 @@ from avaffect.features.extractors.base import get_extractor
 from avaffect.features.faces import load_face_crops
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.models.official import CAMSizes, build_official, convert_official, load_converted
-from avaffect.workflows.predict import Predictor
+from avaffect.workflows.predict import Predictor, PredictorOptions
 
 L = 8  # a short window (the released models use L = 300 clips' worth of sub-sequence; any L works the same)
 
@@ -129,9 +129,9 @@ def test_the_streamed_authors_path_equals_the_whole_video_one(converted, crema_d
     """One decode, chunks of 2 clips (16 frames) with the clip's 7 frames of context before each: the same
     per-frame values and faces as holding every crop of the video first (also with ``--detect-every``)."""
     clip = sorted(crema_d.glob("*.flv"))[1]
-    whole = Predictor(converted, stream=False, detect_every=detect_every)(clip)
+    whole = Predictor(converted, PredictorOptions(stream=False, detect_every=detect_every))(clip)
     monkeypatch.setattr(Predictor, "CLIP_CHUNK", 2)
-    streamed = Predictor(converted, detect_every=detect_every)(clip)
+    streamed = Predictor(converted, PredictorOptions(detect_every=detect_every))(clip)
     assert streamed.summary.streamed and not whole.summary.streamed
     assert streamed.summary.detect_every == whole.summary.detect_every == (detect_every or 1)
     assert streamed.summary.frames > 3 * 16  # several chunks

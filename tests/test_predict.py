@@ -19,7 +19,7 @@ from avaffect.media import probe, video_frame_times
 from avaffect.metrics import score_arrays
 from avaffect.models.checkpoint import load_checkpoint
 from avaffect.workflows.evaluate import evaluate_run
-from avaffect.workflows.predict import VideoPredictor, write_outputs
+from avaffect.workflows.predict import PredictorOptions, VideoPredictor, write_outputs
 from avaffect.workflows.predict import checkpoint as predict_module
 
 
@@ -201,7 +201,7 @@ def test_predict_decodes_and_detects_once_per_video(tiny_run, synth_root, monkey
 
     calls = _count_decodes(monkeypatch, (crops_module, stream_module))
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
-    result = predict_module.Predictor(tiny_run / "model.safetensors", stream=stream)(rec.video_path)
+    result = predict_module.Predictor(tiny_run / "model.safetensors", PredictorOptions(stream=stream))(rec.video_path)
     assert len(calls) == 1 and result.boxes is not None and len(result.boxes) == rec.num_steps
     assert result.summary.streamed is stream
 
@@ -233,8 +233,8 @@ def test_streaming_predictions_equal_the_whole_video_path(tiny_run, synth_root, 
         return real_chunks(rec, extractor, 13, **kwargs)
 
     monkeypatch.setattr(predict_module, "iter_face_feature_chunks", small_chunks)
-    streaming = predict_module.Predictor(tiny_run / "model.safetensors", stream=True)
-    whole = predict_module.Predictor(tiny_run / "model.safetensors", stream=False)
+    streaming = predict_module.Predictor(tiny_run / "model.safetensors", PredictorOptions(stream=True))
+    whole = predict_module.Predictor(tiny_run / "model.safetensors", PredictorOptions(stream=False))
     rec = next(r for r in load_affwild2(synth_root) if r.split == "validation")
     videos = [rec.video_path, *sorted(crema_d.glob("*.flv"))[:3]]
     for video in videos:

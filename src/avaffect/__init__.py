@@ -20,6 +20,8 @@ def load_predictor(checkpoint=None, *, face_model=None, device: str = "cpu", str
     """A model loaded once, for many videos: ``predictor = load_predictor("run/model.safetensors")`` (or
     ``face_model="enet_b0_8_va_mtl"``), then ``run = predictor(video)`` gives ``run.frame`` (per frame) and
     ``run.summary``. See :mod:`avaffect.workflows.predict`."""
+    from avaffect.workflows.predict import PredictorOptions  # lazy: `import avaffect` stays light (no torch)
     from avaffect.workflows.predict import load_predictor as _load  # lazy: `import avaffect` stays light (no torch)
 
-    return _load(checkpoint, face_model=face_model, device=device, stream=stream, detect_every=detect_every)
+    return _load(checkpoint, face_model=face_model,
+                 options=PredictorOptions(device=device, stream=stream, detect_every=detect_every))

@@ -18,7 +18,7 @@ SOURCES_HELP = (
 def cmd_live(args) -> int:
     from avaffect.livemedia import LiveSource
     from avaffect.workflows.live import CsvSink, JsonLinesSink, LiveRun, LiveServer, SummarySink, install_stop
-    from avaffect.workflows.predict import load_predictor
+    from avaffect.workflows.predict import PredictorOptions, load_predictor
 
     items = list(args.items)
     if len(items) != (1 if args.face_model else 2):
@@ -30,7 +30,7 @@ def cmd_live(args) -> int:
             raise AvaffectError(f"--{name.replace('_', '-')} must be 0 or more seconds, got {value}")
     source_arg = items.pop()
     predictor = load_predictor(None if args.face_model else items[0], face_model=args.face_model,
-                               detect_every=args.detect_every, runtime=args.runtime)
+                               options=PredictorOptions(detect_every=args.detect_every, runtime=args.runtime))
     sample_rate = int(getattr(predictor, "audio_ex", None).params.get("sample_rate", 16000)) \
         if hasattr(predictor, "audio_ex") else 16000
     source = LiveSource(source_arg, realtime=args.realtime, sample_rate=sample_rate,

@@ -36,17 +36,22 @@ def named_inputs(items: list[Path]) -> list[tuple[Path, str]]:
 
 
 def _is_model(item: Path) -> bool:
-    """A checkpoint file or a run folder (one holding ``model.safetensors``, itself or in its fold / seed folders),
-    as opposed to a video or a folder of videos."""
+    """After the first model: one more member of an ensemble (a checkpoint file, or a folder written by ``export
+    --out``), as opposed to a video or a folder of videos (which may hold a checkpoint of its own)."""
     from avaffect.deploy.formats import DEPLOY_FILE
 
-    return item.suffix == ".safetensors" or (item.is_dir() and (any(item.rglob("model.safetensors"))
-                                                                or (item / DEPLOY_FILE).is_file()))
+    return item.suffix == ".safetensors" or (item.is_dir() and (item / DEPLOY_FILE).is_file())
 
 
 def cmd_predict(args) -> int:
     from avaffect.progress import progress_bar
-    from avaffect.workflows.predict import OutputRequest, expand_checkpoints, load_predictor, predict_many
+    from avaffect.workflows.predict import (
+        OutputRequest,
+        PredictorOptions,
+        expand_checkpoints,
+        load_predictor,
+        predict_many,
+    )
 
     if args.workers < 1:
         raise AvaffectError(f"--workers must be at least 1, got {args.workers}")
@@ -59,15 +64,16 @@ def cmd_predict(args) -> int:
                             "or --face-model NAME_OR_FILE and the videos")
     checkpoints: list[Path] = []
     if not args.face_model:  # the first item is a model; so is each next one that is a checkpoint or a run folder
-        checkpoints += expand_checkpoints(items.pop(0))
+        checkpoints += expand_checkpoints(items.pop(0))  # a checkpoint, or a run folder of folds / seeds
         while items and _is_model(items[0]):
             checkpoints += expand_checkpoints(items.pop(0))
         if not items:
             raise AvaffectError("give the videos or folders to predict after the checkpoint(s)")
-    predictor = load_predictor(None if args.face_model else checkpoints, face_model=args.face_model,
-                               device=args.device, stream=not args.no_stream, detect_every=args.detect_every,
+    options = PredictorOptions(device=args.device, stream=not args.no_stream, detect_every=args.detect_every,
                                runtime=args.runtime, explain=args.explain, face_quality=args.face_quality,
                                min_face_quality=args.min_face_quality)
+    predictor = load_predictor(None if args.face_model else checkpoints, face_model=args.face_model,
+                               options=options)
     args.inputs = items
     inputs = named_inputs(args.inputs)
     videos = [v for v, _ in inputs]

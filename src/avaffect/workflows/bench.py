@@ -15,7 +15,7 @@ from avaffect.features.extractors import get_extractor, list_extractors
 from avaffect.features.faces import FacePipeline, track_faces
 from avaffect.media import iter_video_frames, read_audio
 from avaffect.progress import stage
-from avaffect.workflows.predict import Predictor
+from avaffect.workflows.predict import Predictor, PredictorOptions
 
 
 def machine() -> dict:
@@ -84,8 +84,8 @@ def bench_media(videos: list[Path], extractors: list[str] | None = None, device:
 def bench_predict(checkpoint: Path, videos: list[Path], device: str = "cpu") -> list[dict]:
     """Real-time factor (video seconds per wall second) of ``predict`` end to end, the streaming path and the
     whole-video path side by side (alternating per video), with the streaming path's seconds per stage."""
-    paths = {"streaming": Predictor(checkpoint, device, stream=True),
-             "whole video": Predictor(checkpoint, device, stream=False)}
+    paths = {"streaming": Predictor(checkpoint, PredictorOptions(device=device, stream=True)),
+             "whole video": Predictor(checkpoint, PredictorOptions(device=device, stream=False))}
     for predictor in paths.values():
         predictor(videos[0])  # warm-up
     rows = []

@@ -37,7 +37,7 @@ Rules at the edges (documented, never silent):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,45 +49,47 @@ from avaffect.workflows.predict.ensemble import EnsemblePredictor, expand_checkp
 from avaffect.workflows.predict.face_model import FaceModelPredictor
 from avaffect.workflows.predict.outputs import OutputRequest, write_outputs
 from avaffect.workflows.predict.people import PeopleRun, PeopleSummary, predict_people, write_people_outputs
-from avaffect.workflows.predict.result import PredictionRun, Summary, Timings, VideoPredictor, prediction_meaning
+from avaffect.workflows.predict.result import (
+    PredictionRun,
+    PredictorOptions,
+    Summary,
+    Timings,
+    VideoPredictor,
+    prediction_meaning,
+)
 from avaffect.workflows.predict.runner import predict_many, predict_one
 
 __all__ = ["EnsemblePredictor", "FaceModelPredictor", "OutputRequest", "PeopleRun", "PeopleSummary", "PredictionRun",
-           "Predictor", "Summary", "Timings", "VideoPredictor", "expand_checkpoints", "load_predictor", "predict",
-           "predict_many", "predict_one", "predict_people", "prediction_meaning", "write_outputs",
-           "write_people_outputs"]
+           "Predictor", "PredictorOptions", "Summary", "Timings", "VideoPredictor", "expand_checkpoints",
+           "load_predictor", "predict", "predict_many", "predict_one", "predict_people", "prediction_meaning",
+           "write_outputs", "write_people_outputs"]
 
 
 def load_predictor(checkpoint: str | Path | list[str | Path] | None = None, *, face_model: str | None = None,
-                   device: str = "cpu",
-                   stream: bool = True, detect_every: int | None = None,
-                   runtime: Literal["auto", "torch", "onnx"] = "auto", explain: bool = False,
-                   face_quality: bool = False, min_face_quality: float | None = None) -> VideoPredictor:
-    """A predictor to keep between videos: a trained ``checkpoint`` (``model.safetensors`` of a run) or, instead,
-    a ``face_model`` (a registered ONNX face model's name or file); ``explain``: the modalities' contributions as
-    columns (:mod:`avaffect.evaluation.explain`). Loading checks everything a video will need
-    (the extractors, their weight files), so a missing file fails here, before any video. ``runtime``: what runs
-    a checkpoint's model (:class:`Predictor`: its ONNX export when there is one, ``auto``)."""
+                   options: PredictorOptions | None = None) -> VideoPredictor:
+    """A predictor to keep between videos: a trained ``checkpoint`` (``model.safetensors`` of a run, a folder written
+    by ``avaffect export --out``, or a list of them: an ensemble) or, instead, a ``face_model`` (a registered ONNX
+    face model's name or file). Loading checks everything a video will need (the extractors, their weight files), so
+    a missing file fails here, before any video. ``options``: how it runs and what it adds
+    (:class:`PredictorOptions`)."""
+    o = options or PredictorOptions()
     if (checkpoint is None) == (face_model is None):
         raise AvaffectError("give a checkpoint (model.safetensors of a run) or face_model=NAME_OR_FILE, not both")
     if face_model is not None:
-        if face_quality or min_face_quality is not None:
+        if o.face_quality or o.min_face_quality is not None:
             raise AvaffectError("--face-quality / --min-face-quality run with a fusion checkpoint (not yet with "
                                 "--face-model)")
-        if explain:
+        if o.explain:
             raise AvaffectError("--explain needs a fusion checkpoint (a face model has one modality: nothing to "
                                 "occlude)")
-        return FaceModelPredictor(face_model, device=device, stream=stream, detect_every=detect_every)
+        return FaceModelPredictor(face_model, device=o.device, stream=o.stream, detect_every=o.detect_every)
     if isinstance(checkpoint, (list, tuple)):
         if len(checkpoint) > 1:
-            return EnsemblePredictor(list(checkpoint), device=device, stream=stream, detect_every=detect_every,
-                                     runtime=runtime, explain=explain, face_quality=face_quality,
-                                     min_face_quality=min_face_quality)
+            return EnsemblePredictor(list(checkpoint), o)
         if not checkpoint:
             raise AvaffectError("no checkpoint given (a run folder without model.safetensors?)")
         checkpoint = checkpoint[0]
-    return Predictor(checkpoint, device=device, stream=stream, detect_every=detect_every, runtime=runtime,
-                     explain=explain, face_quality=face_quality, min_face_quality=min_face_quality)
+    return Predictor(checkpoint, o)
 
 
 def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
@@ -96,6 +98,6 @@ def predict(checkpoint: str | Path, video: str | Path, device: str = "cpu",
 
     The summary (means, face fraction, timings, real-time factor) is in ``df.attrs["summary"]`` (a dict, as
     written to JSON). Keep a :func:`load_predictor` to run many videos."""
-    run = Predictor(checkpoint, device, stream)(video, crops_dir)
+    run = Predictor(checkpoint, PredictorOptions(device=device, stream=stream))(video, crops_dir)
     run.frame.attrs["summary"] = run.summary.as_json()
     return run.frame

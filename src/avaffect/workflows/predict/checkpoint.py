@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +61,7 @@ from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
 from avaffect.onnxrt import onnxruntime_available
 from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
-from avaffect.workflows.predict.result import ModelInfo, PredictionRun, Traces, VideoPredictor
+from avaffect.workflows.predict.result import ModelInfo, PredictionRun, PredictorOptions, Traces, VideoPredictor
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,13 @@ class Predictor(VideoPredictor):
 
     CLIP_CHUNK = 32  # clips per streamed chunk on the authors'-model path
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu", stream: bool = True,
-                 detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto",
-                 explain: bool = False, face_quality: bool = False, min_face_quality: float | None = None) -> None:
-        """``detect_every``: run the face detector on every k-th frame only, tracking in between, whatever the
-        checkpoint recorded (faster; the crops, and so the values, then differ slightly from the recorded
-        pipeline: see ``docs/benchmarks/face_tracking.md``). ``None``: the checkpoint's own setting. ``runtime``:
-        ``auto`` runs the ONNX export when there is a matching one and the device is the CPU (module docstring),
-        ``onnx`` requires it, ``torch`` never uses it. ``explain``: also each modality's contribution by occlusion
-        and the voicing, as columns (:mod:`avaffect.evaluation.explain`). ``face_quality``: each frame's face quality
-        as columns; ``min_face_quality``: frames below it count as without a face
-        (:mod:`avaffect.features.faces.quality`; both on the streaming path)."""
+    def __init__(self, checkpoint: str | Path, options: PredictorOptions | None = None) -> None:
+        """``checkpoint``: ``model.safetensors`` of a run (or a folder written by ``avaffect export --out``);
+        ``options``: how it runs and what it adds (:class:`PredictorOptions`)."""
+        o = options or PredictorOptions()
+        self.options = o
+        device, stream, detect_every, runtime = o.device, o.stream, o.detect_every, o.runtime
+        explain, face_quality, min_face_quality = o.explain, o.face_quality, o.min_face_quality
         self.checkpoint = Path(checkpoint)
         # a folder written by `avaffect export --out`: the ONNX model and deploy.safetensors, no torch weights
         self.deployed = self.checkpoint.is_dir() and (self.checkpoint / DEPLOY_FILE).is_file()
@@ -225,8 +221,7 @@ class Predictor(VideoPredictor):
         return run
 
     def spawn_args(self) -> tuple[type, tuple]:
-        return type(self), (str(self.checkpoint), self.device, self.stream, self.detect_every, self.runtime,
-                            self.explain, self.face_quality, self.min_face_quality)
+        return type(self), (str(self.checkpoint), self.options)
 
     def recording(self, video: str | Path, crops_dir: str | Path | None = None) -> Recording:
         rec = recording_from_video(video, crops_dir=crops_dir)

@@ -12,7 +12,6 @@ learned alike. It is not a calibrated confidence interval.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -20,7 +19,7 @@ from avaffect.data.recording import Recording
 from avaffect.deploy.formats import DEPLOY_FILE
 from avaffect.errors import AvaffectError
 from avaffect.workflows.predict.checkpoint import Predictor
-from avaffect.workflows.predict.result import ModelInfo, PredictionRun, Traces, VideoPredictor
+from avaffect.workflows.predict.result import ModelInfo, PredictionRun, PredictorOptions, Traces, VideoPredictor
 
 __all__ = ["EnsemblePredictor", "SPREAD_NOTE", "expand_checkpoints"]
 
@@ -32,8 +31,8 @@ def expand_checkpoints(item: str | Path) -> list[Path]:
     """A checkpoint file as itself; a run folder as its ``model.safetensors`` (one run) or every
     ``model.safetensors`` under it (a ``--folds`` / ``--seeds`` run folder), sorted."""
     p = Path(item)
-    if p.is_file() or (p / DEPLOY_FILE).is_file():  # a checkpoint, or a folder written by `export --out`
-        return [p]
+    if not p.is_dir() or (p / DEPLOY_FILE).is_file():  # a checkpoint (or a missing one: the predictor says so), or
+        return [p]  # a folder written by `export --out`
     if (p / "model.safetensors").is_file():
         return [p / "model.safetensors"]
     return sorted(p.rglob("model.safetensors"))
@@ -44,15 +43,12 @@ class EnsemblePredictor(VideoPredictor):
 
     no_face_consequence = "the predictions rest on the voice alone"
 
-    def __init__(self, checkpoints: list[str | Path], device: str = "cpu", stream: bool = True,
-                 detect_every: int | None = None, runtime: Literal["auto", "torch", "onnx"] = "auto",
-                 explain: bool = False, face_quality: bool = False, min_face_quality: float | None = None) -> None:
+    def __init__(self, checkpoints: list[str | Path], options: PredictorOptions | None = None) -> None:
         if len(checkpoints) < 2:
             raise AvaffectError("an ensemble needs at least two checkpoints")
-        self.args = ([str(c) for c in checkpoints], device, stream, detect_every, runtime, explain, face_quality,
-                     min_face_quality)
-        self.members = [Predictor(c, device, stream, detect_every, runtime, explain, face_quality, min_face_quality)
-                        for c in checkpoints]
+        options = options or PredictorOptions()
+        self.args = ([str(c) for c in checkpoints], options)
+        self.members = [Predictor(c, options) for c in checkpoints]
         first = self.members[0].info
         for m in self.members[1:]:
             if m.info.targets != first.targets:
@@ -66,7 +62,7 @@ class EnsemblePredictor(VideoPredictor):
         self.info = ModelInfo(model=f"ensemble of {len(self.members)} ({', '.join(models)})",
                               checkpoint=first.checkpoint, checkpoint_sha256_16=first.checkpoint_sha256_16,
                               trained_on=first.trained_on, targets=first.targets, detect_every=first.detect_every,
-                              device=device, faces=first.faces, runtime=first.runtime)
+                              device=options.device, faces=first.faces, runtime=first.runtime)
         self.checkpoints = [str(m.checkpoint) for m in self.members]
 
     def spawn_args(self) -> tuple[type, tuple]:

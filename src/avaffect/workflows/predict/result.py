@@ -197,6 +197,28 @@ class Traces:
 
 
 @dataclass(frozen=True)
+class PredictorOptions:
+    """How a checkpoint's predictor runs and what it adds to the values (``predict``'s options).
+
+    ``device``: cpu or cuda. ``stream``: one decode in chunks, memory independent of the video's length (``False``:
+    the whole-video path). ``detect_every``: the face detector on every k-th frame only, tracking in between,
+    whatever the checkpoint recorded (``None``: its own setting; see ``docs/benchmarks/face_tracking.md``).
+    ``runtime``: ``auto`` runs the ONNX export when a matching one sits beside the checkpoint and the device is the
+    CPU, ``onnx`` requires it, ``torch`` never uses it. ``explain``: each modality's contribution by occlusion, the
+    voicing and a gated model's gate weights, as columns (:mod:`avaffect.evaluation.explain`). ``face_quality``:
+    each frame's face quality as columns; ``min_face_quality``: frames below it count as without a face
+    (:mod:`avaffect.features.faces.quality`; the streaming path)."""
+
+    device: str = "cpu"
+    stream: bool = True
+    detect_every: int | None = None
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    explain: bool = False
+    face_quality: bool = False
+    min_face_quality: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a predictor tells about its model in every summary."""
 
