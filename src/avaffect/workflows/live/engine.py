@@ -19,7 +19,13 @@ The latency contract
   the face pipeline would take it is dropped: its step stays on the timeline, with no face (the model's
   missing-face input, as for a frame where no face was found) and ``dropped: true``. So when the machine cannot
   keep up, the face pipeline's lag stays under ``max-lag`` plus one frame's work instead of growing without limit;
-  the audio is never dropped (it is cheap). The count is in every line and in the summary.
+  the audio is never dropped (it is cheap). Each line says whether its frame was dropped; the summary counts them.
+
+Several people (``--faces all``): predict's people tracker on every frame the pipeline takes, one track per person
+(:class:`_Track`), its windows started ``window - 1`` steps before the person's first step, so every window covering
+their steps runs and their values equal ``predict --faces all``'s; a line per person and step on screen. A person
+off screen for a window and a hop is retired and started again on return (the same values: no window covering their
+later steps reaches back before it). Persons are numbered as first seen.
 """
 
 from __future__ import annotations
