@@ -84,6 +84,9 @@ def calibrate(checkpoint: str | Path, videos: list[Path], labels: list[Path], ou
         raise AvaffectError(f"--holdout must be between 0.05 and 0.8 (a fraction of every video), got {holdout}")
     out_dir = Path(out_dir)
     checkpoint = Path(checkpoint)
+    if out_dir.resolve() == checkpoint.resolve().parent:
+        raise AvaffectError(f"--out {out_dir} is the checkpoint's own folder: the calibrated model is a copy beside "
+                            "its calibration.json; give another folder")
     predictor = Predictor(checkpoint)
     targets = [t for t in predictor.targets if t in ("valence", "arousal")]
     if not targets:
