@@ -64,3 +64,16 @@ def test_calibrate_raises_the_held_out_ccc_and_predict_applies_it(tiny_run, synt
     run = load_predictor(other / "model.safetensors")(video)
     np.testing.assert_array_equal(run.values(["valence", "arousal"]), values)
     assert "calibration" not in run.summary.as_json()
+
+
+def test_calibrate_refuses_bad_requests_before_any_work(tmp_path):
+    from avaffect.errors import AvaffectError
+    from avaffect.workflows.calibrate import calibrate
+
+    ckpt = tmp_path / "run" / "model.safetensors"
+    with pytest.raises(AvaffectError, match="one label file per video"):
+        calibrate(ckpt, [tmp_path / "a.mp4"], [], tmp_path / "out")
+    with pytest.raises(AvaffectError, match="--holdout"):
+        calibrate(ckpt, [tmp_path / "a.mp4"], [tmp_path / "a.csv"], tmp_path / "out", holdout=0.95)
+    with pytest.raises(AvaffectError, match="own folder"):
+        calibrate(ckpt, [tmp_path / "a.mp4"], [tmp_path / "a.csv"], tmp_path / "run")
