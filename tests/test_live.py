@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 from test_face_onnx import _tiny_model
 from test_page import browser  # noqa: F401 - the fixture
@@ -331,7 +332,8 @@ def test_every_person_live_equals_predict_faces_all(crema_d, tiny_run, tmp_path,
     offline = predict_people(predictor, video)
     assert len(offline.runs) == 2
     capsys.readouterr()
-    assert main(["live", str(tiny_run / "model.safetensors"), str(video), "--faces", "all"]) == 0
+    csv = tmp_path / "live.csv"
+    assert main(["live", str(tiny_run / "model.safetensors"), str(video), "--faces", "all", "--csv", str(csv)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     summary, steps = lines[-1]["summary"], lines[:-1]
     assert summary["people_seen"] == 2 and summary["faces"] == "all"
@@ -342,6 +344,9 @@ def test_every_person_live_equals_predict_faces_all(crema_d, tiny_run, tmp_path,
         got = np.array([[s["valence"], s["arousal"]] for s in mine])
         np.testing.assert_allclose(got, np.stack([run.columns["valence"], run.columns["arousal"]], 1)[on],
                                    atol=1e-5)
+    table = pd.read_csv(csv)
+    assert list(table.columns[:3]) == ["frame", "time", "person"]
+    assert sorted(table["person"].unique()) == [1, 2] and len(table) == int(offline.people.on_screen.sum())
 
 
 def test_bad_sources_are_clear_errors(tiny_run, tmp_path, capsys):

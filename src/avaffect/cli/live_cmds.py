@@ -41,7 +41,7 @@ def cmd_live(args) -> int:
     if not args.quiet:
         sinks.append(JsonLinesSink(sys.stdout, targets))
     if args.csv is not None:
-        sinks.append(CsvSink(args.csv, targets, info.trained_on))
+        sinks.append(CsvSink(args.csv, targets, info.trained_on, people=args.faces == "all"))
     if args.summary is not None:
         sinks.append(SummarySink(args.summary, {"checkpoint": str(info.checkpoint), "trained_on": info.trained_on}))
     server = None

@@ -46,25 +46,26 @@ class JsonLinesSink:
 
 class CsvSink:
     """predict's per-frame CSV (``frame,time,<targets>,face_detected,dropped,trained_on``, numbers as predict writes
-    them), final values only,
+    them; with ``people`` a ``person`` column after ``time``, as in ``predict --faces all``), final values only,
     appended and flushed per batch. The file must not exist (a live run is not resumed into an old file)."""
 
-    def __init__(self, path: str | Path, targets: list[str], trained_on: str) -> None:
+    def __init__(self, path: str | Path, targets: list[str], trained_on: str, people: bool = False) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise AvaffectError(f"{self.path} exists: a live run writes a new CSV; pass another --csv path or remove "
                                 "the old file")
         if not self.path.parent.is_dir():
             raise AvaffectError(f"{self.path.parent} is not a folder: create it first, or pass another --csv path")
-        self.targets, self.trained_on = targets, trained_on
+        self.targets, self.trained_on, self.people = targets, trained_on, people
         self.file = self.path.open("w", newline="", encoding="utf-8")
         self.writer = csv.writer(self.file, lineterminator="\n")
-        self.writer.writerow(["frame", "time", *targets, "face_detected", "dropped", "trained_on"])
+        self.writer.writerow(["frame", "time", *(["person"] if people else []), *targets, "face_detected", "dropped",
+                              "trained_on"])
         self.file.flush()
 
     def write(self, steps: list[LiveStep]) -> None:
-        rows = [[s.frame, _num(s.time), *(_num(v) for v in s.values), s.face_detected, s.dropped,
-                 self.trained_on] for s in steps if not s.provisional]
+        rows = [[s.frame, _num(s.time), *([s.person] if self.people else []), *(_num(v) for v in s.values),
+                 s.face_detected, s.dropped, self.trained_on] for s in steps if not s.provisional]
         if rows:
             self.writer.writerows(rows)
             self.file.flush()
