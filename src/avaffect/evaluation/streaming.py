@@ -225,27 +225,38 @@ class LiveWindows:
         self.model_seconds += time.perf_counter() - t0
         return y
 
-    def _add(self, y: np.ndarray, starts: list[int], num_steps: int) -> None:
-        """Stitcher.add on the rolling sums (same arithmetic)."""
-        if self.total is None:
-            self.total = np.zeros((0, y.shape[-1]))
-        need = num_steps - self.base
-        if len(self.count) < need:
-            grow = need - len(self.count)
-            self.total = np.concatenate([self.total, np.zeros((grow, self.total.shape[1]))])
-            self.count = np.concatenate([self.count, np.zeros(grow)])
+    def _accumulate(self, total: np.ndarray | None, count: np.ndarray, y: np.ndarray, starts: list[int],
+                    num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stitcher.add on rolling sums from ``base`` (the same arithmetic), grown to ``num_steps``; in place where
+        they are long enough already."""
+        if total is None:
+            total = np.zeros((0, y.shape[-1]))
+        grow = num_steps - self.base - len(count)
+        if grow > 0:
+            total = np.concatenate([total, np.zeros((grow, total.shape[1]))])
+            count = np.concatenate([count, np.zeros(grow)])
         y64 = np.asarray(y, dtype=np.float64)
         for w, s in enumerate(starts):
             n = min(self.length, num_steps - s)
             r = s - self.base
-            self.total[r:r + n] += y64[w, :n]
-            self.count[r:r + n] += 1
+            total[r:r + n] += y64[w, :n]
+            count[r:r + n] += 1
+        return total, count
+
+    def _add(self, y: np.ndarray, starts: list[int], num_steps: int) -> None:
+        self.total, self.count = self._accumulate(self.total, self.count, y, starts, num_steps)
         self.windows_run += len(starts)
 
-    def _values(self, lo: int, hi: int, total: np.ndarray | None = None, count: np.ndarray | None = None
-                ) -> np.ndarray:
-        total = self.total if total is None else total
-        count = self.count if count is None else count
+    def _end_window(self, n: int) -> int | None:
+        """The start of the end-aligned window that a recording of ``n`` steps adds to the regular ones
+        (:func:`~avaffect.data.windows.window_starts`' last, when it is not a multiple of ``hop``; the one short
+        window when ``n < length``), or ``None``."""
+        if n < self.length:
+            return 0
+        end = n - self.length
+        return end if end % self.hop else None
+
+    def _values(self, lo: int, hi: int, total: np.ndarray, count: np.ndarray) -> np.ndarray:
         t, c = total[lo - self.base:hi - self.base], count[lo - self.base:hi - self.base]
         out = np.full(t.shape, np.nan)
         covered = c > 0
@@ -268,7 +279,7 @@ class LiveWindows:
         if upto <= self.final or self.total is None:
             return None
         lo = self.final
-        out = (lo, self._values(lo, upto), self.face[lo - self.base:upto - self.base].copy(),
+        out = (lo, self._values(lo, upto, self.total, self.count), self.face[lo - self.base:upto - self.base].copy(),
                self.boxes[lo - self.base:upto - self.base].copy())
         self.final = upto
         keep = min(self.final, self.next_start)
@@ -288,18 +299,11 @@ class LiveWindows:
             return None
         if self.next_start + self.length <= n:
             raise RuntimeError("LiveWindows.provisional: call advance() first (windows are due)")
-        end = max(0, n - self.length)
-        total = self.total if self.total is not None else None
-        count = self.count
-        if not (end >= 0 and n >= self.length and end % self.hop == 0):  # the end-aligned window: not a regular one
-            y = self._window_preds([end], n)
-            total = np.zeros((0, y.shape[-1])) if total is None else total
-            need = n - self.base
-            total = np.concatenate([total, np.zeros((max(0, need - len(total)), total.shape[1]))])
-            count = np.concatenate([count, np.zeros(max(0, need - len(count)))])
-            m = min(self.length, n - end)
-            total[end - self.base:end - self.base + m] += np.asarray(y, np.float64)[0, :m]
-            count[end - self.base:end - self.base + m] += 1
+        total, count = self.total, self.count
+        end = self._end_window(n)
+        if end is not None:  # copies: the window only counts if the stream ends now
+            total, count = self._accumulate(None if total is None else total.copy(), count.copy(),
+                                            self._window_preds([end], n), [end], n)
         if total is None:
             return None
         lo = self.final
@@ -314,10 +318,9 @@ class LiveWindows:
         if n <= self.start:
             self.ended = True
             return out
-        starts = [int(s) for s in window_starts(n, self.length, self.hop)]
-        last = starts[-1]
-        if n < self.length or last % self.hop:  # the one short window, or an end-aligned one that is not regular
-            self._add(self._window_preds([last], n), [last], n)
+        end = self._end_window(n)
+        if end is not None:
+            self._add(self._window_preds([end], n), [end], n)
         self.ended = True
         rest = self._hand_out(n)
         if out is None:
