@@ -179,3 +179,19 @@ def test_export_out_writes_a_folder_that_predict_runs_without_torch(run_copy, cr
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:1000])
     assert main(["predict", str(out), str(clip), "--out", str(tmp_path / "x")]) == 2
     assert "export it again" in capsys.readouterr().err
+
+
+def test_a_models_side_files_are_the_weights_its_extractors_read_beside_it(tmp_path):
+    """What ``export --out`` and ``calibrate`` copy along with a model: an end-to-end run's fine-tuned backbone at a
+    path relative to the run folder, not an absolute path nor a file that is not there."""
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "backbones" / "face.pth").write_bytes(b"w")
+    spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats", "params": {}},
+                             video_extractor={"name": "resnet18_face", "params": {"weights": "backbones/face.pth"}},
+                             window=8, hop=8, fps=30.0)
+    assert [str(p) for p in spec.side_files(tmp_path)] == ["backbones/face.pth"]
+    assert spec.video_extractor.params_beside(tmp_path)["weights"] == str(tmp_path / "backbones" / "face.pth")
+    assert spec.side_files(tmp_path / "elsewhere") == []
+    absolute = spec.model_copy(update={"video_extractor": spec.video_extractor.model_copy(
+        update={"params": {"weights": str(tmp_path / "backbones" / "face.pth")}})})
+    assert absolute.side_files(tmp_path) == []

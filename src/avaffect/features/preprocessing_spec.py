@@ -38,14 +38,22 @@ class ExtractorRecord(ExtractorSpec):
     def of(cls, spec: ExtractorSpec, extractor: Extractor) -> ExtractorRecord:
         return cls(name=spec.name, params=dict(spec.params), id=extractor.id)
 
-    def params_beside(self, folder: Path) -> dict[str, Any]:
-        """The parameters with a relative ``weights`` path made absolute against ``folder`` (the checkpoint's
-        own folder: an end-to-end run records its fine-tuned backbones as ``backbones/<file>``, so the run folder
-        can move)."""
-        params = dict(self.params)
-        w = params.get("weights")
+    def side_file(self, folder: Path) -> Path | None:
+        """The weight file this extractor reads beside its checkpoint: its ``weights`` parameter when that is a
+        path relative to ``folder`` (the checkpoint's own folder) and the file is there, else ``None``. An
+        end-to-end run records its fine-tuned backbones so (``backbones/<file>``), so the run folder can move, and a
+        copy of the model must take the file along (``export --out``, ``calibrate``)."""
+        w = self.params.get("weights")
         if isinstance(w, str) and not Path(w).is_absolute() and (folder / w).is_file():
-            params["weights"] = str(folder / w)
+            return Path(w)
+        return None
+
+    def params_beside(self, folder: Path) -> dict[str, Any]:
+        """The parameters with the :meth:`side_file` made absolute against ``folder``."""
+        params = dict(self.params)
+        side = self.side_file(folder)
+        if side is not None:
+            params["weights"] = str(folder / side)
         return params
 
 
@@ -112,6 +120,12 @@ class PreprocessingSpec(_Strict):
     trained_on: str = Field("unknown", description="the training config's data.dataset (synthetic: the built-in "
                             "cartoon demo set, whose predictions say nothing about real emotion); unknown in "
                             "checkpoints written before it was recorded")
+
+    def side_files(self, folder: Path) -> list[Path]:
+        """The files the extractors read beside the checkpoint in ``folder`` (:meth:`ExtractorRecord.side_file`),
+        relative to it: what a copy of the model must take along."""
+        found = (r.side_file(folder) for r in (self.audio_extractor, self.video_extractor))
+        return sorted({f for f in found if f is not None})
 
     @classmethod
     def from_metadata(cls, raw: dict[str, Any], where: str = "checkpoint") -> PreprocessingSpec:

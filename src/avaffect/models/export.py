@@ -24,6 +24,7 @@ from safetensors.numpy import save_file
 from avaffect.deploy.formats import DEPLOY_FILE, DEPLOY_FORMAT, OFFICIAL_FORMAT, read_format
 from avaffect.deploy.onnx_model import INPUTS, ExportRecord, OnnxWindows, export_paths, write_record
 from avaffect.errors import AvaffectError
+from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.files import atomic_path, atomic_write_text, sha256_file
 from avaffect.models.checkpoint import load_checkpoint
 
@@ -104,7 +105,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None) -> Pa
 def _deploy_files(checkpoint: Path, out_dir: Path) -> None:
     """Beside an export in its own folder: ``deploy.safetensors`` (the checkpoint's metadata and ``audio_mean``, no
     weights), ``preprocessing.json`` (what the model's inputs are, readable by anyone porting it) and the files the
-    extractors read beside the checkpoint."""
+    extractors read beside the checkpoint (:meth:`PreprocessingSpec.side_files`, at the same relative paths)."""
     with safe_open(str(checkpoint), framework="numpy") as f:
         meta = dict(f.metadata() or {})
         audio_mean = f.get_tensor("audio_mean")
@@ -121,6 +122,6 @@ def _deploy_files(checkpoint: Path, out_dir: Path) -> None:
         "model": {"name": model["name"], "d_audio": model["d_audio"], "d_video": model["d_video"]},
         "audio_mean": [float(v) for v in np.asarray(audio_mean).reshape(-1)],
         "preprocessing": spec}, indent=2) + "\n")
-    for extra in checkpoint.parent.iterdir():  # files an extractor reads beside its checkpoint (weights, statistics)
-        if extra.is_file() and extra.suffix not in (".safetensors", ".onnx", ".json", ".yaml", ".csv", ".ckpt"):
-            shutil.copy2(extra, out_dir / extra.name)
+    for rel in PreprocessingSpec.from_metadata(spec, str(checkpoint)).side_files(checkpoint.parent):
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)  # e.g. an end-to-end run's backbones/<file>
+        shutil.copy2(checkpoint.parent / rel, out_dir / rel)

@@ -6,10 +6,11 @@ Each video is predicted with the checkpoint as ``predict`` would; its labels (pr
 arousal``, ``frame,valence,arousal`` or ``valence,arousal`` one row per frame; or an Aff-Wild2 ``.txt`` with -5 for
 unannotated frames) are put on its frames. The **last** ``holdout`` fraction of every video's frames is held out
 (time-contiguous, so the delay and the smoothing cannot peek across the cut); the chain is fitted on the rest and
-the CCC before and after is reported on the held-out frames. The output folder holds a copy of the checkpoint's
-files and ``calibration.json`` (the fitted chain, matched to the checkpoint by SHA-256, the held-out CCCs):
-``predict OUT/model.safetensors VIDEO`` applies it after the model, on the whole video (the JSON says
-``calibration``). ``live`` does not apply it (a centred smoothing needs frames that have not arrived).
+the CCC before and after is reported on the held-out frames. The output folder holds a copy of the model (the
+checkpoint, its ONNX export, the files its extractors read beside it) and ``calibration.json`` (the fitted chain,
+matched to the checkpoint by SHA-256, the held-out CCCs): ``predict OUT/model.safetensors VIDEO`` applies it after
+the model, on the whole video (the JSON says ``calibration``). ``live`` does not apply it (a centred smoothing
+needs frames that have not arrived).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from avaffect.config import PostprocessConfig
 from avaffect.data.affwild2 import read_annotation
 from avaffect.data.manifest import read_label_csv
 from avaffect.data.timeline import fit_frame_labels
+from avaffect.deploy.onnx_model import export_paths
 from avaffect.errors import AvaffectError, DataError
 from avaffect.evaluation.metrics import ccc
 from avaffect.evaluation.postprocess import PostProcessor
@@ -114,9 +116,12 @@ def calibrate(checkpoint: str | Path, videos: list[Path], labels: list[Path], ou
                                 f"of {t}: label more, or lower --holdout")
         before[t], after[t] = float(ccc(p[ok], y[ok])), float(ccc(q[ok], y[ok]))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for f in checkpoint.parent.iterdir():  # the checkpoint and what sits beside it (its export, statistics)
-        if f.is_file() and f.name != CALIBRATION_FILE:
-            shutil.copy2(f, out_dir / f.name)
+    # the model: the checkpoint, its ONNX export when there is one, the files its extractors read beside it
+    beside = [Path(checkpoint.name), *(Path(p.name) for p in export_paths(checkpoint) if p.is_file()),
+              *predictor.spec.side_files(checkpoint.parent)]
+    for rel in beside:
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkpoint.parent / rel, out_dir / rel)
     record = {"format": CALIBRATION_FORMAT, "checkpoint": str(checkpoint),
               "checkpoint_sha256": sha256_file(checkpoint), "targets": targets, "postprocess": pp.to_dict(),
               "heldout": holdout, "heldout_ccc": {"before": before, "after": after},
