@@ -18,13 +18,14 @@ other frames, so a frame without a face may still show a face contribution from 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from avaffect.evaluation.streaming import WindowRunner
 
-__all__ = ["MODALITIES", "EXPLAIN_NOTE", "EXPLAIN_CHART", "occlusion_runner", "split_occlusion", "contribution_columns"]
+__all__ = ["MODALITIES", "EXPLAIN_NOTE", "EXPLAIN_CHART", "GATE_PREFIX", "occlusion_runner", "split_occlusion",
+           "contribution_column", "contribution_columns", "gate_column", "last_gate_columns"]
 
 MODALITIES = ("voice", "face")
 EXPLAIN_NOTE = ("<target>_voice / <target>_face: how far the voice / the face moved the value, by occlusion (the "
@@ -72,7 +73,30 @@ def split_occlusion(stitched: np.ndarray, k: int) -> tuple[np.ndarray, dict[str,
     return stitched[:, :k], parts, stitched[:, k * (len(MODALITIES) + 1):]
 
 
+def contribution_column(target: str, modality: str) -> str:
+    """The CSV column of a modality's contribution to a target: ``<target>_<modality>``."""
+    return f"{target}_{modality}"
+
+
 def contribution_columns(contributions: dict[str, np.ndarray], targets: Sequence[str]) -> dict[str, np.ndarray]:
-    """The CSV columns ``<target>_<modality>``."""
-    return {f"{t}_{m}": np.asarray(c[:, k], np.float32) for m, c in contributions.items()
+    """The CSV columns :func:`contribution_column` of each modality and target."""
+    return {contribution_column(t, m): np.asarray(c[:, k], np.float32) for m, c in contributions.items()
             for k, t in enumerate(targets)}
+
+
+GATE_PREFIX = "gate_"
+
+
+def gate_column(gate: str, candidate: int) -> str:
+    """The CSV column of one candidate of a gate: ``gate_<gate>_<j>`` (``/`` in a gate's name becomes ``_``)."""
+    return f"{GATE_PREFIX}{gate.replace('/', '_')}_{candidate}"
+
+
+def last_gate_columns(columns: Iterable[str]) -> dict[str, str]:
+    """``{gate: column}`` of each gate's last candidate (the attended features, the last iterate) among
+    ``columns`` in their order (each gate's candidates are written in increasing order)."""
+    last: dict[str, str] = {}
+    for c in columns:
+        if c.startswith(GATE_PREFIX):
+            last[c.rsplit("_", 1)[0][len(GATE_PREFIX):]] = c
+    return last

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from avaffect.evaluation.explain import gate_column
 from avaffect.evaluation.streaming import WindowRunner, predict_windows
 
 
@@ -48,13 +49,13 @@ def gate_source(model: torch.nn.Module) -> torch.nn.Module | None:
 def gated_runner(run: WindowRunner, source: torch.nn.Module, length: int, d_audio: int, d_video: int
                  ) -> tuple[WindowRunner, list[str]]:
     """``run`` (a torch model's runner) giving also its gates' weights, ``[B, L, K + G]``, and the names of the
-    ``G`` gate columns, ``gate_<gate>_<j>`` (``<gate>``: the key of ``last_gate_weights`` with ``/`` as ``_``;
-    ``j``: the candidate). The names come from one forward on a zero window."""
+    ``G`` gate columns (:func:`~avaffect.evaluation.explain.gate_column` of each key of ``last_gate_weights`` and
+    candidate). The names come from one forward on a zero window."""
     zeros = (np.zeros((1, length, d_audio), np.float32), np.zeros((1, length, d_video), np.float32),
              np.ones((1, length), bool), np.ones((1, length), bool))
     run(*zeros)
     layout = [(key, int(w.shape[-1])) for key, w in sorted(source.last_gate_weights.items())]
-    names = [f"gate_{key.replace('/', '_')}_{j}" for key, n in layout for j in range(n)]
+    names = [gate_column(key, j) for key, n in layout for j in range(n)]
 
     def with_gates(audio: np.ndarray, video: np.ndarray, mask: np.ndarray, face: np.ndarray) -> np.ndarray:
         y = np.asarray(run(audio, video, mask, face), np.float32)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avaffect.evaluation.explain import EXPLAIN_CHART, MODALITIES
+from avaffect.evaluation.explain import EXPLAIN_CHART, MODALITIES, contribution_column, last_gate_columns
 from avaffect.files import atomic_write_text
 
 __all__ = ["EMBED_LIMIT_MB", "page_html", "write_page", "write_index"]
@@ -155,15 +155,13 @@ def page_html(frame: pd.DataFrame, summary: dict, video_src: str, title: str, no
             data[t] = _clean(frame[t].to_numpy())
     colors = {"valence": "#e08000", "arousal": "#0070d0"}
     targets = [t for t in ("valence", "arousal") if t in frame]
-    explained = [t for t in targets if all(f"{t}_{m}" in frame for m in MODALITIES)]
+    explained = [t for t in targets if all(contribution_column(t, m) in frame for m in MODALITIES)]
     if explained and people is None:  # predict --explain: the contributions as thin dashed / dotted traces
         data["series"] = [[t, colors[t], data[t], ""] for t in targets] + [
-            [f"{t}: {m}", colors[t], _clean(frame[f"{t}_{m}"].to_numpy()), "2,3" if m == "voice" else "8,3"]
+            [f"{t}: {m}", colors[t], _clean(frame[contribution_column(t, m)].to_numpy()),
+             "2,3" if m == "voice" else "8,3"]
             for t in explained for m in MODALITIES]
-    last_gate: dict[str, str] = {}  # a gated model's --explain: each gate's weight of its last candidate
-    for c in frame.columns:
-        if c.startswith("gate_"):
-            last_gate[c.rsplit("_", 1)[0][len("gate_"):]] = c
+    last_gate = last_gate_columns(frame.columns)  # a gated model's --explain: each gate's last candidate
     if last_gate and people is None:
         gate_colors = ("#555555", "#8c564b", "#9467bd", "#17becf", "#bcbd22", "#7f7f7f", "#e377c2", "#2ca02c")
         data.setdefault("series", [[t, colors[t], data[t], ""] for t in targets])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avaffect.data.recording import TARGETS
-from avaffect.evaluation.explain import MODALITIES
+from avaffect.evaluation.explain import MODALITIES, contribution_column, last_gate_columns
 from avaffect.evaluation.overlay import va_columns, write_overlay
 from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_recording
@@ -49,14 +49,11 @@ def write_outputs(run: PredictionRun, out_dir: str | Path, name: str, overlay: b
     atomic_write_text(paths["csv"], run.csv_text())
     targets = [t for t in TARGETS if t in run.columns]
     mark = " — SYNTHETIC DEMO MODEL, not real emotion" if s.trained_on == "synthetic" else ""
-    parts = {m: run.values([f"{t}_{m}" for t in targets]) for m in MODALITIES
-             if all(f"{t}_{m}" in run.columns for t in targets)}
+    parts = {m: run.values([contribution_column(t, m) for t in targets]) for m in MODALITIES
+             if all(contribution_column(t, m) in run.columns for t in targets)}
     spread = run.values([f"{t}_spread" for t in targets]) if all(f"{t}_spread" in run.columns for t in targets) \
         else None
-    last: dict[str, str] = {}  # each gate's last candidate column (gate_<gate>_<j>, j increasing)
-    for c in run.columns:
-        if c.startswith("gate_"):
-            last[c.rsplit("_", 1)[0][len("gate_"):]] = c
+    last = last_gate_columns(run.columns)
     plot_recording(paths["png"], f"{name} — {s.model}{mark}", run.columns["time"], run.values(targets), None,
                    targets, run.columns["face_detected"], band=spread, contributions=parts or None,
                    gates={g: run.columns[c] for g, c in last.items()} or None)
