@@ -270,10 +270,12 @@ class Predictor(VideoPredictor):
             log.info("%s has no audio track: audio features set to the training mean", steps.video_path)
             return np.tile(self.audio_mean, (steps.num_steps, 1)), "missing"
 
-    def _audio_blocks(self, rec: Recording, clock: dict[str, float]) -> tuple[Iterator, str]:
+    def _audio_blocks(self, rec: Recording, clock: dict[str, float], voicing: list[np.ndarray] | None = None
+                      ) -> tuple[Iterator, str]:
         """The audio features of ``rec`` in blocks of steps, computed as the windows need them (memory independent
         of the video's length), the seconds spent in them summed into ``clock["audio"]``; the training mean,
-        block by block, when the video has no audio track."""
+        block by block, when the video has no audio track. ``voicing``: each block's voicing column appended
+        there (``--explain``; a float a step), where the audio extractor has one."""
         try:
             blocks = self.audio_ex.iter_steps(rec)
         except NoAudioStreamError:
@@ -282,7 +284,7 @@ class Predictor(VideoPredictor):
             return ((lo, min(n, lo + size), np.tile(self.audio_mean, (min(n, lo + size) - lo, 1)))
                     for lo in range(0, n, size)), "missing"
 
-        voicing = getattr(self.audio_ex, "voicing_column", None) if self.explain else None
+        column = getattr(self.audio_ex, "voicing_column", None) if voicing is not None else None
 
         def timed() -> Iterator:
             while True:
@@ -291,8 +293,8 @@ class Predictor(VideoPredictor):
                 clock["audio"] += time.perf_counter() - t0
                 if block is None:
                     return
-                if voicing is not None:  # --explain: the voice's periodicity per step, kept (a float a step)
-                    clock.setdefault("voicing", []).append(block[2][:, voicing()].astype(np.float32))
+                if column is not None:
+                    voicing.append(block[2][:, column()].astype(np.float32))
                 yield block
 
         return timed(), "present"
@@ -302,8 +304,9 @@ class Predictor(VideoPredictor):
         features computed block by block as the windows reach them."""
         st, timing, drawn, clock = StreamStats(), {}, DrawnOverlay(), {"audio": 0.0}
         quality = QualityLog() if self.face_quality else None
+        voicing: list[np.ndarray] | None = [] if self.explain else None
         t0 = time.perf_counter()
-        audio, state = self._audio_blocks(rec, clock)
+        audio, state = self._audio_blocks(rec, clock, voicing)
         opening = time.perf_counter() - t0  # before the pass: not in its clock
         with overlay_pass(rec, overlay_to, drawn) as overlay:
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
@@ -317,8 +320,8 @@ class Predictor(VideoPredictor):
         stages = {"audio": round(opening + clock["audio"], 3), **_stream_stages(st, model_s + clock["audio"])}
         tr = Traces(pred, face, boxes, True, audio=state, stages=stages, model_s=model_s, overlay=drawn.path,
                     overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
-        if clock.get("voicing"):
-            tr.extra["voicing"] = np.concatenate(clock["voicing"])
+        if voicing:
+            tr.extra["voicing"] = np.concatenate(voicing)
         if quality is not None:
             tr.extra.update(quality.columns(rec.num_steps))
             tr.faces["quality_masked"] = quality.masked
@@ -357,9 +360,9 @@ class Predictor(VideoPredictor):
         t1 = time.perf_counter()
         pred = predict_windows(self._runner(), audio, feats, face, self.spec.window, self.spec.hop)
         tr = Traces(pred, face, boxes, False, stages={"video": round(t1 - t0, 3)}, model_s=time.perf_counter() - t1)
-        voicing = getattr(self.audio_ex, "voicing_column", None) if self.explain else None
-        if voicing is not None:
-            tr.extra["voicing"] = np.asarray(audio[:, voicing()], np.float32)
+        column = getattr(self.audio_ex, "voicing_column", None) if self.explain else None
+        if column is not None:
+            tr.extra["voicing"] = np.asarray(audio[:, column()], np.float32)
         return tr
 
     # ------------------------------------------------------------------------------- the authors' models' clips
