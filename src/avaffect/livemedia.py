@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from avaffect.errors import MediaError
-from avaffect.media import AudioPlacer, _origin, _rate
+from avaffect.media import AudioPlacer, _origin, _rate, frame_time
 
 __all__ = ["DEVICE_FORMATS", "NETWORK_SCHEMES", "LiveFrame", "LiveStats", "LiveSource", "describe_source",
            "stream_file"]
@@ -196,8 +196,7 @@ class LiveSource:
                     continue
                 if packet.stream is video:
                     for frame in frames:
-                        t = float(frame.pts * vbase) - origin if frame.pts is not None else (
-                            (last_t + 1.0 / self.fps) if last_t is not None else 0.0)
+                        t = frame_time(frame, vbase, origin, last_t, self.fps)
                         if last_t is not None and t <= last_t:
                             self.stats.out_of_order += 1
                             continue

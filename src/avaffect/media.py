@@ -38,6 +38,7 @@ __all__ = [
     "read_video",
     "frame_rgb",
     "iter_video_frames",
+    "frame_time",
     "counted_decode_errors",
     "prefetch",
     "read_audio",
@@ -253,6 +254,14 @@ def counted_decode_errors(report: dict) -> Iterator[None]:
             report["decode_messages"] = (report["decode_messages"] + [m.strip() for m in errors])[:5]
 
 
+def frame_time(frame: av.VideoFrame, time_base: Fraction, origin: float, previous: float | None, fps: float) -> float:
+    """A decoded frame's time on the file's clock (module docstring): ``pts * time_base - origin``; a frame without
+    a timestamp comes ``1 / fps`` after the previous one (the first at 0)."""
+    if frame.pts is None:
+        return (previous + 1.0 / fps) if previous is not None else 0.0
+    return float(frame.pts * time_base) - origin
+
+
 def iter_video_frames(path: str | Path, threads: bool = True, report: dict | None = None
                       ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time_seconds, rgb uint8 [H, W, 3])`` per decoded frame, in presentation order.
@@ -279,12 +288,7 @@ def iter_video_frames(path: str | Path, threads: bool = True, report: dict | Non
         last: float | None = None
         try:
             for frame in container.decode(stream):
-                pts = frame.pts
-                if pts is None:
-                    t = (last + 1.0 / fps) if last is not None else 0.0
-                else:
-                    t = float(pts * time_base) - origin
-                last = t
+                t = last = frame_time(frame, time_base, origin, last, fps)
                 yield t, upright(frame_rgb(frame), frame.rotation)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(path, f"cannot decode the video: {exc}", DECODE_FIX) from exc
