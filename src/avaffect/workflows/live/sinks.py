@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from avaffect.errors import AvaffectError
 from avaffect.files import write_json
 from avaffect.workflows.live.engine import LiveStep, LiveSummary
+from avaffect.workflows.predict.result import csv_number
 
 __all__ = ["JsonLinesSink", "CsvSink", "SummarySink"]
 
@@ -64,7 +64,7 @@ class CsvSink:
         self.file.flush()
 
     def write(self, steps: list[LiveStep]) -> None:
-        rows = [[s.frame, _num(s.time), *([s.person] if self.people else []), *(_num(v) for v in s.values),
+        rows = [[s.frame, csv_number(s.time), *([s.person] if self.people else []), *(csv_number(v) for v in s.values),
                  s.face_detected, s.dropped, self.trained_on] for s in steps if not s.provisional]
         if rows:
             self.writer.writerows(rows)
@@ -91,9 +91,3 @@ class SummarySink:
 
     def close(self, summary: LiveSummary) -> None:
         write_json(self.path, {**summary.as_json(), **self.extra})
-
-
-def _num(v: float) -> str:
-    """A float as predict's CSV writes it (``%.6f``, NaN empty: ``result.table_csv``)."""
-    v = float(v)
-    return f"{v:.6f}" if math.isfinite(v) else ""

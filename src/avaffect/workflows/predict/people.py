@@ -30,7 +30,7 @@ from avaffect.evaluation.page import write_page
 from avaffect.evaluation.reports import plot_people
 from avaffect.features.faces.people import People, track_people
 from avaffect.files import atomic_write_text, output_path
-from avaffect.workflows.predict.result import PredictionRun, Summary, VideoPredictor
+from avaffect.workflows.predict.result import CSV_FLOAT, PredictionRun, Summary, VideoPredictor
 
 #: what the JSON says about the one soundtrack every person's prediction hears
 SHARED_AUDIO = ("every person's values come from their own face and the video's one audio track (as the papers "
@@ -172,7 +172,7 @@ def write_people_outputs(run: PeopleRun, out_dir: str | Path, name: str, overlay
     kept beside it only when asked for or too big to embed)."""
     out_dir = Path(out_dir)
     paths = {k: output_path(out_dir, name, ext) for k, ext in (("csv", ".csv"), ("json", ".json"), ("png", ".png"))}
-    atomic_write_text(paths["csv"], run.frame().to_csv(index=False, float_format="%.6f"))
+    atomic_write_text(paths["csv"], run.frame().to_csv(index=False, float_format=CSV_FLOAT))
     s = run.summary.video
     mark = " — SYNTHETIC DEMO MODEL, not real emotion" if s.trained_on == "synthetic" else ""
     traces = [(f"person {k + 1}", r.frame[list(s.targets)].to_numpy(), run.people.on_screen[k])

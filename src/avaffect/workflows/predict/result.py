@@ -8,6 +8,7 @@ import abc
 import csv
 import io
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,15 @@ class Summary(BaseModel):
         return out
 
 
+CSV_FLOAT = "%.6f"  # how predict's CSVs write a float (NaN: an empty cell)
+
+
+def csv_number(value: float) -> str:
+    """One float as predict's CSVs write it (:data:`CSV_FLOAT`, NaN empty): for a writer that goes row by row."""
+    v = float(value)
+    return CSV_FLOAT % v if math.isfinite(v) else ""
+
+
 def table_csv(columns: dict[str, np.ndarray]) -> str:
     """A table given as columns in CSV, exactly as pandas writes its DataFrame with ``to_csv(index=False,
     float_format="%.6f")`` (tested): floats with 6 decimals and NaN empty, booleans ``True`` / ``False``, text
@@ -132,7 +142,7 @@ def table_csv(columns: dict[str, np.ndarray]) -> str:
     for v in columns.values():
         v = np.asarray(v)
         if v.dtype.kind == "f":
-            text = np.char.mod("%.6f", v).astype(object)
+            text = np.char.mod(CSV_FLOAT, v).astype(object)
             text[np.isnan(v)] = ""
             cells.append(text)
         else:
