@@ -157,7 +157,7 @@ def iter_face_steps(
         return
     det = get_detector(pipeline.detector, **pipeline.detector_params)
     tracker = FaceTracker(pipeline.tracking)
-    every, size = pipeline.detect_every, pipeline.crop_size
+    every = pipeline.detect_every
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
               detect_ahead_seconds=0.0, detect_wait_seconds=0.0, detections_ahead=0, faces_detected=0,
@@ -248,13 +248,19 @@ def iter_face_steps(
             st["tracks_started"] = tracker.tracks_started
             if state.box is not None:
                 angle = state.angle if pipeline.align else 0.0
-                yield FaceStep(frame_t, steps, align_crop(rgb, state.box, size, pipeline.margin, angle), state.box,
+                yield FaceStep(frame_t, steps, cut_crop(rgb, state.box, angle, pipeline), state.box,
                                bool(state.detected), float(angle), tracker.tracks_started, score)
             else:
                 yield FaceStep(frame_t, steps, None, None, False, 0.0)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def cut_crop(rgb: np.ndarray, box: np.ndarray, angle: float, pipeline: FacePipeline) -> np.ndarray:
+    """The pipeline's ``crop_size`` crop around ``box`` (its ``margin``), turned by the eye-line ``angle`` when the
+    pipeline aligns (else upright): every path's crop of a face, so that they agree to the pixel."""
+    return align_crop(rgb, box, pipeline.crop_size, pipeline.margin, angle if pipeline.align else 0.0)
 
 
 def _given_steps(frames: Iterable[tuple[float, np.ndarray]], given: PersonFaces, pipeline: FacePipeline,
@@ -271,8 +277,7 @@ def _given_steps(frames: Iterable[tuple[float, np.ndarray]], given: PersonFaces,
             yield FaceStep(frame_t, steps, None, None, False, 0.0)
             continue
         angle = float(given.angles[int(steps[0])]) if pipeline.align else 0.0
-        yield FaceStep(frame_t, steps, align_crop(rgb, box, pipeline.crop_size, pipeline.margin, angle), box.copy(),
-                       True, angle, given.person)
+        yield FaceStep(frame_t, steps, cut_crop(rgb, box, angle, pipeline), box.copy(), True, angle, given.person)
 
 
 def track_frames(frames: Iterable[tuple[float, np.ndarray]], pipeline: FacePipeline,

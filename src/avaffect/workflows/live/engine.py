@@ -46,8 +46,7 @@ import numpy as np
 from avaffect.errors import AvaffectError
 from avaffect.evaluation.streaming import LiveWindows
 from avaffect.features.face_stream import CropChunk, CropChunker, StreamStats, describe_chunks
-from avaffect.features.faces.align import align_crop
-from avaffect.features.faces.crops import iter_face_steps
+from avaffect.features.faces.crops import cut_crop, iter_face_steps
 from avaffect.features.faces.detectors import get_detector
 from avaffect.features.faces.people import iter_people_frames
 from avaffect.livemedia import LiveFrame, LiveSource
@@ -275,8 +274,7 @@ class LiveRun:
             entries = []
             for s in people:
                 # the angle as predict stores a person's (float32, People.angles): the same crops to the pixel
-                angle = float(np.float32(s.angle)) if p.align else 0.0
-                entries.append((s.person, align_crop(rgb, s.box, p.crop_size, p.margin, angle), s.box))
+                entries.append((s.person, cut_crop(rgb, s.box, float(np.float32(s.angle)), p), s.box))
             yield self.kept.popleft(), entries
 
     # ------------------------------------------------------------------------------------------------ the loop
