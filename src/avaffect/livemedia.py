@@ -262,11 +262,6 @@ class LiveSource:
             out, self._audio = self._audio, []
             return out
 
-    @property
-    def audio_done(self) -> bool:
-        """Whether no more audio will come."""
-        return self._done
-
     def stop(self) -> None:
         """Stop reading (the frames already decoded are still handed out)."""
         with self._lock:

@@ -192,8 +192,6 @@ class LiveWindows:
         self.count = np.zeros(0)
         self.next_start = -(-self.start // self.hop) * self.hop  # the next regular window
         self.final = self.start  # steps handed out as final
-        self.model_seconds = 0.0
-        self.windows_run = 0
         self.ended = False
 
     @property
@@ -220,10 +218,7 @@ class LiveWindows:
     def _window_preds(self, starts: list[int], num_steps: int) -> np.ndarray:
         rel = [s - self.base for s in starts]
         batch = _batch(self.audio, 0, self.video, 0, self.face, num_steps - self.base, rel, self.length)
-        t0 = time.perf_counter()
-        y = np.asarray(self.run(*batch), dtype=np.float32)
-        self.model_seconds += time.perf_counter() - t0
-        return y
+        return np.asarray(self.run(*batch), dtype=np.float32)
 
     def _accumulate(self, total: np.ndarray | None, count: np.ndarray, y: np.ndarray, starts: list[int],
                     num_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +240,6 @@ class LiveWindows:
 
     def _add(self, y: np.ndarray, starts: list[int], num_steps: int) -> None:
         self.total, self.count = self._accumulate(self.total, self.count, y, starts, num_steps)
-        self.windows_run += len(starts)
 
     def _end_window(self, n: int) -> int | None:
         """The start of the end-aligned window that a recording of ``n`` steps adds to the regular ones

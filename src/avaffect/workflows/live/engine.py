@@ -148,14 +148,13 @@ def _latency_stats(values: list[float]) -> dict[str, float]:
 @dataclass
 class _Track:
     """One face followed live: the single face (``person`` None) or one person of ``--faces all``. Its crops are
-    chunked from ``start`` on, described, and (a fusion model) windowed; ``present`` holds the steps not yet
+    chunked from its windows' start on, described, and (a fusion model) windowed; ``present`` holds the steps not yet
     emitted final where the person was on screen (what ``--faces all`` emits), ``emitted`` the steps emitted final
     (from ``start``), ``prov_upto`` those emitted provisionally."""
 
     person: int | None
     chunker: CropChunker
     windows: LiveWindows | None
-    start: int
     present: set[int] = field(default_factory=set)
     emitted: int = 0
     prov_upto: int = 0
@@ -332,7 +331,7 @@ class LiveRun:
         size, (before, after) = self.pipeline.crop_size, self.context
         windows = LiveWindows(self.predictor.run, self.length, self.hop, start) if self.length else None
         # nothing before `step` is ever emitted for it (its person was not on screen): provisional values from there
-        track = _Track(person, CropChunker(size, self.chunk, before, after, start=start), windows, start,
+        track = _Track(person, CropChunker(size, self.chunk, before, after, start=start), windows,
                        emitted=start, prov_upto=step, last_seen=step)
         self.tracks[person] = track
         if person is not None and person > self.people_seen:
