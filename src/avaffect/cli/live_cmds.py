@@ -31,8 +31,8 @@ def cmd_live(args) -> int:
     source_arg = items.pop()
     predictor = load_predictor(None if args.face_model else items[0], face_model=args.face_model,
                                options=PredictorOptions(detect_every=args.detect_every, runtime=args.runtime))
-    sample_rate = int(getattr(predictor, "audio_ex", None).params.get("sample_rate", 16000)) \
-        if hasattr(predictor, "audio_ex") else 16000
+    audio_ex = getattr(predictor, "audio_ex", None)  # a face model has none: its source's audio goes unused
+    sample_rate = int(audio_ex.params.get("sample_rate", 16000)) if audio_ex is not None else 16000
     source = LiveSource(source_arg, realtime=args.realtime, sample_rate=sample_rate,
                         stall_timeout=args.stall_timeout).open()
     info = predictor.info
