@@ -173,6 +173,24 @@ def test_tracker_smooths_boxes_and_keeps_the_angle():
     assert s.angle == pytest.approx(10.0, abs=1e-3)
 
 
+def test_eyes_taken_after_the_match_give_what_a_detection_with_eyes_gives():
+    """The face pipeline matches boxes first and searches the eyes of the face followed only afterwards
+    (``observe_eyes``): the same boxes and angles as detections that carried their eyes."""
+    rng = np.random.default_rng(3)
+    with_eyes, later = FaceTracker(Tracking(smoothing=0.5)), FaceTracker(Tracking(smoothing=0.5))
+    for i in range(12):
+        x = 10 + 3 * i
+        lm = np.full((5, 2), np.nan, np.float32)
+        lm[:2] = [[x + 30, 40 + rng.normal(0, 3)], [x + 70, 40 + rng.normal(0, 3)]]
+        has_eyes = i % 3 != 1
+        a = with_eyes.update([Detection([x, 0, x + 100, 100], 1.0, lm if has_eyes else None)])
+        b = later.update([Detection([x, 0, x + 100, 100], 1.0)])
+        if has_eyes:
+            b.angle = later.observe_eyes(lm[:2])
+        np.testing.assert_array_equal(a.box, b.box)
+        assert a.angle == b.angle
+
+
 def test_tracking_keeps_the_same_face_when_a_second_face_appears(crema_frame):
     frame, det = crema_frame
     face = _face_image(frame, det, 160)

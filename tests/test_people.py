@@ -129,6 +129,32 @@ def test_detection_ahead_gives_the_same_steps_as_one_frame_at_a_time(scenes, sce
         assert st1[key] == st2[key]
 
 
+def test_eyes_every_k_searches_fewer_eyes_and_changes_only_the_angle(scenes):
+    """``eyes_every 2``: the same faces, boxes and tracks (eyes never decide them), half the eye searches, a new
+    track's eyes searched on its first detection (same angle there as with every detection), and the angle
+    carried, unchanged, between searches."""
+    video, _ = scenes["cuts"]
+    frames = list(iter_video_frames(video))
+    runs = {}
+    for k in (1, 2):
+        st: dict = {}
+        runs[k] = (list(iter_face_steps(frames, FacePipeline(crop_size=64, detect_every=5, eyes_every=k), stats=st)),
+                   st)
+    (one, st1), (two, st2) = runs[1], runs[2]
+    for a, b in zip(one, two, strict=True):
+        assert a.track == b.track and a.detected == b.detected and (a.box is None) == (b.box is None)
+        if a.box is not None:
+            np.testing.assert_array_equal(a.box, b.box)
+    assert st1["eye_searches"] == st1["faces_detected"] == st2["faces_detected"]
+    tracks = len({s.track for s in two if s.box is not None})
+    assert st2["eye_searches"] <= (st2["faces_detected"] + tracks) // 2 + tracks
+    assert st2["eye_searches"] >= st2["faces_detected"] // 2
+    for cut in (N // 3, 2 * N // 3):  # a new track: eyes searched at once
+        assert two[cut].track != two[cut - 1].track and two[cut].angle == one[cut].angle
+    changes = sum(1 for a, b in zip(two, two[1:], strict=False) if b.box is not None and b.angle != a.angle)
+    assert changes <= st2["eye_searches"]  # the angle moves only where the eyes were searched
+
+
 def test_the_largest_face_trace_never_switches_person_when_the_other_grows(scenes):
     video, truth = scenes["swap"]
     steps = list(iter_face_steps(iter_video_frames(video), FacePipeline(crop_size=64, detect_every=5)))

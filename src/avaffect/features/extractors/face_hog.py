@@ -62,7 +62,8 @@ class FaceHOG(Extractor):
     its crops from the face pipeline (:func:`avaffect.features.faces.load_face_crops` with ``detector``,
     ``crop_size``): detection, tracking, eye-levelling alignment; steps where no face is found are zeros.
     ``source="auto"`` (default) prefers the dataset's crops (Aff-Wild2 ``cropped_aligned``) when present.
-    ``detect_every``: run the detector on every k-th frame, tracking in between (see the face ResNets).
+    ``detect_every``: run the detector on every k-th frame, tracking in between (see the face ResNets);
+    ``eyes_every``: Haar's eye search on every k-th detection of the face followed only.
     """
 
     name = "face_hog"
@@ -81,6 +82,7 @@ class FaceHOG(Extractor):
         source: Literal[FACE_SOURCES] = Field("auto", description="where faces come from: auto (a dataset's crops "
                                               "when present, else the video), crops or video")
         detect_every: int = face_field("detect_every")
+        eyes_every: int = face_field("eyes_every")
 
         @model_validator(mode="after")
         def _geometry(self) -> FaceHOG.Params:
@@ -92,7 +94,7 @@ class FaceHOG(Extractor):
                 raise ValueError(f"grid ({self.grid}) must not exceed size ({self.size})")
             return self
 
-    late_defaults = {"detect_every": 1}
+    late_defaults = {"detect_every": 1, "eyes_every": 1}
     _transient = ("_hog",)
     BATCH = 256  # crops converted and resized per OpenCV call (the streaming chunk's size)
 

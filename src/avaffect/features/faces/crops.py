@@ -31,7 +31,7 @@ import time as _time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,12 @@ from avaffect.data.layout import crop_name, crop_path
 from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import DataError, MediaError
 from avaffect.features.faces.align import align_crop
-from avaffect.features.faces.detectors import get_detector
+from avaffect.features.faces.detectors import Detection, get_detector
 from avaffect.features.faces.frames import assign_frames
 from avaffect.features.faces.people import ShotCuts, person_faces
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.faces.tracking import FaceTracker
+from avaffect.features.faces.tracking import FaceTracker, TrackState
 from avaffect.media import DECODE_FIX, iter_video_frames
 
 __all__ = [
@@ -144,10 +144,12 @@ def iter_face_steps(
     one cuts the crops of the frames in between (OpenCV and LiteRT release the GIL, so both cores work). It starts
     once the detection before it is done and the track holds, with that track's box, and is used only when no shot
     cut comes first: exactly the input the detector would get one frame at a time, so the steps are the same with
-    ``ahead`` on or off (tested). The worker finds the boxes only (the face cascade); their landmarks (Haar's eye
-    search, its own cascade object, so the two threads never share one) are added on this thread
-    (:meth:`~avaffect.features.faces.detectors.base.FaceDetector.detect_boxes`), so that the chain of detections,
-    each started from the one before, stays short. ``detect_seconds`` counts the detector's own time, on whichever
+    ``ahead`` on or off (tested). The worker finds the boxes only (the face cascade); the tracker matches them (a
+    face's eyes never decide which face is followed), the next detection is handed to the worker, and only then
+    does this thread add the landmarks of the face followed (Haar's eye search, its own cascade object, so the two
+    threads never share one; :meth:`~avaffect.features.faces.detectors.base.FaceDetector.detect_boxes`), while the
+    worker runs: the chain of detections, each started from the one before, stays short, and faces not followed
+    get no eye search. ``detect_seconds`` counts the detector's own time, on whichever
     thread (``detect_ahead_seconds`` of it on the worker); ``detect_wait_seconds`` the time this thread waited for a
     detection ahead."""
     if times is not None:
@@ -161,7 +163,7 @@ def iter_face_steps(
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
               detect_ahead_seconds=0.0, detect_wait_seconds=0.0, detections_ahead=0, faces_detected=0,
-              eyes_found=0, detector=det.name, detect_every=every, cuts=0)
+              eyes_found=0, eye_searches=0, detector=det.name, detect_every=every, cuts=0)
 
     def counted(it):
         for item in it:
@@ -201,6 +203,7 @@ def iter_face_steps(
     future: Future | None = None  # the detection of window[every - 1], started with the track's box
     since = 0
     score = float("nan")  # the detector's score when it last found the face followed
+    eye_turn, track_no = 0, 0  # the track's detections since its last eye search (eyes_every), which track
     try:
         while True:
             if not window:
@@ -227,11 +230,7 @@ def iter_face_steps(
                 st["roi_calls"] += roi
                 st["detector_calls"] += full
                 st["detect_seconds"] += seconds
-                state = tracker.update(landmarks(rgb, found))
-                score = state.detection.score if state.detection is not None else float("nan")
-                if state.detection is not None:  # how often the alignment got a fresh eye line
-                    st["faces_detected"] += 1
-                    st["eyes_found"] += state.detection.eyes is not None
+                state = tracker.update(found)  # the boxes decide which face is followed, never its eyes
                 if pool is not None and tracker.active and tracker.lost == 0:
                     while len(window) < every:  # read ahead to the next frame the detector runs on
                         item = next(source, None)
@@ -241,6 +240,18 @@ def iter_face_steps(
                     # with no cut before it, that frame is detected with the box the track has now
                     if len(window) == every and not any(w[3] for w in window):
                         future = pool.submit(find, window[-1][1], track_box())
+                if state.detection is not None and state.detection.eyes is None:
+                    if tracker.tracks_started != track_no:  # a new track searches its eyes at once
+                        track_no, eye_turn = tracker.tracks_started, 0
+                    if eye_turn % pipeline.eyes_every == 0:
+                        # the eye search, for the face followed only, while the worker detects ahead
+                        state = _with_eyes(tracker, state, landmarks(rgb, [state.detection])[0])
+                        st["eye_searches"] += 1
+                    eye_turn += 1
+                score = state.detection.score if state.detection is not None else float("nan")
+                if state.detection is not None:  # how often the alignment got a fresh eye line
+                    st["faces_detected"] += 1
+                    st["eyes_found"] += state.detection.eyes is not None
             else:
                 state = tracker.carry()
             since += 1
@@ -255,6 +266,13 @@ def iter_face_steps(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _with_eyes(tracker: FaceTracker, state: TrackState, found: Detection) -> TrackState:
+    """``state`` once the eye search has run on its detection (``found``: that detection with its landmarks)."""
+    if found.eyes is None:
+        return replace(state, detection=found)
+    return replace(state, angle=tracker.observe_eyes(found.eyes), detection=found)
 
 
 def cut_crop(rgb: np.ndarray, box: np.ndarray, angle: float, pipeline: FacePipeline) -> np.ndarray:

@@ -61,6 +61,10 @@ class FacePipeline(_Settings):
     crop_size: int = Field(112, ge=16, description="side of the square face crop (px)")
     detect_every: int = Field(1, ge=1, description="run the face detector on every k-th frame only, tracking in "
                               "between (1: the detector on every frame)")
+    eyes_every: int = Field(1, ge=1, description="with a detector whose eyes are a second search (haar), search the "
+                            "eyes of the face followed on every k-th of its detections only, its angle carried in "
+                            "between; a new track searches at once (1: every detection; 2 halves the eye search, "
+                            "Haar's costliest step: docs/benchmarks/face_speed.md)")
     margin: float = Field(0.15, ge=0, description="border around the face box on each side, as a fraction of its "
                           "side")
     align: bool = Field(True, description="level the eyes when the detector gives them")

@@ -107,8 +107,9 @@ class FaceTracker:
 
     def _start(self, det: Detection) -> TrackState:
         self.box = det.box.astype(np.float32).copy()
-        eyes = det.eyes
-        self.angle = eye_angle(eyes) if eyes is not None else None
+        self.angle = None
+        if det.eyes is not None:
+            self.observe_eyes(det.eyes)
         self.lost = 0
         self.tracks_started += 1
         return TrackState(self.box.copy(), True, self.angle or 0.0, det)
@@ -132,11 +133,18 @@ class FaceTracker:
         self.lost = 0
         a = cfg.smoothing
         self.box = (a * self.box + (1.0 - a) * det.box).astype(np.float32)
-        eyes = det.eyes
-        if eyes is not None:
-            measured = eye_angle(eyes)
-            self.angle = measured if self.angle is None else a * self.angle + (1.0 - a) * measured
+        if det.eyes is not None:
+            self.observe_eyes(det.eyes)
         return TrackState(self.box.copy(), True, self.angle or 0.0, det)
+
+    def observe_eyes(self, eyes: np.ndarray) -> float:
+        """Take the eye centres ``[2, 2]`` of the detection the last :meth:`update` matched into the angle (what
+        :meth:`update` does when that detection carries them): the angle after it. The box never depends on the
+        eyes, so a caller may match boxes first and search the eyes of the matched face only, later."""
+        measured = eye_angle(eyes)
+        a = self.config.smoothing
+        self.angle = measured if self.angle is None else a * self.angle + (1.0 - a) * measured
+        return self.angle
 
     def carry(self) -> TrackState:
         """The state on a frame where detection is skipped (``detect_every``): the current box, as is."""
