@@ -47,7 +47,7 @@ from avaffect.features.faces.frames import assign_frames
 from avaffect.features.faces.people import ShotCuts, person_faces
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
-from avaffect.features.faces.tracking import FaceTracker, TrackState
+from avaffect.features.faces.tracking import FaceTracker, TrackState, match_detection
 from avaffect.media import DECODE_FIX, iter_video_frames
 
 __all__ = [
@@ -144,14 +144,14 @@ def iter_face_steps(
     one cuts the crops of the frames in between (OpenCV and LiteRT release the GIL, so both cores work). It starts
     once the detection before it is done and the track holds, with that track's box, and is used only when no shot
     cut comes first: exactly the input the detector would get one frame at a time, so the steps are the same with
-    ``ahead`` on or off (tested). The worker finds the boxes only (the face cascade); the tracker matches them (a
-    face's eyes never decide which face is followed), the next detection is handed to the worker, and only then
-    does this thread add the landmarks of the face followed (Haar's eye search, its own cascade object, so the two
-    threads never share one; :meth:`~avaffect.features.faces.detectors.base.FaceDetector.detect_boxes`), while the
-    worker runs: the chain of detections, each started from the one before, stays short, and faces not followed
-    get no eye search. ``detect_seconds`` counts the detector's own time, on whichever
-    thread (``detect_ahead_seconds`` of it on the worker); ``detect_wait_seconds`` the time this thread waited for a
-    detection ahead."""
+    ``ahead`` on or off (tested). The worker also searches the landmarks (Haar's eye search,
+    :meth:`~avaffect.features.faces.detectors.base.FaceDetector.add_landmarks`) of the one face the tracker will
+    match on that frame, found by the tracker's own rule from the box it has when the work is handed over (a face's
+    eyes never decide which face is followed): the same eyes as searching them after the match. Faces not followed
+    get no eye search; a match the worker could not foresee (a new track) gets its search on this thread, before
+    the next detection is handed over, so the two threads never run the detector at once. ``detect_seconds``
+    counts the detector's own time, on whichever thread (``detect_ahead_seconds`` of it on the worker);
+    ``detect_wait_seconds`` the time this thread waited for a detection ahead."""
     if times is not None:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
     if given is not None:
@@ -175,10 +175,13 @@ def iter_face_steps(
         for frame_t, rgb, steps in it:
             yield frame_t, rgb, steps, shots(rgb)
 
-    def find(rgb: np.ndarray, box: np.ndarray | None) -> tuple[list, int, int, float]:
-        """The detector's boxes for one frame (their landmarks come next, :meth:`FaceDetector.add_landmarks`):
-        around the track's ``box`` first (when given), then the whole frame; with the calls made and the seconds
-        they took."""
+    def find(rgb: np.ndarray, box: np.ndarray | None, eyes_of: np.ndarray | None = None,
+             ) -> tuple[list, int, int, float, bool]:
+        """The detector's boxes for one frame: around the track's ``box`` first (when given), then the whole
+        frame; with ``eyes_of`` (a track's box), the landmarks of the detection that track will match
+        (:func:`~avaffect.features.faces.tracking.match_detection`, the tracker's own rule), the others' left to
+        :meth:`FaceDetector.add_landmarks`. With the calls made, the seconds they took and whether that eye search
+        ran."""
         t0 = _time.perf_counter()
         found, roi = [], 0
         if box is not None:
@@ -186,9 +189,15 @@ def iter_face_steps(
         full = 0 if found else 1
         if not found:
             found = det.detect_boxes(rgb)
-        return found, roi, full, _time.perf_counter() - t0
+        searched = False
+        if eyes_of is not None:
+            match = match_detection(eyes_of, found, pipeline.tracking)
+            if match is not None and match.eyes is None:
+                found = [det.add_landmarks(rgb, [d])[0] if d is match else d for d in found]
+                searched = True
+        return found, roi, full, _time.perf_counter() - t0, searched
 
-    def landmarks(rgb: np.ndarray, found: list) -> list:  # on this thread, while the worker detects ahead
+    def landmarks(rgb: np.ndarray, found: list) -> list:  # on this thread, the worker idle
         t0 = _time.perf_counter()
         out = det.add_landmarks(rgb, found)
         st["detect_seconds"] += _time.perf_counter() - t0
@@ -226,28 +235,30 @@ def iter_face_steps(
                     future = None
                 else:
                     result = find(rgb, track_box())
-                found, roi, full, seconds = result
+                found, roi, full, seconds, searched = result
                 st["roi_calls"] += roi
                 st["detector_calls"] += full
                 st["detect_seconds"] += seconds
                 state = tracker.update(found)  # the boxes decide which face is followed, never its eyes
+                if state.detection is not None:
+                    if tracker.tracks_started != track_no:  # a new track searches its eyes at once
+                        track_no, eye_turn = tracker.tracks_started, 0
+                    if eye_turn % pipeline.eyes_every == 0:
+                        st["eye_searches"] += 1
+                        if not searched and state.detection.eyes is None:  # not done ahead: here, the worker idle
+                            state = _with_eyes(tracker, state, landmarks(rgb, [state.detection])[0])
+                    eye_turn += 1
                 if pool is not None and tracker.active and tracker.lost == 0:
                     while len(window) < every:  # read ahead to the next frame the detector runs on
                         item = next(source, None)
                         if item is None:
                             break
                         window.append(item)
-                    # with no cut before it, that frame is detected with the box the track has now
+                    # with no cut before it, that frame is detected with the box the track has now, and the eyes
+                    # of the face the track will match there searched with it when they are due
                     if len(window) == every and not any(w[3] for w in window):
-                        future = pool.submit(find, window[-1][1], track_box())
-                if state.detection is not None and state.detection.eyes is None:
-                    if tracker.tracks_started != track_no:  # a new track searches its eyes at once
-                        track_no, eye_turn = tracker.tracks_started, 0
-                    if eye_turn % pipeline.eyes_every == 0:
-                        # the eye search, for the face followed only, while the worker detects ahead
-                        state = _with_eyes(tracker, state, landmarks(rgb, [state.detection])[0])
-                        st["eye_searches"] += 1
-                    eye_turn += 1
+                        due = tracker.box.copy() if eye_turn % pipeline.eyes_every == 0 else None
+                        future = pool.submit(find, window[-1][1], track_box(), due)
                 score = state.detection.score if state.detection is not None else float("nan")
                 if state.detection is not None:  # how often the alignment got a fresh eye line
                     st["faces_detected"] += 1

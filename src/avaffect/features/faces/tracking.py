@@ -29,7 +29,7 @@ from avaffect.features.faces.align import eye_angle
 from avaffect.features.faces.detectors import Detection
 from avaffect.features.faces.pipeline import Tracking, face_pipeline
 
-__all__ = ["TrackState", "FaceTracker", "iou", "select_largest"]
+__all__ = ["TrackState", "FaceTracker", "iou", "match_detection", "select_largest"]
 
 
 @dataclass
@@ -65,6 +65,30 @@ def select_largest(detections: list[Detection]) -> Detection | None:
     return max(detections, key=lambda d: (d.area, d.score))
 
 
+def match_detection(box: np.ndarray, detections: list[Detection], config: Tracking) -> Detection | None:
+    """The detection that continues a track whose box is ``box`` (the *follow* rule of the module docstring), or
+    ``None``: what :meth:`FaceTracker.update` matches, also for a caller that needs to know it ahead (the face
+    pipeline searches that face's eyes on its detection worker)."""
+    if not detections:
+        return None
+    boxes = np.stack([d.box for d in detections])
+    overlaps = iou(box, boxes)
+    best = int(np.argmax(overlaps))
+    if overlaps[best] >= config.iou_threshold:
+        return detections[best]
+    side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    dist = np.linalg.norm(centres - centre, axis=1) / side
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    ratio = np.maximum(sides / side, side / np.maximum(sides, 1e-6))
+    dist = np.where(ratio < 2.0, dist, np.inf)
+    best = int(np.argmin(dist))
+    if dist[best] <= config.max_center_shift:
+        return detections[best]
+    return None
+
+
 class FaceTracker:
     """Follows one face through a sequence of per-frame detections (module docstring)."""
 
@@ -88,22 +112,7 @@ class FaceTracker:
 
     def _match(self, detections: list[Detection]) -> Detection | None:
         assert self.box is not None
-        boxes = np.stack([d.box for d in detections])
-        overlaps = iou(self.box, boxes)
-        best = int(np.argmax(overlaps))
-        if overlaps[best] >= self.config.iou_threshold:
-            return detections[best]
-        side = float(max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0))
-        centre = np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
-        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-        dist = np.linalg.norm(centres - centre, axis=1) / side
-        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        ratio = np.maximum(sides / side, side / np.maximum(sides, 1e-6))
-        dist = np.where(ratio < 2.0, dist, np.inf)
-        best = int(np.argmin(dist))
-        if dist[best] <= self.config.max_center_shift:
-            return detections[best]
-        return None
+        return match_detection(self.box, detections, self.config)
 
     def _start(self, det: Detection) -> TrackState:
         self.box = det.box.astype(np.float32).copy()
