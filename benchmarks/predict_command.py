@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--before", metavar="REF", help="also run this git ref's code, alternating")
+    p.add_argument("--before-checkpoint", type=Path, help="the checkpoint that code runs (default --checkpoint): "
+                   "a demo checkpoint made by that code, when its settings differ (e.g. the demo's face pipeline)")
     p.add_argument("--minutes", type=float, nargs="+", default=[0.03, 1, 3, 10])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--work", type=Path, default=Path("/tmp/avaffect-predict-speed"))
@@ -68,18 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     clips = sorted(CLIPS.glob("1001_*.flv"))
     if not clips:
         raise SystemExit(f"no CREMA-D clips in {CLIPS}")
-    codes = {"this code": REPO / "src"}
+    codes = {"this code": (REPO / "src", args.checkpoint)}
     if args.before:
-        codes[f"before ({args.before})"] = worktree(args.before, args.work) / "src"
+        codes[f"before ({args.before})"] = (worktree(args.before, args.work) / "src",
+                                            args.before_checkpoint or args.checkpoint)
     videos = {m: make_video(args.work / f"crema_loop_{m:g}min.mp4", m, clips) for m in args.minutes}
     runs: dict[tuple[float, str], list[dict]] = {}
     for r in range(args.rounds):
         for minutes, video in videos.items():
-            for code, src in codes.items():
+            for code, (src, checkpoint) in codes.items():
                 out = args.work / "out" / code.split()[0]
                 shutil.rmtree(out, ignore_errors=True)
                 env = {**os.environ, "PYTHONPATH": str(src)}
-                row = timed([*AVAFFECT, "predict", str(args.checkpoint), str(video), "--out", str(out)], env)
+                row = timed([*AVAFFECT, "predict", str(checkpoint), str(video), "--out", str(out)], env)
                 summary = json.loads((out / f"{video.stem}.json").read_text())
                 row.update(duration=summary["duration_s"], printed=summary["realtime_factor"],
                            face=summary["face_fraction"], stages=summary["timings_s"].get("stages", {}),
@@ -93,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                             text=True).stdout.strip()
     lines = ["# predict as the user waits: the whole command", "",
              f"Code at {commit}. `python benchmarks/predict_command.py --checkpoint {args.checkpoint}"
-             f"{' --before ' + args.before if args.before else ''} --minutes {' '.join(f'{m:g}' for m in args.minutes)}"
+             f"{' --before ' + args.before if args.before else ''}"
+             f"{' --before-checkpoint ' + str(args.before_checkpoint) if args.before_checkpoint else ''}"
+             f" --minutes {' '.join(f'{m:g}' for m in args.minutes)}"
              f" --rounds {args.rounds}` on {info['cpu']} ({info['cores']} cores); median (min-max) of "
              f"{args.rounds} rounds, the codes alternating within each round. Whole command = process start to exit "
              "(`/usr/bin/time`); x real time (user) = video seconds / whole command; x real time (printed) = what "
