@@ -348,9 +348,9 @@ def test_r2plus1d18_clip_every_k_runs_every_kth_clip_and_shares_it(rec, tmp_path
     seen = []
     real = type(every).run_batches
 
-    def counting(self, inputs, prepare=None):
+    def counting(self, inputs):
         seen.append(len(inputs))
-        return real(self, inputs, prepare)
+        return real(self, inputs)
 
     monkeypatch.setattr(type(every), "run_batches", counting)
     full = exact.extract(rec)

@@ -195,3 +195,85 @@ def test_a_models_side_files_are_the_weights_its_extractors_read_beside_it(tmp_p
     absolute = spec.model_copy(update={"video_extractor": spec.video_extractor.model_copy(
         update={"params": {"weights": str(tmp_path / "backbones" / "face.pth")}})})
     assert absolute.side_files(tmp_path) == []
+
+
+def _resnet_face_checkpoint(folder) -> tuple:
+    """A small fusion model over ``resnet18_face`` (random weights, 48-px crops seen at 32 px) and ``logmel_stats``
+    features, saved as a checkpoint: a model whose video extractor is a torch network."""
+    from avaffect.features.extractors import get_extractor
+
+    video = {"allow_random": True, "crop_size": 48, "input_size": 32, "device": "cpu", "batch_size": 16}
+    ex_v, ex_a = get_extractor("resnet18_face", **video), get_extractor("logmel_stats")
+    torch.manual_seed(0)
+    model = AVRegressor("rjca", ex_a.dim, ex_v.dim, _small("rjca", 32)).eval()
+    spec = PreprocessingSpec(audio_extractor={"name": "logmel_stats", "params": {}, "id": ex_a.id},
+                             video_extractor={"name": "resnet18_face", "params": video, "id": ex_v.id},
+                             window=32, hop=16, fps=30.0, targets=["valence", "arousal"])
+    folder.mkdir()
+    return save_checkpoint(folder / "model.safetensors", model, spec), ex_v
+
+
+@pytest.mark.slow
+def test_export_out_exports_a_network_extractor_and_predict_runs_it_without_torch(crema_d, tmp_path, capsys):
+    """A video extractor that is a torch network (resnet18_face) goes into the folder as ONNX, its normalisation
+    included (checked against torch when written; the same features within 1e-5 here, the same id); ``predict DIR``
+    then imports no torch and equals ``predict CKPT --runtime torch`` within 1e-4 on a CREMA-D clip. The audio
+    extractor (NumPy code) is said to run as it is."""
+    from avaffect.features.extractors import get_extractor
+
+    ckpt, ex_v = _resnet_face_checkpoint(tmp_path / "run")
+    out = tmp_path / "deployed"
+    assert main(["export", str(ckpt), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "video extractor resnet18_face: its network exported to extractors/video-resnet18_face.onnx" in printed
+    assert "audio extractor logmel_stats: not a network" in printed and "without torch" in printed
+    notes = json.loads((out / "preprocessing.json").read_text())["extractors"]
+    assert notes["video"]["exported"] == "extractors/video-resnet18_face.onnx" and notes["audio"]["exported"] is None
+    onnx_ex = get_extractor("resnet18_face", **{**ex_v.params, "onnx": str(out / notes["video"]["exported"])})
+    assert onnx_ex.id == ex_v.id
+    crops = np.random.default_rng(4).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)
+    mask = np.array([True, False, True, True, True])
+    want = ex_v.features_from_crops(crops, mask)
+    np.testing.assert_allclose(onnx_ex.features_from_crops(crops, mask), want, atol=1e-5 * (1 + np.abs(want).max()))
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    code = ("import sys; from avaffect.cli.main import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "predict", str(out), str(clip), "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stdout
+    assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "t"), "--runtime", "torch"]) == 0
+    a = pd.read_csv(tmp_path / "d" / f"{clip.stem}.csv")
+    b = pd.read_csv(tmp_path / "t" / f"{clip.stem}.csv")
+    assert a["face_detected"].any()
+    np.testing.assert_allclose(a[["valence", "arousal"]].to_numpy(), b[["valence", "arousal"]].to_numpy(), atol=1e-4)
+    (out / notes["video"]["exported"]).unlink()  # the folder without its extractor: said, with the fix
+    assert main(["predict", str(out), str(clip), "--out", str(tmp_path / "x")]) == 2
+    assert "export the model again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("r2plus1d18_clip", {"crop_size": 32, "input_size": 32, "clip_len": 4}),
+    ("spec_resnet18", {}),
+])
+def test_every_network_extractor_family_exports_with_its_features(name, params, tmp_path):
+    """The clip network (its 5-D normalisation) and the spectrogram ResNet: exported and run by ONNX Runtime, the
+    same features as torch (relative 1e-5), the same feature id. (VGGish exports the same way: 290 MB, not here.)"""
+    from avaffect.features.extractors import get_extractor
+
+    params = {**params, "allow_random": True, "device": "cpu"}
+    ex = get_extractor(name, **params)
+    diff = ex.export_network(tmp_path / "net.onnx")
+    onnx_ex = get_extractor(name, **params, onnx=str(tmp_path / "net.onnx"))
+    assert onnx_ex.id == ex.id
+    rng = np.random.default_rng(2)
+    if ex.modality == "video":
+        crops = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+        mask = np.array([1, 1, 0, 1, 1, 1], bool)
+        want, got = ex.features_from_crops(crops, mask), onnx_ex.features_from_crops(crops, mask)
+    else:
+        wav, times = rng.normal(0, 0.1, 32000).astype(np.float32), np.arange(0, 2, 0.04)
+        want, got = ex.features_from_waveform(wav, times), onnx_ex.features_from_waveform(wav, times)
+    scale = 1 + np.abs(want).max()
+    assert diff <= 1e-4 * scale
+    np.testing.assert_allclose(got, want, atol=1e-5 * scale)

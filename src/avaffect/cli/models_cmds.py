@@ -86,8 +86,21 @@ def cmd_export(args) -> int:
         print(f"wrote {path} and {path.name}.json (max |ONNX - torch| {record['max_abs_diff']:.2g} on the check "
               "windows, refused above 1e-4)")
         if args.out is not None:
+            networks = json.loads((args.out / "preprocessing.json").read_text())["extractors"]
+            torch_left = False
+            for modality, note in networks.items():
+                if note["exported"]:
+                    print(f"  {modality} extractor {note['extractor']}: its network exported to {note['exported']} "
+                          f"(max |ONNX - torch| {note['max_abs_diff']:.2g})")
+                elif note["why"].startswith("not a torch network"):
+                    print(f"  {modality} extractor {note['extractor']}: not a network, runs as it is")
+                else:
+                    torch_left = True
+                    print(f"  {modality} extractor {note['extractor']}: NOT exported ({note['why']}); predict runs it "
+                          "with torch and its weights")
+            how = " (and torch for that extractor)" if torch_left else ", without torch"
             print(f"  with {args.out / 'deploy.safetensors'} and preprocessing.json: `avaffect predict {args.out} "
-                  "VIDEO` runs it with ONNX Runtime, without torch")
+                  f"VIDEO` runs it with ONNX Runtime{how}")
         else:
             print("  predict runs it with ONNX Runtime, without importing torch")
     return 0

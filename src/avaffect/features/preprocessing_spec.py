@@ -38,22 +38,23 @@ class ExtractorRecord(ExtractorSpec):
     def of(cls, spec: ExtractorSpec, extractor: Extractor) -> ExtractorRecord:
         return cls(name=spec.name, params=dict(spec.params), id=extractor.id)
 
-    def side_file(self, folder: Path) -> Path | None:
-        """The weight file this extractor reads beside its checkpoint: its ``weights`` parameter when that is a
-        path relative to ``folder`` (the checkpoint's own folder) and the file is there, else ``None``. An
-        end-to-end run records its fine-tuned backbones so (``backbones/<file>``), so the run folder can move, and a
-        copy of the model must take the file along (``export --out``, ``calibrate``)."""
-        w = self.params.get("weights")
-        if isinstance(w, str) and not Path(w).is_absolute() and (folder / w).is_file():
-            return Path(w)
-        return None
+    def side_files(self, folder: Path) -> list[Path]:
+        """The files this extractor reads beside its checkpoint: its ``weights`` and ``onnx`` parameters where they
+        are paths relative to ``folder`` (the checkpoint's own folder) and the file is there (``weights`` only without
+        ``onnx``, which carries them). An end-to-end run records its fine-tuned backbones so (``backbones/<file>``), an
+        export folder its extractor networks (``extractors/<file>.onnx``), so the folder can move, and a copy of the
+        model must take the files along (``export --out``, ``calibrate``)."""
+        keys = ("onnx",) if self.params.get("onnx") else ("weights",)
+        return [Path(v) for v in (self.params.get(k) for k in keys)
+                if isinstance(v, str) and not Path(v).is_absolute() and (folder / v).is_file()]
 
     def params_beside(self, folder: Path) -> dict[str, Any]:
-        """The parameters with the :meth:`side_file` made absolute against ``folder``."""
+        """The parameters with the :meth:`side_files` made absolute against ``folder``."""
         params = dict(self.params)
-        side = self.side_file(folder)
-        if side is not None:
-            params["weights"] = str(folder / side)
+        for key in ("weights", "onnx"):
+            v = params.get(key)
+            if isinstance(v, str) and not Path(v).is_absolute() and (folder / v).is_file():
+                params[key] = str(folder / v)
         return params
 
 
@@ -124,8 +125,7 @@ class PreprocessingSpec(_Strict):
     def side_files(self, folder: Path) -> list[Path]:
         """The files the extractors read beside the checkpoint in ``folder`` (:meth:`ExtractorRecord.side_file`),
         relative to it: what a copy of the model must take along."""
-        found = (r.side_file(folder) for r in (self.audio_extractor, self.video_extractor))
-        return sorted({f for f in found if f is not None})
+        return sorted({f for r in (self.audio_extractor, self.video_extractor) for f in r.side_files(folder)})
 
     @classmethod
     def from_metadata(cls, raw: dict[str, Any], where: str = "checkpoint") -> PreprocessingSpec:

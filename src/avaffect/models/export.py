@@ -24,11 +24,13 @@ from safetensors.numpy import save_file
 from avaffect.deploy.formats import DEPLOY_FILE, DEPLOY_FORMAT, OFFICIAL_FORMAT, read_format
 from avaffect.deploy.onnx_model import INPUTS, ExportRecord, OnnxWindows, export_paths, write_record
 from avaffect.errors import AvaffectError
+from avaffect.features.backbones.base import TorchExtractor
+from avaffect.features.extractors import get_extractor
 from avaffect.features.preprocessing_spec import PreprocessingSpec
 from avaffect.files import atomic_path, atomic_write_text, sha256_file
 from avaffect.models.checkpoint import load_checkpoint
 
-__all__ = ["TOLERANCE", "check_batch", "export_onnx"]
+__all__ = ["TOLERANCE", "check_batch", "export_extractors", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
@@ -104,24 +106,58 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None) -> Pa
 
 def _deploy_files(checkpoint: Path, out_dir: Path) -> None:
     """Beside an export in its own folder: ``deploy.safetensors`` (the checkpoint's metadata and ``audio_mean``, no
-    weights), ``preprocessing.json`` (what the model's inputs are, readable by anyone porting it) and the files the
-    extractors read beside the checkpoint (:meth:`PreprocessingSpec.side_files`, at the same relative paths)."""
+    weights), ``preprocessing.json`` (what the model's inputs are, readable by anyone porting it), the extractors
+    that are networks exported too (:func:`export_extractors`) and the files the extractors read beside the
+    checkpoint (:meth:`PreprocessingSpec.side_files`, at the same relative paths)."""
     with safe_open(str(checkpoint), framework="numpy") as f:
         meta = dict(f.metadata() or {})
         audio_mean = f.get_tensor("audio_mean")
-    with atomic_path(out_dir / DEPLOY_FILE) as tmp:
-        save_file({"audio_mean": np.ascontiguousarray(audio_mean)}, str(tmp), metadata={**meta,
-                                                                                        "format": DEPLOY_FORMAT})
-    spec = json.loads(meta["preprocessing"])
+    spec, networks = export_extractors(PreprocessingSpec.from_metadata(json.loads(meta["preprocessing"]),
+                                                                       str(checkpoint)), checkpoint.parent, out_dir)
+    meta["preprocessing"] = spec.model_dump_json()
+    for rel in spec.side_files(checkpoint.parent):  # e.g. an end-to-end run's backbones/<file> not exported
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkpoint.parent / rel, out_dir / rel)
     model = json.loads(meta["model"])
     atomic_write_text(out_dir / "preprocessing.json", json.dumps({
         "note": "what model.onnx expects, per batch of windows: audio [B, L, d_audio] and video [B, L, d_video] "
                 "features from the extractors below (their params), the window mask [B, L] (steps inside the "
                 "recording) and the face mask [B, L] (a face was found); output values [B, L, K] (the targets), "
-                "windows of L steps every hop steps, overlapping values averaged",
+                "windows of L steps every hop steps, overlapping values averaged. An extractor with an `onnx` "
+                "parameter runs that file (its network, input normalisation included) instead of torch.",
         "model": {"name": model["name"], "d_audio": model["d_audio"], "d_video": model["d_video"]},
+        "extractors": networks,
         "audio_mean": [float(v) for v in np.asarray(audio_mean).reshape(-1)],
-        "preprocessing": spec}, indent=2) + "\n")
-    for rel in PreprocessingSpec.from_metadata(spec, str(checkpoint)).side_files(checkpoint.parent):
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)  # e.g. an end-to-end run's backbones/<file>
-        shutil.copy2(checkpoint.parent / rel, out_dir / rel)
+        "preprocessing": json.loads(meta["preprocessing"])}, indent=2) + "\n")
+    with atomic_path(out_dir / DEPLOY_FILE) as tmp:  # last: predict takes the folder for an export once it is there
+        save_file({"audio_mean": np.ascontiguousarray(audio_mean)}, str(tmp), metadata={**meta,
+                                                                                        "format": DEPLOY_FORMAT})
+
+
+def export_extractors(spec: PreprocessingSpec, home: Path, out_dir: Path) -> tuple[PreprocessingSpec, dict]:
+    """Export each extractor of ``spec`` that is a torch network (``home``: the checkpoint's folder, where its side
+    files are) into ``out_dir/extractors/<modality>-<name>.onnx`` (:meth:`TorchExtractor.export_network`: checked
+    against torch, refused above its tolerance) and point its ``onnx`` parameter there (a path relative to the
+    folder): the spec to store, and per modality what happened (``exported`` file and ``max_abs_diff``, or ``why``
+    not). The others are NumPy / OpenCV / ONNX Runtime code already and run as they are."""
+    notes: dict[str, dict] = {}
+    updates = {}
+    for key in ("audio_extractor", "video_extractor"):
+        record = getattr(spec, key)
+        modality = key.split("_")[0]
+        extractor = get_extractor(record.name, **record.params_beside(home))
+        if not isinstance(extractor, TorchExtractor):
+            notes[modality] = {"extractor": record.name, "exported": None, "why": "not a torch network: it runs "
+                               "as it is, without torch"}
+            continue
+        rel = f"extractors/{modality}-{record.name}.onnx"
+        try:
+            diff = extractor.export_network(out_dir / rel)
+        except AvaffectError as e:  # e.g. its weights are not here: the folder then needs them, and torch
+            notes[modality] = {"extractor": record.name, "exported": None, "why": str(e)}
+            log.warning("%s: the %s extractor %s is not exported (%s): predict runs it with torch", out_dir, modality,
+                        record.name, e)
+            continue
+        updates[key] = record.model_copy(update={"params": {**record.params, "onnx": rel}})
+        notes[modality] = {"extractor": record.name, "exported": rel, "max_abs_diff": diff}
+    return spec.model_copy(update=updates), notes

@@ -9,16 +9,21 @@ Parameters every :class:`TorchExtractor` has:
   required and a missing file raises an error saying what to download and where to put it.
 * ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
 * ``batch_size``: inputs per forward pass.
+* ``onnx``: the path of this extractor's network exported to ONNX with its input normalisation
+  (:meth:`TorchExtractor.export_network`, what ``avaffect export --out DIR`` writes): the network then runs with
+  ONNX Runtime on the CPU, torch is not imported, and ``weights`` is not read (the file carries them).
 
-``device`` and ``batch_size`` do not change the features, so they are left out of the feature-store
-id; ``weights`` enters it by file name only (moving the cache keeps the id, another file changes it).
-The network is built lazily on the first ``extract`` and dropped when the extractor is pickled.
+``device``, ``batch_size`` and ``onnx`` do not change the features (``onnx`` within the export's checked
+tolerance), so they are left out of the feature-store id; ``weights`` enters it by file name only (moving the
+cache keeps the id, another file changes it). The network is built lazily on the first ``extract`` and dropped
+when the extractor is pickled.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +36,8 @@ from avaffect.errors import AvaffectError, ConfigError
 from avaffect.features.extractors.base import Extractor, ExtractorParams, Positive, audio_source
 from avaffect.features.temporal_align import CONTEXTS
 from avaffect.features.weights import WEIGHTS_PARAM, resolve_weights
+from avaffect.files import atomic_path
+from avaffect.onnxrt import open_session
 from avaffect.statedict import load_state_dict_file
 
 __all__ = [
@@ -50,7 +57,11 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-RUNTIME_PARAMS = ("device", "batch_size")
+RUNTIME_PARAMS = ("device", "batch_size", "onnx")
+#: largest |ONNX - torch| accepted for an exported extractor network, relative to its features' scale: max |diff|
+#: <= NETWORK_TOLERANCE * (1 + max |torch features|) on the check inputs (a ResNet's pooled features reach tens,
+#: and float32 arithmetic in another order moves them by about 1e-6 of that)
+NETWORK_TOLERANCE = 1e-4
 
 
 class TorchParams(ExtractorParams):
@@ -62,6 +73,8 @@ class TorchParams(ExtractorParams):
                                "(tests, speed measurements: the features are then meaningless)")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     batch_size: Positive = Field(32, description="inputs per forward pass (does not change the features)")
+    onnx: str | None = Field(None, description="the network (with its input normalisation) exported to ONNX: run "
+                             "with ONNX Runtime instead of torch, weights not read (avaffect export --out)")
 
 
 def resolve_device(device: str = "auto"):
@@ -149,7 +162,7 @@ class TorchExtractor(Extractor):
     default_weights: ClassVar[str | None] = None
     # end-to-end training can fine-tune this network on crops or clips (it has layer groups in models/e2e.py)
     fine_tunable: ClassVar[bool] = False
-    _transient = ("_net", "_device")
+    _transient = ("_net", "_device", "_session", "_capture")
     Params = TorchParams
 
     # ------------------------------------------------------------------ parameters and identity
@@ -183,7 +196,15 @@ class TorchExtractor(Extractor):
         return self.default_weights
 
     def weights_path(self) -> Path | None:
-        """The weight file to load, or ``None`` for random weights (``allow_random`` and no ``weights``)."""
+        """The weight file to load, or ``None`` for random weights (``allow_random`` and no ``weights``); with
+        ``onnx``, that file (it carries the weights), which must exist."""
+        if self.params.get("onnx"):
+            path = Path(self.params["onnx"])
+            if not path.is_file():
+                raise AvaffectError(f"{path}: the ONNX export of the {self.name} network is not there; export the "
+                                    "model again (avaffect export CKPT --out DIR) or give the extractor's weights "
+                                    "instead")
+            return path
         w = self.params["weights"]
         if w is None:
             if self.params["allow_random"]:
@@ -252,21 +273,105 @@ class TorchExtractor(Extractor):
             self._net = net
         return net
 
-    def run_batches(self, inputs: np.ndarray, prepare=None) -> np.ndarray:
-        """Forward ``inputs [N, ...]`` in batches of ``batch_size``; ``prepare(tensor)`` runs on the device
-        first (normalisation). Returns float32 ``[N, out]``."""
-        import torch
+    def input_step(self) -> Callable[[Any], Any] | None:
+        """The step that runs on the device before the network (a torch function of a batch tensor: the pixel
+        normalisation of the face and clip networks), or ``None``; built only where torch runs, and exported with
+        the network (:meth:`export_network`)."""
+        return None
+
+    def run_batches(self, inputs: np.ndarray) -> np.ndarray:
+        """Forward ``inputs [N, ...]`` in batches of ``batch_size``, :meth:`input_step` first. Returns float32
+        ``[N, out]``. With ``onnx`` the exported network (its input step included) runs instead, without torch."""
+        capture = self.__dict__.get("_capture")
+        if capture is not None and not capture:  # export_network asks for one real input of the network
+            capture.append(np.ascontiguousarray(inputs[:2]))
+        if self.params.get("onnx"):
+            return self._run_onnx(inputs)
+        import torch  # lazy: extractors with an ONNX export run without it
 
         net = self.network()
+        step = self.input_step()
         outs: list[np.ndarray] = []
         with torch.inference_mode():
             for sl in batches(len(inputs), int(self.params["batch_size"])):
                 x = torch.from_numpy(np.ascontiguousarray(inputs[sl])).to(self.device)
-                if prepare is not None:
-                    x = prepare(x)
+                if step is not None:
+                    x = step(x)
                 y = net(x)
                 outs.append(y.reshape(len(y), -1).float().cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    def _run_onnx(self, inputs: np.ndarray) -> np.ndarray:
+        session = self.__dict__.get("_session")
+        if session is None:
+            session = self._session = open_session(self.weights_path(), what=f"{self.name} network")
+        name = session.get_inputs()[0].name
+        outs = [session.run(None, {name: np.ascontiguousarray(inputs[sl])})[0]
+                for sl in batches(len(inputs), int(self.params["batch_size"]))]
+        outs = [o.reshape(len(o), -1).astype(np.float32, copy=False) for o in outs]
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    # ------------------------------------------------------------------ export
+    def network_example(self) -> np.ndarray:
+        """One real input batch of the network (2 items): the extractor run on a random face crop pair (video) or
+        on a second of noise (audio), its first :meth:`run_batches` input kept."""
+        self._capture: list[np.ndarray] = []
+        rng = np.random.default_rng(0)
+        try:
+            if self.modality == "video":
+                pipeline = self.face_pipeline()
+                size = pipeline.crop_size if pipeline is not None else 112
+                self.features_from_crops(rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8), np.ones(2, bool))
+            else:
+                rate = int(self.params.get("sample_rate", 16000))
+                self.features_from_waveform(rng.normal(0, 0.1, rate).astype(np.float32), np.array([0.2, 0.4]))
+            if not self._capture:
+                raise AvaffectError(f"{self.name}: its network never ran on the example input")
+            return self._capture[0]
+        finally:
+            del self._capture
+
+    def export_network(self, path: str | Path) -> float:
+        """Write the network, after its :meth:`input_step`, to ``path`` as ONNX (batch size free), checked with ONNX
+        Runtime against torch on :meth:`network_example`: refused above :data:`NETWORK_TOLERANCE` (relative).
+        Returns the largest |ONNX - torch|."""
+        import torch  # lazy: only an export runs the exporter
+
+        example = self.network_example()
+        net, step = self.network().cpu(), self.input_step()
+
+        class Prepared(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                y = self.net(step(x) if step is not None else x)
+                return y.reshape(y.shape[0], -1).float()
+
+        module = Prepared().eval()
+        with torch.inference_mode():
+            want = module(torch.from_numpy(example)).numpy()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes
+            try:
+                torch.onnx.export(module, (torch.from_numpy(example),), str(tmp), input_names=["inputs"],
+                                  output_names=["features"], dynamic_axes={"inputs": {0: "batch"},
+                                                                           "features": {0: "batch"}},
+                                  opset_version=17, dynamo=False)
+            except Exception as e:  # the exporter raises many types for an unsupported operation
+                raise AvaffectError(f"{self.name}: its network cannot be exported to ONNX ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0][:200]})") from None
+            session = open_session(tmp, what=f"{self.name} network")
+            got = session.run(None, {session.get_inputs()[0].name: example})[0].reshape(len(example), -1)
+        diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+        if not diff <= NETWORK_TOLERANCE * (1.0 + float(np.max(np.abs(want)))):
+            path.unlink(missing_ok=True)
+            raise AvaffectError(f"{self.name}: the ONNX export of its network differs from torch by {diff:.3g}: "
+                                "not exported")
+        return diff
 
     # ------------------------------------------------------------------ audio helper
     def audio_source(self, rec: Recording) -> Path:

@@ -272,7 +272,8 @@ def pixel_normalizer(mean, std):
     mean_t, std_t = torch.tensor(mean), torch.tensor(std)
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        x = x.movedim(-1, 1).float().div_(255.0)
+        # permute with explicit dims (movedim's -1 reaches ONNX as an invalid Transpose perm)
+        x = x.permute(0, x.dim() - 1, *range(1, x.dim() - 1)).float().div_(255.0)
         shape = (1, 3) + (1,) * (x.dim() - 2)
         return (x - mean_t.to(x.device).view(shape)) / std_t.to(x.device).view(shape)
 

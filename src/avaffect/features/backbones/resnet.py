@@ -157,7 +157,7 @@ class FaceResNet(TorchExtractor):
     def describe_weights_format(self) -> str:
         return f"torchvision's {self.arch} naming (conv1, bn1, layer1..layer4; fc ignored)"
 
-    def _normalizer(self):
+    def input_step(self):
         from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch
 
         return pixel_normalizer(*IMAGE_NORMALIZATIONS[self.params["normalize"]])
@@ -174,7 +174,7 @@ class FaceResNet(TorchExtractor):
             return out
         p = self.params
         inputs = prepare_crops(np.asarray(crops)[idx], int(p["input_size"]), p["resize"])
-        out[idx] = self.run_batches(inputs, self._normalizer())
+        out[idx] = self.run_batches(inputs)
         return out
 
     def extract(self, rec: Recording) -> np.ndarray:

@@ -134,7 +134,7 @@ class R2Plus1D18Clip(TorchExtractor):
         p = self.params
         return clip_indices(num_steps, int(p["clip_len"]), int(p["frame_stride"]), p["context"])
 
-    def _normalizer(self):
+    def input_step(self):
         from avaffect.features.backbones.nets import pixel_normalizer  # lazy: nets imports torch
 
         return pixel_normalizer(*CLIP_NORMALIZATIONS[self.params["normalize"]])
@@ -167,12 +167,11 @@ class R2Plus1D18Clip(TorchExtractor):
         frames = np.zeros((len(mask) + 1, size, size, 3), dtype=np.uint8)  # last row: the blank frame (index -1)
         frames[steps] = prepare_crops(np.asarray(crops)[steps], size, "resize")  # steps without a face stay blank
         idx = self.clip_plan(len(mask))[np.asarray(anchors, dtype=np.int64)]
-        prepare = self._normalizer()
         chunk = int(p["batch_size"])
         feats = np.empty((len(idx), self.dim), dtype=np.float32)
         for lo in range(0, len(idx), chunk):
             clips = frames[idx[lo : lo + chunk]]  # [B, L, H, W, 3]; -1 picks the blank last row
-            feats[lo : lo + chunk] = self.run_batches(clips, prepare)
+            feats[lo : lo + chunk] = self.run_batches(clips)
         return feats
 
     def crop_request(self, rec: Recording) -> FacePipeline | None:
