@@ -92,7 +92,7 @@ def cmd_export(args) -> int:
                 if note["exported"]:
                     print(f"  {modality} extractor {note['extractor']}: its network exported to {note['exported']} "
                           f"(max |ONNX - torch| {note['max_abs_diff']:.2g})")
-                elif note["why"].startswith("not a torch network"):
+                elif not note["network"]:
                     print(f"  {modality} extractor {note['extractor']}: not a network, runs as it is")
                 else:
                     torch_left = True

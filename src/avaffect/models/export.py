@@ -138,8 +138,9 @@ def export_extractors(spec: PreprocessingSpec, home: Path, out_dir: Path) -> tup
     """Export each extractor of ``spec`` that is a torch network (``home``: the checkpoint's folder, where its side
     files are) into ``out_dir/extractors/<modality>-<name>.onnx`` (:meth:`TorchExtractor.export_network`: checked
     against torch, refused above its tolerance) and point its ``onnx`` parameter there (a path relative to the
-    folder): the spec to store, and per modality what happened (``exported`` file and ``max_abs_diff``, or ``why``
-    not). The others are NumPy / OpenCV / ONNX Runtime code already and run as they are."""
+    folder): the spec to store, and per modality what happened (``network``: whether it is one; ``exported`` file
+    and ``max_abs_diff``, or ``why`` not). The others are NumPy / OpenCV / ONNX Runtime code already and run as
+    they are."""
     notes: dict[str, dict] = {}
     updates = {}
     for key in ("audio_extractor", "video_extractor"):
@@ -147,17 +148,17 @@ def export_extractors(spec: PreprocessingSpec, home: Path, out_dir: Path) -> tup
         modality = key.split("_")[0]
         extractor = get_extractor(record.name, **record.params_beside(home))
         if not isinstance(extractor, TorchExtractor):
-            notes[modality] = {"extractor": record.name, "exported": None, "why": "not a torch network: it runs "
-                               "as it is, without torch"}
+            notes[modality] = {"extractor": record.name, "network": False, "exported": None,
+                               "why": "not a torch network: it runs as it is, without torch"}
             continue
         rel = f"extractors/{modality}-{record.name}.onnx"
         try:
             diff = extractor.export_network(out_dir / rel)
         except AvaffectError as e:  # e.g. its weights are not here: the folder then needs them, and torch
-            notes[modality] = {"extractor": record.name, "exported": None, "why": str(e)}
+            notes[modality] = {"extractor": record.name, "network": True, "exported": None, "why": str(e)}
             log.warning("%s: the %s extractor %s is not exported (%s): predict runs it with torch", out_dir, modality,
                         record.name, e)
             continue
         updates[key] = record.model_copy(update={"params": {**record.params, "onnx": rel}})
-        notes[modality] = {"extractor": record.name, "exported": rel, "max_abs_diff": diff}
+        notes[modality] = {"extractor": record.name, "network": True, "exported": rel, "max_abs_diff": diff}
     return spec.model_copy(update=updates), notes

@@ -39,6 +39,7 @@ from avaffect.features.weights import WEIGHTS_PARAM, resolve_weights
 from avaffect.files import atomic_path
 from avaffect.onnxrt import open_session
 from avaffect.statedict import load_state_dict_file
+from avaffect.threads import auto_threads
 
 __all__ = [
     "TorchExtractor",
@@ -304,7 +305,8 @@ class TorchExtractor(Extractor):
     def _run_onnx(self, inputs: np.ndarray) -> np.ndarray:
         session = self.__dict__.get("_session")
         if session is None:
-            session = self._session = open_session(self.weights_path(), what=f"{self.name} network")
+            # half the usable cores (avaffect.threads: 1 on 2 cores), the rest for decoding and the face pipeline
+            session = self._session = open_session(self.weights_path(), auto_threads(), what=f"{self.name} network")
         name = session.get_inputs()[0].name
         outs = [session.run(None, {name: np.ascontiguousarray(inputs[sl])})[0]
                 for sl in batches(len(inputs), int(self.params["batch_size"]))]
