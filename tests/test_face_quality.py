@@ -49,3 +49,14 @@ def test_predict_reports_face_quality_and_masks_below_the_minimum(tiny_run, crem
     summary = json.loads((tmp_path / "m" / "blurred.json").read_text())
     assert summary["face_quality"]["frames_masked"] == int(found.sum())
     assert "Laplacian" in summary["face_quality"]["rule"]
+
+
+def test_face_quality_off_the_streaming_path_is_refused_with_the_fix(tiny_run, crema_d, tmp_path, capsys):
+    """Quality is measured as the face pipeline runs frame by frame: with --no-stream the video fails with the
+    reason and the fix, instead of a summary that silently lacks the columns (and a minimum never applied)."""
+    clip = sorted(crema_d.glob("*.flv"))[0]
+    rc = main(["predict", str(tiny_run / "model.safetensors"), str(clip), "--out", str(tmp_path / "q"),
+               "--min-face-quality", "0.5", "--no-stream"])
+    out = capsys.readouterr().out
+    assert rc != 0 and "FAILED" in out and "--no-stream" in out and "streaming path" in out
+    assert not (tmp_path / "q" / f"{clip.stem}.csv").exists()

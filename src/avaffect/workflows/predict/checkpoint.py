@@ -232,12 +232,19 @@ class Predictor(VideoPredictor):
 
     def traces(self, rec: Recording, overlay_to: Path | None) -> Traces:
         t0 = time.perf_counter()
+        streams = self.spec.step_frames == 1 and self.stream and can_stream(rec, self.video_ex)
+        if self.face_quality and not streams:  # measured frame by frame as the face pipeline runs: said, not skipped
+            why = ("an authors' clip model" if self.spec.step_frames > 1 else "--no-stream" if not self.stream
+                   else f"the faces come from a crops folder or {self.video_ex.name} does not describe single crops")
+            raise AvaffectError(f"{rec.video_path}: --face-quality / --min-face-quality are measured on the streaming "
+                                f"path (the face pipeline frame by frame), which this prediction does not take ({why});"
+                                " drop --no-stream, or the quality options")
         if self.spec.step_frames > 1:
             if self.explain:
                 raise AvaffectError(f"{self.checkpoint}: --explain does not cover an authors' clip model yet")
             tr = self._clip_traces(rec)
         else:
-            if self.stream and can_stream(rec, self.video_ex):
+            if streams:
                 tr = self._streamed(rec, overlay_to)
             else:
                 audio, state = self._audio(rec)
