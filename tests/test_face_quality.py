@@ -60,3 +60,48 @@ def test_face_quality_off_the_streaming_path_is_refused_with_the_fix(tiny_run, c
     out = capsys.readouterr().out
     assert rc != 0 and "FAILED" in out and "--no-stream" in out and "streaming path" in out
     assert not (tmp_path / "q" / f"{clip.stem}.csv").exists()
+
+
+def test_head_yaw_from_the_eyes_and_the_nose():
+    """The yaw proxy: 0 for a nose on the eye midpoint, atan(offset / half eye distance) otherwise, the same for a
+    tilted head (measured along the eye line), NaN without a nose (Haar's landmarks)."""
+    from avaffect.features.faces.align import head_yaw
+    from avaffect.features.faces.detectors.base import landmarks_from
+
+    eyes = np.array([[40.0, 50.0], [80.0, 50.0]])
+    assert head_yaw(landmarks_from(eyes, [60.0, 70.0])) == pytest.approx(0.0, abs=1e-6)
+    turned = landmarks_from(eyes, [60.0 + 20.0 * np.tan(np.radians(30)), 70.0])
+    assert head_yaw(turned) == pytest.approx(30.0, abs=1e-3)
+    c, s = np.cos(np.radians(25)), np.sin(np.radians(25))
+    rot = np.array([[c, -s], [s, c]])
+    tilted = (turned[:3] - 60.0) @ rot.T + 60.0  # the same face rolled by 25 degrees
+    assert head_yaw(landmarks_from(tilted[:2], tilted[2])) == pytest.approx(30.0, abs=1e-3)
+    assert np.isnan(head_yaw(landmarks_from(eyes))) and np.isnan(head_yaw(None))
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    box = np.array([0, 0, 100, 100], np.float32)
+    assert face_quality(sharp, box, 0.0, yaw=40.0).face_quality == pytest.approx(0.5)
+    assert face_quality(sharp, box, 0.0, yaw=-70.0).face_quality == 0.0
+    assert face_quality(sharp, box, 0.0).face_quality == pytest.approx(1.0)  # unknown yaw: no term
+
+
+def test_a_detector_with_a_nose_gives_each_frame_its_yaw(monkeypatch):
+    """The face pipeline carries the yaw of the last detection of the face followed, like its score."""
+    from avaffect.features.faces import crops
+    from avaffect.features.faces.detectors.base import Detection, FaceDetector, landmarks_from
+    from avaffect.features.faces.pipeline import FacePipeline
+
+    class Nosed(FaceDetector):
+        name = "nosed-test"
+
+        def detect(self, rgb):
+            nose = [160.0 + 40.0 * np.tan(np.radians(35)), 150.0]
+            return [Detection([100, 80, 220, 200], 0.9, landmarks_from([[120.0, 120.0], [200.0, 120.0]], nose))]
+
+    monkeypatch.setattr(crops, "get_detector", lambda name, **params: Nosed())
+    frames = [(i / 30, np.full((360, 640, 3), 90, np.uint8)) for i in range(12)]
+    steps = list(crops.iter_face_steps(frames, FacePipeline(crop_size=64, detect_every=5)))
+    assert all(s.box is not None for s in steps)
+    assert [s.yaw for s in steps] == pytest.approx([35.0] * 12, abs=1e-3)
+    q = face_quality(steps[0].crop, steps[0].box, steps[0].angle, steps[0].score, steps[0].yaw)
+    assert q.yaw == pytest.approx(35.0, abs=1e-3)

@@ -226,7 +226,7 @@ def chunk_crops(steps: Iterable[FaceStep], size: int, chunk: int = 256, before: 
     for item in steps:
         keep = True
         if item.crop is not None and (quality is not None or min_quality is not None):
-            q = face_quality(item.crop, item.box, item.angle, item.score)
+            q = face_quality(item.crop, item.box, item.angle, item.score, item.yaw)
             if quality is not None:
                 quality.add(item.steps, q)
             if min_quality is not None and q.face_quality < min_quality:

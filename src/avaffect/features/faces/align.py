@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["STANDARD_SIZES", "eye_angle", "crop_matrix", "apply_matrix", "align_crop"]
+__all__ = ["STANDARD_SIZES", "eye_angle", "head_yaw", "crop_matrix", "apply_matrix", "align_crop"]
 
 STANDARD_SIZES = (48, 112, 224)
 
@@ -28,6 +28,28 @@ def eye_angle(eyes: np.ndarray) -> float:
     eyes = np.asarray(eyes, dtype=np.float64).reshape(2, 2)
     left, right = (eyes[0], eyes[1]) if eyes[0, 0] <= eyes[1, 0] else (eyes[1], eyes[0])
     return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
+
+
+def head_yaw(landmarks5: np.ndarray | None) -> float:
+    """An approximate yaw (degrees; positive when the nose points to the image's right) from the eye centres and
+    the nose tip of a 5-point set, NaN without them (Haar's 2-eye landmarks give none).
+
+    The nose's offset from the eye midpoint along the eye line, ``s``, over half the projected eye distance,
+    ``e``, read through a head whose nose tip stands half the eye distance in front of the eye plane (a
+    round-number head model, not fitted): ``s / e = tan(yaw)``. A proxy for how far the face is turned, not a
+    calibrated angle."""
+    if landmarks5 is None:
+        return float("nan")
+    pts = np.asarray(landmarks5, dtype=np.float64).reshape(5, 2)
+    if not np.all(np.isfinite(pts[:3])):
+        return float("nan")
+    left, right = (pts[0], pts[1]) if pts[0, 0] <= pts[1, 0] else (pts[1], pts[0])
+    axis = right - left
+    half = float(np.hypot(*axis)) / 2.0
+    if half < 1e-6:
+        return float("nan")
+    offset = float((pts[2] - (left + right) / 2.0) @ (axis / (2.0 * half)))
+    return math.degrees(math.atan2(offset, half))
 
 
 def crop_matrix(box: np.ndarray, size: int, margin: float = 0.15, angle: float = 0.0) -> np.ndarray:

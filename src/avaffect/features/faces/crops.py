@@ -41,7 +41,7 @@ import numpy as np
 from avaffect.data.layout import crop_name, crop_path
 from avaffect.data.recording import PersonFaces, Recording
 from avaffect.errors import DataError, MediaError
-from avaffect.features.faces.align import align_crop
+from avaffect.features.faces.align import align_crop, head_yaw
 from avaffect.features.faces.detectors import Detection, get_detector
 from avaffect.features.faces.frames import assign_frames
 from avaffect.features.faces.people import ShotCuts, person_faces
@@ -118,6 +118,7 @@ class FaceStep:
     angle: float
     track: int = 0  # the single-face tracker's track number (0: no face); it changes when the face followed does
     score: float = float("nan")  # the detector's score on the last frame it found this face (NaN: not known)
+    yaw: float = float("nan")  # align.head_yaw of its landmarks on that frame (NaN without a nose landmark)
 
 
 def iter_face_steps(
@@ -211,7 +212,7 @@ def iter_face_steps(
     pool = ThreadPoolExecutor(1, thread_name_prefix="avaffect-detect") if ahead and every > 1 else None
     future: Future | None = None  # the detection of window[every - 1], started with the track's box
     since = 0
-    score = float("nan")  # the detector's score when it last found the face followed
+    score = yaw = float("nan")  # the detector's score when it last found the face followed, the face's yaw then
     eye_turn, track_no = 0, 0  # the track's detections since its last eye search (eyes_every), which track
     try:
         while True:
@@ -260,6 +261,7 @@ def iter_face_steps(
                         due = tracker.box.copy() if eye_turn % pipeline.eyes_every == 0 else None
                         future = pool.submit(find, window[-1][1], track_box(), due)
                 score = state.detection.score if state.detection is not None else float("nan")
+                yaw = head_yaw(state.detection.landmarks5) if state.detection is not None else float("nan")
                 if state.detection is not None:  # how often the alignment got a fresh eye line
                     st["faces_detected"] += 1
                     st["eyes_found"] += state.detection.eyes is not None
@@ -271,7 +273,7 @@ def iter_face_steps(
             if state.box is not None:
                 angle = state.angle if pipeline.align else 0.0
                 yield FaceStep(frame_t, steps, cut_crop(rgb, state.box, angle, pipeline), state.box,
-                               bool(state.detected), float(angle), tracker.tracks_started, score)
+                               bool(state.detected), float(angle), tracker.tracks_started, score, yaw)
             else:
                 yield FaceStep(frame_t, steps, None, None, False, 0.0)
     finally:
