@@ -156,9 +156,10 @@ def register(sub) -> None:
                    "the audio features, the missing-face input), plotted under the traces; three model runs per "
                    "window (the model is about 1 %% of predict's time)")
     p.add_argument("--face-quality", action="store_true", help="also each frame's face quality: columns face_size "
-                   "(px), sharpness (variance of the Laplacian of the grey crop), roll (the eye line's angle), "
-                   "detector_score and face_quality in [0, 1] (the rule: avaffect.features.faces.quality, also in the "
-                   "JSON)")
+                   "(px), sharpness (variance of the Laplacian of the grey crop), roll (the eye line's angle), yaw "
+                   "(from the eyes and the nose tip, where the detector gives them; approximate), detector_score and "
+                   "face_quality in [0, 1] (the rule: avaffect.features.faces.quality, also in the JSON; the "
+                   "streaming path)")
     p.add_argument("--min-face-quality", type=float, metavar="Q", help="treat frames whose face_quality is below Q "
                    "(0-1; e.g. 0.5) as frames without a face: the model's missing-face input, face_detected false "
                    "(implies --face-quality)")
