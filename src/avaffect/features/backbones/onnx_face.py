@@ -69,9 +69,11 @@ class FaceOnnx(Extractor):
         crop_size: int | None = face_field("crop_size", None)  # None: the model's input size
         detector: str = face_field("detector")
         detect_every: int = face_field("detect_every")
+        eyes_every: int = face_field("eyes_every")
         batch_size: Positive = Field(32, description="crops per model call (does not change the features)")
 
     _transient = ("_session", "_dim")
+    late_defaults = {"eyes_every": 1}
 
     def load_model(self) -> None:
         """Open the model now (a missing or broken file fails here, before any video)."""
@@ -157,7 +159,7 @@ class FaceOnnx(Extractor):
     def face_pipeline(self) -> FacePipeline:
         p = self.params
         return face_pipeline(detector=p["detector"], crop_size=int(p["crop_size"] or self.input_size),
-                             detect_every=p["detect_every"])
+                             detect_every=p["detect_every"], eyes_every=p["eyes_every"])
 
     def extract(self, rec: Recording) -> np.ndarray:
         return face_features(rec, self)

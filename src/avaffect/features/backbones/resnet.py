@@ -132,10 +132,11 @@ class FaceResNet(TorchExtractor):
         spatial: int = Field(0, ge=0, description="0: the pooled layer4 vector; S: the layer4 map pooled to S x S")
         detector: str = face_field("detector")
         detect_every: int = face_field("detect_every")
+        eyes_every: int = face_field("eyes_every")
         missing_face: Literal["zeros", "black_frame"] = Field("zeros", description="a step without a face: zeros, or "
                                                               "the network's output on a black frame (ABAW)")
 
-    late_defaults = {"missing_face": "zeros", "detect_every": 1}
+    late_defaults = {"missing_face": "zeros", "detect_every": 1, "eyes_every": 1}
 
     @property
     def channels(self) -> int:

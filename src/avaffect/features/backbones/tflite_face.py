@@ -27,6 +27,7 @@ class TfliteParams(ExtractorParams):
     crop_size: int = face_field("crop_size")
     margin: float = face_field("margin")
     detect_every: int = face_field("detect_every")
+    eyes_every: int = face_field("eyes_every")
 
 
 class TfliteFaceExtractor(Extractor):
@@ -37,6 +38,7 @@ class TfliteFaceExtractor(Extractor):
     modality = "video"
     keep: ClassVar[tuple[str, ...]] = ()
     _transient = ("_model",)
+    late_defaults = {"eyes_every": 1}
 
     def load_model(self) -> None:
         """Open the model now (a missing runtime or file fails here, before any video)."""
