@@ -150,6 +150,19 @@ def test_a_dlstm_checkpoint_that_stored_the_fields_it_does_not_use_loads(tmp_pat
     assert load_checkpoint(path)[0].describe()["name"] == "dlstm_att"
 
 
+def _deployed_and_torch(deployed, ckpt, clip, tmp_path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``predict DEPLOYED clip`` in a fresh process, asserted never to import torch (into ``tmp_path/d``), and
+    ``predict CKPT clip --runtime torch`` (into ``tmp_path/t``): their CSVs."""
+    code = ("import sys; from avaffect.cli.main import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "predict", str(deployed), str(clip), "--out",
+                           str(tmp_path / "d")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stdout
+    assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "t"), "--runtime", "torch"]) == 0
+    return pd.read_csv(tmp_path / "d" / f"{clip.stem}.csv"), pd.read_csv(tmp_path / "t" / f"{clip.stem}.csv")
+
+
 @pytest.mark.slow
 def test_export_out_writes_a_folder_that_predict_runs_without_torch(run_copy, crema_d, tmp_path, capsys):
     """``export --format onnx --out DIR``: the ONNX model with what predict needs beside it, nothing written beside
@@ -165,15 +178,7 @@ def test_export_out_writes_a_folder_that_predict_runs_without_torch(run_copy, cr
                                                                                             out.iterdir()}
     spec = json.loads((out / "preprocessing.json").read_text())
     assert spec["preprocessing"]["window"] == 60 and len(spec["audio_mean"]) == spec["model"]["d_audio"]
-    code = ("import sys; from avaffect.cli.main import main; rc = main(sys.argv[1:]); "
-            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, "predict", str(out), str(clip), "--out", str(tmp_path / "d")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "TORCH False" in proc.stdout
-    assert main(["predict", str(run_copy), str(clip), "--out", str(tmp_path / "t"), "--runtime", "torch"]) == 0
-    a = pd.read_csv(tmp_path / "d" / f"{clip.stem}.csv")
-    b = pd.read_csv(tmp_path / "t" / f"{clip.stem}.csv")
+    a, b = _deployed_and_torch(out, run_copy, clip, tmp_path)
     np.testing.assert_allclose(a[["valence", "arousal"]].to_numpy(), b[["valence", "arousal"]].to_numpy(), atol=1e-4)
     assert json.loads((tmp_path / "d" / f"{clip.stem}.json").read_text())["runtime"] == "onnxruntime"
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:1000])
@@ -236,15 +241,7 @@ def test_export_out_exports_a_network_extractor_and_predict_runs_it_without_torc
     want = ex_v.features_from_crops(crops, mask)
     np.testing.assert_allclose(onnx_ex.features_from_crops(crops, mask), want, atol=1e-5 * (1 + np.abs(want).max()))
     clip = sorted(crema_d.glob("*.flv"))[0]
-    code = ("import sys; from avaffect.cli.main import main; rc = main(sys.argv[1:]); "
-            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, "predict", str(out), str(clip), "--out", str(tmp_path / "d")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "TORCH False" in proc.stdout
-    assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "t"), "--runtime", "torch"]) == 0
-    a = pd.read_csv(tmp_path / "d" / f"{clip.stem}.csv")
-    b = pd.read_csv(tmp_path / "t" / f"{clip.stem}.csv")
+    a, b = _deployed_and_torch(out, ckpt, clip, tmp_path)
     assert a["face_detected"].any()
     np.testing.assert_allclose(a[["valence", "arousal"]].to_numpy(), b[["valence", "arousal"]].to_numpy(), atol=1e-4)
     (out / notes["video"]["exported"]).unlink()  # the folder without its extractor: said, with the fix

@@ -45,17 +45,21 @@ class ExtractorRecord(ExtractorSpec):
         export folder its extractor networks (``extractors/<file>.onnx``), so the folder can move, and a copy of the
         model must take the files along (``export --out``, ``calibrate``)."""
         keys = ("onnx",) if self.params.get("onnx") else ("weights",)
-        return [Path(v) for v in (self.params.get(k) for k in keys)
-                if isinstance(v, str) and not Path(v).is_absolute() and (folder / v).is_file()]
+        return [f for f in (self._beside(folder, k) for k in keys) if f is not None]
 
     def params_beside(self, folder: Path) -> dict[str, Any]:
         """The parameters with the :meth:`side_files` made absolute against ``folder``."""
         params = dict(self.params)
         for key in ("weights", "onnx"):
-            v = params.get(key)
-            if isinstance(v, str) and not Path(v).is_absolute() and (folder / v).is_file():
-                params[key] = str(folder / v)
+            rel = self._beside(folder, key)
+            if rel is not None:
+                params[key] = str(folder / rel)
         return params
+
+    def _beside(self, folder: Path, key: str) -> Path | None:
+        """Parameter ``key`` as a path relative to ``folder`` whose file is there, else ``None``."""
+        v = self.params.get(key)
+        return Path(v) if isinstance(v, str) and not Path(v).is_absolute() and (folder / v).is_file() else None
 
 
 class FaceSpec(_Strict):
