@@ -15,7 +15,8 @@ PACKAGE = SRC / "avaffect"
 # lowest first; a module may import modules of its own layer or below (docs/architecture.md)
 LAYERS: list[tuple[str, ...]] = [
     ("avaffect._version", "avaffect.errors", "avaffect.files", "avaffect.registry", "avaffect.statedict",
-     "avaffect.logs", "avaffect.progress", "avaffect.threads", "avaffect.shipped", "avaffect.onnxrt"),
+     "avaffect.logs", "avaffect.progress", "avaffect.threads", "avaffect.pools", "avaffect.shipped",
+     "avaffect.onnxrt"),
     ("avaffect.media", "avaffect.livemedia"),
     ("avaffect.data",),
     ("avaffect.features",),

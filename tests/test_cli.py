@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 from shareddata import GOLDEN_OFFICIAL, require
 
 from avaffect.cli.main import main
+from avaffect.config import make_config
+from avaffect.errors import ConfigError
+from avaffect.workflows.demo import demo_config_dict, demo_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +24,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "-q", "--max-epochs", "2", "--n-train", "4", "--n-val", "2",
             "--duration-s", "6"]
-    assert main(args) == 0
+    assert main([*args, "--jobs", "2"]) == 0  # two models at once, a process each
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"audio_only", "video_only", "concat", "rjca"}
     for m in metrics.values():
@@ -34,6 +38,30 @@ def test_demo_end_to_end(tmp_path, capsys):
     # re-running reuses everything and gives the same numbers
     assert main(args) == 0
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    # the models trained one after the other in this process, on the same data: the same numbers to the bit
+    alone = tmp_path / "alone"
+    shutil.copytree(out / "data", alone / "data")
+    assert main([*args[:2], str(alone), *args[3:], "--jobs", "1"]) == 0
+    assert json.loads((alone / "metrics.json").read_text()) == metrics
+
+
+def test_demo_jobs(monkeypatch):
+    cfg = make_config(demo_config_dict())
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for where in ("avaffect.workflows.demo.usable_cores", "avaffect.threads.usable_cores"):
+        monkeypatch.setattr(where, lambda: 2)
+    assert demo_jobs(cfg, 4) == 2 and demo_jobs(cfg, 1) == 1 and demo_jobs(cfg, 4, 3) == 3
+    for where in ("avaffect.workflows.demo.usable_cores", "avaffect.threads.usable_cores"):
+        monkeypatch.setattr(where, lambda: 16)
+    assert demo_jobs(cfg, 4) == 2  # 8 threads a run (auto: half the cores)
+    assert demo_jobs(cfg.model_copy(update={"training": cfg.training.model_copy(update={"cpu_threads": 4})}),
+                     4) == 4
+    gpu = cfg.model_copy(update={"training": cfg.training.model_copy(update={"accelerator": "gpu"})})
+    assert demo_jobs(gpu, 4) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own thread count: one run at a time
+    assert demo_jobs(cfg, 4) == 1
+    with pytest.raises(ConfigError, match="--jobs"):
+        demo_jobs(cfg, 4, 0)
 
 
 def test_models_lists_presets(capsys):

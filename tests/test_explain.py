@@ -11,7 +11,7 @@ import pytest
 from mediafiles import reencode_video_only
 
 from avaffect.cli.main import main
-from avaffect.evaluation.explain import occlusion_runner, split_occlusion
+from avaffect.evaluation.explain import EXPLAIN_NOTE, explain_note, occlusion_runner, split_occlusion
 from avaffect.evaluation.streaming import predict_windows
 
 
@@ -51,6 +51,7 @@ def test_explain_columns_on_a_real_clip(tiny_run, crema_d, tmp_path):
     assert (x[cols[1:]].abs().to_numpy().max(axis=0) > 0).all()  # a face and a voice: both move the values
     summary = json.loads((tmp_path / "x" / f"{clip.stem}.json").read_text())
     assert "occlusion" in summary["explain"]
+    assert "trained without modality dropout" in summary["explain"]  # the fixture's run: what the reading is
     page = (tmp_path / "x" / f"{clip.stem}.html").read_text()
     assert "valence: voice" in page and "Dotted: how far the voice" in page
     # no audio track: the voice is already its missing input, so it contributes nothing; no voicing
@@ -60,6 +61,15 @@ def test_explain_columns_on_a_real_clip(tiny_run, crema_d, tmp_path):
     s = pd.read_csv(tmp_path / "s" / "silent.csv")
     assert (s[["valence_voice", "arousal_voice"]].to_numpy() == 0).all() and s["voicing"].isna().all()
     assert (s[["valence_face", "arousal_face"]].abs().to_numpy().max(axis=0) > 0).all()
+
+
+def test_the_note_says_what_occlusion_means_for_how_the_model_was_trained():
+    for recorded in (None, {}, {"voice": 0.0, "face": 0.0}):  # older checkpoints record nothing
+        assert "trained without modality dropout" in explain_note(recorded)
+    both = explain_note({"voice": 0.25, "face": 0.25})
+    assert both.startswith(EXPLAIN_NOTE) and "(voice 0.25, face 0.25)" in both and "what that modality added" in both
+    voice = explain_note({"voice": 0.3, "face": 0.0})
+    assert "of the voice only (0.3)" in voice and "never learned to mean 'no face'" in voice
 
 
 def test_explain_needs_a_fusion_checkpoint(tmp_path, capsys):

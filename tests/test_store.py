@@ -280,9 +280,9 @@ def test_extract_workers_exit_when_the_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(
         "import time\n"
-        "from avaffect.features.store_extraction import _new_pool\n"
+        "from avaffect.pools import spawn_pool\n"
         "if __name__ == '__main__':\n"
-        "    pool = _new_pool(1)\n"
+        "    pool = spawn_pool(1)\n"
         "    running = pool.submit(time.sleep, 120)\n"
         "    time.sleep(4)\n"
         "    assert running.running()\n"

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from avaffect.config import TrainingConfig, WarmupConfig, make_config
+from avaffect.config import ModalityDropout, TrainingConfig, WarmupConfig, make_config
+from avaffect.errors import ConfigError
 from avaffect.features.run_features import RecordingFeatures
 from avaffect.models.wrapper import AVRegressor
 from avaffect.training.datamodule import WindowDataModule
 from avaffect.training.losses import ccc_loss, masked_mse, regression_loss
-from avaffect.training.module import AffectRegressionModule
+from avaffect.training.module import AffectRegressionModule, drop_modalities
 from avaffect.training.schedules import warmup_factor
 
 
@@ -139,3 +140,45 @@ def test_the_configured_loss_is_the_one_trained():
     pred = module(batch)
     assert module._loss(pred, batch).item() == pytest.approx(masked_mse(pred, batch["labels"], batch["mask"]).item())
     assert make_config({"training": {"loss": "ccc+mse"}}).training.loss == "ccc+mse"
+
+
+def test_modality_dropout_drops_one_modality_per_window_at_the_configured_rates():
+    torch.manual_seed(1)
+    n, length = 4000, 6
+    batch = {"audio": torch.randn(n, length, 3), "video": torch.randn(n, length, 4),
+             "face_mask": torch.ones(n, length, dtype=torch.bool), "labels": torch.randn(n, length, 2)}
+    mean = torch.tensor([0.5, -1.0, 2.0])
+    assert drop_modalities(batch, mean, ModalityDropout()) is batch  # off: untouched
+    out = drop_modalities(batch, mean, ModalityDropout(voice=0.3, face=0.2))
+    voice = (out["audio"] == mean).all(-1).all(-1)
+    kept_voice = (out["audio"] == batch["audio"]).all(-1).all(-1)
+    face = ~out["face_mask"].any(-1)
+    assert bool((voice ^ kept_voice).all())  # a window's voice is dropped whole or kept whole
+    assert bool((out["face_mask"].all(-1) | face).all())
+    assert not bool((voice & face).any())  # never both
+    assert abs(voice.float().mean().item() - 0.3) < 0.03 and abs(face.float().mean().item() - 0.2) < 0.03
+    assert out["video"] is batch["video"] and out["labels"] is batch["labels"]
+    # the batch a caller holds is not changed
+    assert bool(batch["face_mask"].all()) and not bool((batch["audio"] == mean).all(-1).all(-1).any())
+
+
+def test_training_steps_see_the_dropped_windows_and_validation_does_not(monkeypatch):
+    seen: dict[bool, list[torch.Tensor]] = {True: [], False: []}
+    forward = AffectRegressionModule.forward
+
+    def spy(self, batch):
+        seen[self.training].append(batch["audio"].clone())
+        return forward(self, batch)
+
+    monkeypatch.setattr(AffectRegressionModule, "forward", spy)
+    module, _ = _fit({"modality_dropout": {"voice": 1.0}}, epochs=1)
+    mean = module.model.audio_mean
+    assert seen[True] and all(bool((a == mean).all()) for a in seen[True])
+    assert seen[False] and not any(bool((a == mean).all()) for a in seen[False])
+
+
+def test_modality_dropout_is_validated():
+    with pytest.raises(ValueError, match="at most 1"):
+        TrainingConfig(modality_dropout={"voice": 0.7, "face": 0.5})
+    with pytest.raises(ConfigError, match="end-to-end"):
+        make_config({"training": {"modality_dropout": {"voice": 0.2}}, "end_to_end": {"enabled": True}})

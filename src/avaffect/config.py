@@ -80,6 +80,31 @@ class WarmupConfig(_Strict):
         return self
 
 
+class ModalityDropout(_Strict):
+    """Modality dropout (ModDrop, Neverova et al., TPAMI 2016) — not in the four papers, off by default.
+
+    During training each window loses its **voice** with probability ``voice`` (the audio features replaced by their
+    training mean: the input a video without an audio track gets at prediction) or its **face** with probability
+    ``face`` (the face mask off: the input of a window where no face was found), never both. The model then learns
+    that those inputs carry no information, which is what ``predict --explain``'s occlusion assumes: a modality's
+    contribution then reads "what this modality added", and falls where the modality is silent or noise
+    (docs/benchmarks/explain.md)."""
+
+    voice: float = Field(0.0, ge=0, le=1, description="probability that a training window's voice is dropped")
+    face: float = Field(0.0, ge=0, le=1, description="probability that a training window's face is dropped")
+
+    @model_validator(mode="after")
+    def _one_at_most(self) -> ModalityDropout:
+        if self.voice + self.face > 1:
+            raise ValueError(f"modality_dropout: voice + face must be at most 1 (one modality dropped per window), "
+                             f"got {self.voice} + {self.face}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.voice > 0 or self.face > 0
+
+
 class TrainingConfig(_Strict):
     window: int = Field(300, ge=1, description="L, steps per window")
     hop: int = Field(200, ge=1)
@@ -100,6 +125,7 @@ class TrainingConfig(_Strict):
         "ccc", description="ccc: 1 - CCC; mse: mean squared error on annotated steps; ccc+mse: their sum with "
         "mse_weight on the MSE")
     mse_weight: float = Field(1.0, ge=0)
+    modality_dropout: ModalityDropout = ModalityDropout()
     loss_reduction: Literal["batch", "window"] = "batch"
     gradient_clip: float | None = 1.0
     seed: int = 0
@@ -260,6 +286,9 @@ class RunConfig(_Strict):
     def _model_fits_training(self) -> RunConfig:
         self.model_params()  # raises on a mismatch
         if self.end_to_end.enabled:
+            if self.training.modality_dropout.enabled:  # e2e windows carry crops and spectrogram segments
+                raise ValueError("training.modality_dropout applies to training on cached features; end-to-end "
+                                 "training does not drop modalities yet — set it to 0 or disable end_to_end")
             self._check_end_to_end()
         return self
 

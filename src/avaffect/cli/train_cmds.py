@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -73,12 +74,21 @@ def _train_protocol(cfg, args) -> int:
     return 0 if len(res.runs) else 1
 
 
+def _jobs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number or auto, not {text!r}") from None
+
+
 def cmd_demo(args) -> int:
     from avaffect.workflows.demo import DEMO_MODELS, run_demo
 
     overrides = {"training": {"max_epochs": args.max_epochs}} if args.max_epochs else None
     results = run_demo(args.out, synth_config(args), models=args.models or DEMO_MODELS, overrides=overrides,
-                       progress=not args.quiet)
+                       progress=not args.quiet, jobs=args.jobs)
     print(f"\n{'model':<12} {'CCC-V':>7} {'CCC-A':>7} {'P_VA':>7}")
     for name, m in results.items():
         print(f"{name:<12} {m['ccc_valence']:7.3f} {m['ccc_arousal']:7.3f} {m['p_va']:7.3f}")
@@ -91,6 +101,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--models", nargs="+", default=None, help="models to train (default: the four baselines)")
     p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--jobs", type=_jobs, default="auto", help="models trained at once, a process each (default "
+                   "auto: as many as the cores hold at training.cpu_threads, e.g. 2 on 2 cores; 1: one after the "
+                   "other, with progress bars)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_synth_args(p)
     p.set_defaults(func=cmd_demo)

@@ -24,8 +24,8 @@ import numpy as np
 
 from avaffect.evaluation.streaming import WindowRunner
 
-__all__ = ["MODALITIES", "EXPLAIN_NOTE", "EXPLAIN_CHART", "GATE_PREFIX", "occlusion_runner", "split_occlusion",
-           "contribution_column", "contribution_columns", "gate_column", "last_gate_columns"]
+__all__ = ["MODALITIES", "EXPLAIN_NOTE", "explain_note", "EXPLAIN_CHART", "GATE_PREFIX", "occlusion_runner",
+           "split_occlusion", "contribution_column", "contribution_columns", "gate_column", "last_gate_columns"]
 
 MODALITIES = ("voice", "face")
 EXPLAIN_NOTE = ("<target>_voice / <target>_face: how far the voice / the face moved the value, by occlusion (the "
@@ -37,6 +37,31 @@ EXPLAIN_NOTE = ("<target>_voice / <target>_face: how far the voice / the face mo
                 "attended features; GRJCA's (M+1)-way gate: j = iterate j (0 the unattended input); HGRJCA: "
                 "<modality>_iter<t>_0 / _1 the previous / the attended iterate at iteration t, <modality>_stage_<j> "
                 "iteration j+1's output in the stage gate")
+
+
+
+def explain_note(modality_dropout: dict | None) -> str:
+    """:data:`EXPLAIN_NOTE` and what the occlusion means for this model: trained with ``training.modality_dropout``
+    (a checkpoint's ``extra``), it learned that the occluded inputs carry no information, so a contribution reads
+    "what this modality added"; without it, "how far the value is from what an average voice / no face gives",
+    which silence or noise can move as much as speech (docs/benchmarks/explain.md)."""
+    p = modality_dropout or {}
+    voice, face = float(p.get("voice", 0.0)), float(p.get("face", 0.0))
+    if voice > 0 and face > 0:
+        how = (f"this model was trained with modality dropout (voice {voice:g}, face {face:g}): it learned that the "
+               "occluded inputs carry no information, so each contribution reads as what that modality added")
+    elif voice > 0 or face > 0:
+        taught, other = ("voice", "face") if voice > 0 else ("face", "voice")
+        how = (f"this model was trained with modality dropout of the {taught} only ({max(voice, face):g}): the "
+               f"{taught}'s contribution reads as what it added; the {other}'s as the distance from the model's "
+               f"value without it, an input it never learned to mean 'no {other}'")
+    else:
+        how = ("this model was trained without modality dropout: a contribution is the distance from the value "
+               "the model gives an average voice / no face, inputs it never learned to mean 'no information', so "
+               "silence or noise can move it as much as speech (train with training.modality_dropout for the "
+               "reading 'what this modality added')")
+    return f"{EXPLAIN_NOTE}. Occlusion: {how}."
+
 
 #: the sentence under a chart that draws the contributions (the page: dotted voice, dashed face)
 EXPLAIN_CHART = ("Dotted: how far the voice moved each value; dashed: how far the face did. Each is the value minus "

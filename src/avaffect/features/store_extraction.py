@@ -17,13 +17,10 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import sys
-import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from avaffect.data.recording import Recording
 from avaffect.errors import ConfigError, DataError
 from avaffect.features.extractors.base import Extractor
 from avaffect.features.store import FeatureStore
+from avaffect.pools import one_thread, spawn_pool
 from avaffect.progress import progress_bar
 
 __all__ = ["ExtractionSummary", "extract_features", "select_shard"]
@@ -113,48 +111,6 @@ def _run_one(extractor: Extractor, rec: Recording, root: str) -> tuple[str, str 
         except Exception as exc2:  # the parent records it again
             log.debug("could not mark %s failed from the worker: %s", rec.name, exc2)
         return "failed", reason, time.perf_counter() - t0, 0
-
-
-def _exit_with_parent(parent_pid: int, period_s: float = 1.0) -> None:
-    """Worker side: end this process as soon as the parent that started it is gone (a ``kill -9`` of
-    ``avaffect extract`` must not leave its workers decoding for minutes)."""
-    while True:
-        time.sleep(period_s)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-
-def _one_thread(import_torch: bool = True) -> None:
-    """OpenCV and torch on one thread in a worker process: the workers themselves are the parallelism (no
-    oversubscription). ``import_torch=False``: set torch only if something already imported it."""
-    try:
-        import cv2  # lazy: OpenCV, only to set its thread count
-
-        cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover
-        pass
-    if not import_torch and "torch" not in sys.modules:
-        return
-    try:
-        import torch  # lazy: torch, only to set its thread count
-
-        torch.set_num_threads(1)
-    except Exception:  # pragma: no cover
-        pass
-
-
-def _init_worker(parent_pid: int | None = None) -> None:
-    """One thread per worker process (:func:`_one_thread`); the worker watches its parent and exits with it."""
-    if parent_pid is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
-    _one_thread()
-
-
-def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-        initargs=(os.getpid(),)
-    )
 
 
 def extract_features(
@@ -265,11 +221,11 @@ class _Pool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.healthy = False  # some task already came back from a worker
-        self.pool = _new_pool(workers)
+        self.pool = spawn_pool(workers)
 
     def restart(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = _new_pool(self.workers)
+        self.pool = spawn_pool(self.workers)
         if not self.healthy:  # nothing ever worked: check that a worker can start at all
             try:
                 self.pool.submit(_ping).result()
@@ -322,7 +278,7 @@ def _run_pool(tasks, root: str, workers: int, record) -> None:
         pool.shutdown()
 
     for ex, rec in suspects:  # retry each alone: the one that crashes again is the culprit
-        solo = _new_pool(1)
+        solo = spawn_pool(1)
         try:
             status, reason, _, frames = solo.submit(_run_one, ex, rec, root).result()
         except BrokenProcessPool:
@@ -369,7 +325,7 @@ def _run_one_ray(extractor: Extractor, rec: Recording, root: str) -> tuple[str, 
     """:func:`_run_one` in a Ray worker, on one thread as a pool worker (one task per CPU Ray gives out). Ray has
     already set ``OMP_NUM_THREADS`` to the task's CPUs, which BLAS and a torch imported later follow; OpenCV's own
     pool is set here, torch's only if it is loaded (importing it costs every fresh worker seconds)."""
-    _one_thread(import_torch=False)
+    one_thread(import_torch=False)
     return _run_one(extractor, rec, root)
 
 

@@ -13,7 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from avaffect.config import TrainingConfig
+from avaffect.config import ModalityDropout, TrainingConfig
 from avaffect.data.recording import TARGETS
 from avaffect.data.windows import Stitcher
 from avaffect.evaluation.metrics import score_recordings
@@ -39,6 +39,21 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, gauss_next = state["python_meta"]
     random.setstate((version, tuple(int(x) for x in state["python"].tolist()), gauss_next))
+
+
+def drop_modalities(batch: dict[str, torch.Tensor], audio_mean: torch.Tensor, p: ModalityDropout
+                    ) -> dict[str, torch.Tensor]:
+    """``training.modality_dropout``: a copy of ``batch`` in which each window has lost its voice with probability
+    ``p.voice`` (``audio`` := ``audio_mean`` on every step, what a video without an audio track gets) or else its
+    face with probability ``p.face`` (``face_mask`` := False). Drawn from torch's CPU generator, whose state a
+    checkpoint carries, so a resumed run drops the same windows as an uninterrupted one."""
+    if not p.enabled:
+        return batch
+    u = torch.rand(batch["audio"].shape[0]).to(batch["audio"].device)
+    voice = (u < p.voice)[:, None, None]
+    face = ((u >= p.voice) & (u < p.voice + p.face))[:, None]
+    return {**batch, "audio": torch.where(voice, audio_mean.to(batch["audio"].dtype), batch["audio"]),
+            "face_mask": batch["face_mask"] & ~face}
 
 
 class AffectRegressionModule(L.LightningModule):
@@ -112,6 +127,7 @@ class AffectRegressionModule(L.LightningModule):
             net.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
+        batch = drop_modalities(batch, self.model.audio_mean, self.cfg.modality_dropout)
         loss = self._loss(self(batch), batch)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch["rec"]))
         return loss

@@ -297,6 +297,8 @@ def train(cfg: RunConfig, run_dir: str | Path, recordings: list[Recording] | Non
         data = WindowDataModule(train_feats, val_feats, cfg.training.window, cfg.training.hop,
                                 cfg.training.batch_size, cfg.training.num_workers)
         model, fit_info = fit(cfg, run_dir, module, data, progress, timer)
+        # what --explain's occlusion means depends on it (avaffect.evaluation.explain)
+        fit_info["modality_dropout"] = cfg.training.modality_dropout.model_dump()
     lap("fit_s")
     if fit_info["rank"] != 0:  # DDP: rank 0 writes the run
         return RunResult(run_dir, {}, {}, run_dir / MODEL_FILE)

@@ -132,7 +132,8 @@ class Predictor(VideoPredictor):
         self.info = ModelInfo(model=self.meta["model"]["name"], checkpoint=self.checkpoint,
                               checkpoint_sha256_16=sha[:16], trained_on=self.spec.trained_on,
                               targets=tuple(self.targets), detect_every=every, device=device, faces=self.faces,
-                              runtime="onnxruntime" if isinstance(self.run, OnnxWindows) else "torch")
+                              runtime="onnxruntime" if isinstance(self.run, OnnxWindows) else "torch",
+                              modality_dropout=(self.meta.get("extra") or {}).get("modality_dropout"))
 
     def _load(self, sha: str) -> tuple[WindowRunner, dict, np.ndarray]:
         """The model's runner, the checkpoint's metadata and the audio features' training mean (what a video

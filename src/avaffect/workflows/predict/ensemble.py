@@ -62,7 +62,8 @@ class EnsemblePredictor(VideoPredictor):
         self.info = ModelInfo(model=f"ensemble of {len(self.members)} ({', '.join(models)})",
                               checkpoint=first.checkpoint, checkpoint_sha256_16=first.checkpoint_sha256_16,
                               trained_on=first.trained_on, targets=first.targets, detect_every=first.detect_every,
-                              device=options.device, faces=first.faces, runtime=first.runtime)
+                              device=options.device, faces=first.faces, runtime=first.runtime,
+                              modality_dropout=first.modality_dropout)
         self.checkpoints = [str(m.checkpoint) for m in self.members]
 
     def spawn_args(self) -> tuple[type, tuple]:

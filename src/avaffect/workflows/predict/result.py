@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import MediaError
-from avaffect.evaluation.explain import EXPLAIN_NOTE
+from avaffect.evaluation.explain import explain_note
 from avaffect.evaluation.segments import QUADRANT_NOTE, QUADRANT_THRESHOLD, minute_summaries
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import probe
@@ -241,6 +241,7 @@ class ModelInfo:
     device: str
     faces: FacePipeline  # the face pipeline (its detector names the face source; the people pass runs it)
     runtime: Literal["torch", "onnxruntime"] | None = None  # what runs the model
+    modality_dropout: dict | None = None  # training.modality_dropout it was trained with (None: none recorded)
 
 
 #: a container whose header promises more than this beyond the frames read is reported as truncated (seconds, and
@@ -355,6 +356,6 @@ class VideoPredictor(abc.ABC):
             realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device, runtime=info.runtime,
             face_tracks=tracks, shot_cuts=cuts, media=media,
             minutes=minute_summaries(frame["time"], tr.values, face, list(info.targets)),
-            explain=EXPLAIN_NOTE if "voicing" in tr.extra else None,
+            explain=explain_note(info.modality_dropout) if "voicing" in tr.extra else None,
             quadrants=QUADRANTS if {"valence", "arousal"} <= set(info.targets) else None)
         return PredictionRun(frame, summary, tr.boxes, tr.overlay, tr.overlay_frames_buffered)
