@@ -277,3 +277,16 @@ def test_prefetch_tells_producer_work_from_consumer_wait():
     for _ in prefetch(iter(range(10)), 2, st):
         time.sleep(0.02)
     assert st["wait_seconds"] < 0.1
+
+
+def test_pts_seconds_is_the_fraction_products_float_to_the_bit():
+    from fractions import Fraction
+
+    from avaffect.media import pts_seconds
+
+    rng = np.random.default_rng(0)
+    bases = [Fraction(1, 1000), Fraction(1, 90000), Fraction(1001, 30000), Fraction(1, 15360), Fraction(1, 44100),
+             Fraction(1, 12800), Fraction(1, 3)]
+    for base in bases:
+        for pts in [0, 1, -1, -3003, 2**40 + 7, *rng.integers(-10**6, 10**12, 300).tolist()]:
+            assert pts_seconds(int(pts), base) == float(int(pts) * base), (pts, base)

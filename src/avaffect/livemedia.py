@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from avaffect.errors import MediaError
-from avaffect.media import AudioPlacer, _origin, _rate, frame_time
+from avaffect.media import AudioPlacer, _origin, _rate, frame_time, pts_seconds
 
 __all__ = ["DEVICE_FORMATS", "NETWORK_SCHEMES", "LiveFrame", "LiveStats", "LiveSource", "describe_source",
            "stream_file"]
@@ -180,7 +180,7 @@ class LiveSource:
                     break
                 self._last_data = time.monotonic()  # (an empty packet at the end flushes the decoder's last frames)
                 if self.realtime and packet.pts is not None and packet.time_base is not None:
-                    pt = float(packet.pts * packet.time_base) - origin
+                    pt = pts_seconds(packet.pts, packet.time_base) - origin
                     if clock0 is None:
                         clock0, t0 = time.monotonic(), pt
                     delay = clock0 + (pt - t0) - time.monotonic()
@@ -302,7 +302,7 @@ def stream_file(src: str | Path, dst, realtime: bool = True, stop_after: float |
 
         def at(packet) -> float:
             ts = packet.dts if packet.dts is not None else packet.pts
-            return float(ts * packet.time_base) - origin if ts is not None else 0.0
+            return pts_seconds(ts, packet.time_base) - origin if ts is not None else 0.0
 
         start = time.monotonic()
         if on_start is not None:
