@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cpuvenv
 import pytest
 from shareddata import crema_d_clips
 
@@ -31,6 +32,16 @@ def pytest_collection_modifyitems(config, items) -> None:
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("extended")]
+
+
+def pytest_collection_finish(session) -> None:
+    """The CPU-only venv is built in the background from here when its tests are selected (:mod:`cpuvenv`)."""
+    if any("cpu_venv" in getattr(item, "fixturenames", ()) for item in session.items):
+        cpuvenv.start()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    cpuvenv.stop()
 
 
 @pytest.fixture(scope="session")

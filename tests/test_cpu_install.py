@@ -4,18 +4,18 @@ as the default install.
 
 It needs a CPU build of torch for this Python: ``AVAFFECT_CPU_TORCH`` (a wheel file), else one in ``/opt/wheels``
 (this project's build machines keep one there; they cannot reach PyTorch's own index). Without one the test
-skips, naming what to set.
+skips, naming what to set. The venv is built in the background from the end of collection (``tests/cpuvenv.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import cpuvenv
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,19 +25,6 @@ from shareddata import crema_d_clips
 from avaffect.features.backbones.nets import resnet_features, video_resnet_features
 
 REPO = Path(__file__).resolve().parents[1]
-TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
-
-
-def _cpu_torch_wheel() -> Path:
-    given = os.environ.get("AVAFFECT_CPU_TORCH")
-    if given:
-        if not Path(given).is_file():
-            pytest.fail(f"AVAFFECT_CPU_TORCH={given}: no such wheel file")
-        return Path(given)
-    found = sorted(Path("/opt/wheels").glob(f"torch-*+cpu-{TAG}-{TAG}-*.whl"))
-    if not found:
-        pytest.skip(f"no CPU build of torch for {TAG}: set AVAFFECT_CPU_TORCH to a torch-*+cpu-{TAG}-*.whl file")
-    return found[-1]
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -52,13 +39,13 @@ def _du(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def cpu_venv(tmp_path_factory) -> Path:
-    wheel = _cpu_torch_wheel()
-    venv = tmp_path_factory.mktemp("cpu") / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-    _run(["make", "--no-print-directory", "install-cpu", f"VENV={venv}", f"CPU_TORCH={wheel}", f"PYTHON={base}"],
-         cwd=REPO, env=env)
+def cpu_venv() -> Path:
+    """The venv ``make install-cpu`` built, in the background since the end of collection (:mod:`cpuvenv`)."""
+    venv, why = cpuvenv.result()
+    if venv is None:
+        if why.startswith("AVAFFECT_CPU_TORCH="):
+            pytest.fail(why)
+        pytest.skip(why)
     return venv
 
 
