@@ -107,6 +107,10 @@ def test_a_predictor_kept_between_videos_gives_typed_runs(tiny_run, synth_root, 
         run = predictor(video)
         assert run.summary.frames == len(run.frame) and run.summary.targets == ["valence", "arousal"]
         assert run.summary.timings_s.total > 0 and run.summary.streamed
+        # busy time per thread: the detector's and this thread's CPU seconds, within the process's
+        stages = run.summary.timings_s.stages
+        assert 0 < stages["detect_cpu"] <= stages["cpu"] + 0.05
+        assert 0 < stages["main_cpu"] and stages["decode_cpu"] + stages["main_cpu"] <= stages["cpu"] + 0.05
     once = avaffect.predict(tiny_run / "model.safetensors", clip)
     np.testing.assert_allclose(once[["valence", "arousal"]].to_numpy(), run.frame[["valence", "arousal"]].to_numpy())
     assert set(once.attrs["summary"]) == set(run.summary.as_json())

@@ -58,23 +58,29 @@ class StreamStats:
     (``detect``: the face detector's time, on whichever thread it ran) and this one: ``crop`` (shot cuts,
     tracking, alignment, cutting), ``features``, and ``wait`` (blocked on decoded frames, ``wait_frames``, or on
     a detection ahead, ``wait_detect``). A large ``wait_frames`` says decoding bounds the pass; a large
-    ``wait_detect``, detection. ``cpu``: the process's CPU seconds over the pass, every thread's (with the work of
-    whoever consumes the chunks, e.g. the model's)."""
+    ``wait_detect``, detection. CPU seconds, what each thread did rather than how long it took (on 2 busy cores a
+    thread's wall time includes the time it was not running): ``decode_cpu``, ``detect_cpu`` (the threads that
+    ran the detector, while they ran it: part of ``main_cpu`` where this thread did), ``main_cpu`` (this thread
+    over the pass, with the work of whoever consumes the chunks: the model, the audio features) and ``cpu``, the
+    process's, every thread's (FFmpeg's and OpenCV's pools included)."""
 
     decode: float = 0.0
     decode_cpu: float = 0.0
     detect: float = 0.0
+    detect_cpu: float = 0.0
     crop: float = 0.0
     features: float = 0.0
     wait_frames: float = 0.0
     wait_detect: float = 0.0
     total: float = 0.0
+    main_cpu: float = 0.0
     cpu: float = 0.0
     faces: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(getattr(self, k), 3) for k in ("decode", "decode_cpu", "detect", "crop", "features",
-                                                         "wait_frames", "wait_detect", "total", "cpu")}
+        return {k: round(getattr(self, k), 3) for k in ("decode", "decode_cpu", "detect", "detect_cpu", "crop",
+                                                         "features", "wait_frames", "wait_detect", "total",
+                                                         "main_cpu", "cpu")}
 
 
 def video_streamable(rec: Recording) -> bool:
@@ -123,7 +129,7 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
     if chunk < 1 or before < 0 or after < 0:
         raise ConfigError(f"chunk must be >= 1 step and the context >= 0, got {chunk}, {before}, {after}")
     st = stats if stats is not None else StreamStats()
-    t_start, cpu_start = time.perf_counter(), time.process_time()
+    t_start, cpu_start, main_start = time.perf_counter(), time.process_time(), time.thread_time()
     decode: dict[str, float] = {}
     # FFmpeg's own frame threads off: the pass has its own threads (this one, the decoder's, the detector's), and
     # with them the whole command took 1.04x as long on 2 cores (paired, docs/benchmarks/predict_command.md)
@@ -147,6 +153,8 @@ def iter_crop_chunks(rec: Recording, pipeline: FacePipeline, chunk: int = 256, b
         st.decode = decode.get("produce_seconds", 0.0)
         st.decode_cpu = decode.get("produce_cpu_seconds", 0.0)
         st.detect = st.faces.get("detect_seconds", 0.0)
+        st.detect_cpu = st.faces.get("detect_cpu_seconds", 0.0)
+        st.main_cpu = time.thread_time() - main_start
         st.wait_frames = decode.get("wait_seconds", 0.0)
         st.wait_detect = st.faces.get("detect_wait_seconds", 0.0)
         st.total = time.perf_counter() - t_start

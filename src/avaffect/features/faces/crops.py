@@ -151,7 +151,8 @@ def iter_face_steps(
     eyes never decide which face is followed): the same eyes as searching them after the match. Faces not followed
     get no eye search; a match the worker could not foresee (a new track) gets its search on this thread, before
     the next detection is handed over, so the two threads never run the detector at once. ``detect_seconds``
-    counts the detector's own time, on whichever thread (``detect_ahead_seconds`` of it on the worker);
+    counts the detector's own time, on whichever thread (``detect_ahead_seconds`` of it on the worker;
+    ``detect_cpu_seconds`` the CPU seconds of those threads while they ran it);
     ``detect_wait_seconds`` the time this thread waited for a detection ahead."""
     if times is not None:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
@@ -163,8 +164,8 @@ def iter_face_steps(
     every = pipeline.detect_every
     st = stats if stats is not None else {}
     st.update(frames_decoded=0, frames_processed=0, detector_calls=0, roi_calls=0, detect_seconds=0.0,
-              detect_ahead_seconds=0.0, detect_wait_seconds=0.0, detections_ahead=0, faces_detected=0,
-              eyes_found=0, eye_searches=0, detector=det.name, detect_every=every, cuts=0)
+              detect_ahead_seconds=0.0, detect_wait_seconds=0.0, detect_cpu_seconds=0.0, detections_ahead=0,
+              faces_detected=0, eyes_found=0, eye_searches=0, detector=det.name, detect_every=every, cuts=0)
 
     def counted(it):
         for item in it:
@@ -183,7 +184,7 @@ def iter_face_steps(
         (:func:`~avaffect.features.faces.tracking.match_detection`, the tracker's own rule), the others' left to
         :meth:`FaceDetector.add_landmarks`. With the calls made, the seconds they took and whether that eye search
         ran."""
-        t0 = _time.perf_counter()
+        t0, c0 = _time.perf_counter(), _time.thread_time()
         found, roi = [], 0
         if box is not None:
             found, roi = det.detect_boxes(rgb, box, search=pipeline.roi_pad), 1
@@ -196,12 +197,14 @@ def iter_face_steps(
             if match is not None and match.eyes is None:
                 found = [det.add_landmarks(rgb, [d])[0] if d is match else d for d in found]
                 searched = True
+        st["detect_cpu_seconds"] += _time.thread_time() - c0  # one thread runs the detector at a time
         return found, roi, full, _time.perf_counter() - t0, searched
 
     def landmarks(rgb: np.ndarray, found: list) -> list:  # on this thread, the worker idle
-        t0 = _time.perf_counter()
+        t0, c0 = _time.perf_counter(), _time.thread_time()
         out = det.add_landmarks(rgb, found)
         st["detect_seconds"] += _time.perf_counter() - t0
+        st["detect_cpu_seconds"] += _time.thread_time() - c0
         return out
 
     def track_box() -> np.ndarray | None:
