@@ -127,7 +127,8 @@ class AffectRegressionModule(L.LightningModule):
             net.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
-        batch = drop_modalities(batch, self.model.audio_mean, self.cfg.modality_dropout)
+        if self.cfg.modality_dropout.enabled:  # feature training only (the config refuses it end to end)
+            batch = drop_modalities(batch, self.model.audio_mean, self.cfg.modality_dropout)
         loss = self._loss(self(batch), batch)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch["rec"]))
         return loss
