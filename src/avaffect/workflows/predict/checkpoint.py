@@ -59,6 +59,7 @@ from avaffect.features.faces.quality import QUALITY_RULE, QualityLog
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.preprocessing_spec import ExtractorRecord
 from avaffect.files import sha256_file
+from avaffect.media import prefetch
 from avaffect.onnxrt import onnxruntime_available
 from avaffect.workflows.predict.passes import DrawnOverlay, overlay_pass, whole_video_features
 from avaffect.workflows.predict.result import ModelInfo, PredictionRun, PredictorOptions, Traces, VideoPredictor
@@ -281,7 +282,8 @@ class Predictor(VideoPredictor):
     def _audio_blocks(self, rec: Recording, clock: dict[str, float], voicing: list[np.ndarray] | None = None
                       ) -> tuple[Iterator, str]:
         """The audio features of ``rec`` in blocks of steps, computed as the windows need them (memory independent
-        of the video's length), the seconds spent in them summed into ``clock["audio"]``; the training mean,
+        of the video's length; :meth:`_streamed` runs them in a thread of their own, a couple of blocks ahead), the
+        seconds spent in them summed into ``clock["audio"]``; the training mean,
         block by block, when the video has no audio track. ``voicing``: each block's voicing column appended
         there (``--explain``; a float a step), where the audio extractor has one."""
         try:
@@ -315,6 +317,8 @@ class Predictor(VideoPredictor):
         voicing: list[np.ndarray] | None = [] if self.explain else None
         t0 = time.perf_counter()
         audio, state = self._audio_blocks(rec, clock, voicing)
+        if state == "present":  # computed in a thread of their own, two blocks ahead of the windows
+            audio = prefetch(audio, depth=2, stats=clock)
         opening = time.perf_counter() - t0  # before the pass: not in its clock
         with overlay_pass(rec, overlay_to, drawn) as overlay:
             chunks = iter_face_feature_chunks(rec, self.video_ex, stats=st,
@@ -325,7 +329,9 @@ class Predictor(VideoPredictor):
                                                self.spec.hop, timings=timing,
                                                on_final=on_final if not self.explain else self._first(on_final))
         model_s = timing.get("model", 0.0)
-        stages = {"audio": round(opening + clock["audio"], 3), **_stream_stages(st, model_s + clock["audio"])}
+        # the audio's own thread: its busy time; this thread's chunk clock ran on only while it waited for a block
+        stages = {"audio": round(opening + clock["audio"], 3),
+                  **_stream_stages(st, model_s + clock.get("wait_seconds", 0.0))}
         tr = Traces(pred, face, boxes, True, audio=state, stages=stages, model_s=model_s, overlay=drawn.path,
                     overlay_frames_buffered=drawn.frames_buffered, faces=st.faces)
         if voicing:
