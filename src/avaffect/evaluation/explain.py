@@ -39,7 +39,6 @@ EXPLAIN_NOTE = ("<target>_voice / <target>_face: how far the voice / the face mo
                 "iteration j+1's output in the stage gate")
 
 
-
 def explain_note(modality_dropout: dict | None) -> str:
     """:data:`EXPLAIN_NOTE` and what the occlusion means for this model: trained with ``training.modality_dropout``
     (a checkpoint's ``extra``), it learned that the occluded inputs carry no information, so a contribution reads
