@@ -162,7 +162,7 @@ def render(rows: list[dict], args) -> str:
              "features; decode (its own thread: work, not waiting) and decode_cpu; detect (the detector, on "
              "whichever thread) and detect_cpu; crop (the main thread's own work: cuts, tracking, alignment, "
              "cutting); features; wait_frames / wait_detect (the main thread blocked); main_cpu (the main thread's "
-             "CPU seconds over the pass, the model's and the audio's work included); cpu (the process's CPU "
+             "CPU seconds over the pass, the model's work included); cpu (the process's CPU "
              "seconds over the pass, every thread's); "
              "video = the pass's wall time; model. The whole command as the user waits for it: "
              "`predict_command.md`."

@@ -61,7 +61,7 @@ class StreamStats:
     ``wait_detect``, detection. CPU seconds, what each thread did rather than how long it took (on 2 busy cores a
     thread's wall time includes the time it was not running): ``decode_cpu``, ``detect_cpu`` (the threads that
     ran the detector, while they ran it: part of ``main_cpu`` where this thread did), ``main_cpu`` (this thread
-    over the pass, with the work of whoever consumes the chunks: the model, the audio features) and ``cpu``, the
+    over the pass, with the work of whoever consumes the chunks, e.g. the model) and ``cpu``, the
     process's, every thread's (FFmpeg's and OpenCV's pools included)."""
 
     decode: float = 0.0
