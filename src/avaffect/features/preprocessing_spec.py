@@ -127,7 +127,7 @@ class PreprocessingSpec(_Strict):
                             "checkpoints written before it was recorded")
 
     def side_files(self, folder: Path) -> list[Path]:
-        """The files the extractors read beside the checkpoint in ``folder`` (:meth:`ExtractorRecord.side_file`),
+        """The files the extractors read beside the checkpoint in ``folder`` (:meth:`ExtractorRecord.side_files`),
         relative to it: what a copy of the model must take along."""
         return sorted({f for r in (self.audio_extractor, self.video_extractor) for f in r.side_files(folder)})
 

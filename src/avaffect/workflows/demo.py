@@ -20,7 +20,7 @@ from avaffect.files import atomic_write_text, write_json
 from avaffect.pools import spawn_pool
 from avaffect.progress import format_seconds, stage
 from avaffect.threads import resolve_threads, usable_cores
-from avaffect.training.run import finished_run, train
+from avaffect.training.run import RunResult, finished_run, train
 
 DEMO_MODELS = ("audio_only", "video_only", "concat", "rjca")
 
@@ -43,11 +43,16 @@ def demo_jobs(cfg: RunConfig, runs: int, jobs: int | str = "auto") -> int:
     return max(1, min(runs, usable_cores() // threads))
 
 
+def _scores(res: RunResult) -> dict:
+    """What the demo reports of a run: its validation CCCs and P_VA."""
+    return {k: res.metrics[k] for k in ("ccc_valence", "ccc_arousal", "p_va")}
+
+
 def _train_one(cfg: RunConfig, run_dir: Path, recordings: list[Recording]) -> tuple[dict, float]:
     """One model in a worker process: its metrics and training seconds."""
     t = time.perf_counter()
     res = train(cfg, run_dir, recordings, progress=False)
-    return {k: res.metrics[k] for k in ("ccc_valence", "ccc_arousal", "p_va")}, round(time.perf_counter() - t, 1)
+    return _scores(res), round(time.perf_counter() - t, 1)
 
 
 def run_demo(out: str | Path = "demo_out", synth: SynthConfig | None = None, models=DEMO_MODELS,
@@ -89,7 +94,7 @@ def run_demo(out: str | Path = "demo_out", synth: SynthConfig | None = None, mod
         t = time.perf_counter()
         res = train(configs[name], out / "runs" / name, recordings, progress)
         timings[name] = round(time.perf_counter() - t, 1)
-        results[name] = {k: res.metrics[k] for k in ("ccc_valence", "ccc_arousal", "p_va")}
+        results[name] = _scores(res)
     write_json(out / "metrics.json", results)
     val = sorted([r for r in recordings if r.split == "validation" and r.has_labels], key=lambda r: r.name)
     plots = {}

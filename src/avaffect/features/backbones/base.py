@@ -287,31 +287,35 @@ class TorchExtractor(Extractor):
         if capture is not None and not capture:  # export_network asks for one real input of the network
             capture.append(np.ascontiguousarray(inputs[:2]))
         if self.params.get("onnx"):
-            return self._run_onnx(inputs)
+            return self._batched(inputs, self._onnx_forward())
         import torch  # lazy: extractors with an ONNX export run without it
 
         net = self.network()
         step = self.input_step()
-        outs: list[np.ndarray] = []
+
+        def forward(batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(batch).to(self.device)
+            return net(step(x) if step is not None else x).float().cpu().numpy()
+
         with torch.inference_mode():
-            for sl in batches(len(inputs), int(self.params["batch_size"])):
-                x = torch.from_numpy(np.ascontiguousarray(inputs[sl])).to(self.device)
-                if step is not None:
-                    x = step(x)
-                y = net(x)
-                outs.append(y.reshape(len(y), -1).float().cpu().numpy())
+            return self._batched(inputs, forward)
+
+    def _batched(self, inputs: np.ndarray, forward: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``forward`` on ``inputs`` in batches of ``batch_size``: float32 ``[N, out]``."""
+        outs = []
+        for sl in batches(len(inputs), int(self.params["batch_size"])):
+            y = forward(np.ascontiguousarray(inputs[sl]))
+            outs.append(y.reshape(len(y), -1).astype(np.float32, copy=False))
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
-    def _run_onnx(self, inputs: np.ndarray) -> np.ndarray:
+    def _onnx_forward(self) -> Callable[[np.ndarray], np.ndarray]:
+        """One batch through the exported network (ONNX Runtime, the session opened once)."""
         session = self.__dict__.get("_session")
         if session is None:
             # half the usable cores (avaffect.threads: 1 on 2 cores), the rest for decoding and the face pipeline
             session = self._session = open_session(self.weights_path(), auto_threads(), what=f"{self.name} network")
         name = session.get_inputs()[0].name
-        outs = [session.run(None, {name: np.ascontiguousarray(inputs[sl])})[0]
-                for sl in batches(len(inputs), int(self.params["batch_size"]))]
-        outs = [o.reshape(len(o), -1).astype(np.float32, copy=False) for o in outs]
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+        return lambda batch: session.run(None, {name: batch})[0]
 
     # ------------------------------------------------------------------ export
     def network_example(self) -> np.ndarray:

@@ -23,10 +23,14 @@ __all__ = ["STANDARD_SIZES", "eye_angle", "head_yaw", "crop_matrix", "apply_matr
 STANDARD_SIZES = (48, 112, 224)
 
 
+def _left_right(eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two eye centres ``[2, 2]`` as (the image-left one, the image-right one)."""
+    return (eyes[0], eyes[1]) if eyes[0, 0] <= eyes[1, 0] else (eyes[1], eyes[0])
+
+
 def eye_angle(eyes: np.ndarray) -> float:
     """Angle (degrees) of the line from the image-left eye to the image-right eye; 0 when level."""
-    eyes = np.asarray(eyes, dtype=np.float64).reshape(2, 2)
-    left, right = (eyes[0], eyes[1]) if eyes[0, 0] <= eyes[1, 0] else (eyes[1], eyes[0])
+    left, right = _left_right(np.asarray(eyes, dtype=np.float64).reshape(2, 2))
     return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
 
 
@@ -43,7 +47,7 @@ def head_yaw(landmarks5: np.ndarray | None) -> float:
     pts = np.asarray(landmarks5, dtype=np.float64).reshape(5, 2)
     if not np.all(np.isfinite(pts[:3])):
         return float("nan")
-    left, right = (pts[0], pts[1]) if pts[0, 0] <= pts[1, 0] else (pts[1], pts[0])
+    left, right = _left_right(pts[:2])
     axis = right - left
     half = float(np.hypot(*axis)) / 2.0
     if half < 1e-6:

@@ -53,15 +53,20 @@ class FaceQuality:
     face_quality: float
 
 
+def _angle_term(angle: float, ok: float, bad: float) -> float:
+    """1 up to ``ok`` degrees either way, 0 from ``bad``, linear between."""
+    return float(np.clip(1 - (abs(angle) - ok) / (bad - ok), 0, 1))
+
+
 def face_quality(crop: np.ndarray, box: np.ndarray, roll: float, score: float = float("nan"),
                  yaw: float = float("nan")) -> FaceQuality:
     """The measures and the quality of one crop (module docstring); ``yaw`` NaN: not known, no yaw term."""
     side = float(max(box[2] - box[0], box[3] - box[1]))
     sharp = float(cv2.Laplacian(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
     q = (np.clip((side - MIN_SIDE) / (GOOD_SIDE - MIN_SIDE), 0, 1) * np.clip(sharp / SHARP_REF, 0, 1)
-         * np.clip(1 - (abs(roll) - ROLL_OK) / (ROLL_BAD - ROLL_OK), 0, 1))
+         * _angle_term(roll, ROLL_OK, ROLL_BAD))
     if np.isfinite(yaw):
-        q *= np.clip(1 - (abs(yaw) - YAW_OK) / (YAW_BAD - YAW_OK), 0, 1)
+        q *= _angle_term(yaw, YAW_OK, YAW_BAD)
     return FaceQuality(side, sharp, float(roll), float(yaw), float(score), float(q))
 
 
