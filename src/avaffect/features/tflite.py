@@ -8,6 +8,7 @@ imported when a model is first opened, so the rest of avaffect does not need it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,15 @@ log = logging.getLogger(__name__)
 # LiteRT's native start-up line at every model open (C++ logging to stderr, no Python switch): logged at DEBUG
 _CHATTER = r"^INFO: Created TensorFlow Lite XNNPACK delegate"
 
-__all__ = ["FACES_FIX", "TfliteModel"]
+__all__ = ["FACES_FIX", "TfliteModel", "runtime_installed"]
 
 FACES_FIX = "pip install 'avaffect[faces]' (the LiteRT interpreter, ai-edge-litert)"
 _RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+
+
+def runtime_installed() -> bool:
+    """Whether a TFLite interpreter is installed (found, not imported: LiteRT's import costs time)."""
+    return any(importlib.util.find_spec(name.split(".")[0]) is not None for name in _RUNTIMES)
 
 
 def _interpreter_module(what: str):

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError, validation_message
+from avaffect.features.faces.detectors import resolve_detector
 from avaffect.features.faces.pipeline import FacePipeline, face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.files import sha256_bytes
@@ -180,9 +181,13 @@ class Extractor(ABC):
         return sha256_bytes(blob)[:8]
 
     def hash_params(self) -> dict[str, Any]:
-        """The parameters that make the feature id: all but :attr:`late_defaults` at their old value."""
+        """The parameters that make the feature id: all but :attr:`late_defaults` at their old value, a face
+        ``detector`` ``auto`` as the detector it resolves to here (what cuts the crops)."""
         late = self.late_defaults
-        return {k: v for k, v in self.params.items() if not (k in late and v == late[k])}
+        out = {k: v for k, v in self.params.items() if not (k in late and v == late[k])}
+        if "detector" in out:
+            out["detector"] = resolve_detector(out["detector"])
+        return out
 
     @property
     def id(self) -> str:

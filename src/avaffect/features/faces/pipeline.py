@@ -55,7 +55,8 @@ class FacePipeline(_Settings):
     """Every setting of the face pipeline, checked when it is built (module docstring)."""
 
     detector: str = Field("haar", min_length=1, description="face detector (avaffect detectors: haar, dlib, "
-                          "yunet, retinaface, mediapipe, precomputed)")
+                          "yunet, retinaface, mediapipe, precomputed; auto: mediapipe where avaffect[faces] and its "
+                          "model file are installed, else haar)")
     detector_params: dict[str, Any] = Field(default_factory=dict, description="the detector's own parameters "
                                             "(e.g. weights, min_face)")
     crop_size: int = Field(112, ge=16, description="side of the square face crop (px)")

@@ -23,6 +23,7 @@ from avaffect.data.recording import TARGETS, Recording
 from avaffect.errors import MediaError
 from avaffect.evaluation.explain import explain_note
 from avaffect.evaluation.segments import QUADRANT_NOTE, QUADRANT_THRESHOLD, minute_summaries
+from avaffect.features.faces.detectors import resolve_detector
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.media import probe
 
@@ -351,7 +352,7 @@ class VideoPredictor(abc.ABC):
             warnings=warnings, targets=list(info.targets), **stats, model=info.model, checkpoint=str(info.checkpoint),
             trained_on=info.trained_on, meaning=prediction_meaning(info.trained_on),
             checkpoint_sha256_16=info.checkpoint_sha256_16,
-            face_source="crops" if rec.crops_dir else info.faces.detector, timings_s=timings,
+            face_source="crops" if rec.crops_dir else resolve_detector(info.faces.detector), timings_s=timings,
             streamed=bool(tr.streamed), detect_every=info.detect_every,
             realtime_factor=round(dur / wall, 2) if wall > 0 else None, device=info.device, runtime=info.runtime,
             face_tracks=tracks, shot_cuts=cuts, media=media,

@@ -142,6 +142,13 @@ class FaceDetector(ABC):
     def validate(self) -> None:  # noqa: B027 - optional hook
         """Check ``self.params`` (raise :class:`ConfigError`) and required files."""
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this install can build the detector at its defaults (its runtime and files are here), without
+        building it: what the ``auto`` detector asks of its candidates (:mod:`avaffect.features.faces.detectors.
+        auto`)."""
+        return True
+
     @abstractmethod
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in an RGB ``uint8 [H, W, 3]`` frame (any order)."""

@@ -39,8 +39,8 @@ from avaffect.features.faces.detectors.base import (
     landmarks_from,
     register_detector,
 )
-from avaffect.features.tflite import TfliteModel
-from avaffect.features.weights import Wheel, packaged_file, resolve_weights
+from avaffect.features.tflite import TfliteModel, runtime_installed
+from avaffect.features.weights import WEIGHTS, Wheel, locate_weights, packaged_file, resolve_weights
 
 __all__ = ["MediaPipeDetector", "blazeface_anchors", "decode_blazeface", "weighted_nms", "letterbox"]
 
@@ -160,6 +160,11 @@ class MediaPipeDetector(FaceDetector):
         name, self.size, strides, per_layer = _RANGES[self.params["range"]]
         self.weights = resolve_weights(self.params["weights"] or name)
         self.anchors = blazeface_anchors(self.size, strides, per_layer)
+
+    @classmethod
+    def available(cls) -> bool:
+        """LiteRT installed and the short-range model file found (the cache folder or an installed mediapipe)."""
+        return runtime_installed() and locate_weights(WEIGHTS[_RANGES[cls.defaults["range"]][0]]) is not None
 
     def model(self) -> TfliteModel:
         m = self.__dict__.get("_model")
