@@ -3,6 +3,7 @@ named in predict's JSON and in feature ids; a checkpoint keeps ``auto`` unless i
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from shareddata import model_wheels
@@ -13,6 +14,7 @@ from avaffect.errors import ConfigError
 from avaffect.features import tflite
 from avaffect.features.extractors.base import get_extractor
 from avaffect.features.faces.detectors import (
+    AUTO_MEDIAPIPE,
     AUTO_ORDER,
     HaarDetector,
     MediaPipeDetector,
@@ -20,7 +22,9 @@ from avaffect.features.faces.detectors import (
     list_detectors,
     resolve_detector,
 )
+from avaffect.features.faces.tracking import iou
 from avaffect.features.weights import import_wheel
+from avaffect.media import iter_video_frames
 from avaffect.models.checkpoint import read_checkpoint_meta
 from avaffect.training.run import train
 
@@ -40,16 +44,17 @@ def mediapipe_home(tmp_path_factory):
 
 
 def test_auto_resolves_to_the_first_detector_this_install_has(mediapipe_home, tmp_path, monkeypatch):
-    assert "auto" in list_detectors() and [c.name for c in AUTO_ORDER] == ["mediapipe", "haar"]
+    assert "auto" in list_detectors() and [c.name for c, _ in AUTO_ORDER] == ["mediapipe", "haar"]
     assert resolve_detector("haar") == "haar" and resolve_detector("yunet") == "yunet"  # a named one is itself
-    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "empty"))  # LiteRT here, its model file not
+    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "empty"))  # LiteRT here, its model files not
     assert resolve_detector("auto") == "haar" and isinstance(get_detector("auto"), HaarDetector)
     monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
     assert resolve_detector("auto") == "mediapipe"
     det = get_detector("auto")
-    assert isinstance(det, MediaPipeDetector) and det.name == "mediapipe" and det.params["range"] == "short"
+    assert isinstance(det, MediaPipeDetector) and det.name == "mediapipe"
+    assert {k: det.params[k] for k in AUTO_MEDIAPIPE} == AUTO_MEDIAPIPE and det.params["range"] == "short+full"
     monkeypatch.setattr(tflite, "_RUNTIMES", ("no_such_runtime_a.interpreter", "no_such_runtime_b.interpreter"))
-    assert resolve_detector("auto") == "haar"  # the model file, but no interpreter to run it
+    assert resolve_detector("auto") == "haar"  # the model files, but no interpreter to run them
 
 
 def test_auto_takes_no_detector_parameters():
@@ -58,15 +63,58 @@ def test_auto_takes_no_detector_parameters():
 
 
 def test_a_feature_id_names_the_detector_auto_ran(mediapipe_home, tmp_path, monkeypatch):
-    """Features cut by different detectors are different features: ``auto``'s id is the resolved detector's."""
+    """Features cut by different detectors are different features: ``auto``'s id says which one ran (and that it ran
+    as ``auto``: its MediaPipe draws the box like Haar, not like ``mediapipe`` at its defaults)."""
     ids = {}
     for home in (tmp_path / "empty", mediapipe_home):
         monkeypatch.setenv("AVAFFECT_HOME", str(home))
         ids[home] = {d: get_extractor("face_hog", detector=d, detect_every=5).id for d in ("auto", "haar", "mediapipe")}
     plain, faces = ids[tmp_path / "empty"], ids[mediapipe_home]
-    assert plain["auto"] == plain["haar"] != plain["mediapipe"]
-    assert faces["auto"] == faces["mediapipe"] != faces["haar"]
-    assert plain["haar"] == faces["haar"]  # a named detector's id does not depend on the install
+    assert plain["auto"] != faces["auto"]
+    assert len({plain["auto"], faces["auto"], plain["haar"], plain["mediapipe"]}) == 4
+    assert (plain["haar"], plain["mediapipe"]) == (faces["haar"], faces["mediapipe"])  # a named one: the same id
+
+
+def _frames(clip):
+    return [rgb for _, rgb in iter_video_frames(clip)]
+
+
+def test_mediapipe_short_plus_full_finds_a_small_face_the_short_range_misses(mediapipe_home, crema_d, monkeypatch):
+    """A CREMA-D face shrunk to ~1/9 of a 640 x 360 frame: the short-range model finds none, ``short+full`` finds it
+    with the full-range model, and around its box (where the face is large) the short-range model finds it again."""
+    monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    rgb = _frames(sorted(crema_d.glob("*.flv"))[0])[10]
+    canvas = np.zeros((360, 640, 3), np.uint8)
+    small = cv2.resize(rgb, (rgb.shape[1] // 3, rgb.shape[0] // 3), interpolation=cv2.INTER_AREA)
+    canvas[20:20 + small.shape[0], 30:30 + small.shape[1]] = small
+    assert get_detector("mediapipe").detect(canvas) == []
+    both = get_detector("mediapipe", range="short+full")
+    found = both.detect(canvas)
+    assert len(found) == 1
+    box = found[0].box
+    assert 30 < box[0] < box[2] < 30 + small.shape[1] and 20 < box[1] < box[3] < 20 + small.shape[0]
+    near = both.detect_near(canvas, box, 0.5)
+    assert len(near) == 1 and iou(near[0].box, box[None])[0] > 0.6
+    with pytest.raises(ConfigError, match="weights=PATH is for one range"):
+        get_detector("mediapipe", range="short+full", weights=str(both.weights))
+
+
+def test_auto_draws_mediapipes_box_like_haars(mediapipe_home, crema_d, monkeypatch):
+    """The box scaled and shifted (:data:`AUTO_MEDIAPIPE`) about BlazeFace's own, landmarks unmoved; on CREMA-D it
+    overlaps Haar's box more than BlazeFace's own box does."""
+    monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    own, auto, haar = get_detector("mediapipe"), get_detector("auto"), get_detector("haar")
+    gain = []
+    for clip in sorted(crema_d.glob("*.flv"))[:3]:
+        rgb = _frames(clip)[5]
+        (a,), (b,), (h,) = own.detect(rgb), auto.detect(rgb), haar.detect(rgb)
+        side = a.box[3] - a.box[1]
+        centre = (a.box[:2] + a.box[2:]) / 2 + np.array([0.0, AUTO_MEDIAPIPE["box_shift"] * side])
+        half = (a.box[2:] - a.box[:2]) / 2 * AUTO_MEDIAPIPE["box_scale"]
+        np.testing.assert_allclose(b.box, np.concatenate([centre - half, centre + half]), rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(b.landmarks5, a.landmarks5)
+        gain.append(iou(b.box, h.box[None])[0] - iou(a.box, h.box[None])[0])
+    assert min(gain) > 0.05
 
 
 @pytest.fixture(scope="module")
@@ -105,24 +153,23 @@ def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(
 
 
 @pytest.mark.slow
-def test_a_model_trained_on_crops_auto_cut_records_the_detector_that_cut_them(synth_root, mediapipe_home, tmp_path,
-                                                                            monkeypatch):
-    """Training crops cut from the videos by ``auto``: the checkpoint names the detector that ran (prediction
-    elsewhere then cuts the same crops, or says what to install), in the face spec and the extractor's record."""
+def test_features_auto_cut_in_training_are_stored_under_the_detector_that_ran(synth_root, mediapipe_home, tmp_path,
+                                                                             monkeypatch):
+    """Training crops cut from the videos by ``auto``: the store and the checkpoint's record name the id of the
+    detector that ran (``auto:mediapipe``), the checkpoint keeps ``auto`` (whichever runs draws the same box)."""
     monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    params = {"detector": "auto", "source": "video", "detect_every": 5}
     cfg = make_config({
         "data": {"root": str(synth_root)},
-        "features": {"store": str(tmp_path / "store"),
-                     "video": {"name": "face_hog",
-                               "params": {"detector": "auto", "source": "video", "detect_every": 5}}},
+        "features": {"store": str(tmp_path / "store"), "video": {"name": "face_hog", "params": params}},
         "model": {"name": "rjca", "params": {"hidden": 8, "head_hidden": 8}},
         "training": {"window": 60, "hop": 30, "batch_size": 4, "max_epochs": 1, "accelerator": "cpu"},
     })
     train(cfg, tmp_path / "run", progress=False)
-    meta = read_checkpoint_meta(tmp_path / "run" / "model.safetensors")
-    spec = meta["preprocessing"]
-    assert spec.faces.source == "video" and spec.faces.detector == "mediapipe"
-    assert spec.video_extractor.params["detector"] == "mediapipe"
-    assert spec.video_extractor.id == get_extractor("face_hog", detector="mediapipe", source="video",
-                                                    detect_every=5).id
+    spec = read_checkpoint_meta(tmp_path / "run" / "model.safetensors")["preprocessing"]
+    assert spec.faces.source == "video" and spec.faces.detector == "auto"
+    assert spec.video_extractor.params["detector"] == "auto"
+    assert spec.video_extractor.id == get_extractor("face_hog", **params).id
     assert spec.video_extractor.id in {p.name for p in (tmp_path / "store").rglob("*") if p.is_dir()}
+    monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "empty"))
+    assert get_extractor("face_hog", **params).id != spec.video_extractor.id  # Haar's crops: other features

@@ -34,7 +34,7 @@ from avaffect.errors import AvaffectError, ConfigError, DataError
 from avaffect.features.backbones.base import RUNTIME_PARAMS
 from avaffect.features.extractors.base import Extractor, audio_source
 from avaffect.features.faces.crops import face_crops
-from avaffect.features.faces.detectors import resolve_detector
+from avaffect.features.faces.detectors import detector_identity
 from avaffect.features.faces.pipeline import face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.store import same_sources, source_signature
@@ -105,9 +105,10 @@ class InputCache:
         self.root = Path(root)
         self.video, self.audio = video, audio
         self.crop_size = int(video.params["crop_size"])
-        self.detector = resolve_detector(str(video.params.get("detector", "haar")))  # auto: the one that cuts here
+        self.detector = str(video.params.get("detector", "haar"))
         self.faces = face_pipeline(detector=self.detector, crop_size=self.crop_size)  # every frame detected
-        self.crops_key = _key(f"crops{self.crop_size}", {"detector": self.detector, "size": self.crop_size})
+        self.crops_key = _key(f"crops{self.crop_size}", {"detector": detector_identity(self.detector),
+                                                          "size": self.crop_size})
         self.audio_key = _key(audio.name, {k: v for k, v in audio.params.items() if k not in _NOT_INPUTS})
 
     # ------------------------------------------------------------------ layout

@@ -46,7 +46,6 @@ from avaffect.evaluation.metrics import score_recordings
 from avaffect.evaluation.reports import write_predictions_csv
 from avaffect.features.e2e_inputs import InputCache
 from avaffect.features.extractors.base import ExtractorSpec
-from avaffect.features.faces.detectors import AUTO, resolve_detector
 from avaffect.features.faces.pipeline import FacePipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.features.preprocessing_spec import ExtractorRecord, FaceSpec, PreprocessingSpec
@@ -222,14 +221,10 @@ def preprocessing_spec(cfg: RunConfig, pipeline: FeaturePipeline, train_recs: li
     # recordings that never had media (features imported into the store) have no face source to vote with
     sources = {resolve_face_source(r, pipeline.video.params.get("source", "auto"), faces.detector)
                for r in train_recs if r.has_video or r.has_crops}
-    source = "crops" if sources == {"crops"} else "video"
-    if source == "video" and faces.detector == AUTO:  # its crops were cut by this install's detector: name it
-        faces = faces.model_copy(update={"detector": resolve_detector(AUTO)})
-        video_spec = video_spec.model_copy(update={"params": {**video_spec.params, "detector": faces.detector}})
     return PreprocessingSpec(
         audio_extractor=ExtractorRecord.of(audio_spec, pipeline.audio),
         video_extractor=ExtractorRecord.of(video_spec, pipeline.video),
-        faces=FaceSpec(source=source, pipeline=faces),
+        faces=FaceSpec(source="crops" if sources == {"crops"} else "video", pipeline=faces),
         window=cfg.training.window, hop=cfg.training.hop,
         fps=float(np.median([r.fps for r in train_recs])), targets=list(cfg.training.targets),
         trained_on=cfg.data.dataset)

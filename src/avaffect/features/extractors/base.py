@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError, validation_message
-from avaffect.features.faces.detectors import resolve_detector
+from avaffect.features.faces.detectors import detector_identity
 from avaffect.features.faces.pipeline import FacePipeline, face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.files import sha256_bytes
@@ -182,11 +182,11 @@ class Extractor(ABC):
 
     def hash_params(self) -> dict[str, Any]:
         """The parameters that make the feature id: all but :attr:`late_defaults` at their old value, a face
-        ``detector`` ``auto`` as the detector it resolves to here (what cuts the crops)."""
+        ``detector`` ``auto`` as ``auto:<the detector it runs here>`` (what cuts the crops)."""
         late = self.late_defaults
         out = {k: v for k, v in self.params.items() if not (k in late and v == late[k])}
         if "detector" in out:
-            out["detector"] = resolve_detector(out["detector"])
+            out["detector"] = detector_identity(out["detector"])
         return out
 
     @property

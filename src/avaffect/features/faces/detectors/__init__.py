@@ -27,14 +27,16 @@ name            needs                                     landmarks
                 (``avaffect weights import``)
 ``precomputed`` nothing: the frame *is* a face crop        none (the box is the whole image)
                 (Aff-Wild2 ``cropped_aligned``)
-``auto``        whichever of ``mediapipe`` (short range),     those of the detector it resolves to
-                ``haar`` this install has, in that order
+``auto``        whichever of ``mediapipe`` (short range,    those of the detector it resolves to
+                full range where that finds no face, its
+                box drawn like Haar's), ``haar`` this
+                install has, in that order
 =============== ========================================= ============================================
 
 ``auto`` (:mod:`~avaffect.features.faces.detectors.auto`) is the fastest accurate detector this install has: a
 config or a checkpoint that names it runs MediaPipe where ``avaffect[faces]`` and its model file are installed, Haar
-elsewhere (docs/benchmarks/face_auto.md). What ran is named in the outputs; a model trained on crops a detector cut
-records the detector ``auto`` resolved to.
+elsewhere, its box drawn like Haar's (docs/benchmarks/face_auto.md). What ran is named in the outputs and in the
+feature ids.
 
 Weight files are never downloaded: pass ``weights=PATH`` or put the file in
 ``$AVAFFECT_HOME/weights/`` (``AVAFFECT_HOME`` defaults to ``~/.cache/avaffect``); a missing file
@@ -46,7 +48,14 @@ A new backend goes in its own module here (``detectors/<name>.py``): subclass
 it. Detectors are picklable: OpenCV/dlib objects are built lazily and dropped when pickled.
 """
 
-from avaffect.features.faces.detectors.auto import AUTO, AUTO_ORDER, AutoDetector, resolve_detector
+from avaffect.features.faces.detectors.auto import (
+    AUTO,
+    AUTO_MEDIAPIPE,
+    AUTO_ORDER,
+    AutoDetector,
+    detector_identity,
+    resolve_detector,
+)
 from avaffect.features.faces.detectors.base import (
     Detection,
     FaceDetector,
@@ -71,7 +80,9 @@ from avaffect.features.faces.detectors.yunet import YUNET_FILE, YUNET_SOURCE, Yu
 __all__ = [
     "AUTO",
     "AUTO_ORDER",
+    "AUTO_MEDIAPIPE",
     "AutoDetector",
+    "detector_identity",
     "resolve_detector",
     "Detection",
     "FaceDetector",

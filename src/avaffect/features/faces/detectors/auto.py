@@ -5,14 +5,13 @@
 ``pip install 'avaffect[faces]'`` put LiteRT and ``avaffect weights import`` its model file (``make install`` does
 both), Haar, which needs nothing but OpenCV, elsewhere. On the CREMA-D clips the two flag the same frames as faces and
 a MediaPipe detection costs a fraction of Haar's, whose eye search it does not need (BlazeFace gives the eyes):
-``docs/benchmarks/face_auto.md``, with the boxes' agreement and the synthetic and moving-face sets.
+``docs/benchmarks/face_auto.md``, with the synthetic and moving-face sets.
 
-A config and a checkpoint keep the name ``auto``; what ran is resolved when the detector is built
-(:func:`resolve_detector`) and named where it matters: predict's JSON (``face_source``), a feature id (features cut
-by different detectors are different features), and a checkpoint whose training crops the detector cut (it records
-the detector that cut them, so that prediction elsewhere cuts the same crops or says what to install). A model that
-never saw the detector's crops (the demo's, trained on the synthetic set's crops folder) keeps ``auto``: each
-machine predicts with the best detector it has.
+``auto``'s MediaPipe draws its box like Haar (:data:`AUTO_MEDIAPIPE`: a scale and shift fitted on real faces), so
+the crops a model sees are close whichever ran (``face_auto.md``: the boxes' agreement and how far a model's values
+move). A config and a checkpoint keep the name ``auto``; what ran is resolved when the detector is built
+(:func:`resolve_detector`) and named in predict's JSON (``face_source``) and in a feature id
+(:func:`detector_identity`: features cut by different detectors are different features).
 """
 
 from __future__ import annotations
@@ -24,19 +23,34 @@ from avaffect.features.faces.detectors.base import FaceDetector, get_detector, r
 from avaffect.features.faces.detectors.haar import HaarDetector
 from avaffect.features.faces.detectors.mediapipe import MediaPipeDetector
 
-__all__ = ["AUTO", "AUTO_ORDER", "AutoDetector", "resolve_detector"]
+__all__ = ["AUTO", "AUTO_MEDIAPIPE", "AUTO_ORDER", "AutoDetector", "detector_identity", "resolve_detector"]
 
 #: the detector name that stands for "the fastest accurate detector this install has"
 AUTO = "auto"
-#: what ``auto`` tries, in order (the last needs nothing but OpenCV)
-AUTO_ORDER: tuple[type[FaceDetector], ...] = (MediaPipeDetector, HaarDetector)
+#: MediaPipe as ``auto`` runs it: the short-range model, the full-range one where a search of the whole frame finds no
+#: face (faces down to ~1/10 of the frame's width are found, then followed at short range), and the box drawn like
+#: Haar's, so that the crops (box + the pipeline's margin) are the same whichever of the two ran: 1.17x BlazeFace's box,
+#: moved up by 0.14 of its side (Haar's box against BlazeFace's on the same frames, median over CREMA-D: 1.18 / -0.15,
+#: a moving face: 1.14 / -0.12; docs/benchmarks/face_auto.md fits them again)
+AUTO_MEDIAPIPE: dict[str, Any] = {"range": "short+full", "box_scale": 1.17, "box_shift": -0.14}
+#: what ``auto`` tries, in order, with the parameters it runs it with (the last needs nothing but OpenCV)
+AUTO_ORDER: tuple[tuple[type[FaceDetector], dict[str, Any]], ...] = ((MediaPipeDetector, AUTO_MEDIAPIPE),
+                                                                     (HaarDetector, {}))
+
+
+def _choice() -> tuple[type[FaceDetector], dict[str, Any]]:
+    return next((c for c in AUTO_ORDER if c[0].available()), AUTO_ORDER[-1])
 
 
 def resolve_detector(name: str) -> str:
     """The detector ``name`` stands for: itself, or for ``auto`` the first of :data:`AUTO_ORDER` this install has."""
-    if name != AUTO:
-        return name
-    return next((c.name for c in AUTO_ORDER if c.available()), AUTO_ORDER[-1].name)
+    return _choice()[0].name if name == AUTO else name
+
+
+def detector_identity(name: str) -> str:
+    """What a feature id records of the detector ``name``: itself, or for ``auto`` ``auto:<the one it runs here>``
+    (``auto``'s MediaPipe is not ``mediapipe`` at its defaults: its boxes are drawn like Haar's)."""
+    return f"{AUTO}:{resolve_detector(name)}" if name == AUTO else name
 
 
 @register_detector
@@ -51,8 +65,9 @@ class AutoDetector(FaceDetector):
         if params:
             raise ConfigError(f"face detector auto takes no parameters (got {', '.join(sorted(params))}): they "
                               "belong to one detector; name it instead (one of "
-                              f"{', '.join(c.name for c in AUTO_ORDER)})")
-        return get_detector(resolve_detector(AUTO))
+                              f"{', '.join(c.name for c, _ in AUTO_ORDER)})")
+        cls_, settings = _choice()
+        return get_detector(cls_.name, **settings)
 
     def detect(self, rgb):  # pragma: no cover - never an instance: __new__ returns the resolved detector's
         raise NotImplementedError

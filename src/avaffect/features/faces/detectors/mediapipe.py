@@ -36,6 +36,8 @@ from avaffect.features.faces.detectors.base import (
     FaceDetector,
     _check_image,
     _positive,
+    _search_region,
+    _shift,
     landmarks_from,
     register_detector,
 )
@@ -142,50 +144,94 @@ def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, flo
     return out, s, float(px), float(py)
 
 
+#: ``range`` values that run two models: the first on every search, the second on a whole-frame search that the first
+#: found no face in (the full-range model finds faces a third the size the short-range one needs, at ~3x its cost)
+_CASCADES = {"short+full": ("short", "full")}
+
+
 @register_detector
 class MediaPipeDetector(FaceDetector):
     """MediaPipe BlazeFace (see the module docstring). ``range``: ``"short"`` (faces within about 2 m of the
-    camera, the usual webcam / interview framing) or ``"full"`` (smaller faces, up to about 5 m); ``weights``:
-    a path, else the registered file of that range."""
+    camera, the usual webcam / interview framing), ``"full"`` (smaller faces, up to about 5 m) or ``"short+full"``
+    (the short-range model, and the full-range one on a search of the whole frame that found no face: a small face
+    is found there, then followed by the short-range model around its box, where it is large); ``weights``: a path
+    (one range only), else the registered file of each range. ``box_scale`` / ``box_shift``: the box scaled about its
+    centre and moved down by that fraction of its side (default: BlazeFace's own box; the detector ``auto`` draws it
+    like Haar's, :mod:`~avaffect.features.faces.detectors.auto`); the landmarks are not moved."""
 
     name = "mediapipe"
     landmarks = "eyes+nose"
-    defaults = {"range": "short", "weights": None, "score_threshold": 0.5, "nms_threshold": 0.3}
-    _transient = ("_model",)
+    defaults = {"range": "short", "weights": None, "score_threshold": 0.5, "nms_threshold": 0.3, "box_scale": 1.0,
+                "box_shift": 0.0}
+    _transient = ("_models",)
 
     def validate(self) -> None:
-        if self.params["range"] not in _RANGES:
-            raise ConfigError(f"face detector mediapipe: range must be 'short' or 'full', got {self.params['range']!r}")
-        _positive(self, "score_threshold", "nms_threshold")
-        name, self.size, strides, per_layer = _RANGES[self.params["range"]]
-        self.weights = resolve_weights(self.params["weights"] or name)
-        self.anchors = blazeface_anchors(self.size, strides, per_layer)
+        rng = self.params["range"]
+        if rng not in _RANGES and rng not in _CASCADES:
+            raise ConfigError(f"face detector mediapipe: range must be one of {', '.join([*_RANGES, *_CASCADES])}, "
+                              f"got {rng!r}")
+        _positive(self, "score_threshold", "nms_threshold", "box_scale")
+        if not isinstance(self.params["box_shift"], (int, float)) or isinstance(self.params["box_shift"], bool):
+            raise ConfigError(f"face detector mediapipe: box_shift must be a number, got {self.params['box_shift']!r}")
+        self.ranges = _CASCADES.get(rng, (rng,))
+        if len(self.ranges) > 1 and self.params["weights"]:
+            raise ConfigError(f"face detector mediapipe: range {rng} runs two registered files; weights=PATH is for "
+                              "one range (short or full)")
+        self._files = {r: resolve_weights(self.params["weights"] or _RANGES[r][0]) for r in self.ranges}
+        self._anchors = {r: blazeface_anchors(_RANGES[r][1], *_RANGES[r][2:]) for r in self.ranges}
+        self.weights, self.size, self.anchors = self._files[self.ranges[0]], _RANGES[self.ranges[0]][1], \
+            self._anchors[self.ranges[0]]
 
     @classmethod
     def available(cls) -> bool:
-        """LiteRT installed and the short-range model file found (the cache folder or an installed mediapipe)."""
-        return runtime_installed() and locate_weights(WEIGHTS[_RANGES[cls.defaults["range"]][0]]) is not None
+        """LiteRT installed and the model files of both ranges found (the cache folder or an installed mediapipe)."""
+        return runtime_installed() and all(locate_weights(WEIGHTS[_RANGES[r][0]]) is not None for r in _RANGES)
 
-    def model(self) -> TfliteModel:
-        m = self.__dict__.get("_model")
+    def model(self, rng: str | None = None) -> TfliteModel:
+        """The interpreter of range ``rng`` (default: the first this detector runs), opened once."""
+        rng = rng or self.ranges[0]
+        models = self.__dict__.setdefault("_models", {})
+        m = models.get(rng)
         if m is None:
-            m = self._model = TfliteModel(self.weights, "the mediapipe face detector")
-            if m.input_shape[1:3] != (self.size, self.size) or m.outputs[0]["shape"][1] != len(self.anchors):
-                raise ConfigError(f"{self.weights}: not a BlazeFace {self.params['range']}-range model (input "
-                                  f"{m.input_shape}); give range to match the file")
+            size, anchors, path = _RANGES[rng][1], self._anchors[rng], self._files[rng]
+            m = models[rng] = TfliteModel(path, "the mediapipe face detector")
+            if m.input_shape[1:3] != (size, size) or m.outputs[0]["shape"][1] != len(anchors):
+                raise ConfigError(f"{path}: not a BlazeFace {rng}-range model (input {m.input_shape}); give range to "
+                                  "match the file")
         return m
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         rgb = _check_image(rgb)
-        sq, s, px, py = letterbox(rgb, self.size)
-        outs = self.model()(sq.astype(np.float32) / 127.5 - 1.0)
+        for rng in self.ranges:  # the next range only where the one before found nothing
+            found = self._detect(rgb, rng)
+            if found:
+                break
+        return found
+
+    def detect_near(self, rgb: np.ndarray, box: np.ndarray, search: float = 1.0) -> list[Detection]:
+        """The first range's model on the region around ``box`` (where the face is large: no second range)."""
+        rgb = _check_image(rgb)
+        (rx1, ry1, rx2, ry2) = _search_region(rgb.shape, box, search)
+        if rx2 - rx1 < 8 or ry2 - ry1 < 8:
+            return []
+        found = self._detect(np.ascontiguousarray(rgb[ry1:ry2, rx1:rx2]), self.ranges[0])
+        return [_shift(d, rx1, ry1) for d in found]
+
+    def _detect(self, rgb: np.ndarray, rng: str) -> list[Detection]:
+        size, anchors = _RANGES[rng][1], self._anchors[rng]
+        sq, s, px, py = letterbox(rgb, size)
+        outs = self.model(rng)(sq.astype(np.float32) / 127.5 - 1.0)
         raw, logits = (outs[0], outs[1]) if outs[0].shape[-1] == 16 else (outs[1], outs[0])
-        boxes, kps, scores = decode_blazeface(raw, logits, self.anchors, self.size,
-                                              float(self.params["score_threshold"]))
+        boxes, kps, scores = decode_blazeface(raw, logits, anchors, size, float(self.params["score_threshold"]))
+        scale, shift = float(self.params["box_scale"]), float(self.params["box_shift"])
         found = []
         for box, kp, score in weighted_nms(boxes, kps, scores, float(self.params["nms_threshold"])):
-            pix = lambda v: (v * self.size - np.array([px, py])) / s  # noqa: E731 - input [0, 1] -> frame pixels
+            pix = lambda v: (v * size - np.array([px, py])) / s  # noqa: E731 - input [0, 1] -> frame pixels
             b = np.concatenate([pix(box[:2]), pix(box[2:])])
+            if scale != 1.0 or shift != 0.0:
+                c, half = (b[:2] + b[2:]) / 2, (b[2:] - b[:2]) / 2
+                c = c + np.array([0.0, shift * 2 * half[1]])
+                b = np.concatenate([c - half * scale, c + half * scale])
             k = pix(kp)
             found.append(Detection(b, score, landmarks_from(k[:2], k[2])))
         return found
