@@ -27,6 +27,7 @@ from avaffect.features.weights import import_wheel
 from avaffect.media import iter_video_frames
 from avaffect.models.checkpoint import read_checkpoint_meta
 from avaffect.training.run import train
+from avaffect.workflows.predict import load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,21 @@ def test_features_auto_cut_in_training_are_stored_under_the_detector_that_ran(sy
     assert spec.video_extractor.id in {p.name for p in (tmp_path / "store").rglob("*") if p.is_dir()}
     monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "empty"))
     assert get_extractor("face_hog", **params).id != spec.video_extractor.id  # Haar's crops: other features
+
+
+def test_a_checkpoint_made_where_auto_ran_another_detector_is_not_another_version(auto_run, mediapipe_home, tmp_path,
+                                                                                  monkeypatch, caplog):
+    """The feature id of ``auto`` differs by install; predict says which detector runs here instead of warning of
+    another version (on the install where the checkpoint was made, it says nothing)."""
+    made = read_checkpoint_meta(auto_run)["preprocessing"].video_extractor.id
+    assert made in get_extractor("face_hog", detector="auto", detect_every=5).auto_ids()
+    assert get_extractor("face_hog", detect_every=5).auto_ids() == set()  # a named detector: no such ids
+    caplog.set_level("INFO")
+    said = {}
+    for home in (tmp_path / "empty", mediapipe_home):
+        monkeypatch.setenv("AVAFFECT_HOME", str(home))
+        caplog.clear()
+        load_predictor(auto_run)
+        said[get_extractor("face_hog", detector="auto", detect_every=5).id == made] = caplog.text
+    assert "another" not in said[True] and "another version" not in said[False]
+    assert "the face detector auto runs" in said[False]

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError, validation_message
-from avaffect.features.faces.detectors import detector_identity
+from avaffect.features.faces.detectors import AUTO, AUTO_ORDER, detector_identity
 from avaffect.features.faces.pipeline import FacePipeline, face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.files import sha256_bytes
@@ -177,8 +177,18 @@ class Extractor(ABC):
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps({"params": self.hash_params(), "version": self.version}, sort_keys=True)
-        return sha256_bytes(blob)[:8]
+        return self._hash(self.hash_params())
+
+    def _hash(self, params: dict[str, Any]) -> str:
+        return sha256_bytes(json.dumps({"params": params, "version": self.version}, sort_keys=True))[:8]
+
+    def auto_ids(self) -> set[str]:
+        """With a face ``detector`` ``auto``: the feature id this extractor has on each install (one per detector
+        ``auto`` may run there); else empty. A checkpoint made where ``auto`` ran another detector has another."""
+        if self.params.get("detector") != AUTO:
+            return set()
+        return {f"{self.name}-{self._hash({**self.hash_params(), 'detector': f'{AUTO}:{c.name}'})}"
+                for c, _ in AUTO_ORDER}
 
     def hash_params(self) -> dict[str, Any]:
         """The parameters that make the feature id: all but :attr:`late_defaults` at their old value, a face

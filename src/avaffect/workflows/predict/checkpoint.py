@@ -54,6 +54,7 @@ from avaffect.features.face_stream import (
     video_streamable,
 )
 from avaffect.features.faces import load_face_crops
+from avaffect.features.faces.detectors import AUTO, resolve_detector
 from avaffect.features.faces.pipeline import face_pipeline
 from avaffect.features.faces.quality import QUALITY_RULE, QualityLog
 from avaffect.features.faces.source import resolve_face_source
@@ -209,8 +210,12 @@ class Predictor(VideoPredictor):
                 raise AvaffectError(f"{self.checkpoint}: the {what} {record.name!r} this checkpoint was trained "
                                     f"with needs its weights: {e}") from None
         if record.id and ex.id != record.id:
-            log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
-                        self.checkpoint, record.name, ex.id, record.id)
+            if record.id in ex.auto_ids():  # its face detector auto runs another detector here than where it was made
+                log.info("%s: the face detector auto runs %s here (feature id %s; the checkpoint was made where it "
+                         "ran another: %s)", self.checkpoint, resolve_detector(AUTO), ex.id, record.id)
+            else:
+                log.warning("%s: extractor %s has id %s here but %s in the checkpoint (another version?)",
+                            self.checkpoint, record.name, ex.id, record.id)
         return ex
 
     def make_run(self, video: str, rec: Recording, tr: Traces, wall: float) -> PredictionRun:
