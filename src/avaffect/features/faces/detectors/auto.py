@@ -1,11 +1,11 @@
 """``auto``: the fastest accurate face detector this install has.
 
 ``auto`` tries :data:`AUTO_ORDER` in order and runs the first whose runtime and files are installed
-(:meth:`~avaffect.features.faces.detectors.base.FaceDetector.available`): MediaPipe's short-range BlazeFace where
-``pip install 'avaffect[faces]'`` put LiteRT and ``avaffect weights import`` its model file (``make install`` does
-both), Haar, which needs nothing but OpenCV, elsewhere. On the CREMA-D clips the two flag the same frames as faces and
-a MediaPipe detection costs a fraction of Haar's, whose eye search it does not need (BlazeFace gives the eyes):
-``docs/benchmarks/face_auto.md``, with the synthetic and moving-face sets.
+(:meth:`~avaffect.features.faces.detectors.base.FaceDetector.available`): MediaPipe's BlazeFace where
+``pip install 'avaffect[faces]'`` put LiteRT and ``avaffect weights import`` its two model files (``make install``
+does both), Haar, which needs nothing but OpenCV, elsewhere. On the CREMA-D clips the two flag the same frames as
+faces and a MediaPipe detection costs a fraction of Haar's, whose eye search it does not need (BlazeFace gives the
+eyes): ``docs/benchmarks/face_auto.md``, with the synthetic and moving-face sets.
 
 ``auto``'s MediaPipe draws its box like Haar (:data:`AUTO_MEDIAPIPE`: a scale and shift fitted on real faces), so
 the crops a model sees are close whichever ran (``face_auto.md``: the boxes' agreement and how far a model's values
@@ -55,8 +55,9 @@ def detector_identity(name: str) -> str:
 
 @register_detector
 class AutoDetector(FaceDetector):
-    """``get_detector("auto")`` builds the detector :func:`resolve_detector` picks, at its defaults (the instance is
-    that detector's: its ``name`` says which ran). Parameters belong to one detector: name it to set them."""
+    """``get_detector("auto")`` builds the detector :func:`resolve_detector` picks, with the parameters
+    :data:`AUTO_ORDER` gives it (the instance is that detector's: its ``name`` says which ran). Parameters belong to
+    one detector: name it to set them."""
 
     name = AUTO
     landmarks = "those of the detector it resolves to"
