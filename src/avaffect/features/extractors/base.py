@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avaffect.data.recording import Recording
 from avaffect.errors import AvaffectError, ConfigError, DataError, validation_message
-from avaffect.features.faces.detectors import AUTO, AUTO_ORDER, detector_identity
+from avaffect.features.faces.detectors import AUTO, auto_identities, detector_identity
 from avaffect.features.faces.pipeline import FacePipeline, face_pipeline
 from avaffect.features.faces.source import resolve_face_source
 from avaffect.files import sha256_bytes
@@ -187,12 +187,12 @@ class Extractor(ABC):
         ``auto`` may run there); else empty. A checkpoint made where ``auto`` ran another detector has another."""
         if self.params.get("detector") != AUTO:
             return set()
-        return {f"{self.name}-{self._hash({**self.hash_params(), 'detector': f'{AUTO}:{c.name}'})}"
-                for c, _ in AUTO_ORDER}
+        return {f"{self.name}-{self._hash({**self.hash_params(), 'detector': i})}" for i in auto_identities()}
 
     def hash_params(self) -> dict[str, Any]:
         """The parameters that make the feature id: all but :attr:`late_defaults` at their old value, a face
-        ``detector`` ``auto`` as ``auto:<the detector it runs here>`` (what cuts the crops)."""
+        ``detector`` ``auto`` as what cuts the crops here (:func:`~avaffect.features.faces.detectors.
+        detector_identity`)."""
         late = self.late_defaults
         out = {k: v for k, v in self.params.items() if not (k in late and v == late[k])}
         if "detector" in out:

@@ -53,6 +53,7 @@ from avaffect.features.faces.detectors.auto import (
     AUTO_MEDIAPIPE,
     AUTO_ORDER,
     AutoDetector,
+    auto_identities,
     detector_identity,
     resolve_detector,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "AUTO_ORDER",
     "AUTO_MEDIAPIPE",
     "AutoDetector",
+    "auto_identities",
     "detector_identity",
     "resolve_detector",
     "Detection",

@@ -23,7 +23,8 @@ from avaffect.features.faces.detectors.base import FaceDetector, get_detector, r
 from avaffect.features.faces.detectors.haar import HaarDetector
 from avaffect.features.faces.detectors.mediapipe import MediaPipeDetector
 
-__all__ = ["AUTO", "AUTO_MEDIAPIPE", "AUTO_ORDER", "AutoDetector", "detector_identity", "resolve_detector"]
+__all__ = ["AUTO", "AUTO_MEDIAPIPE", "AUTO_ORDER", "AutoDetector", "auto_identities", "detector_identity",
+           "resolve_detector"]
 
 #: the detector name that stands for "the fastest accurate detector this install has"
 AUTO = "auto"
@@ -47,10 +48,22 @@ def resolve_detector(name: str) -> str:
     return _choice()[0].name if name == AUTO else name
 
 
+def _identity(choice: tuple[type[FaceDetector], dict[str, Any]]) -> str:
+    cls, settings = choice  # at its defaults it cuts what the named detector cuts; else auto's own variant
+    return f"{AUTO}:{cls.name}" if settings else cls.name
+
+
 def detector_identity(name: str) -> str:
-    """What a feature id records of the detector ``name``: itself, or for ``auto`` ``auto:<the one it runs here>``
-    (``auto``'s MediaPipe is not ``mediapipe`` at its defaults: its boxes are drawn like Haar's)."""
-    return f"{AUTO}:{resolve_detector(name)}" if name == AUTO else name
+    """What a feature id records of the detector ``name``: itself; for ``auto`` the detector it runs here, as
+    ``auto:<name>`` where it runs it with other parameters than that detector's defaults (``auto:mediapipe``: its
+    boxes are drawn like Haar's) and as the plain name where the crops are the same (``haar``: features extracted
+    with ``haar`` serve ``auto`` there)."""
+    return _identity(_choice()) if name == AUTO else name
+
+
+def auto_identities() -> list[str]:
+    """:func:`detector_identity` of ``auto`` on each install: one per detector of :data:`AUTO_ORDER`."""
+    return [_identity(c) for c in AUTO_ORDER]
 
 
 @register_detector
