@@ -9,6 +9,7 @@ import pytest
 from shareddata import model_wheels
 
 import avaffect
+from avaffect.cli.main import main
 from avaffect.config import make_config
 from avaffect.errors import ConfigError
 from avaffect.features import tflite
@@ -135,7 +136,7 @@ def auto_run(synth_root, tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(auto_run, mediapipe_home, crema_d,
-                                                                                 tmp_path, monkeypatch):
+                                                                                 tmp_path, monkeypatch, capsys):
     """The checkpoint keeps ``auto``; predict runs Haar or MediaPipe by what is installed, names it, and on CREMA-D
     both flag a face on the same frames (every one)."""
     spec = read_checkpoint_meta(auto_run)["preprocessing"]
@@ -148,6 +149,8 @@ def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(
         df = avaffect.predict(auto_run, clip)
         runs[df.attrs["summary"]["face_source"]] = df
     assert set(runs) == {"haar", "mediapipe"}
+    assert main(["predict", str(auto_run), str(clip), "--out", str(tmp_path / "out")]) == 0
+    assert "face in 100% (mediapipe)" in capsys.readouterr().out  # the command line says which detector ran
     haar, mp = runs["haar"], runs["mediapipe"]
     assert len(haar) == len(mp) and haar["face_detected"].all() and mp["face_detected"].all()
     assert not np.allclose(haar["valence"], mp["valence"])  # different crops, a different run

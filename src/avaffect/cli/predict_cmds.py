@@ -108,7 +108,8 @@ def cmd_predict(args) -> int:
         since = time.perf_counter() - started if started is not None else 0.0
         whole = f", {s['duration_s'] / since:.1f}x counting the start-up ({since:.1f} s since the command started)" \
             if len(videos) == 1 and since > 0 else ""
-        print(f"{item['video']}: {s['frames']} frames, {who}face in {s['face_fraction']:.0%}, audio {s['audio']}, "
+        faces = f"face in {s['face_fraction']:.0%}" + (f" ({s['face_source']})" if s.get("face_source") else "")
+        print(f"{item['video']}: {s['frames']} frames, {who}{faces}, audio {s['audio']}, "
               f"{s['realtime_factor']}x real time{whole} → {item['paths']['csv']}")
         for w in s["warnings"]:
             print(f"  warning: {w}")
