@@ -28,16 +28,14 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from face_speed import CLIPS, compare, decode, moving_face, synthetic_videos
+from face_speed import CLIPS, compare, decode, moving_face, run_pipeline, synthetic_videos
 from pages import publish
 
 import avaffect
-from avaffect.features.faces.crops import iter_face_steps
 from avaffect.features.faces.detectors import AUTO_MEDIAPIPE, MediaPipeDetector, get_detector
 from avaffect.features.faces.pipeline import face_pipeline
 
@@ -74,14 +72,7 @@ def box_fit(frames: list[tuple[float, np.ndarray]]) -> np.ndarray:
 
 
 def run(frames: list[tuple[float, np.ndarray]], detector: str, params: dict, settings: dict) -> dict:
-    pipe = face_pipeline(detector=detector, detector_params=params, **settings)
-    st: dict = {}
-    t0 = time.thread_time()
-    steps = list(iter_face_steps(frames, pipe, stats=st, ahead=False))  # all of it on this thread: its CPU time
-    busy = time.thread_time() - t0
-    boxes = np.array([s.box if s.box is not None else [np.nan] * 4 for s in steps], np.float64)
-    angles = np.array([s.angle if s.box is not None else np.nan for s in steps], np.float64)
-    return {"busy": busy, "detect": st["detect_seconds"], "boxes": boxes, "angles": angles}
+    return run_pipeline(frames, face_pipeline(detector=detector, detector_params=params, **settings))
 
 
 def prediction_shift(checkpoint: Path, clips: list[Path], work: Path) -> list[dict]:

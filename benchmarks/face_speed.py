@@ -37,7 +37,7 @@ import people_videos as pv  # noqa: E402
 from face_tracking import iou  # noqa: E402  (row-wise IoU, one copy)
 
 from avaffect.features.faces.crops import iter_face_steps  # noqa: E402
-from avaffect.features.faces.pipeline import face_pipeline  # noqa: E402
+from avaffect.features.faces.pipeline import FacePipeline, face_pipeline  # noqa: E402
 from avaffect.media import frame_rgb, upright  # noqa: E402
 
 CLIPS = REPO.parent / "shared" / "data" / "crema_d"
@@ -82,17 +82,23 @@ def moving_face(work: Path, n: int = 300) -> list[Path]:
     return [out]
 
 
-def run(frames: list[tuple[float, np.ndarray]], haar: dict, every: int, other: dict) -> dict:
-    pipe = face_pipeline(detector_params=haar, detect_every=every, **({"roi_pad": 1.0} if haar == BEFORE else {}),
-                         **other)
+def run_pipeline(frames: list[tuple[float, np.ndarray]], pipe: FacePipeline) -> dict:
+    """The single-face pipeline on ``frames``, all of it on this thread (its CPU time is the pipeline's): busy and
+    detector seconds, boxes and levelling angles per frame (NaN without a face), the pipeline's counters."""
     st: dict = {}
     t0 = time.thread_time()
-    steps = list(iter_face_steps(frames, pipe, stats=st, ahead=False))  # all of it on this thread: its CPU time
+    steps = list(iter_face_steps(frames, pipe, stats=st, ahead=False))
     busy = time.thread_time() - t0
     boxes = np.array([s.box if s.box is not None else [np.nan] * 4 for s in steps], np.float64)
     angles = np.array([s.angle if s.box is not None else np.nan for s in steps], np.float64)
-    return {"busy": busy, "detect": st["detect_seconds"], "boxes": boxes, "angles": angles, "eyes": st["eyes_found"],
-            "searches": st["eye_searches"]}
+    return {"busy": busy, "detect": st["detect_seconds"], "boxes": boxes, "angles": angles, "stats": st}
+
+
+def run(frames: list[tuple[float, np.ndarray]], haar: dict, every: int, other: dict) -> dict:
+    pipe = face_pipeline(detector_params=haar, detect_every=every, **({"roi_pad": 1.0} if haar == BEFORE else {}),
+                         **other)
+    out = run_pipeline(frames, pipe)
+    return {**out, "eyes": out["stats"]["eyes_found"], "searches": out["stats"]["eye_searches"]}
 
 
 def compare(boxes: np.ndarray, ref: np.ndarray) -> tuple[int, float, float]:

