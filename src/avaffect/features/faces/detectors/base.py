@@ -161,8 +161,13 @@ class FaceDetector(ABC):
         (rx1, ry1, rx2, ry2) = _search_region(rgb.shape, box, search)
         if rx2 - rx1 < 8 or ry2 - ry1 < 8:
             return []
-        found = self.detect(np.ascontiguousarray(rgb[ry1:ry2, rx1:rx2]))
+        found = self.detect_region(np.ascontiguousarray(rgb[ry1:ry2, rx1:rx2]))
         return [_shift(d, rx1, ry1) for d in found]
+
+    def detect_region(self, rgb: np.ndarray) -> list[Detection]:
+        """Faces in the region :meth:`detect_near` cut around a tracked face, in its pixels (default:
+        :meth:`detect`; a detector may search it otherwise, the face being large there)."""
+        return self.detect(rgb)
 
     def detect_boxes(self, rgb: np.ndarray, near: np.ndarray | None = None, search: float = 1.0) -> list[Detection]:
         """:meth:`detect` (or, with ``near``, :meth:`detect_near`) without the landmarks that

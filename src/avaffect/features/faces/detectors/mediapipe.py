@@ -36,8 +36,6 @@ from avaffect.features.faces.detectors.base import (
     FaceDetector,
     _check_image,
     _positive,
-    _search_region,
-    _shift,
     landmarks_from,
     register_detector,
 )
@@ -208,14 +206,9 @@ class MediaPipeDetector(FaceDetector):
                 break
         return found
 
-    def detect_near(self, rgb: np.ndarray, box: np.ndarray, search: float = 1.0) -> list[Detection]:
-        """The first range's model on the region around ``box`` (where the face is large: no second range)."""
-        rgb = _check_image(rgb)
-        (rx1, ry1, rx2, ry2) = _search_region(rgb.shape, box, search)
-        if rx2 - rx1 < 8 or ry2 - ry1 < 8:
-            return []
-        found = self._detect(np.ascontiguousarray(rgb[ry1:ry2, rx1:rx2]), self.ranges[0])
-        return [_shift(d, rx1, ry1) for d in found]
+    def detect_region(self, rgb: np.ndarray) -> list[Detection]:
+        """The first range's model only (around a tracked face the face is large: no second range)."""
+        return self._detect(rgb, self.ranges[0])
 
     def _detect(self, rgb: np.ndarray, rng: str) -> list[Detection]:
         size, anchors = _RANGES[rng][1], self._anchors[rng]
